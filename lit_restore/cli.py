@@ -53,7 +53,9 @@ class LitRestoreCLI(LightningCLI):
         super().instantiate_classes()
         attach = getattr(self.model, "attach_measurement", None)
         if attach is not None and self.datamodule is not None:
-            attach(getattr(self.datamodule, "operator", None), getattr(self.datamodule, "noise", None))
+            attach(
+                getattr(self.datamodule, "operator", None), getattr(self.datamodule, "noise", None)
+            )
 
 
 class TrainCLI(LitRestoreCLI):
