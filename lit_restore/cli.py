@@ -107,11 +107,24 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
-    """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``."""
+    """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``.
+
+    A ``--config`` naming a suite file (:mod:`lit_restore.suite`) runs each of its entries as a
+    separate run of the same script, then compares them.
+    """
+    from lit_restore.suite import find_suite, run_suite
+
+    args = sys.argv[1:] if argv is None else argv
     if os.environ.get("LIT_RESTORE_DEBUG"):
+        found = find_suite(args)
+        if found is not None:
+            return run_suite(sys.argv[0], found[0], found[1])
         cli_class(args=argv)
         return 0
     try:
+        found = find_suite(args)
+        if found is not None:
+            return run_suite(sys.argv[0], found[0], found[1])
         cli_class(args=argv)
     except user_errors() as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
