@@ -394,3 +394,23 @@ def test_zero_shot_module_end_to_end(sampler_fn):
         module.run_hparams()["prior"] == "DenseGaussianPrior" and module.run_hparams()["steps"] == 8
     )
     assert not any(p.requires_grad for p in module.prior.parameters())
+
+
+def test_sampler_configs_instantiate():
+    """Every configs/sampler/*.yaml parses and instantiates through jsonargparse (as the CLI does)."""
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from lit_restore.samplers import Sampler
+
+    files = sorted(Path(__file__).resolve().parents[1].glob("configs/sampler/*.yaml"))
+    assert len(files) >= 10
+    parser = ArgumentParser()
+    parser.add_argument("--sampler", type=Sampler)
+    for f in files:
+        spec = yaml.safe_load(f.read_text())["model"]["init_args"]["sampler"]
+        cfg = parser.parse_object({"sampler": spec})
+        sampler = parser.instantiate_classes(cfg).sampler
+        assert isinstance(sampler, Sampler) and sampler.steps in (20, 100, 1000), f.name
