@@ -125,3 +125,19 @@ def test_gaussian_posterior_oracle():
     C = torch.linalg.inv(torch.linalg.inv(cov) + A.T @ A / s**2)
     mu = C @ (torch.linalg.inv(cov) @ mean + A.T @ y / s**2)
     assert torch.allclose(pm, mu, atol=1e-8) and torch.allclose(pc, C, atol=1e-8)
+
+
+def test_from_images_folder(tmp_path):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        arr = (torch.rand(12, 10, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(tmp_path / f"im{i}.png")
+    prior = GaussianPrior.from_images(tmp_path, num_bins=8)
+    # uniform noise on [-1, 1]: mean ≈ 0, white spectrum with variance 1/3
+    print(
+        f"folder fit: mean {prior.mean.flatten().tolist()}, mean power {prior.spectrum(8, 8).mean():.3f}"
+    )
+    assert prior.channels == 3 and prior.mean.abs().max() < 0.15
+    assert abs(prior.spectrum(8, 8).mean().item() - 1 / 3) < 0.1
