@@ -141,3 +141,23 @@ def test_from_images_folder(tmp_path):
     )
     assert prior.channels == 3 and prior.mean.abs().max() < 0.15
     assert abs(prior.spectrum(8, 8).mean().item() - 1 / 3) < 0.1
+
+
+def test_config_classes():
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from lit_restore.priors.base import DiffusionPrior
+    from lit_restore.priors.gaussian import PowerLawGaussianPrior
+
+    a = PowerLawGaussianPrior(alpha=2.0, std=0.4, f0=0.05, channels=1)
+    b = GaussianPrior.power_law(alpha=2.0, std=0.4, f0=0.05, channels=1)
+    assert torch.allclose(a.spectrum(8, 8), b.spectrum(8, 8), rtol=1e-5)
+    cfg = Path(__file__).resolve().parents[1] / "configs/prior/gaussian_powerlaw.yaml"
+    spec = yaml.safe_load(cfg.read_text())["model"]["init_args"]["prior"]
+    parser = ArgumentParser()
+    parser.add_argument("--prior", type=DiffusionPrior)
+    prior = parser.instantiate_classes(parser.parse_object({"prior": spec})).prior
+    assert isinstance(prior, PowerLawGaussianPrior) and prior.channels == 3

@@ -432,3 +432,19 @@ def test_bench_smoke():
     for method in bench.METHODS:
         row = bench.bench_one(method, prior, args, torch.device("cpu"))
         assert row["nfe"] == 2 and row["capped"] and row["seconds_per_image"] > 0
+
+
+def test_bf16_network_and_noiseless_ddnm_error():
+    prior, op, y, _, _ = _problem("sr")
+    module = ZeroShotRestoration(
+        prior, DDRM(steps=10), operator=op, noise=GaussianNoise(0.05), precision_bf16=True
+    )
+    batch = {"y": y, "index": torch.tensor([0]), "name": ["a"], "params": {}}
+    x_bf16 = module.restore(batch)
+    module32 = ZeroShotRestoration(_prior(), DDRM(steps=10), operator=op, noise=GaussianNoise(0.05))
+    x_32 = module32.restore(batch)
+    diff = (x_bf16 - x_32).abs().max().item()
+    print(f"bf16 vs fp32 network, DDRM 10 steps: max diff {diff:.3f}")
+    assert diff < 0.1 and module._nfe == 10
+    with pytest.raises(OperatorCapabilityError, match="DDNM needs a pseudo-inverse"):
+        DDNM(steps=3).sample(prior, _NoSVD(), torch.zeros(1, 1, 4, 4), sigma_y=0.0)

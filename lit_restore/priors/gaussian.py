@@ -330,3 +330,38 @@ class GaussianPrior(DiffusionPrior):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, bins={self.freqs.numel()}"
+
+
+class PowerLawGaussianPrior(GaussianPrior):
+    """:meth:`GaussianPrior.power_law` as a class, so configs can name it with ``class_path``."""
+
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        std: float = 0.5,
+        f0: float = 1.0 / 64,
+        mean: float | Sequence[float] = 0.0,
+        channels: int = 3,
+    ) -> None:
+        ref = GaussianPrior.power_law(alpha=alpha, std=std, f0=f0, mean=mean, channels=channels)
+        super().__init__(
+            mean=mean,
+            freqs=ref.freqs.double(),
+            power=ref.log_power.double().exp(),
+            channels=channels,
+        )
+        self.name = f"gaussian-powerlaw-{alpha:g}"
+
+
+class FittedGaussianPrior(GaussianPrior):
+    """:meth:`GaussianPrior.from_images` on a folder, as a class for configs (``source`` = folder)."""
+
+    def __init__(self, source: str, num_bins: int = 64) -> None:
+        ref = GaussianPrior.from_images(source, num_bins=num_bins)
+        super().__init__(
+            mean=ref.mean.flatten().tolist(),
+            freqs=ref.freqs.double(),
+            power=ref.log_power.double().exp(),
+            channels=ref.channels,
+        )
+        self.name = f"gaussian-fitted:{Path(source).name}"

@@ -35,7 +35,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from lit_restore.operators.base import OperatorCapabilityError
+from lit_restore.operators.base import LinearOperator, OperatorCapabilityError
 from lit_restore.samplers.base import Sampler, SamplingContext
 
 
@@ -97,24 +97,12 @@ class DDNM(Sampler):
             raise ValueError("DDNM needs an operator")
         if sigma_y > 0:
             self.require_svd("DDNM+ (noisy DDNM)", operator)
-        elif not operator.has_svd:
-            try:  # noiseless DDNM needs only A⁺ (e.g. an FFT pseudo-inverse)
-                operator.pinv(
-                    operator.A(
-                        torch.zeros(
-                            1, *self._probe_shape(prior), device=prior.alphas_cumprod.device
-                        )
-                    )
-                )
-            except OperatorCapabilityError as err:
-                raise OperatorCapabilityError(
-                    f"DDNM needs a pseudo-inverse A⁺ but {type(operator).__name__} has none: {err}"
-                ) from err
-
-    @staticmethod
-    def _probe_shape(prior) -> tuple[int, ...]:
-        s = prior.image_size or 8
-        return (prior.channels, s, s)
+        elif not operator.has_svd and type(operator).pinv is LinearOperator.pinv:
+            # noiseless DDNM needs only A⁺ (an SVD, or a structured override such as FFT)
+            raise OperatorCapabilityError(
+                f"DDNM needs a pseudo-inverse A⁺, but {type(operator).__name__} has neither an SVD "
+                "view nor its own pinv; use an SVD/FFT-capable operator or DPS/SaFaRI."
+            )
 
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
