@@ -132,6 +132,7 @@ class DDPG(Sampler):
     def hparams(self) -> dict:
         return {
             **super().hparams(),
+            "method": self.method_name.lower() if type(self) is DDPG else self.name,
             "gamma": self.gamma,
             "zeta": self.zeta,
             "eta_tilde": self.eta_tilde,
