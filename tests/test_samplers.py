@@ -474,3 +474,22 @@ def test_ddnm_plus_equals_ddrm_with_eta_b_one(kind):
         prior, op, ys, sigma_y=SIGMA_Y, generator=torch.Generator().manual_seed(0)
     )
     assert (a - c).abs().max().item() > 1e-2  # η_b matters, so the agreement above is not vacuous
+
+
+def test_dps_paper_step_equals_code_step_with_double_scale():
+    """ζ′/‖r‖·∇‖r‖² = 2ζ′·∇‖r‖: the paper's normalised step is the code's with scale = 2ζ′."""
+    prior, op, _, _, _ = _problem("blur")
+    ys = torch.randn(4, 16, generator=torch.Generator().manual_seed(9)) * 0.3
+    a = DPS(steps=20, scale=0.6, step="code").sample(
+        prior, op, ys, sigma_y=0.1, generator=torch.Generator().manual_seed(0)
+    )
+    b = DPS(steps=20, scale=0.3, step="paper").sample(
+        prior, op, ys, sigma_y=0.1, generator=torch.Generator().manual_seed(0)
+    )
+    c = DPS(steps=20, scale=0.3, step="code").sample(
+        prior, op, ys, sigma_y=0.1, generator=torch.Generator().manual_seed(0)
+    )
+    print(
+        f"code(0.6) vs paper(0.3): {(a - b).abs().max():.2e}; code(0.3) vs paper(0.3): {(c - b).abs().max():.2e}"
+    )
+    assert (a - b).abs().max().item() < 1e-5 and (c - b).abs().max().item() > 1e-3
