@@ -1,0 +1,29 @@
+"""Zero-shot guidance methods on one shared loop (see :mod:`lit_restore.samplers.base`)."""
+
+from lit_restore.samplers.base import DDIM, DDPM, Sampler, SamplingContext, StepInfo, respace
+from lit_restore.samplers.ddnm import DDNM
+from lit_restore.samplers.ddpg import DDPG, IDPG
+from lit_restore.samplers.ddrm import DDRM
+from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
+from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
+from lit_restore.samplers.safari import SaFaRI, SpatialFrequencyFidelity
+
+__all__ = [
+    "DDIM",
+    "DDNM",
+    "DDPG",
+    "DDPM",
+    "DDRM",
+    "DPS",
+    "FDGR",
+    "IDPG",
+    "Fidelity",
+    "PixelFidelity",
+    "SaFaRI",
+    "Sampler",
+    "SamplingContext",
+    "SpatialFrequencyFidelity",
+    "StepInfo",
+    "gradient_regularizer_grad",
+    "respace",
+]

@@ -1,0 +1,305 @@
+"""The one sampling loop every zero-shot method shares.
+
+A method implements :meth:`Sampler.step` (one reverse transition ``x_t → x_{t_next}``) and, if it
+needs them, :meth:`Sampler.init` (x_T), :meth:`Sampler.finalize` (the returned image) and
+:meth:`Sampler.check` (capabilities of the operator, e.g. an SVD). The loop owns respacing, the
+progress bar, the per-step callback, per-image noise and NFE counting.
+
+**Respacing.** ``spacing="uniform"`` (alias ``"leading"``) is the DDIM/DDRM/DDNM/DDPG rule
+``skip = T // N``, ``t = (N−1)·skip, …, skip, 0`` — T=1000, N=100 gives 990, 980, …, 0 — followed
+by ``t = −1`` with ᾱ₋₁ = 1 (DDIM ``compute_alpha``; DDNM ``get_schedule_jump``).
+``spacing="linspace"`` is guided-diffusion's ``space_timesteps(T, [N])``: evenly spread over
+[0, T−1], so N = T reproduces the full 1000-step chain 999 … 0 that DPS uses.
+
+**Generic transition** (DDIM, Song et al. 2021, Eq. 12): with ε̂ = (x_t − √ᾱ_t x̂0)/√(1−ᾱ_t),
+
+    x_{t'} = √ᾱ_{t'} x̂0 + √(1−ᾱ_{t'}−σ²) ε̂ + σ z,   σ = η √((1−ᾱ_{t'})/(1−ᾱ_t)) √(1−ᾱ_t/ᾱ_{t'}).
+
+η = 1 is exactly DDPM ancestral sampling with the posterior variance β̃ ("fixedsmall") on the
+respaced chain: √ᾱ_{t'} x̂0 + √(1−ᾱ_{t'}−β̃) ε̂ equals the posterior mean μ̃_t(x_t, x̂0) of
+Ho et al. 2020, Eq. 7 (guided-diffusion ``q_posterior_mean_variance``); η = 0 is deterministic DDIM.
+Recomputing ε̂ from a clamped x̂0 mirrors guided-diffusion ``ddim_sample`` / ``p_sample``.
+
+**Per-image randomness.** ``generator`` may be one ``torch.Generator`` or a list with one per
+image (:func:`lit_restore.utils.seeding.randn_per_image`): then image *b*'s result depends only on
+its own generator, never on its batch mates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lit_restore.operators.base import LinearOperator, OperatorCapabilityError
+from lit_restore.priors.base import DiffusionPrior
+from lit_restore.utils.seeding import randn_per_image
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@dataclass
+class StepInfo:
+    """What the per-step ``callback`` receives (tensors are detached)."""
+
+    i: int  #: step index in the schedule
+    t: int  #: original timestep of x_t
+    t_next: int  #: original timestep of the result (−1 = clean)
+    x_t: Tensor
+    x0: Tensor  #: the denoised estimate x̂0 used at this step (after the method's correction)
+    x_next: Tensor
+
+
+@dataclass
+class SamplingContext:
+    """Everything one run needs; handed to :meth:`Sampler.step`."""
+
+    prior: DiffusionPrior
+    operator: LinearOperator | None
+    y: Tensor | None
+    sigma_y: float
+    generator: Generators
+    shape: tuple[int, ...]
+    num_timesteps: int
+    sampler: Sampler
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def randn(self, like: Tensor | None = None) -> Tensor:
+        """Standard normal noise of the image shape (or ``like``'s), one generator per image."""
+        shape = tuple(like.shape) if like is not None else self.shape
+        dev = like.device if like is not None else self.device
+        return randn_per_image(shape, self.generator, device=dev)
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior.alphas_cumprod.device
+
+    def alpha_bar(self, t: int, like: Tensor) -> Tensor:
+        """ᾱ_t as a broadcastable tensor (t = −1 → 1)."""
+        tt = torch.full((like.shape[0],), t, device=like.device, dtype=torch.long)
+        return self.prior.alpha_bar(tt, like)
+
+    def eps(self, x: Tensor, t: int) -> Tensor:
+        """The prior's ε̂(x, t); counts one network evaluation."""
+        self.sampler.nfe += 1
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        dtype = self.sampler.autocast_dtype
+        if dtype is not None:
+            with torch.autocast(device_type=x.device.type, dtype=dtype):
+                return self.prior.eps(x, tt).float()
+        return self.prior.eps(x, tt)
+
+    def x0_from_eps(self, x: Tensor, t: int, eps: Tensor) -> Tensor:
+        a = self.alpha_bar(t, x)
+        return (x - (1 - a).sqrt() * eps) / a.sqrt()
+
+    def eps_from_x0(self, x: Tensor, t: int, x0: Tensor) -> Tensor:
+        a = self.alpha_bar(t, x)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
+    """Original timesteps visited, in sampling order (descending, without the final −1)."""
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    if spacing in ("uniform", "leading"):
+        skip = num_timesteps // steps
+        return list(range(0, num_timesteps, skip))[:steps][::-1]
+    if spacing == "linspace":
+        if steps == 1:
+            return [num_timesteps - 1]
+        frac = (num_timesteps - 1) / (steps - 1)
+        return sorted({round(i * frac) for i in range(steps)}, reverse=True)
+    raise ValueError(f"unknown spacing {spacing!r}; choose 'uniform' (= 'leading') or 'linspace'")
+
+
+class Sampler:
+    """Base class: the shared reverse-diffusion loop.
+
+    Args:
+        steps: number of denoising steps N (network evaluations for most methods).
+        spacing: ``"uniform"``/``"leading"`` (skip = T//N) or ``"linspace"`` (guided-diffusion).
+        eta: DDIM η of the generic transition (1 = DDPM ancestral, 0 = deterministic DDIM).
+        clip_denoised: clamp x̂0 to [-1, 1] before the transition.
+        progress: show a tqdm bar.
+    """
+
+    #: short name used in logs / hparams
+    name: str = "sampler"
+
+    def __init__(
+        self,
+        steps: int = 100,
+        spacing: str = "uniform",
+        eta: float = 1.0,
+        clip_denoised: bool = True,
+        progress: bool = False,
+    ) -> None:
+        respace(1000, steps, spacing)  # validate early
+        self.steps = int(steps)
+        self.spacing = spacing
+        self.eta = float(eta)
+        self.clip_denoised = clip_denoised
+        self.progress = progress
+        self.nfe = 0
+        #: set by ZeroShotRestoration(precision_bf16=True): network calls run under autocast.
+        self.autocast_dtype: torch.dtype | None = None
+
+    # ---------------------------------------------------------- schedule
+    def timesteps(self, num_timesteps: int = 1000) -> list[int]:
+        return respace(num_timesteps, self.steps, self.spacing)
+
+    def schedule(self, num_timesteps: int = 1000) -> list[tuple[int, int]]:
+        """Pairs ``(t, t_next)``; ``t_next > t`` means a forward jump (DDNM time travel)."""
+        ts = self.timesteps(num_timesteps)
+        return list(zip(ts, [*ts[1:], -1]))
+
+    # ----------------------------------------------------- method hooks
+    def check(self, prior: DiffusionPrior, operator: LinearOperator | None, sigma_y: float) -> None:
+        """Raise a clear error before sampling if the operator lacks a needed capability."""
+
+    def init(self, ctx: SamplingContext) -> Tensor:
+        """x_T; default N(0, I)."""
+        return ctx.randn()
+
+    def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
+        """One reverse transition; returns ``(x_{t_next}, x̂0)``. Default: unconditional."""
+        with torch.no_grad():
+            x0 = self.denoise(ctx, x, t)
+            return self.transition(ctx, x, x0, t, t_next), x0
+
+    def travel(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> Tensor:
+        """Forward jump ``t → t_next > t``; default re-noises the last x̂0 (RePaint/DDNM)."""
+        x0 = ctx.state["x0"]
+        a = ctx.alpha_bar(t_next, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * ctx.randn(x0)
+
+    def finalize(self, ctx: SamplingContext, x: Tensor) -> Tensor:
+        return x
+
+    # -------------------------------------------------- shared pieces
+    def denoise(self, ctx: SamplingContext, x: Tensor, t: int) -> Tensor:
+        """Tweedie x̂0 from the prior's ε̂ (clamped if ``clip_denoised``)."""
+        x0 = ctx.x0_from_eps(x, t, ctx.eps(x, t))
+        return x0.clamp(-1, 1) if self.clip_denoised else x0
+
+    def transition(
+        self,
+        ctx: SamplingContext,
+        x: Tensor,
+        x0: Tensor,
+        t: int,
+        t_next: int,
+        eta: float | None = None,
+        eps: Tensor | None = None,
+    ) -> Tensor:
+        """The generic DDIM(η) transition (module docstring); η = 1 is DDPM ancestral."""
+        eta = self.eta if eta is None else eta
+        a = ctx.alpha_bar(t, x)
+        a_next = ctx.alpha_bar(t_next, x)
+        if eps is None:
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        sigma = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)).clamp_min(0).sqrt()
+        x_next = a_next.sqrt() * x0 + (1 - a_next - sigma**2).clamp_min(0).sqrt() * eps
+        if t_next >= 0 and eta > 0:
+            x_next = x_next + sigma * ctx.randn(x)
+        return x_next
+
+    def image_shape(self, prior: DiffusionPrior, operator: LinearOperator | None, y: Tensor | None):
+        if operator is None or y is None:
+            raise ValueError(
+                f"{type(self).__name__}.sample needs an operator and a measurement y "
+                "(or x_shape=... for an unconditional run)"
+            )
+        with torch.no_grad():
+            return tuple(operator.adjoint(y).shape)  # Aᵀy lives in image space
+
+    @staticmethod
+    def require_svd(method: str, operator: LinearOperator | None) -> None:
+        if operator is None or not operator.has_svd:
+            name = type(operator).__name__ if operator is not None else "None"
+            raise OperatorCapabilityError(
+                f"{method} needs an operator with an SVD view (has_svd=True), but {name} has none; "
+                "use an SVD-capable operator (DenseOperator, SR, masks, separable blur) or a "
+                "method that needs only A and Aᵀ (DPS, SaFaRI)."
+            )
+
+    # ------------------------------------------------------------- loop
+    def sample(
+        self,
+        prior: DiffusionPrior,
+        operator: LinearOperator | None,
+        y: Tensor | None,
+        *,
+        sigma_y: float = 0.0,
+        generator: Generators = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        x_shape: Sequence[int] | None = None,
+    ) -> Tensor:
+        """Restore ``y``; returns x̂0 in model space.
+
+        Args:
+            prior: a frozen :class:`DiffusionPrior`.
+            operator: the (bound) degradation operator.
+            y: the measurement, shaped as ``operator.A`` returns.
+            sigma_y: noise std in **model space** ([-1, 1]; ``noise.model_sigma``).
+            generator: one generator, or a list with one per image.
+            callback: called after each step with a :class:`StepInfo`.
+            x_shape: image batch shape; inferred from ``Aᵀy`` when omitted (needed when
+                ``operator`` is None, i.e. unconditional sampling).
+        """
+        self.check(prior, operator, float(sigma_y))
+        shape = tuple(x_shape) if x_shape is not None else self.image_shape(prior, operator, y)
+        ctx = SamplingContext(
+            prior=prior,
+            operator=operator,
+            y=y,
+            sigma_y=float(sigma_y),
+            generator=generator,
+            shape=shape,
+            num_timesteps=prior.num_timesteps,
+            sampler=self,
+        )
+        self.nfe = 0
+        pairs = self.schedule(prior.num_timesteps)
+        with torch.no_grad():
+            x = self.init(ctx)
+        bar = tqdm(pairs, desc=type(self).__name__, disable=not self.progress, leave=False)
+        for i, (t, t_next) in enumerate(bar):
+            if t_next > t:
+                with torch.no_grad():
+                    x = self.travel(ctx, x, t, t_next)
+                continue
+            x_next, x0 = self.step(ctx, x, t, t_next)
+            x_next, x0 = x_next.detach(), x0.detach()
+            ctx.state["x0"] = x0
+            if callback is not None:
+                callback(StepInfo(i=i, t=t, t_next=t_next, x_t=x.detach(), x0=x0, x_next=x_next))
+            x = x_next
+        with torch.no_grad():
+            return self.finalize(ctx, x)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"method": self.name, "steps": self.steps, "eta": self.eta}
+
+
+class DDPM(Sampler):
+    """Unconditional ancestral sampling (η = 1): the loop with no guidance (prior checks)."""
+
+    name = "ddpm"
+
+    def __init__(self, steps: int = 1000, spacing: str = "linspace", **kwargs) -> None:
+        super().__init__(steps=steps, spacing=spacing, eta=1.0, **kwargs)
+
+
+class DDIM(Sampler):
+    """Unconditional DDIM with η (Song et al. 2021)."""
+
+    name = "ddim"
+
+    def __init__(self, steps: int = 50, eta: float = 0.0, **kwargs) -> None:
+        super().__init__(steps=steps, eta=eta, **kwargs)
