@@ -1,0 +1,6 @@
+"""LightningModules: every restoration method shares :class:`RestorationModule`'s steps."""
+
+from lit_restore.modules.base import PseudoInverse, RestorationModule
+from lit_restore.modules.zero_shot import ZeroShotRestoration
+
+__all__ = ["PseudoInverse", "RestorationModule", "ZeroShotRestoration"]
