@@ -537,3 +537,60 @@ def test_diffusion_prior_module_ddp_two_processes(tmp_path):
     assert res == {**res, "world": 2, "step": 3, "ranks_equal": True, "ckpt_matches": True}
     assert math.isfinite(res["val_loss"])
     print(f"DDP 2-process CPU training: {time.time() - start:.1f} s")
+
+
+# ------------------------------------------------------------------ config fragments
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _prior_from_yaml(name: str, **init_overrides):
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    spec = yaml.safe_load((CONFIGS / "prior" / f"{name}.yaml").read_text())["model"]["init_args"][
+        "prior"
+    ]
+    spec["init_args"].update(init_overrides)
+    parser = ArgumentParser()
+    parser.add_argument("--prior", type=DiffusionPrior)
+    cfg = parser.parse_object({"prior": spec})
+    return parser.instantiate(cfg).prior
+
+
+@pytest.mark.parametrize(
+    ("name", "manifest"),
+    [
+        ("adm_imagenet256_uncond", "adm_imagenet256_uncond"),
+        ("adm_ffhq256_dps", "adm_ffhq256_dps"),
+        ("ddim_celebahq256", "ddim_celebahq256"),
+    ],
+)
+def test_prior_config_fragments_build_published_layouts(name, manifest):
+    ref = json.loads((REF / f"{manifest}.keys.json").read_text())
+    with torch.device("meta"):
+        prior = _prior_from_yaml(name, checkpoint=None)
+    assert shapes(prior.net) == ref
+
+
+def test_tiny_adm_fragment_and_experiment_config(tmp_path):
+    import yaml
+
+    from lit_restore.modules.diffusion_prior import DiffusionPriorModule
+
+    exp = yaml.safe_load((CONFIGS / "experiment" / "prior_deadleaves_64.yaml").read_text())
+    with torch.device("meta"):
+        module = DiffusionPriorModule(**exp["model"]["init_args"])
+    assert module.net.image_size == 64 == exp["data"]["init_args"]["crop_size"]
+    callbacks = [c["class_path"] for c in exp["trainer"]["callbacks"]]
+    assert "lightning.pytorch.callbacks.EMAWeightAveraging" in callbacks
+    # a Lightning-style checkpoint of the module, resolved through configs/prior/tiny_adm.yaml
+    small = DiffusionPriorModule(network=TRAIN_NET)
+    ckpt = {
+        "hyper_parameters": dict(small.hparams),
+        "state_dict": small.state_dict(),
+        "global_step": 0,
+    }
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    prior = _prior_from_yaml("tiny_adm", name_or_path=str(tmp_path / "last.ckpt"))
+    assert isinstance(prior, ADMPrior) and prior.image_size == 16
+    assert torch.equal(prior.net.out[2].weight, small.net.out[2].weight)
