@@ -28,9 +28,8 @@ from lit_restore.priors import registry as reg
 from lit_restore.priors.adm_unet import AttentionBlock
 from lit_restore.priors.loading import extract_state_dict, load_weights, read_checkpoint
 
-REF = Path(__file__).resolve().parents[1].parent.parent / "shared" / "reference"
-if not REF.is_dir():  # worktree layout /work/wt/<name>; main layout /work/main
-    REF = Path("/work/shared/reference")
+# copies of shared/reference/*.keys.json (names and shapes of the public checkpoints)
+REF = Path(__file__).resolve().parent / "data" / "reference"
 
 TINY_ADM = dict(
     image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2", attention_resolutions="16",
@@ -272,6 +271,7 @@ def test_fetch_file_url_and_checksum(tmp_path, monkeypatch):
     # Google-Drive entries are manual
     with pytest.raises(fetch_mod.FetchError, match=r"drive\.google\.com"):
         fetch_mod.fetch("adm-ffhq256-dps", tmp_path / "dl3")
+    assert fetch_mod.main(["adm-ffhq256-dps", "--dir", str(tmp_path / "dl3")]) == 1
 
 
 # ------------------------------------------------------------------ prior interface
@@ -307,6 +307,10 @@ def test_bf16_torso_close_to_fp32():
     low = p.eps(x, t)
     assert low.dtype == torch.float32
     assert (low - ref).abs().mean() / ref.abs().mean() < 0.05
+    # a model cast as a whole (e.g. Lightning "bf16-true") also runs
+    p.net.to(torch.bfloat16)
+    whole = p.net(x.bfloat16(), t)[:, :3].float()
+    assert whole.dtype == torch.float32 and (whole - ref).abs().mean() / ref.abs().mean() < 0.05
 
 
 def test_diffusers_prior(tmp_path):

@@ -413,7 +413,8 @@ class ADMUNet(nn.Module):
         )
         if y is not None:
             emb = emb + self.label_emb(y)
-        h = x.to(self.torso_dtype)
+        # dtypes from the weights, so a model cast as a whole (.to(torch.bfloat16)) also works
+        h = x.to(self.input_blocks[0][0].weight.dtype)
         hs = []
         for block in self.input_blocks:
             h = block(h, emb)
@@ -421,4 +422,4 @@ class ADMUNet(nn.Module):
         h = self.middle_block(h, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h.to(x.dtype) if x.dtype.is_floating_point else h.float())
+        return self.out(h.to(self.out[2].weight.dtype)).to(x.dtype)
