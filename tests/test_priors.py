@@ -114,6 +114,29 @@ def test_attention_matches_reference_order(new_order):
     assert (blk(x) - wrong).abs().max() > 1e-3
 
 
+def test_ddim_attention_matches_bmm_reference():
+    from lit_restore.priors.ddim_unet import AttnBlock
+
+    torch.manual_seed(0)
+    blk = AttnBlock(32)
+    x = torch.randn(2, 32, 4, 4)
+    n = blk.norm(x)
+    q, k, v = (c(n).reshape(2, 32, 16) for c in (blk.q, blk.k, blk.v))
+    w = torch.bmm(q.permute(0, 2, 1), k).mul(32**-0.5).softmax(dim=2)  # [B, i, j]
+    h = torch.bmm(v, w.permute(0, 2, 1)).reshape(2, 32, 4, 4)
+    torch.testing.assert_close(blk(x), x + blk.proj_out(h), atol=1e-5, rtol=1e-5)
+
+
+def test_adm_conv_resampling_names():
+    """Without resblock_updown, guided-diffusion names the resamplers ``op`` and ``conv``."""
+    net = ADMUNet(**{**TINY_ADM, "resblock_updown": False})
+    keys = set(net.state_dict())
+    assert "input_blocks.2.0.op.weight" in keys
+    assert any(k.startswith("output_blocks.") and k.endswith(".conv.weight") for k in keys)
+    out = net(torch.randn(1, 3, 32, 32), torch.tensor([3]))
+    assert out.shape == (1, 6, 32, 32)
+
+
 def test_timestep_embeddings_follow_each_layout():
     from lit_restore.priors.adm_unet import timestep_embedding
     from lit_restore.priors.ddim_unet import get_timestep_embedding
