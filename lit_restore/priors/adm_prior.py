@@ -132,9 +132,14 @@ class ADMPrior(DiffusionPrior):
         (its flags are in the checkpoint's ``hyper_parameters``) or from a plain state dict plus
         the network flags given as ``overrides``."""
         path = _resolve(path)
-        obj = read_checkpoint(path)
+        return cls.from_object(read_checkpoint(path), f"checkpoint {str(path)!r}", **overrides)
+
+    @classmethod
+    def from_object(cls, obj: Any, source: str = "checkpoint", **overrides: Any) -> ADMPrior:
+        """:meth:`from_checkpoint` for an already read checkpoint object (read big files once)."""
         flags: dict[str, Any] = {}
-        if isinstance(obj, Mapping) and isinstance(obj.get("hyper_parameters"), Mapping):
+        lightning = isinstance(obj, Mapping) and isinstance(obj.get("hyper_parameters"), Mapping)
+        if lightning:
             hp = obj["hyper_parameters"]
             flags.update(hp.get("network") or {})
             for key in ("channels", "beta_schedule", "num_timesteps"):
@@ -142,13 +147,13 @@ class ADMPrior(DiffusionPrior):
                     flags[key] = hp[key]
         flags.update(overrides)
         flags.pop("use_checkpoint", None)
+        flags.pop("checkpoint", None)
         try:
             prior = cls(**flags)
         except TypeError as err:
-            raise CheckpointError(f"bad ADM flags for {str(path)!r}: {err}") from err
-        prefix = "net." if isinstance(obj, Mapping) and "hyper_parameters" in obj else None
+            raise CheckpointError(f"bad ADM flags for {source}: {err}") from err
         load_state_dict_strict(
-            prior.net, extract_state_dict(obj, prefix), f"checkpoint {str(path)!r}"
+            prior.net, extract_state_dict(obj, "net." if lightning else None), source
         )
         prior.net.set_dtype(prior.net.torso_dtype)
         return prior

@@ -152,15 +152,13 @@ def build_prior(
     return cls(**cfg, checkpoint=None if checkpoint is None else str(checkpoint))
 
 
-def _match_layout(path: Path) -> PriorEntry | None:
-    """The registry entry whose network layout equals the state dict in ``path`` (meta-device
-    build, no allocation)."""
+def _match_layout(sd: dict) -> PriorEntry | None:
+    """The registry entry whose network layout equals state dict ``sd`` (meta-device build, no
+    allocation)."""
     import torch
 
     from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-    from lit_restore.priors.loading import extract_state_dict, read_checkpoint
 
-    sd = extract_state_dict(read_checkpoint(path))
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     for entry in REGISTRY.values():
         cls = ADMPrior if entry.cls == "ADMPrior" else DDIMPrior
@@ -183,7 +181,11 @@ def load_prior(name_or_path: str | os.PathLike, **overrides: Any) -> DiffusionPr
     * a directory → :class:`DiffusersPrior`.
     """
     from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-    from lit_restore.priors.loading import read_checkpoint
+    from lit_restore.priors.loading import (
+        extract_state_dict,
+        load_state_dict_strict,
+        read_checkpoint,
+    )
 
     text = str(name_or_path)
     if text in REGISTRY and not Path(text).exists():
@@ -195,20 +197,26 @@ def load_prior(name_or_path: str | os.PathLike, **overrides: Any) -> DiffusionPr
 
         return DiffusersPrior(str(path), **overrides)
     arch = overrides.pop("arch", None)
+    obj = read_checkpoint(path)  # read once: published files are hundreds of MB
+    source = f"checkpoint {str(path)!r}"
     if arch is None:
-        obj = read_checkpoint(path)
         if isinstance(obj, dict) and "hyper_parameters" in obj:
-            return ADMPrior.from_checkpoint(path, **overrides)
+            return ADMPrior.from_object(obj, source, **overrides)
         if not overrides:
-            entry = _match_layout(path)
+            sd = extract_state_dict(obj)
+            entry = _match_layout(sd)
             if entry is not None:
-                return build_prior(entry, path)
+                prior = build_prior(entry, None, frozen=False)
+                load_state_dict_strict(prior.net, sd, source)
+                return prior.freeze()
         raise ValueError(
             f"cannot tell which network {str(path)!r} holds: pass arch='adm' or arch='ddim' with its "
             "flags (e.g. load_prior(path, arch='adm', image_size=256, num_channels=256, …))."
         )
     if arch == "adm":
-        return ADMPrior.from_checkpoint(path, **overrides)
+        return ADMPrior.from_object(obj, source, **overrides)
     if arch == "ddim":
-        return DDIMPrior(**overrides, checkpoint=str(path))
+        prior = DDIMPrior(**overrides, frozen=False)
+        load_state_dict_strict(prior.net, extract_state_dict(obj), source)
+        return prior.freeze()
     raise ValueError(f"arch must be 'adm' or 'ddim', got {arch!r}")
