@@ -327,6 +327,7 @@ def test_bf16_torso_close_to_fp32():
     p.net.set_dtype("bfloat16")
     assert p.net.input_blocks[1][0].in_layers[2].weight.dtype == torch.bfloat16
     assert p.net.time_embed[0].weight.dtype == torch.float32
+    assert p.net.input_blocks[1][0].emb_layers[1].weight.dtype == torch.float32
     low = p.eps(x, t)
     assert low.dtype == torch.float32
     assert (low - ref).abs().mean() / ref.abs().mean() < 0.05

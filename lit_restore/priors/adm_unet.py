@@ -200,7 +200,10 @@ class ResBlock(TimestepBlock):
             x = self.x_upd(x)
         else:
             h = self.in_layers(x)
-        emb_out = self.emb_layers(emb.to(h.dtype)).to(h.dtype)[..., None, None]
+        # the embedding MLP stays float32 (guided-diffusion casts only convs to fp16)
+        emb_out = self.emb_layers(emb.to(self.emb_layers[1].weight.dtype)).to(h.dtype)[
+            ..., None, None
+        ]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
             h = self.out_layers[0](h) * (1 + scale) + shift
@@ -280,8 +283,8 @@ class ADMUNet(nn.Module):
         dropout: dropout in ResBlocks.
         use_checkpoint: gradient checkpointing in training.
         use_fp16: run the torso in float16 (shorthand for ``dtype="float16"``).
-        dtype: torso dtype (``float32``, ``float16``, ``bfloat16``); the time embedding MLP,
-            GroupNorms and the output head stay float32.
+        dtype: torso convolution dtype (``float32``, ``float16``, ``bfloat16``); the time
+            embedding MLPs, GroupNorms and the output head stay float32.
         in_channels, out_channels: image channels (3).
     """
 
@@ -379,8 +382,9 @@ class ADMUNet(nn.Module):
         self.set_dtype(torch.float16 if use_fp16 and dtype is None else dtype)
 
     def set_dtype(self, dtype: str | torch.dtype | None) -> ADMUNet:
-        """Cast the torso (input/middle/output blocks) to ``dtype``; GroupNorm weights and the
-        time MLP/head stay float32 (GroupNorm32 computes in float32 anyway)."""
+        """Cast the torso's convolutions (input/middle/output blocks) to ``dtype``, as
+        guided-diffusion's ``convert_to_fp16`` does; GroupNorms, the time-embedding MLPs and the
+        output head stay float32 (GroupNorm32 computes in float32 anyway)."""
         if dtype is None:
             dtype = torch.float32
         if isinstance(dtype, str):
@@ -398,7 +402,7 @@ class ADMUNet(nn.Module):
         self.torso_dtype = dtype
         for part in (self.input_blocks, self.middle_block, self.output_blocks):
             for mod in part.modules():
-                if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
                     mod.to(dtype)
         return self
 
