@@ -622,3 +622,62 @@ def test_tiny_adm_fragment_and_experiment_config(tmp_path):
     prior = _prior_from_yaml("tiny_adm", name_or_path=str(tmp_path / "last.ckpt"))
     assert isinstance(prior, ADMPrior) and prior.image_size == 16
     assert torch.equal(prior.net.out[2].weight, small.net.out[2].weight)
+
+
+def _ddim_to_diffusers_key(k: str, levels: int) -> str:
+    """Our (DDPM/pesser) key → diffusers UNet2DModel key (same maths, other names)."""
+    import re
+
+    k = k.replace("temb.dense.0", "time_embedding.linear_1").replace(
+        "temb.dense.1", "time_embedding.linear_2"
+    )
+    k = k.replace("norm_out", "conv_norm_out")
+    k = re.sub(r"^mid\.block_1\.", "mid_block.resnets.0.", k)
+    k = re.sub(r"^mid\.block_2\.", "mid_block.resnets.1.", k)
+    k = re.sub(r"^mid\.attn_1\.", "mid_block.attentions.0.", k)
+    k = re.sub(r"^down\.(\d+)\.block\.", r"down_blocks.\1.resnets.", k)
+    k = re.sub(r"^down\.(\d+)\.attn\.", r"down_blocks.\1.attentions.", k)
+    k = re.sub(r"^down\.(\d+)\.downsample\.", r"down_blocks.\1.downsamplers.0.", k)
+    m = re.match(r"^up\.(\d+)\.(block|attn|upsample)\.(.*)$", k)
+    if m:
+        i = levels - 1 - int(m.group(1))  # ours: up[level]; diffusers: up_blocks in decoding order
+        part = {"block": "resnets.", "attn": "attentions.", "upsample": "upsamplers.0."}[m.group(2)]
+        k = f"up_blocks.{i}.{part}{m.group(3)}"
+    k = k.replace(".temb_proj.", ".time_emb_proj.").replace(".nin_shortcut.", ".conv_shortcut.")
+    for a, b in (
+        (".norm.", ".group_norm."),
+        (".q.", ".to_q."),
+        (".k.", ".to_k."),
+        (".v.", ".to_v."),
+        (".proj_out.", ".to_out.0."),
+    ):
+        if "attentions." in k:
+            k = k.replace(a, b)
+    return k
+
+
+def test_ddim_unet_matches_diffusers_ddpm_unet():
+    """Independent numerics check of the DDPM "simple" UNet: diffusers' UNet2DModel in the
+    google/ddpm-celebahq-256 configuration (DDPM time embedding, eps 1e-6, asymmetric-pad
+    downsampling) computes the same function once weights are renamed."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    ours = DDIMUNet(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), resolution=32)
+    _randomise(ours)
+    ref = diffusers.UNet2DModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
+        attention_head_dim=None,
+    ).eval()  # fmt: skip
+    theirs = ref.state_dict()
+    mapped = {}
+    for k, v in ours.state_dict().items():
+        nk = _ddim_to_diffusers_key(k, 2)
+        assert nk in theirs, (k, nk)
+        mapped[nk] = v.reshape(theirs[nk].shape)  # 1×1 conv q/k/v/proj → linear
+    assert set(mapped) == set(theirs)
+    ref.load_state_dict(mapped, strict=True)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([3, 700])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, t.float()), ref(x, t).sample, atol=1e-4, rtol=1e-4)
