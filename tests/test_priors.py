@@ -458,7 +458,7 @@ def test_diffusion_prior_module_train_resume_load(tmp_path):
     from lit_restore.modules.diffusion_prior import DiffusionPriorModule
 
     L.seed_everything(0)
-    module = DiffusionPriorModule(network=TRAIN_NET, lr=1e-3)
+    module = DiffusionPriorModule(network=TRAIN_NET, lr=1e-3, warmup_steps=2)
     trainer = _trainer(tmp_path, 3)
     trainer.fit(module, datamodule=_datamodule())
     assert trainer.global_step == 3
@@ -478,7 +478,9 @@ def test_diffusion_prior_module_train_resume_load(tmp_path):
     resumed = _trainer(tmp_path, 5)
     resumed.callbacks.append(Probe())
     resumed.fit(
-        DiffusionPriorModule(network=TRAIN_NET, lr=1e-3), datamodule=_datamodule(), ckpt_path=last
+        DiffusionPriorModule(network=TRAIN_NET, lr=1e-3, warmup_steps=2),
+        datamodule=_datamodule(),
+        ckpt_path=last,
     )
     assert seen["start"] == 3 and resumed.global_step == 5
 
@@ -524,7 +526,7 @@ from lit_restore.priors import load_prior
 
 torch.set_num_threads(1)
 L.seed_everything(0)
-module = DiffusionPriorModule(network=TRAIN_NET, lr=1e-3)
+module = DiffusionPriorModule(network=TRAIN_NET, lr=1e-3, warmup_steps=2)
 trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=2, strategy="ddp", logger=False,
                     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
                     default_root_dir={root!r}, callbacks=[ModelCheckpoint(dirpath={root!r} + "/ckpt", save_last=True)])
