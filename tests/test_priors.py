@@ -683,3 +683,13 @@ def test_ddim_unet_matches_diffusers_ddpm_unet():
     x, t = torch.randn(2, 3, 32, 32), torch.tensor([3, 700])
     with torch.no_grad():
         torch.testing.assert_close(ours(x, t.float()), ref(x, t).sample, atol=1e-4, rtol=1e-4)
+
+
+def test_diffusers_missing_gives_install_hint(tmp_path, monkeypatch):
+    import sys
+
+    from lit_restore.priors import DiffusersPrior
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
+    with pytest.raises(ImportError, match=r"pip install 'lit_restore\[diffusers\]'"):
+        DiffusersPrior(str(tmp_path))

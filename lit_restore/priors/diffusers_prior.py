@@ -22,7 +22,7 @@ from lit_restore.priors.base import DiffusionPrior
 def _require_diffusers():
     try:
         import diffusers
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(
             "DiffusersPrior needs the diffusers package: pip install 'lit_restore[diffusers]'"
         ) from err
