@@ -83,9 +83,7 @@ class DiffusionPrior(nn.Module):
     def alpha_bar(self, t: Tensor, like: Tensor) -> Tensor:
         """ᾱ_t broadcast to ``like`` (t < 0 means ᾱ = 1, the clean image)."""
         t = torch.as_tensor(t, device=self.alphas_cumprod.device).long().reshape(-1)
-        a = torch.where(
-            t >= 0, self.alphas_cumprod[t.clamp_min(0)], torch.ones_like(t, dtype=torch.float32)
-        )
+        a = torch.where(t >= 0, self.alphas_cumprod[t.clamp_min(0)], torch.ones_like(t, dtype=torch.float32))
         return a.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
     def x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
