@@ -1,0 +1,212 @@
+"""Frozen priors around the two published UNet families: ADM (guided-diffusion) and the DDIM
+"simple" UNet. Both predict ε; ADM checkpoints with ``learn_sigma`` output ``[ε, v]`` and the
+variance channels are dropped (the samplers use fixed variances, as DPS/DDRM/DDNM do).
+
+``checkpoint`` is a file path or a registry name (``adm-imagenet256-uncond`` …), resolved by
+:func:`lit_restore.priors.registry.resolve_weights` (explicit path → cache dir → a clear error
+saying what to download). Weights are loaded strictly (:mod:`lit_restore.priors.loading`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lit_restore.priors.adm_unet import ADMUNet
+from lit_restore.priors.base import DiffusionPrior
+from lit_restore.priors.ddim_unet import DDIMUNet
+from lit_restore.priors.loading import (
+    CheckpointError,
+    extract_state_dict,
+    load_state_dict_strict,
+    read_checkpoint,
+)
+
+
+def _resolve(checkpoint: str | Path) -> Path:
+    from lit_restore.priors.registry import resolve_weights
+
+    return resolve_weights(checkpoint)
+
+
+class ADMPrior(DiffusionPrior):
+    """A guided-diffusion ADM UNet as a frozen ε-prior.
+
+    The network flags are guided-diffusion's public names (see :class:`ADMUNet`); the defaults are
+    the ImageNet 256 unconditional model (``256x256_diffusion_uncond.pt``). ``dtype`` casts the
+    torso (``bfloat16``/``float16`` for speed); inputs and outputs stay float32.
+
+    Args:
+        checkpoint: weights file or registry name; ``None`` leaves random weights (tests, benches).
+        class_label: for ``class_cond`` models, the class every call is conditioned on.
+        beta_schedule, num_timesteps: the training schedule (linear 1e-4→0.02, 1000 for every
+            published ADM prior used here).
+        frozen: call :meth:`freeze` (eval, no parameter gradients).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        num_channels: int = 256,
+        num_res_blocks: int = 2,
+        channel_mult: str | Sequence[float] = "",
+        attention_resolutions: str | Sequence[int] = "32,16,8",
+        num_heads: int = 4,
+        num_head_channels: int = 64,
+        num_heads_upsample: int = -1,
+        learn_sigma: bool = True,
+        use_scale_shift_norm: bool = True,
+        resblock_updown: bool = True,
+        use_new_attention_order: bool = False,
+        class_cond: bool = False,
+        num_classes: int = 1000,
+        dropout: float = 0.0,
+        use_checkpoint: bool = False,
+        use_fp16: bool = False,
+        dtype: str | None = None,
+        channels: int = 3,
+        checkpoint: str | None = None,
+        class_label: int | None = None,
+        beta_schedule: str = "linear",
+        num_timesteps: int = 1000,
+        frozen: bool = True,
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            channels=channels,
+            beta_schedule=beta_schedule,
+            num_timesteps=num_timesteps,
+        )
+        self.net = ADMUNet(
+            image_size=image_size,
+            num_channels=num_channels,
+            num_res_blocks=num_res_blocks,
+            channel_mult=channel_mult,
+            attention_resolutions=attention_resolutions,
+            num_heads=num_heads,
+            num_head_channels=num_head_channels,
+            num_heads_upsample=num_heads_upsample,
+            learn_sigma=learn_sigma,
+            use_scale_shift_norm=use_scale_shift_norm,
+            resblock_updown=resblock_updown,
+            use_new_attention_order=use_new_attention_order,
+            class_cond=class_cond,
+            num_classes=num_classes,
+            dropout=dropout,
+            use_checkpoint=use_checkpoint,
+            in_channels=channels,
+            out_channels=channels,
+        )
+        if class_cond and class_label is None:
+            raise ValueError(
+                "class_cond=True needs class_label (the class to condition every step on)"
+            )
+        self.class_label = class_label
+        if checkpoint is not None:
+            path = _resolve(checkpoint)
+            obj = read_checkpoint(path)
+            prefix = "net." if isinstance(obj, Mapping) and "hyper_parameters" in obj else None
+            load_state_dict_strict(
+                self.net, extract_state_dict(obj, prefix), f"checkpoint {str(path)!r}"
+            )
+        self.net.set_dtype(torch.float16 if use_fp16 and dtype is None else dtype)
+        if frozen:
+            self.freeze()
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self.check_input(x_t)
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        y = None
+        if self.class_label is not None:
+            y = torch.full((x_t.shape[0],), self.class_label, device=x_t.device, dtype=torch.long)
+        out = self.net(x_t, t, y)
+        return out[:, : self.channels].to(x_t.dtype)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> ADMPrior:
+        """Build from a checkpoint of :class:`~lit_restore.modules.diffusion_prior.DiffusionPriorModule`
+        (its flags are in the checkpoint's ``hyper_parameters``) or from a plain state dict plus
+        the network flags given as ``overrides``."""
+        path = _resolve(path)
+        return cls.from_object(read_checkpoint(path), f"checkpoint {str(path)!r}", **overrides)
+
+    @classmethod
+    def from_object(cls, obj: Any, source: str = "checkpoint", **overrides: Any) -> ADMPrior:
+        """:meth:`from_checkpoint` for an already read checkpoint object (read big files once)."""
+        flags: dict[str, Any] = {}
+        lightning = isinstance(obj, Mapping) and isinstance(obj.get("hyper_parameters"), Mapping)
+        if lightning:
+            hp = obj["hyper_parameters"]
+            flags.update(hp.get("network") or {})
+            for key in ("channels", "beta_schedule", "num_timesteps"):
+                if key in hp:
+                    flags[key] = hp[key]
+        flags.update(overrides)
+        flags.pop("use_checkpoint", None)
+        flags.pop("checkpoint", None)
+        try:
+            prior = cls(**flags)
+        except TypeError as err:
+            raise CheckpointError(f"bad ADM flags for {source}: {err}") from err
+        load_state_dict_strict(
+            prior.net, extract_state_dict(obj, "net." if lightning else None), source
+        )
+        prior.net.set_dtype(prior.net.torso_dtype)
+        return prior
+
+
+class DDIMPrior(DiffusionPrior):
+    """The DDPM/DDIM "simple" UNet (SDEdit's ``celeba_hq.ckpt``) as a frozen ε-prior.
+
+    Linear β 1e-4→0.02 over 1000 steps (DDRM/DDNM ``configs/celeba_hq.yml``). Flags keep the
+    public config names (``ch``, ``ch_mult``, ``attn_resolutions`` …); defaults are CelebA-HQ 256.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        channels: int = 3,
+        ch: int = 128,
+        ch_mult: Sequence[int] = (1, 1, 2, 2, 4, 4),
+        num_res_blocks: int = 2,
+        attn_resolutions: Sequence[int] = (16,),
+        dropout: float = 0.0,
+        resamp_with_conv: bool = True,
+        checkpoint: str | None = None,
+        beta_schedule: str = "linear",
+        num_timesteps: int = 1000,
+        frozen: bool = True,
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            channels=channels,
+            beta_schedule=beta_schedule,
+            num_timesteps=num_timesteps,
+        )
+        self.net = DDIMUNet(
+            in_channels=channels,
+            out_ch=channels,
+            ch=ch,
+            ch_mult=ch_mult,
+            num_res_blocks=num_res_blocks,
+            attn_resolutions=attn_resolutions,
+            dropout=dropout,
+            resamp_with_conv=resamp_with_conv,
+            resolution=image_size,
+        )
+        if checkpoint is not None:
+            path = _resolve(checkpoint)
+            load_state_dict_strict(
+                self.net, extract_state_dict(read_checkpoint(path)), f"checkpoint {str(path)!r}"
+            )
+        if frozen:
+            self.freeze()
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self.check_input(x_t)
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        return self.net(x_t, t.float())
