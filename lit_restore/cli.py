@@ -86,6 +86,7 @@ class SampleCLI(LitRestoreCLI):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input", reported without a traceback."""
     from lit_restore.operators.base import OperatorCapabilityError
+    from lit_restore.priors.loading import CheckpointError
 
     errors: list[type[BaseException]] = [
         FileNotFoundError,
@@ -96,6 +97,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         KeyError,
         FloatingPointError,
         OperatorCapabilityError,
+        CheckpointError,
     ]
     try:
         from lit_restore.data.io import BadImageError

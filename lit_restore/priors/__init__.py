@@ -7,6 +7,13 @@ from lit_restore.priors.adm_unet import ADMUNet
 from lit_restore.priors.base import DiffusionPrior, make_betas
 from lit_restore.priors.ddim_unet import DDIMUNet
 from lit_restore.priors.diffusers_prior import DiffusersPrior
+from lit_restore.priors.gaussian import (
+    DenseGaussianPrior,
+    FittedGaussianPrior,
+    GaussianPrior,
+    PowerLawGaussianPrior,
+    gaussian_posterior,
+)
 from lit_restore.priors.loading import CheckpointError, load_weights, read_checkpoint
 from lit_restore.priors.registry import REGISTRY, cache_dir, load_prior, resolve_weights
 from lit_restore.priors.sampling import sample_unconditional
@@ -18,9 +25,14 @@ __all__ = [
     "CheckpointError",
     "DDIMPrior",
     "DDIMUNet",
+    "DenseGaussianPrior",
     "DiffusersPrior",
     "DiffusionPrior",
+    "FittedGaussianPrior",
+    "GaussianPrior",
+    "PowerLawGaussianPrior",
     "cache_dir",
+    "gaussian_posterior",
     "load_prior",
     "load_weights",
     "make_betas",
