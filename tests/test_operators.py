@@ -425,3 +425,17 @@ def test_dense_reference_is_consistent():
     ref = DenseOperator(mat, SHAPE)
     x = randn(1, *SHAPE).float()
     assert torch.allclose(ref.A(x).view(1, 1, 8, 8), op.float().A(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["bicubic_keys_x4", "gauss_zero_svd", "colorization", "motion_pad"]
+)
+def test_state_dict_loads_strictly_into_a_fresh_operator(name):
+    """SVD caches are derived data: a used operator's state_dict loads strictly into a new one."""
+    used = CASES[name][0]()
+    bound = used.bind(draw(used, [0]))
+    bound.A(randn(1, *SHAPE).float())
+    bound.Ut(bound.A(randn(1, *SHAPE).float())) if bound.has_svd else None
+    fresh = CASES[name][0]()
+    fresh.load_state_dict(used.state_dict(), strict=True)
+    used.load_state_dict(CASES[name][0]().state_dict(), strict=True)

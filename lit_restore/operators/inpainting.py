@@ -42,9 +42,9 @@ class Inpainting(LinearOperator):
         drop_range: tuple[float, float] = (0.3, 0.7),
         mask_path: str | None = None,
         invert_mask: bool = False,
-        max_strokes: int = 5,
+        max_strokes: int = 8,
         max_vertices: int = 8,
-        stroke_width: tuple[float, float] = (0.03, 0.1),
+        stroke_width: tuple[float, float] = (0.05, 0.15),
         stroke_length: tuple[float, float] = (0.1, 0.3),
         channels: int = 3,
     ) -> None:

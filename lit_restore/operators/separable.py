@@ -114,7 +114,7 @@ class SeparableSVD(nn.Module):
             factors.append((u, s, vh.T))
         (uh, sh, vh_), (uw, sw, vw) = factors
         for name, t in dict(Uh=uh, sh=sh, Vh=vh_, Uw=uw, sw=sw, Vw=vw).items():
-            self.register_buffer(name, t)
+            self.register_buffer(name, t, persistent=False)
         s_block = (sh[:, None] * sw[None, :]).expand(channels, h, w).reshape(-1)
         perm_m = torch.sort(-s_block, stable=True).indices
         grid = torch.arange(channels * H * W).view(channels, H, W)
@@ -124,10 +124,11 @@ class SeparableSVD(nn.Module):
         perm = torch.cat([block_idx[perm_m], grid[~inside].reshape(-1)])
         s_full = torch.zeros(channels * H * W, dtype=torch.float64)
         s_full[: s_block.numel()] = s_block[perm_m]
-        self.register_buffer("perm_m", perm_m)
-        self.register_buffer("perm", perm)
-        self.register_buffer("s_full", s_full)
-        self.register_buffer("s_grid", sh[:, None] * sw[None, :])
+        # Derived from the options, so kept out of state_dict: a checkpoint of a module holding
+        # this operator loads strictly whatever image sizes the operator has seen.
+        for name, t in dict(perm_m=perm_m, perm=perm, s_full=s_full).items():
+            self.register_buffer(name, t, persistent=False)
+        self.register_buffer("s_grid", sh[:, None] * sw[None, :], persistent=False)
 
     # helpers ------------------------------------------------------------------------
     def _m(self, name: str, like: Tensor) -> Tensor:
@@ -226,6 +227,8 @@ class SeparableCache(nn.Module):
         return self
 
     def get(self, shape: tuple[int, ...], like: Tensor | None = None) -> SeparableSVD:
+        """The SVD for images ``shape = (C, H, W)`` (``like`` is accepted for symmetry; the SVD
+        lives at the operator's dtype/device and is cast to the input's on use)."""
         c, h, w = (int(v) for v in shape)
         key = f"{c}x{h}x{w}"
         if key not in self.svds:

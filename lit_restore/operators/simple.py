@@ -177,7 +177,7 @@ class Colorization(_Pointwise):
         return s
 
     def to_image(self, y: Tensor) -> Tensor:
-        return y.expand(-1, 3, -1, -1)
+        return y.repeat(1, 3, 1, 1)
 
     def extra_repr(self) -> str:
         return f"weights={self.weights.tolist()}"
