@@ -24,6 +24,7 @@ from lit_restore.data import (
     load_image,
     save_png,
 )
+from lit_restore.modules.base import RestorationModule
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import GaussianNoise
 
@@ -407,6 +408,15 @@ def test_identity_and_lq_only_and_paired(tmp_path):
     assert it["hq"].shape == (3, 16, 16) and it["lq"].shape == (3, 8, 8)
     pooled = F.avg_pool2d(it["hq"][None], 2)[0]
     assert (pooled - it["lq"]).abs().max() < 2 / 255 * 2 + 1e-6  # same region (8-bit rounding)
+    # resize keeps the exact ×2 ratio: HQ 24→20 px, LQ 12→10 px, then a 16/8 px crop
+    dm_r = RestorationDataModule(
+        test_set=PairedFolder(lq_dir, tmp_path / "hq"), crop_size=16, resize=20, batch_size=2
+    )
+    b = next(iter(dm_r.test_dataloader()))
+    assert b["hq"].shape == (2, 3, 16, 16) and b["lq"].shape == (2, 3, 8, 8)
+    aligned = (F.avg_pool2d(b["hq"], 2) - b["lq"]).abs().mean()
+    shifted = (F.avg_pool2d(b["hq"], 2) - b["lq"].roll(1, -1)).abs().mean()
+    assert aligned < 0.5 * shifted, (aligned, shifted)  # white-noise images: only aligned agrees
 
 
 def test_too_small_image_error_and_skip(tmp_path):
@@ -527,3 +537,57 @@ def test_lightning_fit_and_test_loop(tmp_path):
     assert any(epochs[0][i] != epochs[1][i] for i in range(4))
     trainer.test(model, datamodule=dm)
     assert sorted(model.seen_test) == [0, 1, 2, 3]
+
+
+class DDPProbe(RestorationModule):
+    """Writes (index, checksum of y) of every test item to ``out_dir/rank<r>.txt``."""
+
+    def __init__(self, out_dir: str) -> None:
+        super().__init__()
+        self.out_dir = out_dir
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def restore(self, batch):
+        return batch["hq"] + 0 * self.w
+
+    def test_step(self, batch, batch_idx):
+        with open(f"{self.out_dir}/rank{self.global_rank}.txt", "a") as f:
+            for i, y in zip(batch["index"].tolist(), batch["y"]):
+                f.write(f"{i} {float(y.double().sum()):.8f}\n")
+        return super().test_step(batch, batch_idx)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_score_each_image_once(tmp_path):
+    """Real 2-process DDP (CPU, gloo): every image once, no padded duplicates, and the
+    measurement of each image equals the single-process one."""
+    import lightning as L
+
+    n = 5  # not divisible by 2
+    dm = make_dm(tmp_path, n=n, operator=RandomMask(), noise=GaussianNoise(0.1), batch_size=2)
+    ref = {
+        int(i): float(y.double().sum())
+        for b in dm.test_dataloader()
+        for i, y in zip(b["index"], b["y"])
+    }
+    out = tmp_path / "ranks"
+    out.mkdir()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        use_distributed_sampler=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.test(DDPProbe(str(out)), datamodule=dm)
+    rows = [
+        line.split() for f in sorted(out.glob("rank*.txt")) for line in f.read_text().splitlines()
+    ]
+    assert len(list(out.glob("rank*.txt"))) == 2
+    idx = sorted(int(r[0]) for r in rows)
+    assert idx == list(range(n))
+    for i, s in rows:
+        assert math.isclose(float(s), ref[int(i)], rel_tol=1e-6, abs_tol=1e-4)

@@ -88,8 +88,14 @@ def resize_shorter(x: Tensor, size: int) -> Tensor:
     if min(h, w) == size:
         return x
     f = size / min(h, w)
-    new = (max(size, round(h * f)), max(size, round(w * f)))
-    out = F.interpolate(x[None], size=new, mode="bicubic", antialias=True, align_corners=False)
+    return resize_to(x, (max(size, round(h * f)), max(size, round(w * f))))
+
+
+def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic, antialiased resize of ``[C,H,W]`` in [0,1] to ``size`` (H, W)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    out = F.interpolate(x[None], size=size, mode="bicubic", antialias=True, align_corners=False)
     return out[0].clamp(0, 1)
 
 
@@ -170,12 +176,12 @@ class RestorationItems(Dataset):
         scale = self._scale(hq, lq, index, name)
         # 1. resize
         if self.resize is not None:
-            if hq is not None:
-                hq = resize_shorter(hq, self.resize)
             if lq is not None:
                 lq = resize_shorter(lq, self.resize // scale)
-                if hq is not None:  # keep exact integer ratio after rounding
-                    hq = hq[..., : lq.shape[-2] * scale, : lq.shape[-1] * scale]
+                if hq is not None:  # exactly `scale` times the LQ size, whatever the rounding
+                    hq = resize_to(hq, (lq.shape[-2] * scale, lq.shape[-1] * scale))
+            else:
+                hq = resize_shorter(hq, self.resize)
         # 2. crop (in LQ pixels when there is an LQ image, so both crops align)
         if self.crop_size is not None:
             if self.crop_size % scale:
