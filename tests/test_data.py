@@ -239,6 +239,21 @@ def test_hf_dataset_from_local_save_to_disk(tmp_path):
         HFImageDataset(tmp_path / "single")
     with pytest.raises(ValueError, match="splits"):
         HFImageDataset(tmp_path / "dd", split="train", image_column="img")
+    # an undecodable row: error names the row; skip mode warns with count and name
+    Image.fromarray(rgb_array(8, 8)).save(tmp_path / "g.png")
+    rows = [
+        {"bytes": b"garbage", "path": None},
+        {"bytes": (tmp_path / "g.png").read_bytes(), "path": None},
+    ]
+    bad = datasets.Dataset.from_dict(
+        {"image": rows}, features=datasets.Features({"image": datasets.Image()})
+    )
+    bad.save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(BadImageError, match=r"bad\[test\]\[0\]"):
+        HFImageDataset(tmp_path / "bad")[0]
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable.*00000"):
+        skipped = HFImageDataset(tmp_path / "bad", on_bad_image="skip")
+    assert len(skipped) == 1 and skipped[0]["name"] == "00001"
 
 
 # ----------------------------------------------------------------------- dead leaves

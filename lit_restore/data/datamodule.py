@@ -375,6 +375,7 @@ class RestorationDataModule(L.LightningDataModule):
                 raise ImageTooSmallError(repr(ds), (ds.image_size,) * 2, c)
             return list(range(len(ds)))
         items = self._items(split, list(range(len(ds))), train=False)
+        items.operator = None  # decoding + geometry are what can fail; skip the degradation
         cheap = callable(getattr(ds, "path", None)) and getattr(ds, "on_bad_image", "") == "skip"
         good, bad = [], []
         for i in range(len(ds)):
