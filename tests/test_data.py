@@ -138,6 +138,24 @@ def test_16bit_png_divided_by_65535(tmp_path):
     assert x[0, 0, 1] > 0  # one 16-bit step survives (an 8-bit path would lose it)
 
 
+@pytest.mark.parametrize("ext", ["bmp", "tif", "tiff", "webp"])
+def test_other_formats_lossless(tmp_path, ext):
+    arr = rgb_array(8, 12)
+    kw = {"lossless": True} if ext == "webp" else {}
+    Image.fromarray(arr).save(tmp_path / f"x.{ext}", **kw)
+    assert torch.equal(
+        load_image(tmp_path / f"x.{ext}"), torch.from_numpy(arr).permute(2, 0, 1) / 255
+    )
+
+
+def test_16bit_tiff(tmp_path):
+    vals = np.array([[0, 257, 65535]], dtype=np.uint16)
+    Image.fromarray(vals).save(tmp_path / "d.tif")
+    assert Image.open(tmp_path / "d.tif").mode.startswith("I;16")
+    x = load_image(tmp_path / "d.tif")
+    assert torch.allclose(x[0, 0], torch.tensor([0.0, 257 / 65535, 1.0]), atol=1e-7)
+
+
 def test_cmyk_jpeg_converted(tmp_path):
     # pure cyan-free: C=0, M=255, Y=0, K=0 → magenta (255, 0, 255)
     cmyk = np.zeros((8, 8, 4), np.uint8)
