@@ -52,8 +52,9 @@ def dead_leaves(
 
     Discs are drawn in chunks (in falling order). For each disc only the pixels of its bounding
     box are tested (pairs enumerated with ``repeat_interleave``), and each pixel keeps the
-    smallest index of a disc covering it (``scatter_reduce(amin)``), i.e. the top leaf. Drawing
-    stops once every pixel is covered, so the cost is about (number of pixels) × log(pixels).
+    smallest index of a disc covering it (``scatter_reduce(amin)``), i.e. the top leaf. Once few
+    pixels are left uncovered, a chunk is instead tested densely against just those pixels
+    (whichever is cheaper). Drawing stops once every pixel is covered.
 
     Args:
         image_size: side in pixels.
@@ -72,11 +73,13 @@ def dead_leaves(
     colours = []
     drawn = 0
     margin = rmax * s  # centres on an enlarged field: large discs may enter from outside
-    while drawn < max_discs:
-        cx = torch.rand(chunk, generator=generator) * (s + 2 * margin) - margin
-        cy = torch.rand(chunk, generator=generator) * (s + 2 * margin) - margin
-        r = sample_radii(chunk, rmin * s, rmax * s, generator)
-        colours.append(torch.rand(chunk, channels, generator=generator))
+    todo = torch.arange(s * s)  # uncovered pixels
+    while drawn < max_discs and todo.numel():
+        k = chunk
+        cx = torch.rand(k, generator=generator) * (s + 2 * margin) - margin
+        cy = torch.rand(k, generator=generator) * (s + 2 * margin) - margin
+        r = sample_radii(k, rmin * s, rmax * s, generator)
+        colours.append(torch.rand(k, channels, generator=generator))
         # bounding boxes of pixel centres (i + 0.5) inside each disc, clipped to the frame
         x0 = (cx - r - 0.5).ceil().clamp(0, s).long()
         x1 = (cx + r - 0.5).floor().clamp(-1, s - 1).long() + 1
@@ -84,8 +87,16 @@ def dead_leaves(
         y1 = (cy + r - 0.5).floor().clamp(-1, s - 1).long() + 1
         w = (x1 - x0).clamp_min(0)
         n = w * (y1 - y0).clamp_min(0)
-        disc = torch.repeat_interleave(torch.arange(chunk), n)
-        if disc.numel():
+        if todo.numel() * k < int(n.sum()):
+            # few pixels left: test every disc of the chunk against the uncovered pixels only
+            dx = (todo % s).float()[None] + 0.5 - cx[:, None]
+            dy = torch.div(todo, s, rounding_mode="floor").float()[None] + 0.5 - cy[:, None]
+            cover = dx * dx + dy * dy <= (r * r)[:, None]  # [k, M]
+            hit = cover.any(0)
+            first = cover.to(torch.uint8).argmax(0)  # the earliest disc is on top
+            top[todo[hit]] = first[hit] + drawn
+        else:
+            disc = torch.repeat_interleave(torch.arange(k), n)
             offset = torch.arange(disc.numel()) - (torch.cumsum(n, 0) - n)[disc]
             wd = w[disc]
             px = x0[disc] + offset % wd
@@ -95,9 +106,8 @@ def dead_leaves(
             inside = dx * dx + dy * dy <= r[disc] ** 2
             pix = (py * s + px)[inside]
             top.scatter_reduce_(0, pix, disc[inside] + drawn, reduce="amin")
-        drawn += chunk
-        if bool((top != none).all()):
-            break
+        drawn += k
+        todo = (top == none).nonzero().squeeze(1)
     palette = torch.cat([*colours, torch.full((1, channels), 0.5)])
     top = torch.where(top == none, palette.shape[0] - 1, top)
     return palette[top].T.reshape(channels, s, s).contiguous()
