@@ -624,3 +624,18 @@ def test_ddp_two_processes_score_each_image_once(tmp_path):
     assert idx == list(range(n))
     for i, s in rows:
         assert math.isclose(float(s), ref[int(i)], rel_tol=1e-6, abs_tol=1e-4)
+
+
+def test_workers_give_identical_batches(tmp_path):
+    """Worker processes (CPU operator copy, epoch-tagged keys) change nothing."""
+    out = []
+    for workers in (0, 2):
+        dm = make_dm(tmp_path, operator=RandomMask(), noise=GaussianNoise(0.1), num_workers=workers)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        out.append(
+            [(b["index"], b["y"]) for b in loader]
+            + [(b["index"], b["y"]) for b in dm.test_dataloader()]
+        )
+    for (i0, y0), (i1, y1) in zip(*out, strict=True):
+        assert torch.equal(i0, i1) and torch.equal(y0, y1)
