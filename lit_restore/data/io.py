@@ -12,7 +12,7 @@ PIL mode          conversion
 ``RGBA``, ``LA``  **alpha composited on white**: ``c·α + 1·(1-α)`` (transparent → white)
 ``I;16*``, ``I``  16-bit integer samples (16-bit greyscale PNG/TIFF) ``/ 65535``, replicated
 ``F``             float samples clamped to [0, 1], replicated
-``CMYK``          PIL's ``CMYK → RGB`` conversion (``(255-C)(255-K)/255`` per channel)
+``CMYK``          PIL's ``CMYK → RGB`` conversion (Pillow 13: ``(255-C)(255-K)/255``)
 ``YCbCr``, ...    PIL's ``convert("RGB")``
 ================  ==========================================================================
 
