@@ -155,7 +155,7 @@ class RestorationItems(Dataset):
         return self.process(raw, index, epoch)
 
     # ----------------------------------------------------------------- steps
-    def _generators(self, index: int, epoch: int) -> tuple[torch.Generator, torch.Generator]:
+    def _generators(self, index: int, epoch: int) -> tuple[torch.Generator | None, torch.Generator]:
         if self.train:
             aug = image_generator(self.seed, index, STREAM_AUGMENT + _EPOCH_STRIDE * epoch)
             deg = image_generator(
