@@ -1,0 +1,471 @@
+"""The one LightningDataModule every method (zero-shot or trained) is run on.
+
+Per item (:class:`RestorationItems`), with ``index`` the item's index in the *original* dataset:
+
+1. **resize** (optional): shorter side to ``resize`` (bicubic, antialiased; LQ images of paired /
+   LQ-only data to ``resize // lq_scale``).
+2. **crop** to ``crop_size`` (``None``: no crop): training → random crop (``random_crop``) or
+   centre crop; evaluation → centre crop. An image smaller than the crop raises
+   :class:`ImageTooSmallError` naming the file (or is left out with ``on_bad_image="skip"``);
+   the fix is ``resize``.
+3. **hflip** with probability ½ (training only, ``hflip``).
+4. to model space: ``x ↦ 2x − 1``.
+5. **degrade** (datasets with a reference only, when an operator is set)::
+
+       g      = image_generator(seed, index, STREAM_DEGRADATION)        # evaluation
+       params = operator.sample_params(g, (C, H, W))                    # kernel, mask, ...
+       y      = noise(operator.bind(params[None]).A(hq[None]), g)[0]
+       lq     = operator.bind(params[None]).to_image(y[None])[0]
+
+   so the measurement of image ``index`` is the same for any batch size, batch order, number of
+   workers or of DDP ranks. Training draws crops/flips *and* degradations from generators of
+   ``(seed, index, epoch)`` (streams offset by ``1000·epoch``): different every epoch, and
+   reproducible. Paired data gives ``y = lq`` from files; LQ-only data gives ``y = lq`` and no
+   ``hq``; without an operator ``y = lq = hq``.
+
+The operator used here is a private CPU deep copy of ``operator`` (the public ``.operator`` is
+handed to the model by the CLI and may move to a GPU; data workers must stay on the CPU).
+
+Batches (:func:`collate`) follow the protocol of :mod:`lit_restore.modules.base`:
+``{hq?, y, lq, mask?, params, index, name}``.
+
+Distributed use: the CLI sets ``trainer.use_distributed_sampler: false``; the samplers are built
+here from ``trainer.world_size``/``global_rank``: training uses ``DistributedSampler(shuffle=True,
+drop_last=True, seed=seed)`` (also on one process, for a reproducible shuffle), evaluation an
+unpadded :class:`~lit_restore.data.samplers.ShardSampler` (every image scored exactly once).
+``skip_indices`` (set by a resume callback before the dataloaders are built) removes finished
+images from test/predict.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lit_restore.data.deadleaves import DeadLeaves
+from lit_restore.data.folders import LQFolder, check_on_bad_image
+from lit_restore.data.io import BadImageError, image_size
+from lit_restore.data.samplers import EpochTaggedSampler, ShardSampler
+from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.noise import NoiseModel, NoNoise
+from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
+
+#: Stream of training crops/flips (per epoch: ``STREAM_AUGMENT + 1000·epoch``).
+STREAM_AUGMENT = 100
+_EPOCH_STRIDE = 1000
+
+
+class ImageTooSmallError(ValueError):
+    """An image is smaller than the crop. ``.path`` names it."""
+
+    def __init__(self, path: str, size: tuple[int, int], crop: int) -> None:
+        self.path = path
+        super().__init__(
+            f"image {path} is {size[0]}×{size[1]} (H×W), smaller than crop_size={crop}; set "
+            f"data.init_args.resize (e.g. resize: {crop}) to upscale its shorter side first, "
+            "lower crop_size, or set on_bad_image: skip to leave such images out."
+        )
+
+
+def _label(dataset: Dataset, index: int, name: str | None = None) -> str:
+    path = getattr(dataset, "path", None)
+    if callable(path):
+        return str(path(index))
+    return f"{type(dataset).__name__}[{index}]" + (f" ({name})" if name else "")
+
+
+def resize_shorter(x: Tensor, size: int) -> Tensor:
+    """Bicubic, antialiased resize of ``[C,H,W]`` in [0,1] so that min(H, W) == ``size``."""
+    h, w = x.shape[-2:]
+    if min(h, w) == size:
+        return x
+    f = size / min(h, w)
+    return resize_to(x, (max(size, round(h * f)), max(size, round(w * f))))
+
+
+def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic, antialiased resize of ``[C,H,W]`` in [0,1] to ``size`` (H, W)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    out = F.interpolate(x[None], size=size, mode="bicubic", antialias=True, align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def _crop_origin(
+    h: int, w: int, c: int, random: bool, g: torch.Generator | None
+) -> tuple[int, int]:
+    if random:
+        top = int(torch.randint(0, h - c + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - c + 1, (1,), generator=g))
+        return top, left
+    return (h - c) // 2, (w - c) // 2
+
+
+class RestorationItems(Dataset):
+    """A dataset view that turns raw items into protocol items (see the module docstring).
+
+    Args:
+        dataset: the raw dataset (items ``{"image"?, "lq"?, "name"}`` in [0, 1]).
+        positions: original indices to expose (position ``p`` → ``dataset[positions[p]]``).
+        train: training transforms (random crop/flip, per-epoch draws) or evaluation ones.
+        Other arguments as in :class:`RestorationDataModule`.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        positions: Sequence[int],
+        train: bool,
+        operator: LinearOperator | None,
+        noise: NoiseModel,
+        crop_size: int | None,
+        resize: int | None,
+        random_crop: bool,
+        hflip: bool,
+        seed: int,
+        lq_scale: int = 1,
+    ) -> None:
+        self.dataset = dataset
+        self.positions = list(positions)
+        self.train = train
+        self.operator = operator
+        self.noise = noise
+        self.crop_size = crop_size
+        self.resize = resize
+        self.random_crop = random_crop
+        self.hflip = hflip
+        self.seed = seed
+        self.lq_scale = lq_scale
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        pos, epoch = key if isinstance(key, tuple) else (key, 0)
+        index = self.positions[pos]
+        raw = self.dataset[index]
+        return self.process(raw, index, epoch)
+
+    # ----------------------------------------------------------------- steps
+    def _generators(self, index: int, epoch: int) -> tuple[torch.Generator | None, torch.Generator]:
+        if self.train:
+            aug = image_generator(self.seed, index, STREAM_AUGMENT + _EPOCH_STRIDE * epoch)
+            deg = image_generator(
+                self.seed, index, STREAM_DEGRADATION + _EPOCH_STRIDE * (epoch + 1)
+            )
+            return aug, deg
+        return None, image_generator(self.seed, index, STREAM_DEGRADATION)
+
+    def process(self, raw: dict, index: int, epoch: int = 0) -> dict[str, Any]:
+        name = str(raw.get("name", f"{index:05d}"))
+        hq, lq = raw.get("image"), raw.get("lq")
+        if hq is None and lq is None:
+            raise KeyError(
+                f"{type(self.dataset).__name__} item {index} has neither 'image' nor 'lq' "
+                f"(keys: {sorted(raw)})"
+            )
+        g_aug, g_deg = self._generators(index, epoch)
+        scale = self._scale(hq, lq, index, name)
+        # 1. resize
+        if self.resize is not None:
+            if lq is not None:
+                lq = resize_shorter(lq, self.resize // scale)
+                if hq is not None:  # exactly `scale` times the LQ size, whatever the rounding
+                    hq = resize_to(hq, (lq.shape[-2] * scale, lq.shape[-1] * scale))
+            else:
+                hq = resize_shorter(hq, self.resize)
+        # 2. crop (in LQ pixels when there is an LQ image, so both crops align)
+        if self.crop_size is not None:
+            if self.crop_size % scale:
+                raise ValueError(
+                    f"crop_size={self.crop_size} is not a multiple of the LQ scale {scale}"
+                )
+            ref = lq if lq is not None else hq
+            c = self.crop_size // scale
+            h, w = ref.shape[-2:]
+            if h < c or w < c:
+                raise ImageTooSmallError(_label(self.dataset, index, name), (h, w), c)
+            top, left = _crop_origin(h, w, c, self.train and self.random_crop, g_aug)
+            if lq is not None:
+                lq = lq[:, top : top + c, left : left + c]
+            if hq is not None:
+                t, l_, cs = top * scale, left * scale, c * scale
+                hq = hq[:, t : t + cs, l_ : l_ + cs]
+        # 3. flip
+        if self.train and self.hflip and bool(torch.rand((), generator=g_aug) < 0.5):
+            hq = hq.flip(-1) if hq is not None else None
+            lq = lq.flip(-1) if lq is not None else None
+        # 4. model space
+        item: dict[str, Any] = {"index": index, "name": name, "params": {}}
+        if hq is not None:
+            item["hq"] = hq.contiguous() * 2 - 1
+        if lq is not None:
+            item["lq"] = lq.contiguous() * 2 - 1
+            item["y"] = item["lq"]
+            return item
+        # 5. degrade
+        x = item["hq"]
+        if self.operator is None:
+            item["y"] = item["lq"] = x
+            return item
+        params = self.operator.sample_params(g_deg, tuple(x.shape))
+        bound = self.operator.bind({k: v[None] for k, v in params.items()})
+        with torch.no_grad():
+            y = self.noise(bound.A(x[None]), g_deg)
+            lq_img = bound.to_image(y)
+        item["y"] = y[0]
+        item["lq"] = lq_img[0]
+        item["params"] = params
+        if "mask" in params:
+            m = params["mask"]
+            item["mask"] = m[None] if m.dim() == 2 else m
+        return item
+
+    def _scale(self, hq: Tensor | None, lq: Tensor | None, index: int, name: str) -> int:
+        if hq is None or lq is None:
+            return self.lq_scale if hq is None else 1
+        (hh, hw), (lh, lw) = hq.shape[-2:], lq.shape[-2:]
+        s = hh // max(lh, 1)
+        if s < 1 or hh != lh * s or hw != lw * s:
+            raise ValueError(
+                f"paired image {_label(self.dataset, index, name)}: HQ {hh}×{hw} is not an integer "
+                f"multiple of LQ {lh}×{lw}"
+            )
+        return s
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack protocol items: images → ``[B,...]``, ``params`` → dict of stacked tensors (or
+    ``{}``), ``index`` → long tensor, ``name`` → ``list[str]``."""
+    batch: dict[str, Any] = {}
+    for key in ("hq", "y", "lq", "mask"):
+        present = [key in it for it in items]
+        if not any(present):
+            continue
+        if not all(present):
+            raise ValueError(f"batch mixes items with and without {key!r}")
+        tensors = [it[key] for it in items]
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"cannot batch {key!r} of different shapes {sorted(shapes)} (images "
+                f"{[it['name'] for it in items]}); set crop_size, or eval_batch_size: 1"
+            )
+        batch[key] = torch.stack(tensors)
+    keys = set(items[0]["params"])
+    batch["params"] = {k: torch.stack([it["params"][k] for it in items]) for k in sorted(keys)}
+    batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
+    batch["name"] = [it["name"] for it in items]
+    return batch
+
+
+class RestorationDataModule(L.LightningDataModule):
+    """Datasets + crop/flip + degradation + DDP-exact sharding (module docstring has the steps).
+
+    Args:
+        train_set, val_set, test_set, predict_set: datasets (any of :mod:`lit_restore.data`, or
+            anything with items ``{"image"|"lq", "name"}``). ``predict_set`` defaults to
+            ``test_set``.
+        operator: the degradation operator (``None``: identity, ``y = lq = hq``). The CLI hands
+            this same object to the model.
+        noise: measurement noise (default :class:`~lit_restore.operators.noise.NoNoise`).
+        crop_size: square crop side in HQ pixels (``None``: no crop).
+        resize: resize the shorter side to this before cropping (``None``: never resize).
+        random_crop: random crops in training (else centre crops). Evaluation always centres.
+        hflip: random horizontal flips in training.
+        batch_size: training batch size (per process).
+        eval_batch_size: val/test/predict batch size (default ``batch_size``).
+        num_workers: dataloader worker processes.
+        seed: base seed of every per-image draw.
+        on_bad_image: ``"error"`` or ``"skip"``: with ``"skip"`` each dataset is scanned once in
+            ``setup`` and unreadable or too-small images are left out with a warning.
+        pin_memory: pin batches (CUDA).
+        lq_scale: HQ/LQ size ratio of LQ-only data (crops of ``crop_size // lq_scale`` LQ
+            pixels); paired data infers it from the image sizes.
+    """
+
+    def __init__(
+        self,
+        train_set: Dataset | None = None,
+        val_set: Dataset | None = None,
+        test_set: Dataset | None = None,
+        predict_set: Dataset | None = None,
+        operator: LinearOperator | None = None,
+        noise: NoiseModel | None = None,
+        crop_size: int | None = 256,
+        resize: int | None = None,
+        random_crop: bool = True,
+        hflip: bool = True,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        on_bad_image: str = "error",
+        pin_memory: bool = False,
+        lq_scale: int = 1,
+    ) -> None:
+        super().__init__()
+        for label, v in (("crop_size", crop_size), ("resize", resize)):
+            if v is not None and v < 1:
+                raise ValueError(f"{label} must be a positive integer or null, got {v}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        self.sets: dict[str, Dataset | None] = {
+            "train": train_set,
+            "val": val_set,
+            "test": test_set,
+            "predict": predict_set if predict_set is not None else test_set,
+        }
+        self.operator = operator
+        self.noise = noise if noise is not None else NoNoise()
+        # private CPU copies for the data pipeline (the public ones may be moved to a GPU)
+        self._data_operator = copy.deepcopy(operator).cpu().eval() if operator is not None else None
+        self._data_noise = copy.deepcopy(self.noise).cpu()
+        self.crop_size = crop_size
+        self.resize = resize
+        self.random_crop = random_crop
+        self.hflip = hflip
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.on_bad_image = check_on_bad_image(on_bad_image)
+        self.pin_memory = pin_memory
+        self.lq_scale = lq_scale
+        #: original indices to leave out of test/predict (images already done; resume).
+        self.skip_indices: set[int] = set()
+        self._positions: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("predict",),
+        }.get(stage or "", tuple(self.sets))
+        for split in wanted:
+            self.positions(split)
+
+    def positions(self, split: str) -> list[int]:
+        """Original indices of ``split`` usable at this crop (scanned once in skip mode)."""
+        if split not in self._positions:
+            ds = self.sets[split]
+            if ds is None:
+                self._positions[split] = []
+            elif self.on_bad_image == "skip":
+                self._positions[split] = self._scan(ds, split)
+            else:
+                self._positions[split] = list(range(len(ds)))
+        return self._positions[split]
+
+    def _scan(self, ds: Dataset, split: str) -> list[int]:
+        """Keep indices whose image decodes and is at least the crop (after ``resize``)."""
+        if isinstance(ds, DeadLeaves):
+            c = self.crop_size or 0
+            if self.resize is None and ds.image_size < c:
+                raise ImageTooSmallError(repr(ds), (ds.image_size,) * 2, c)
+            return list(range(len(ds)))
+        items = self._items(split, list(range(len(ds))), train=False)
+        items.operator = None  # decoding + geometry are what can fail; skip the degradation
+        cheap = callable(getattr(ds, "path", None)) and getattr(ds, "on_bad_image", "") == "skip"
+        good, bad = [], []
+        for i in range(len(ds)):
+            try:
+                if cheap and self.resize is None:  # decoded already by the dataset: header only
+                    h, w = image_size(ds.path(i))
+                    c = (self.crop_size or 0) // (self.lq_scale if isinstance(ds, LQFolder) else 1)
+                    if min(h, w) < c:
+                        raise ImageTooSmallError(str(ds.path(i)), (h, w), c)
+                else:
+                    items.process(ds[i], i)
+            except (BadImageError, ImageTooSmallError) as e:
+                bad.append(getattr(e, "path", str(i)))
+            else:
+                good.append(i)
+        if bad:
+            shown = ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
+            warnings.warn(
+                f"on_bad_image='skip': left out {len(bad)} of {len(ds)} {split} image(s) that are "
+                f"unreadable or smaller than crop_size={self.crop_size}: {shown}",
+                stacklevel=2,
+            )
+        if not good:
+            raise ValueError(f"no usable {split} image left after skipping {len(bad)} bad ones")
+        return good
+
+    def _items(self, split: str, positions: Sequence[int], train: bool) -> RestorationItems:
+        return RestorationItems(
+            self.sets[split],
+            positions,
+            train=train,
+            operator=self._data_operator,
+            noise=self._data_noise,
+            crop_size=self.crop_size,
+            resize=self.resize,
+            random_crop=self.random_crop,
+            hflip=self.hflip,
+            seed=self.seed,
+            lq_scale=self.lq_scale,
+        )
+
+    # -------------------------------------------------------- distribution
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _loader(self, dataset: Dataset, sampler, batch_size: int, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=drop_last,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    # ---------------------------------------------------------- dataloaders
+    def train_dataloader(self) -> DataLoader:
+        if self.sets["train"] is None:
+            raise ValueError("no train_set configured (data.init_args.train_set)")
+        items = self._items("train", self.positions("train"), train=True)
+        rank, world = self._world()
+        inner = DistributedSampler(
+            items, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+        sampler = EpochTaggedSampler(inner)
+        return self._loader(items, sampler, self.batch_size, len(inner) >= self.batch_size)
+
+    def eval_dataloader(self, split: str) -> DataLoader | list:
+        """Unpadded, sharded loader over ``split`` minus ``skip_indices`` (test/predict)."""
+        if self.sets[split] is None:
+            return []
+        positions = self.positions(split)
+        if split in ("test", "predict") and self.skip_indices:
+            positions = [i for i in positions if i not in self.skip_indices]
+        items = self._items(split, positions, train=False)
+        rank, world = self._world()
+        return self._loader(
+            items, ShardSampler(len(items), rank, world), self.eval_batch_size, False
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self.eval_dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self.eval_dataloader("predict")
