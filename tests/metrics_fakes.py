@@ -30,8 +30,9 @@ def reference(i: int) -> torch.Tensor:
 
 
 class _Items(Dataset):
-    def __init__(self, indices: list[int]) -> None:
+    def __init__(self, indices: list[int], with_hq: bool = True) -> None:
         self.indices = indices
+        self.with_hq = with_hq
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -40,12 +41,22 @@ class _Items(Dataset):
         i = self.indices[k]
         hq = reference(i)
         lq = F.avg_pool2d(hq[None], 2)[0]
-        return {"hq": hq, "y": lq, "lq": lq, "index": i, "name": f"img{i:03d}", "params": {}}
+        item = {"hq": hq, "y": lq, "lq": lq, "index": i, "name": f"img{i:03d}", "params": {}}
+        if not self.with_hq:
+            del item["hq"]
+        return item
 
 
 class FakeData(L.LightningDataModule):
-    def __init__(self, n: int = 10, batch_size: int = 3, subset: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        n: int = 10,
+        batch_size: int = 3,
+        subset: list[int] | None = None,
+        with_hq: bool = True,
+    ) -> None:
         super().__init__()
+        self.with_hq = with_hq
         self.n, self.batch_size = n, batch_size
         self.subset = subset
         self.skip_indices: list[int] = []
@@ -57,7 +68,7 @@ class FakeData(L.LightningDataModule):
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
-        return DataLoader(_Items(todo[rank::world]), batch_size=self.batch_size)
+        return DataLoader(_Items(todo[rank::world], self.with_hq), batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader()
@@ -84,14 +95,16 @@ class NoisyIdentity(RestorationModule):
 
     def restore(self, batch: dict) -> torch.Tensor:
         if self.fail_after is not None and self.batches >= self.fail_after:
-            raise KeyboardInterrupt("simulated interruption")
+            raise RuntimeError("simulated interruption")
         self.batches += 1
         out = []
         for k, i in enumerate(batch["index"].tolist()):
             g = torch.Generator().manual_seed(i)
-            out.append(
-                batch["hq"][k] + noise_level(i) * torch.randn(batch["hq"][k].shape, generator=g)
-            )
+            if "hq" in batch:
+                base = batch["hq"][k]
+            else:  # real-world input: upsample the measurement
+                base = F.interpolate(batch["lq"][k : k + 1], scale_factor=2)[0]
+            out.append(base + noise_level(i) * torch.randn(base.shape, generator=g))
             self.restored.append(i)
         self.count_nfe(7)
         return torch.stack(out).clamp(-1, 1)

@@ -166,6 +166,7 @@ class RestorationMetrics(Callback):
         if self.suite is None:  # builds the networks; a missing weight file fails here, early
             self.suite = MetricSuite(**self.suite_kwargs)
         self.run_dir = resolve_run_dir(trainer, self.output_dir)
+        stage = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn str-enum
         if stage not in ("test", "predict"):
             return
         if not self.resume:
