@@ -119,6 +119,7 @@ class RestorationMetrics(Callback):
         self.rows: dict[int, dict] = {}
         self.feats: dict[int, np.ndarray] = {}
         self.summary: dict[str, float] = {}
+        self._finished = False
 
     # ------------------------------------------------------------------ files
     @property
@@ -199,6 +200,16 @@ class RestorationMetrics(Callback):
 
     def _start(self) -> None:
         self.rows, self.feats = {}, {}
+        self._finished = False
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """A resumed run with nothing left: Lightning skips the empty loop and its epoch hooks,
+        so the stored rows are merged, written, logged and printed here."""
+        stage = str(getattr(stage, "value", stage))
+        if stage in ("test", "predict") and not self._finished and self.stored.get(stage):
+            self._start()
+            summary = self._finish(trainer, pl_module, stage)
+            self._log(trainer, pl_module, summary, stage, logger_only=True)  # no self.log here
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start()
@@ -279,6 +290,7 @@ class RestorationMetrics(Callback):
                     ),
                 )
         summary = trainer.strategy.broadcast(summary, src=0)
+        self._finished = True
         if stage != "validate":
             trainer.strategy.barrier("lit_restore_metrics_csv")
             self.part_path(stage, trainer.global_rank).unlink(missing_ok=True)  # merged now
@@ -304,12 +316,14 @@ class RestorationMetrics(Callback):
         summary["peak_memory_mb"] = max(mem) if mem else float("nan")
         return summary
 
-    def _log(self, trainer, pl_module, summary: dict, stage: str) -> None:
+    def _log(
+        self, trainer, pl_module, summary: dict, stage: str, logger_only: bool = False
+    ) -> None:
         prefix = _STAGE_PREFIX[stage]
         values = {
             f"{prefix}/{k}": v for k, v in summary.items() if k != "images" and not math.isnan(v)
         }
-        if stage == "predict":  # self.log is not allowed in predict hooks
+        if stage == "predict" or logger_only:  # self.log is not allowed in predict hooks/teardown
             if trainer.logger is not None and trainer.is_global_zero:
                 trainer.logger.log_metrics(values, step=trainer.global_step)
         else:
