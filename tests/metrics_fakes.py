@@ -87,9 +87,11 @@ def noise_level(i: int) -> float:
 class NoisyIdentity(RestorationModule):
     """x̂ = hq + σ_i n_i with n_i seeded by the index; can crash after ``fail_after`` batches."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(
+        self, fail_after: int | None = None, scale: float = 1.0, method: str = "noisy-identity"
+    ) -> None:
         super().__init__()
-        self.fail_after = fail_after
+        self.fail_after, self.scale, self.method = fail_after, scale, method
         self.restored: list[int] = []
         self.batches = 0
 
@@ -104,13 +106,13 @@ class NoisyIdentity(RestorationModule):
                 base = batch["hq"][k]
             else:  # real-world input: upsample the measurement
                 base = F.interpolate(batch["lq"][k : k + 1], scale_factor=2)[0]
-            out.append(base + noise_level(i) * torch.randn(base.shape, generator=g))
+            out.append(base + self.scale * noise_level(i) * torch.randn(base.shape, generator=g))
             self.restored.append(i)
         self.count_nfe(7)
         return torch.stack(out).clamp(-1, 1)
 
     def run_hparams(self) -> dict:
-        return {"method": "noisy-identity", "steps": 7}
+        return {"method": self.method, "steps": 7}
 
 
 class RandomFeatures(torch.nn.Module):

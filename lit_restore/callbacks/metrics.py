@@ -52,17 +52,10 @@ from lit_restore.callbacks._io import (
     rows_to_csv,
     to_unit,
 )
-from lit_restore.metrics.suite import MetricSuite, aggregate
+from lit_restore.metrics.suite import MetricSuite
+from lit_restore.utils.tables import aggregate, format_table
 
 _STAGE_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
-
-
-def format_table(summary: dict[str, float], title: str = "") -> str:
-    """A two-column markdown table of aggregate metrics."""
-    lines = [f"### {title}" if title else "", "| metric | value |", "|---|---|"]
-    for k, v in summary.items():
-        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
-    return "\n".join(line for line in lines if line)
 
 
 class RestorationMetrics(Callback):

@@ -9,9 +9,8 @@ ResShift's and DPS's evaluation scripts).
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 from lit_restore.metrics.fid import InceptionFeatures
 from lit_restore.metrics.fidelity import psnr, ssim
 from lit_restore.metrics.perceptual import LPIPS
+from lit_restore.utils.tables import aggregate  # noqa: F401  (re-export)
 
 PER_IMAGE_METRICS = ("psnr", "ssim", "lpips", "lpips_alex", "lpips_vgg")
 #: direction of "better" for tables
@@ -28,12 +28,6 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True}
 def quantize(x: Tensor) -> Tensor:
     """Round [0,1] images to 8-bit levels (what a written PNG holds)."""
     return (x.clamp(0, 1) * 255).round() / 255
-
-
-def aggregate(values: Iterable[float]) -> float:
-    """Mean of per-image values, ignoring NaN (images without a reference); NaN if none."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return sum(vals) / len(vals) if vals else float("nan")
 
 
 class MetricSuite(nn.Module):
