@@ -197,3 +197,30 @@ def test_fid_identity_monotone_and_matches_torchmetrics():
         kernel_inception_distance(feats(x) * 0 + f_ref + d, f_ref, subsets=5)[0] for d in (0.1, 1.0)
     ]
     assert kids[0] < kids[1]
+
+
+@pytest.mark.slow  # ~16 s on the shared 2-core machine (95 MB state dict, 299-px Inception forward)
+def test_inception_features_load_from_torch_home(tmp_path, monkeypatch):
+    """The real FID extractor builds offline from $TORCH_HOME (a *random* Inception state dict
+    in torch-fidelity's layout stands in for the published file) and yields [N, 2048]."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    dummy = tmp_path / "empty.pth"
+    torch.save({}, dummy)
+    with monkeypatch.context() as m:  # build the architecture only, to get its state-dict layout
+        m.setattr(
+            tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None
+        )
+        torch.manual_seed(0)
+        state = NoTrainInceptionV3("inception-v3-compat", ["2048"], str(dummy)).state_dict()
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.save(state, ckpt / "weights-inception-2015-12-05-6726825d.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    feats = InceptionFeatures()
+    assert torch.equal(feats.net.fc.weight, state["fc.weight"])
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    f = feats(x)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all()
+    assert torch.equal(feats(x), f)  # eval mode, deterministic
