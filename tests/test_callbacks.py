@@ -217,3 +217,23 @@ def test_ddp_two_processes_equal_one(full_run, tmp_path):
     rows = _rows(tmp_path / "run" / "version_0")
     assert [r["index"] for r in rows] == list(range(N))
     assert len(list((tmp_path / "run" / "version_0" / "restored").glob("*.png"))) == N
+
+
+def test_predict_writes_pngs_and_cost_csv(tmp_path, capsys):
+    """predict (real-world inputs, no hq): PNGs + cost rows; a rerun restores nothing."""
+
+    def predict():
+        module = NoisyIdentity()
+        cbs = [make_metrics(fid=False), RestoredImageWriter(save_measurement=True)]
+        make_trainer(tmp_path, cbs).predict(module, datamodule=FakeData(n=5, with_hq=False))
+        return module
+
+    assert sorted(predict().restored) == list(range(5))
+    run_dir = tmp_path / "run" / "version_0"
+    rows = read_rows(run_dir / "per_image_predict.csv")[1]
+    assert [r["name"] for r in rows] == [f"img{i:03d}" for i in range(5)]
+    assert all(r["nfe_per_image"] == 7.0 and math.isnan(r["psnr"]) for r in rows)
+    assert len(list((run_dir / "measurement").glob("*.png"))) == 5
+    assert Image.open(run_dir / "restored" / "img000.png").size == (32, 32)
+    assert "predict metrics" in capsys.readouterr().out
+    assert predict().restored == []

@@ -224,3 +224,13 @@ def test_inception_features_load_from_torch_home(tmp_path, monkeypatch):
     f = feats(x)
     assert f.shape == (2, 2048) and torch.isfinite(f).all()
     assert torch.equal(feats(x), f)  # eval mode, deterministic
+
+
+def test_lpips_too_small_clear_error_and_gray_y():
+    net = LPIPS("alex", random_backbone=True)
+    x = torch.rand(1, 3, 31, 31)
+    assert net(x, x).item() == 0.0  # 31 px is the smallest AlexNet-LPIPS input
+    with pytest.raises(ValueError, match="at least 31 px"):
+        net(x[..., :30, :30], x[..., :30, :30])
+    g = torch.rand(2, 1, 16, 16)
+    assert torch.equal(rgb_to_y(g), g)  # grayscale already is the luma

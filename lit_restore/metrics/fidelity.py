@@ -31,7 +31,11 @@ _SSIM_PAD = 5  # half-width of the 11-tap Gaussian window (int(3.5 * 1.5 + 0.5))
 
 
 def rgb_to_y(x: Tensor) -> Tensor:
-    """BT.601 luma of BasicSR (``rgb2ycbcr_pt``, y_only): [N,3,H,W] in [0,1] -> [N,1,H,W]."""
+    """BT.601 luma of BasicSR (``rgb2ycbcr_pt``, y_only): [N,3,H,W] in [0,1] -> [N,1,H,W].
+
+    Grayscale input ([N,1,H,W]) is returned unchanged (it already is the luma)."""
+    if x.shape[1] == 1:
+        return x
     if x.shape[1] != 3:
         raise ValueError(f"y_channel needs RGB images, got {x.shape[1]} channel(s)")
     w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

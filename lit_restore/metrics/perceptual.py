@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lit_restore.metrics.weights import load_state_dict, resolve_weights
 
 _BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
+_MIN_SIZE = {"alex": 31, "vgg": 16}  # smaller inputs vanish in the backbones' pooling layers
 
 
 class LPIPS(nn.Module):
@@ -80,6 +81,11 @@ class LPIPS(nn.Module):
     def forward(self, x: Tensor, ref: Tensor) -> Tensor:
         if x.shape != ref.shape:
             raise ValueError(f"restored {tuple(x.shape)} and reference {tuple(ref.shape)} differ")
+        if min(x.shape[-2:]) < _MIN_SIZE[self.net_name]:
+            raise ValueError(
+                f"LPIPS-{self.net_name} needs images of at least {_MIN_SIZE[self.net_name]} px, got "
+                f"{tuple(x.shape[-2:])}; drop lpips from `metrics` for such small images."
+            )
         if x.shape[1] == 1:  # grayscale: the backbone wants RGB
             x, ref = x.expand(-1, 3, -1, -1), ref.expand(-1, 3, -1, -1)
         return self.model(x.float(), ref.float(), normalize=True).flatten()
