@@ -46,9 +46,17 @@ class ImageGridLogger(Callback):
 
     def _start(self) -> None:
         self.items = {}
+        self._finished = False
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """A rank whose loop was empty joins the other ranks' gather here (see RestorationMetrics)."""
+        stage = str(getattr(stage, "value", stage))
+        if stage in ("test", "predict") and not self._finished and trainer.world_size > 1:
+            self._finish(trainer, stage)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.run_dir = resolve_run_dir(trainer, self.output_dir)  # all ranks (log_dir broadcasts)
+        self._start()
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start()
@@ -98,6 +106,7 @@ class ImageGridLogger(Callback):
         return make_grid(torch.stack(tiles), nrow=ncol, padding=2, pad_value=1.0)
 
     def _finish(self, trainer: L.Trainer, stage: str) -> None:
+        self._finished = True
         merged: dict[int, list[Tensor]] = {}
         for part in gather_objects(trainer, self.items):
             merged.update(part)

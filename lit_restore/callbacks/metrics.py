@@ -161,6 +161,7 @@ class RestorationMetrics(Callback):
             self.suite = MetricSuite(**self.suite_kwargs)
         self.run_dir = resolve_run_dir(trainer, self.output_dir)
         stage = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn str-enum
+        self._start()
         if stage not in ("test", "predict"):
             return
         if not self.resume:
@@ -196,11 +197,11 @@ class RestorationMetrics(Callback):
         self._finished = False
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """A resumed run with nothing left: Lightning skips the empty loop and its epoch hooks,
-        so the stored rows are merged, written, logged and printed here."""
+        """A rank with no batch left (a resumed run, or fewer images than ranks): Lightning skips
+        its empty loop and epoch hooks, so it joins the merge here — its collectives pair with the
+        other ranks' ``on_*_epoch_end`` — and the stored rows are written, logged and printed."""
         stage = str(getattr(stage, "value", stage))
-        if stage in ("test", "predict") and not self._finished and self.stored.get(stage):
-            self._start()
+        if stage in ("test", "predict") and not self._finished:
             summary = self._finish(trainer, pl_module, stage)
             self._log(trainer, pl_module, summary, stage, logger_only=True)  # no self.log here
 
@@ -321,7 +322,9 @@ class RestorationMetrics(Callback):
                 trainer.logger.log_metrics(values, step=trainer.global_step)
         else:
             for k, v in values.items():
-                pl_module.log(k, v, sync_dist=True)  # identical on every rank (broadcast)
+                # identical on every rank (broadcast above); no sync_dist: a rank whose loop was
+                # empty (see teardown) would never join that all-reduce
+                pl_module.log(k, v, sync_dist=False)
         if stage == "validate" or not trainer.is_global_zero:
             return
         if self.print_table:
