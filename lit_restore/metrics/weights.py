@@ -7,6 +7,10 @@ Resolution order for each file (never a download):
    exactly where torchvision / torch-fidelity would have downloaded it;
 3. ``$LIT_RESTORE_HOME/checkpoints/<file>`` (default ``~/.cache/lit_restore``).
 
+Downloading is opt-in only: ``python -m lit_restore.metrics.weights alexnet vgg16 inception``
+(:func:`download_weights`) fetches into the hub cache and checks the SHA-256 prefix that each
+file name carries (``alexnet-owt-7be5be79`` → ``7be5be79``).
+
 A missing file raises :class:`MissingWeightsError` naming the file, its public URL, where to
 put it, and how to run without perceptual metrics. File names and URLs follow torchvision
 (``AlexNet_Weights.IMAGENET1K_V1``, ``VGG16_Weights.IMAGENET1K_V1``) and torch-fidelity
@@ -93,7 +97,8 @@ def resolve_weights(key: str, path: str | os.PathLike | None = None, option: str
     raise MissingWeightsError(
         f"{spec.purpose}: weight file {spec.filename!r} not found (looked in "
         f"{', '.join(str(c.parent) for c in candidates)}). Nothing is downloaded implicitly: "
-        f"fetch it from {spec.url} and put it in {candidates[0].parent}{opt}. To run without "
+        f"fetch it from {spec.url} and put it in {candidates[0].parent}{opt} (or run "
+        f"`python -m lit_restore.metrics.weights {key}` on a machine with network access). To run without "
         "perceptual metrics set `perceptual: false` (or `metrics: [psnr, ssim]` and `fid: false`)."
     )
 
@@ -109,3 +114,23 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise MissingWeightsError(f"{path} does not hold a state dict (got {type(state)}).")
     return state
+
+
+def download_weights(key: str, dest_dir: str | os.PathLike | None = None) -> Path:
+    """Explicit, opt-in download of one weight file into the hub cache (SHA-256 prefix checked)."""
+    spec = WEIGHT_FILES[key]
+    dest = Path(dest_dir) if dest_dir is not None else hub_checkpoint_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / spec.filename
+    if not target.is_file():
+        hash_prefix = spec.filename.rsplit("-", 1)[-1].split(".")[0]
+        torch.hub.download_url_to_file(spec.url, str(target), hash_prefix=hash_prefix)
+    return target
+
+
+if __name__ == "__main__":
+    import sys
+
+    keys = sys.argv[1:] or sorted(WEIGHT_FILES)
+    for k in keys:
+        print(download_weights(k))
