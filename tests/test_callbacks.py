@@ -193,14 +193,19 @@ from metrics_fakes import FakeData, NoisyIdentity, RestoredImageWriter, make_met
 if __name__ == "__main__":
     out = sys.argv[1]
     trainer = make_trainer(out, [make_metrics(), RestoredImageWriter()], devices=2, strategy="ddp")
-    res = trainer.test(NoisyIdentity(), datamodule=FakeData(n={n}, batch_size=2))
+    module = NoisyIdentity()
+    res = trainer.test(module, datamodule=FakeData(n={n}, batch_size=2))
+    json.dump(module.restored, open(out + f"/restored_rank{{trainer.global_rank}}.json", "w"))
     if trainer.is_global_zero:
         json.dump(res[0], open(out + "/result.json", "w"))
 """
 
 
 def test_ddp_two_processes_equal_one(full_run, tmp_path):
-    """strategy=ddp, devices=2 on CPU: every image once, aggregates (FID included) = 1 process."""
+    """strategy=ddp, devices=2 on CPU, resuming a 1-process run that did images 1, 3, 5: the two
+    ranks restore only the 7 missing images, each once, and the aggregates (FID included) equal
+    the uninterrupted 1-process run's."""
+    _run(tmp_path, NoisyIdentity(), data=FakeData(n=N, subset=[1, 3, 5]))
     res_full, _full_dir, _ = full_run
     script = tmp_path / "ddp_eval.py"
     script.write_text(_DDP_SCRIPT.format(tests=str(ROOT / "tests"), root=str(ROOT), n=N))
@@ -214,6 +219,8 @@ def test_ddp_two_processes_equal_one(full_run, tmp_path):
     for k, v in res_full.items():
         if k != "test/seconds_per_image":
             assert res[k] == pytest.approx(v, **_tol(k)), k
+    done = [json.loads((tmp_path / f"restored_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(done) and sorted(done[0] + done[1]) == [0, 2, 4, 6, 7, 8, 9]
     rows = _rows(tmp_path / "run" / "version_0")
     assert [r["index"] for r in rows] == list(range(N))
     assert len(list((tmp_path / "run" / "version_0" / "restored").glob("*.png"))) == N
