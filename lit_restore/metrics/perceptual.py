@@ -1,0 +1,91 @@
+"""LPIPS (Zhang et al. 2018) with offline backbone weights.
+
+The network is torchmetrics' LPIPS (``torchmetrics.functional.image.lpips._LPIPS``): the
+torchvision backbone (AlexNet or VGG16 ``features``) sliced at its ReLUs, unit-normalised
+features, squared differences weighted by the linear heads of the LPIPS v0.1 release (bundled
+in the torchmetrics wheel) and spatially averaged:
+``d(x, y) = Σ_l mean_hw ‖w_l ⊙ (f̂_l(x) − f̂_l(y))‖²``.
+
+torchmetrics would fetch the backbone with ``weights=DEFAULT`` (a download). Here the backbone
+is built with ``weights=None`` and its ``features.*`` tensors are copied from the file that
+:func:`lit_restore.metrics.weights.resolve_weights` finds, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor, nn
+
+from lit_restore.metrics.weights import load_state_dict, resolve_weights
+
+_BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
+_MIN_SIZE = {"alex": 31, "vgg": 16}  # smaller inputs vanish in the backbones' pooling layers
+
+
+class LPIPS(nn.Module):
+    """Per-image LPIPS of [0,1] images: ``forward(x, ref) -> [N]``.
+
+    Args:
+        net: ``"alex"`` (the papers' default) or ``"vgg"``.
+        weights: explicit backbone file (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``);
+            default: the torch hub cache (see :mod:`lit_restore.metrics.weights`).
+        random_backbone: keep the randomly initialised backbone (tests only: proves the plumbing
+            without any download; the numbers are then not LPIPS).
+    """
+
+    def __init__(
+        self,
+        net: str = "alex",
+        weights: str | os.PathLike | None = None,
+        random_backbone: bool = False,
+    ) -> None:
+        super().__init__()
+        if net not in _BACKBONES:
+            raise ValueError(f"lpips_net must be one of {sorted(_BACKBONES)}, got {net!r}")
+        from torchmetrics.functional.image.lpips import _LPIPS
+
+        self.net_name = net
+        path = None
+        if not random_backbone:  # resolve before building anything that could download
+            path = resolve_weights(_BACKBONES[net], weights, option="lpips_weights")
+        # pnet_rand=True -> torchvision backbone with weights=None (no download);
+        # pretrained=True -> the bundled LPIPS linear heads are loaded.
+        self.model = _LPIPS(pretrained=True, net=net, pnet_rand=True, use_dropout=True)
+        if path is not None:
+            self._load_backbone(load_state_dict(path), path)
+        self.model.eval().requires_grad_(False)
+
+    def _load_backbone(self, state: dict[str, Tensor], path: os.PathLike) -> None:
+        """Copy torchvision ``features.<i>.*`` tensors into LPIPS' ``slice<k>.<i>.*`` modules."""
+        loaded = 0
+        for slice_name, block in self.model.net.named_children():
+            for name, param in block.named_parameters():
+                key = f"features.{name}"
+                if key not in state or state[key].shape != param.shape:
+                    raise ValueError(
+                        f"{path} is not a torchvision {_BACKBONES[self.net_name]} state dict "
+                        f"(missing or mis-shaped {key} for LPIPS {slice_name})."
+                    )
+                with torch.no_grad():
+                    param.copy_(state[key])
+                loaded += 1
+        if loaded == 0:
+            raise ValueError(f"no backbone tensors loaded from {path}")
+
+    def train(self, mode: bool = True) -> LPIPS:  # a metric never leaves eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, ref: Tensor) -> Tensor:
+        if x.shape != ref.shape:
+            raise ValueError(f"restored {tuple(x.shape)} and reference {tuple(ref.shape)} differ")
+        if min(x.shape[-2:]) < _MIN_SIZE[self.net_name]:
+            raise ValueError(
+                f"LPIPS-{self.net_name} needs images of at least {_MIN_SIZE[self.net_name]} px, got "
+                f"{tuple(x.shape[-2:])}; drop lpips from `metrics` for such small images."
+            )
+        if x.shape[1] == 1:  # grayscale: the backbone wants RGB
+            x, ref = x.expand(-1, 3, -1, -1), ref.expand(-1, 3, -1, -1)
+        return self.model(x.float(), ref.float(), normalize=True).flatten()

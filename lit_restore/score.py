@@ -1,0 +1,127 @@
+"""Score any folder of restored images against a folder of references (matched by file stem).
+
+``python -m lit_restore.score --restored DIR --reference DIR [--crop-border N] [--y-channel]
+[--metrics psnr ssim lpips] [--lpips-net alex|vgg] [--fid] [--no-perceptual] [--csv PATH]``
+
+Uses exactly the metric code of the evaluation callbacks (:class:`lit_restore.metrics.MetricSuite`),
+so results of other codebases (or of our own runs) are scored with one convention. Images are
+read as 8-bit RGB (PNG/JPEG/BMP/TIFF/WebP, searched recursively; the stem is the path relative to
+the folder without its extension). Prints the table (mean of per-image values; FID/KID set-level)
+and writes a per-image CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lit_restore.metrics.suite import MetricSuite
+from lit_restore.utils.tables import aggregate, atomic_write_text, format_table, rows_to_csv
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(root: Path) -> dict[str, Path]:
+    """``{relative stem: path}`` of the images under ``root``."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            out[str(p.relative_to(root).with_suffix(""))] = p
+    return out
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """[1,3,H,W] float in [0,1]."""
+    try:
+        a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    except Exception as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return torch.from_numpy(a).permute(2, 0, 1)[None]
+
+
+def score_folders(
+    restored: Path, reference: Path, suite: MetricSuite, allow_missing: bool = False
+) -> tuple[list[dict], dict[str, float]]:
+    """Per-image rows and the aggregate table."""
+    res, ref = list_images(restored), list_images(reference)
+    common = sorted(set(res) & set(ref))
+    missing = sorted(set(ref) - set(res))
+    if not common:
+        raise FileNotFoundError(f"no image stems in common between {restored} and {reference}")
+    if missing and not allow_missing:
+        raise FileNotFoundError(
+            f"{len(missing)} reference image(s) have no restoration in {restored} (e.g. "
+            f"{missing[:3]}); pass --allow-missing to score the common {len(common)} only."
+        )
+    rows, fake, real = [], [], []
+    for name in common:
+        x, y = load_image(res[name]), load_image(ref[name])
+        if x.shape != y.shape:
+            raise ValueError(
+                f"{res[name]} is {tuple(x.shape[-2:])} but {ref[name]} is {tuple(y.shape[-2:])}"
+            )
+        vals = suite.per_image(x, y)
+        rows.append({"name": name, **{k: float(v[0]) for k, v in vals.items()}})
+        if suite.features is not None:
+            fake.append(suite.image_features(x))
+            real.append(suite.image_features(y))
+    summary: dict[str, float] = {"images": float(len(rows))}
+    for m in suite.metrics:
+        summary[m] = aggregate(r[m] for r in rows)
+    if fake:
+        summary.update(suite.set_level(torch.cat(fake), torch.cat(real)))
+    return rows, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m lit_restore.score", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--restored", type=Path, required=True)
+    ap.add_argument("--reference", type=Path, required=True)
+    ap.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "lpips"])
+    ap.add_argument("--crop-border", type=int, default=0)
+    ap.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 Y (BasicSR)")
+    ap.add_argument(
+        "--lpips", dest="lpips_net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone"
+    )
+    ap.add_argument("--lpips-weights", default=None)
+    ap.add_argument("--fid", action="store_true")
+    ap.add_argument("--kid", action="store_true")
+    ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--no-perceptual", action="store_true", help="PSNR/SSIM only (no weight files)")
+    ap.add_argument("--allow-missing", action="store_true")
+    ap.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="per-image CSV (default: scores.csv next to --restored)",
+    )
+    args = ap.parse_args(argv)
+    suite = MetricSuite(
+        metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
+        crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
+        lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
+    )  # fmt: skip
+    rows, summary = score_folders(args.restored, args.reference, suite, args.allow_missing)
+    csv_path = args.csv or args.restored.resolve().parent / f"scores_{args.restored.name}.csv"
+    atomic_write_text(csv_path, rows_to_csv(rows, ["name", *suite.metrics]))
+    conv = f"crop_border={args.crop_border}, y_channel={args.y_channel}"
+    print(
+        format_table(
+            summary, f"{args.restored} vs {args.reference} ({conv}; mean of per-image values)"
+        )
+    )
+    print(f"per-image scores: {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Tiny fakes for the callback tests (imported by tests and by the DDP subprocess script).
+
+``FakeData`` emits protocol batches (``hq``, ``y``, ``lq``, ``index``, ``name``, ``params={}``) of
+32×32 RGB images (32 px is the smallest size AlexNet-LPIPS accepts) and shards
+val/test/predict itself without padding, honouring ``skip_indices`` like the real datamodule.
+``NoisyIdentity`` restores ``hq + σ_i·n_i`` with noise seeded by the image index, so every number
+is a function of the index alone (independent of batch size, ranks and resumption).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lit_restore.callbacks import ImageGridLogger, RestorationMetrics, RestoredImageWriter
+from lit_restore.metrics import LPIPS
+from lit_restore.modules.base import RestorationModule
+
+SIZE = 32
+
+
+def reference(i: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1000 + i)
+    x = torch.rand(3, SIZE // 4, SIZE // 4, generator=g)
+    return (
+        F.interpolate(x[None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0] * 2 - 1
+    )
+
+
+class _Items(Dataset):
+    def __init__(self, indices: list[int], with_hq: bool = True) -> None:
+        self.indices = indices
+        self.with_hq = with_hq
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict:
+        i = self.indices[k]
+        hq = reference(i)
+        lq = F.avg_pool2d(hq[None], 2)[0]
+        item = {"hq": hq, "y": lq, "lq": lq, "index": i, "name": f"img{i:03d}", "params": {}}
+        if not self.with_hq:
+            del item["hq"]
+        return item
+
+
+class FakeData(L.LightningDataModule):
+    def __init__(
+        self,
+        n: int = 10,
+        batch_size: int = 3,
+        subset: list[int] | None = None,
+        with_hq: bool = True,
+    ) -> None:
+        super().__init__()
+        self.with_hq = with_hq
+        self.n, self.batch_size = n, batch_size
+        self.subset = subset
+        self.skip_indices: list[int] = []
+        self.operator = torch.nn.AvgPool2d(2)  # stands in for an operator (HPARAMS name only)
+
+    def _loader(self) -> DataLoader:
+        skip = set(self.skip_indices)
+        todo = [i for i in (self.subset or range(self.n)) if i not in skip]
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
+        return DataLoader(_Items(todo[rank::world], self.with_hq), batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader()
+
+
+def noise_level(i: int) -> float:
+    return 0.02 + 0.02 * (i % 5)
+
+
+class NoisyIdentity(RestorationModule):
+    """x̂ = hq + σ_i n_i with n_i seeded by the index; can crash after ``fail_after`` batches."""
+
+    def __init__(
+        self, fail_after: int | None = None, scale: float = 1.0, method: str = "noisy-identity"
+    ) -> None:
+        super().__init__()
+        self.fail_after, self.scale, self.method = fail_after, scale, method
+        self.restored: list[int] = []
+        self.batches = 0
+
+    def restore(self, batch: dict) -> torch.Tensor:
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise RuntimeError("simulated interruption")
+        self.batches += 1
+        out = []
+        for k, i in enumerate(batch["index"].tolist()):
+            g = torch.Generator().manual_seed(i)
+            if "hq" in batch:
+                base = batch["hq"][k]
+            else:  # real-world input: upsample the measurement
+                base = F.interpolate(batch["lq"][k : k + 1], scale_factor=2)[0]
+            out.append(base + self.scale * noise_level(i) * torch.randn(base.shape, generator=g))
+            self.restored.append(i)
+        self.count_nfe(7)
+        return torch.stack(out).clamp(-1, 1)
+
+    def run_hparams(self) -> dict:
+        return {"method": self.method, "steps": 7}
+
+
+class RandomFeatures(torch.nn.Module):
+    """Small random conv features standing in for Inception (tests only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g) * 0.3)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(torch.relu(self.conv(x)), 2).flatten(1)
+
+
+def make_metrics(fid: bool = True, **kw) -> RestorationMetrics:
+    """Metric callback with injected random networks (random AlexNet backbone, random features)."""
+    torch.manual_seed(0)  # the random LPIPS backbone is then identical in every process
+    lpips = LPIPS("alex", random_backbone=True)
+    return RestorationMetrics(
+        metrics=["psnr", "ssim", "lpips"], fid=fid, lpips_module=lpips,
+        fid_features=RandomFeatures() if fid else None, **kw,
+    )  # fmt: skip
+
+
+def make_trainer(tmp, callbacks, **kw) -> L.Trainer:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return L.Trainer(
+        accelerator="cpu", devices=kw.pop("devices", 1), logger=TensorBoardLogger(str(tmp), name="run", version=0),
+        callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False,
+        use_distributed_sampler=False, **kw,
+    )  # fmt: skip
+
+
+__all__ = [
+    "FakeData",
+    "ImageGridLogger",
+    "NoisyIdentity",
+    "RestoredImageWriter",
+    "make_metrics",
+    "make_trainer",
+]
