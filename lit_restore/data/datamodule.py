@@ -452,11 +452,17 @@ class RestorationDataModule(L.LightningDataModule):
         """Unpadded, sharded loader over ``split`` minus ``skip_indices`` (test/predict)."""
         if self.sets[split] is None:
             return []
-        positions = self.positions(split)
+        full = self.positions(split)
+        positions = full
         if split in ("test", "predict") and self.skip_indices:
-            positions = [i for i in positions if i not in self.skip_indices]
-        items = self._items(split, positions, train=False)
+            positions = [i for i in full if i not in self.skip_indices]
         rank, world = self._world()
+        if world > 1 and full and len(positions) < world:
+            # Lightning refuses a rank with an empty loader under DDP. Idle ranks get an image
+            # that is already done; the metric/writer callbacks de-duplicate by index.
+            done = [i for i in full if i not in positions] or full
+            positions = positions + (done * world)[: world - len(positions)]
+        items = self._items(split, positions, train=False)
         return self._loader(
             items, ShardSampler(len(items), rank, world), self.eval_batch_size, False
         )

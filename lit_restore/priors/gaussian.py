@@ -197,7 +197,18 @@ class GaussianPrior(DiffusionPrior):
 
     # ------------------------------------------------------------ spectrum
     def spectrum(self, h: int, w: int) -> Tensor:
-        """P on the ``fftfreq`` grid of an ``h×w`` image, shape [C, H, W] (float32)."""
+        """P on the ``fftfreq`` grid of an ``h×w`` image, shape [C, H, W] (float32).
+
+        Cached per (size, device, parameter version): a sampler asks for it at every step.
+        """
+        key = (h, w, self.freqs.device, self.log_power._version, self.log_power.data_ptr())
+        cache = self.__dict__.setdefault("_spectrum_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = self._spectrum(h, w)
+        return cache[key]
+
+    def _spectrum(self, h: int, w: int) -> Tensor:
         r = _radial_freq(h, w, device=self.freqs.device).flatten()
         f = self.freqs
         r = r.clamp(f[0], f[-1])
