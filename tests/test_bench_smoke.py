@@ -76,3 +76,27 @@ def test_smallest_mode_runs_and_extrapolates(bench, tmp_path, capsys):
 def test_bad_method_is_a_clear_error(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--methods", "dps,nope"])
+
+
+def test_peak_rss_window_sees_a_200_mib_allocation(bench):
+    """The CPU memory column: the window starts at the current RSS, not at an earlier peak."""
+    big = torch.ones(100 * 2**20 // 4)  # an earlier 100 MiB peak that must not mask the window
+    del big
+    base, method = bench.reset_peak_rss()
+    if method != "VmHWM":
+        pytest.skip("no /proc/self/clear_refs here (ru_maxrss fallback cannot be reset)")
+    x = torch.ones(200 * 2**20 // 4)  # 200 MiB, touched
+    grown = bench.peak_rss(method) - base
+    del x
+    assert 190 < grown < 400, (method, grown)
+
+
+def test_forked_row_reports_its_own_memory(bench):
+    """One row in a forked child (the default on CPU) comes back with a positive RSS growth."""
+    args = bench.parse_args(
+        ["--reduced", "--image-size", "32", "--width-div", "16", "--device", "cpu",
+         "--steps-override", "1", "--warmup", "0", "--threads", "1"]
+    )  # fmt: skip
+    row = bench.run_isolated("adm-ffhq256-dps", "ddrm", 1, "fp32", args)
+    assert row["nfe_per_image"] == 20 and row["memory_kind"].startswith("cpu_peak_rss_growth")
+    assert row["peak_memory_mib"] > 0
