@@ -1,231 +1,409 @@
-"""Seconds per image and peak GPU memory of every zero-shot sampler at its published step count.
+"""Seconds per image, NFE per image and peak memory of every zero-shot sampler.
+
+Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR) on the real
+:class:`lit_restore.priors.ADMPrior` built from the registry's published constructor flags
+(``REGISTRY["adm-imagenet256-uncond"]`` / ``REGISTRY["adm-ffhq256-dps"]``, random weights: speed
+and memory do not depend on the values) and a real operator from :mod:`lit_restore.operators`, with
+Gaussian measurement noise σ = 0.05 (image units), at the method's published step count:
+
+    ========  =====  =====================================================================
+    method    steps  task (operator)
+    ========  =====  =====================================================================
+    dps       1000   SR×4 ``BicubicSR(4)`` (DPS paper, ``linspace`` chain of 1000)
+    safari    1000   SR×4 ``BicubicSR(4)`` (DPS + spatial-frequency fidelity)
+    ddrm        20   SR×4 ``BicubicSR(4)`` (README ``--timesteps 20``)
+    ddnm       100   SR×4 ``BicubicSR(4)``; σ_y > 0 makes it DDNM+ (SVD path)
+    ddpg       100   Gaussian deblur ``GaussianBlur(61, 3.0, boundary="circular")`` (FFT pinv_reg)
+    idpg       100   same as ddpg
+    fdgr       100   same as ddpg (DDPG + gradient regulariser, G− default)
+    ========  =====  =====================================================================
+
+**Step-count extrapolation.** ``--steps-override K`` runs K (respaced) steps instead of the
+published count and reports ``s/image = (median step time × published steps + the loop's fixed
+cost outside the steps) / batch`` and ``NFE/image = (measured NFE / K) × published steps``; such
+rows say ``extrapolated`` (every step of these methods costs the same, whatever its t; the median
+keeps one load spike on a shared machine from dominating). Without the override the published chain is
+run and timed in full. Before the timed run one untimed 1-step run warms caches (operator SVD/FFT
+transfer functions, allocator) unless ``--warmup 0``.
+
+**Precision.** ``fp32``, or ``bf16``: ``--bf16 autocast`` (default) is exactly what
+``ZeroShotRestoration(precision_bf16=True)`` does — the network call runs under
+``torch.autocast(bfloat16)``, guidance maths in float32; ``--bf16 torso`` instead builds
+``ADMPrior(dtype="bfloat16")`` (bfloat16 weights in the UNet torso; time MLP, GroupNorm and output
+head float32).
+
+**Peak memory.** GPU: ``torch.cuda.max_memory_allocated`` over the warm-up and timed runs (weights
+included). CPU: every row runs in a forked child process (the parent never runs a torch op, so no
+thread pool crosses the fork); the column is the growth of the child's peak RSS over the warm-up
+and timed runs — activations, gradients and sampler state; weights excluded. The window starts
+after the prior, operator and measurement are built, by resetting Linux's peak mark
+(``/proc/self/clear_refs`` ← 5, then ``VmHWM − VmRSS``; :func:`reset_peak_rss`), falling back to
+``resource.getrusage(...).ru_maxrss``. (tracemalloc would not see torch's C++ allocations.)
+
+``--reduced`` keeps each layout's 6-level topology and relative attention depths at
+``--image-size`` px (default 64) with widths ÷ ``--width-div`` (default 4) — the same reduction as
+``bench/bench_prior.py``; the 61-tap blur kernel is clipped to the largest odd size below the image
+size (the FFT pinv's cost does not depend on the kernel size).
+
+On a shared, loaded CPU set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP workers that lose their
+core make every parallel region wait (measured here: 2 threads went from 0.7 to 8.7 s per guided
+step of the reduced ImageNet layout without it).
 
 Usage::
 
-    python bench/bench_samplers.py --device cuda --batch-size 1            # ADM-256 (random weights)
-    python bench/bench_samplers.py --device cpu --max-steps 5 --size 64    # smoke run on CPU
-    python bench/bench_samplers.py --prior mypkg.mymodule:make_prior       # any prior factory
-
-The prior is built by :func:`make_prior`: ``adm`` = ``lit_restore.priors.ADMPrior`` in the
-ImageNet-256 unconditional layout (random weights: speed and memory do not depend on the values);
-when that class is not importable it falls back to ``standin`` — the analytic
-:class:`~lit_restore.priors.gaussian.GaussianPrior` wrapped by a small random conv net, so the
-gradient methods still backpropagate through a network. The operator is a random-pixel inpainting
-mask with an exact SVD (every method runs on it), at the prior's image size.
-
-``--max-steps`` caps the step count (CPU smoke runs); capped rows are marked in the table, and
-seconds/image are then *not* comparable with published step counts. Results are printed as a
-markdown table and, with ``--out``, written as JSON.
+    python bench/bench_samplers.py                                   # full 256 px, GPU
+    OMP_WAIT_POLICY=PASSIVE python bench/bench_samplers.py --reduced --device cpu \
+        --steps-override 2 --threads 2                               # CPU, reduced size
+    python bench/bench_samplers.py --methods dps,ddrm --batches 1 --precisions fp32 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import multiprocessing as mp
 import os
+import resource
+import statistics
 import sys
 import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lit_restore.operators import BicubicSR, GaussianBlur, GaussianNoise
 from lit_restore.operators.base import LinearOperator
-from lit_restore.priors.base import DiffusionPrior
-from lit_restore.priors.gaussian import GaussianPrior
-from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
+from lit_restore.priors import ADMPrior
+from lit_restore.priors.registry import REGISTRY
+from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI, Sampler
 
-#: method -> (constructor, published step count)
-METHODS = {
-    "dps": (lambda n: DPS(steps=n, scale=0.5), 1000),
-    "safari": (lambda n: SaFaRI(steps=n, scale=0.5), 1000),
-    "ddrm": (lambda n: DDRM(steps=n), 20),
-    "ddnm": (lambda n: DDNM(steps=n), 100),
-    "ddpg": (lambda n: DDPG(steps=n), 100),
-    "idpg": (lambda n: IDPG(steps=n), 100),
-    "fdgr": (lambda n: FDGR(steps=n), 100),
+PRIORS = ("adm-imagenet256-uncond", "adm-ffhq256-dps")
+
+#: measurement noise in image units [0, 1] (model space: 2σ)
+NOISE_SIGMA = 0.05
+
+
+@dataclass(frozen=True)
+class Method:
+    make: Callable[[int], Sampler]  #: steps -> sampler
+    published_steps: int
+    task: str  #: key of TASKS
+
+
+METHODS: dict[str, Method] = {
+    "safari": Method(lambda n: SaFaRI(steps=n, scale=0.3), 1000, "sr4"),
+    "dps": Method(lambda n: DPS(steps=n, scale=0.3), 1000, "sr4"),
+    "ddnm": Method(lambda n: DDNM(steps=n), 100, "sr4"),
+    "ddrm": Method(lambda n: DDRM(steps=n), 20, "sr4"),
+    "ddpg": Method(lambda n: DDPG(steps=n), 100, "blur-circ"),
+    "idpg": Method(lambda n: IDPG(steps=n), 100, "blur-circ"),
+    "fdgr": Method(lambda n: FDGR(steps=n), 100, "blur-circ"),
 }
 
-#: guided-diffusion 256x256_diffusion_uncond flags (shared/research/safari_dps.md §2.3)
-ADM_IMAGENET256 = dict(
-    image_size=256,
-    num_channels=256,
-    num_res_blocks=2,
-    channel_mult=(1, 1, 2, 2, 4, 4),
-    attention_resolutions="32,16,8",
-    num_heads=4,
-    num_head_channels=64,
-    learn_sigma=True,
-    use_scale_shift_norm=True,
-    resblock_updown=True,
-    dropout=0.0,
-)
+
+def make_operator(task: str, image_size: int) -> LinearOperator:
+    """``sr4`` = ``BicubicSR(4)``; ``blur-circ`` = ``GaussianBlur(61, 3.0, "circular")``."""
+    if task == "sr4":
+        return BicubicSR(4)
+    if task == "blur-circ":
+        k = min(61, image_size - 1 if image_size % 2 == 0 else image_size - 2)
+        return GaussianBlur(k, 3.0, boundary="circular")
+    raise ValueError(f"unknown task {task!r}; choose 'sr4' or 'blur-circ'")
 
 
-class MaskOperator(LinearOperator):
-    """``A x = m ⊙ x`` with an exact SVD: V = U = the permutation putting kept pixels first."""
-
-    has_svd = True
-
-    def __init__(self, mask: Tensor) -> None:
-        super().__init__()
-        flat = mask.flatten().bool()
-        self.register_buffer("mask", mask.float())
-        self.register_buffer(
-            "perm", torch.cat([flat.nonzero().flatten(), (~flat).nonzero().flatten()])
-        )
-        self.register_buffer("inv", torch.argsort(self.perm))
-        self.register_buffer(
-            "s", torch.cat([torch.ones(int(flat.sum())), torch.zeros(int((~flat).sum()))])
-        )
-        self.x_shape_hint = tuple(mask.shape)
-
-    def A(self, x: Tensor) -> Tensor:
-        return x * self.mask
-
-    def adjoint(self, y: Tensor) -> Tensor:
-        return y * self.mask
-
-    def Vt(self, x: Tensor) -> Tensor:
-        return x.flatten(1)[:, self.perm]
-
-    def V(self, z: Tensor, like=None) -> Tensor:
-        return z[:, self.inv].view(-1, *self.x_shape_hint)
-
-    Ut = Vt
-
-    def U(self, z: Tensor) -> Tensor:
-        return self.V(z)
-
-    def singulars(self) -> Tensor:
-        return self.s
-
-
-class StandInPrior(DiffusionPrior):
-    """GaussianPrior ε plus a small random conv net (a cost stand-in when ADM is unavailable)."""
-
-    def __init__(self, channels: int = 3, width: int = 64) -> None:
-        super().__init__(image_size=None, channels=channels)
-        self.gauss = GaussianPrior.power_law(channels=channels)
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(width, channels, 3, padding=1),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.gauss.eps(x_t, t) + self.net(x_t)
-
-
-def make_prior(name: str, size: int) -> tuple[DiffusionPrior, str]:
-    """``adm`` | ``standin`` | ``module:callable`` (called with ``image_size=size``)."""
-    if ":" in name:
-        mod, fn = name.split(":", 1)
-        return getattr(importlib.import_module(mod), fn)(image_size=size), name
-    if name == "adm":
-        try:
-            from lit_restore.priors import ADMPrior  # type: ignore[attr-defined]
-        except ImportError:
-            print("ADMPrior not importable; using the stand-in prior", file=sys.stderr)
-            return make_prior("standin", size)
-        try:
-            return ADMPrior(**{**ADM_IMAGENET256, "image_size": size}), "adm-imagenet256 (random)"
-        except TypeError as err:
-            raise SystemExit(
-                f"ADMPrior did not accept the guided-diffusion flags ({err}); adapt make_prior() "
-                "in bench/bench_samplers.py to its constructor."
-            ) from err
-    if name == "standin":
-        return StandInPrior(), "gaussian+conv stand-in"
-    raise SystemExit(f"unknown --prior {name!r}; use adm, standin or module:callable")
-
-
-def bench_one(method: str, prior: DiffusionPrior, args, device: torch.device) -> dict:
-    ctor, published = METHODS[method]
-    steps = min(published, args.max_steps) if args.max_steps else published
-    sampler = ctor(steps)
-    size, b = args.size, args.batch_size
-    g = torch.Generator().manual_seed(0)
-    mask = (torch.rand(1, 3, size, size, generator=g) > 0.5).float()
-    op = MaskOperator(mask[0]).to(device)
-    x = (torch.rand(b, 3, size, size, generator=g) * 2 - 1).to(device)
-    y = op.A(x) + 0.1 * torch.randn(x.shape, generator=g).to(device)
-    gens = [torch.Generator(device=device).manual_seed(i) for i in range(b)]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-        sampler.sample(prior, op, y, sigma_y=0.1, generator=gens)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    peak = (
-        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+def reduce(cfg: dict, image_size: int, width_div: int) -> dict:
+    """The same topology at ``image_size`` px (attention at the same relative depths, channel
+    multipliers of the 256 px layout) with widths ÷ ``width_div`` (as ``bench_prior.py``)."""
+    out = dict(cfg)
+    factor = cfg["image_size"] // image_size
+    res = [int(r) // factor for r in cfg["attention_resolutions"].split(",")]
+    out.update(
+        image_size=image_size,
+        num_channels=max(cfg["num_channels"] // width_div, 32),  # GroupNorm(32)
+        channel_mult="1,1,2,2,4,4",
+        attention_resolutions=",".join(str(max(r, 1)) for r in res),
+        num_head_channels=max(cfg["num_head_channels"] // width_div, 8),
     )
+    return out
+
+
+def prior_config(name: str, args: argparse.Namespace) -> dict:
+    cfg = dict(REGISTRY[name].config)
+    return reduce(cfg, args.image_size, args.width_div) if args.reduced else cfg
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _proc_status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> tuple[float, str]:
+    """Start a CPU peak-memory window; returns ``(baseline MiB, method)``.
+
+    Linux: writing ``5`` to ``/proc/self/clear_refs`` resets the peak-RSS mark ``VmHWM`` to the
+    current RSS, so the window's growth is ``VmHWM − VmRSS(now)`` — not masked by a higher peak
+    while the prior was built (e.g. the float32 → bfloat16 cast). Elsewhere: ``ru_maxrss``, which
+    cannot be reset (growth beyond the earlier peak only).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _proc_status_mib("VmRSS"), "VmHWM"
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
+
+
+def peak_rss(method: str) -> float:
+    if method == "VmHWM":
+        return _proc_status_mib("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+_PRIOR_CACHE: dict[tuple, ADMPrior] = {}
+
+
+def build_prior(name: str, precision: str, args: argparse.Namespace, device) -> ADMPrior:
+    torso_bf16 = precision == "bf16" and args.bf16 == "torso"
+    key = (name, torso_bf16, str(device))
+    if key not in _PRIOR_CACHE:
+        _PRIOR_CACHE.clear()  # one prior alive at a time (GPU memory)
+        cfg = prior_config(name, args)
+        prior = ADMPrior(**cfg, dtype="bfloat16" if torso_bf16 else None)
+        _PRIOR_CACHE[key] = prior.to(device)
+    return _PRIOR_CACHE[key]
+
+
+def run_row(prior_name: str, method: str, batch: int, precision: str, args) -> dict:
+    """Time one (prior, method, batch, precision) combination in this process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    spec = METHODS[method]
+    prior = build_prior(prior_name, precision, args, device)
+    size = prior.image_size
+    op = make_operator(spec.task, size).to(device)
+    noise = GaussianNoise(NOISE_SIGMA)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
+    with torch.no_grad():
+        y = op.A(x)
+        y = y + noise.model_sigma * torch.randn(y.shape, generator=g).to(device)
+    steps = args.steps_override or spec.published_steps
+    steps = min(steps, spec.published_steps)
+
+    def sample(n: int) -> tuple[float, int, list[float]]:
+        sampler = spec.make(n)
+        if precision == "bf16" and args.bf16 == "autocast":
+            sampler.autocast_dtype = torch.bfloat16  # = ZeroShotRestoration(precision_bf16=True)
+        gens = [torch.Generator(device=device).manual_seed(i) for i in range(batch)]
+        marks: list[float] = []
+
+        def mark(_info) -> None:  # end of each step (synchronised: honest per-step times)
+            _sync(device)
+            marks.append(time.perf_counter())
+
+        _sync(device)
+        start = time.perf_counter()
+        out = sampler.sample(prior, op, y, sigma_y=noise.model_sigma, generator=gens, callback=mark)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if not torch.isfinite(out).all():
+            raise RuntimeError(f"{method}: non-finite output")
+        # step k's duration; the first also holds init (x_T draw), which is negligible
+        steps_s = [b - a for a, b in zip([start, *marks[:-1]], marks)]
+        return elapsed, sampler.nfe, steps_s
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0, rss_method = reset_peak_rss()
+    for _ in range(args.warmup):
+        sample(1)
+    elapsed, nfe, steps_s = sample(steps)
+    if device.type == "cuda":
+        mem = torch.cuda.max_memory_allocated(device) / 2**20
+        mem_kind = "cuda_max_allocated_mib"
+    else:
+        mem = peak_rss(rss_method) - rss0
+        mem_kind = f"cpu_peak_rss_growth_mib ({rss_method})"
+    scale = spec.published_steps / steps
+    if steps != spec.published_steps:
+        # median step × published count + the loop's fixed cost (init, finalize): robust to
+        # a load spike during one of the few timed steps on a shared machine
+        fixed = max(elapsed - sum(steps_s), 0.0)
+        total = statistics.median(steps_s) * spec.published_steps + fixed
+    else:
+        total = elapsed
     return {
+        "prior": prior_name,
         "method": method,
-        "steps": steps,
-        "published_steps": published,
-        "nfe": sampler.nfe,
-        "seconds_per_image": seconds / b,
-        "peak_memory_mb": peak,
-        "capped": steps != published,
+        "task": spec.task,
+        "operator": repr(op).replace("\n", " "),
+        "image_size": size,
+        "num_channels": prior_config(prior_name, args)["num_channels"],
+        "params_m": sum(p.numel() for p in prior.parameters()) / 1e6,
+        "batch": batch,
+        "precision": precision if precision == "fp32" else f"bf16-{args.bf16}",
+        "published_steps": spec.published_steps,
+        "timed_steps": steps,
+        "extrapolated": steps != spec.published_steps,
+        "measured_seconds": elapsed,
+        "step_seconds": steps_s,
+        "seconds_per_image": total / batch,
+        "nfe_per_image": nfe * scale,
+        "peak_memory_mib": mem,
+        "memory_kind": mem_kind,
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--prior", default="adm", help="adm | standin | module:callable")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument(
-        "--max-steps", type=int, default=0, help="cap steps (CPU smoke runs); 0 = published"
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true", help="network under bf16 autocast")
-    p.add_argument("--out", type=Path, default=None, help="write results as JSON")
-    args = p.parse_args()
-    device = torch.device(args.device)
-    prior, prior_name = make_prior(args.prior, args.size)
-    prior = prior.to(device).freeze()
-    rows = [bench_one(m, prior, args, device) for m in args.methods.split(",")]
-    dev = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({os.cpu_count()} cores)"
-    )
-    print(
-        f"\nprior: {prior_name}, {args.size}px, batch {args.batch_size}, device: {dev}, bf16: {args.bf16}\n"
-    )
-    print("| method | steps | NFE | s / image | peak MiB |")
-    print("|---|---|---|---|---|")
+def _child(conn, *row_args) -> None:
+    try:
+        conn.send(("ok", run_row(*row_args)))
+    except BaseException:  # report any failure to the parent instead of hanging it
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_isolated(*row_args) -> dict:
+    """:func:`run_row` in a forked child: a clean ``ru_maxrss`` per row (see module docstring)."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, *row_args))
+    proc.start()
+    child.close()
+    try:
+        status, payload = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"bench row {row_args[:4]} died (exit code {proc.exitcode})") from None
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"bench row {row_args[:4]} failed:\n{payload}")
+    return payload
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| prior | config | method | task | batch | precision | steps | NFE / image | s / image "
+        "| peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        cap = f" (capped from {r['published_steps']})" if r["capped"] else ""
-        print(
-            f"| {r['method']} | {r['steps']}{cap} | {r['nfe']} | {r['seconds_per_image']:.3f} | {r['peak_memory_mb']:.0f} |"
+        steps = (
+            f"{r['published_steps']} (extrapolated from {r['timed_steps']})"
+            if r["extrapolated"]
+            else str(r["published_steps"])
         )
-    if args.out:
+        mem = (
+            "RSS +" if r["memory_kind"].startswith("cpu") else ""
+        ) + f"{r['peak_memory_mib']:.0f}"
+        cfg = f"{r['image_size']}px C={r['num_channels']} ({r['params_m']:.1f} M)"
+        lines.append(
+            f"| {r['prior']} | {cfg} | {r['method']} | {r['task']} | {r['batch']} | "
+            f"{r['precision']} | {steps} | {r['nfe_per_image']:.0f} | "
+            f"{r['seconds_per_image']:.2f} | {mem} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--priors", nargs="+", default=list(PRIORS), choices=list(PRIORS))
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument(
+        "--bf16",
+        choices=["autocast", "torso"],
+        default="autocast",
+        help="bf16 = sampler autocast (ZeroShotRestoration(precision_bf16=True)) or "
+        "ADMPrior(dtype='bfloat16')",
+    )
+    ap.add_argument("--reduced", action="store_true", help="small image size / widths (CPU)")
+    ap.add_argument("--image-size", type=int, default=64, help="image size with --reduced")
+    ap.add_argument("--width-div", type=int, default=4, help="width divisor with --reduced")
+    ap.add_argument(
+        "--steps-override",
+        type=int,
+        default=0,
+        help="time this many steps and extrapolate to the published count (0 = run it all)",
+    )
+    ap.add_argument("--warmup", type=int, default=1, help="untimed 1-step runs before timing")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument(
+        "--no-fork", action="store_true", help="CPU: run rows in this process (RSS not per row)"
+    )
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
+    if args.steps_override < 0:
+        ap.error("--steps-override must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    isolated = device.type == "cpu" and not args.no_fork
+    if device.type == "cuda":
+        dev = torch.cuda.get_device_name(device)
+    else:
+        dev = f"CPU ({os.cpu_count()} cores, {args.threads or 'default'} threads)"
+    print(
+        f"# device: {dev}; torch {torch.__version__}; reduced={args.reduced}; "
+        f"noise σ={NOISE_SIGMA}; bf16 mode: {args.bf16}; "
+        f"memory: {'CUDA max_memory_allocated (weights incl.)' if device.type == 'cuda' else 'peak RSS growth per row (VmHWM after clear_refs, weights excl.)'}",
+        flush=True,
+    )
+    rows = []
+    for prior_name in args.priors:
+        for method in args.methods.split(","):
+            for precision in args.precisions:
+                for batch in args.batches:
+                    row_args = (prior_name, method, batch, precision, args)
+                    row = run_isolated(*row_args) if isolated else run_row(*row_args)
+                    rows.append(row)
+                    print(markdown([row]).splitlines()[-1], flush=True)
+    print()
+    print(markdown(rows))
+    if any(r["extrapolated"] for r in rows):
+        print(
+            "\nsteps 'extrapolated from K': K steps were timed and s/image, NFE/image scaled to the "
+            "published step count."
+        )
+    if args.json:
         meta = {
-            "prior": prior_name,
-            "size": args.size,
-            "batch_size": args.batch_size,
             "device": dev,
-            "bf16": args.bf16,
+            "torch": torch.__version__,
+            "reduced": args.reduced,
+            "noise_sigma": NOISE_SIGMA,
+            "bf16_mode": args.bf16,
+            "command": " ".join(
+                [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+            ),
         }
-        tmp = args.out.with_suffix(".tmp")
+        tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        os.replace(tmp, args.out)
+        os.replace(tmp, args.json)
+    return rows
 
 
 if __name__ == "__main__":

@@ -420,24 +420,6 @@ def test_sampler_configs_instantiate():
         assert isinstance(sampler, Sampler) and sampler.steps in (20, 100, 1000), f.name
 
 
-def test_bench_smoke():
-    """bench/bench_samplers.py runs every method (stand-in prior, 2 steps, 16 px)."""
-    import importlib.util
-    import types
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_samplers.py"
-    spec = importlib.util.spec_from_file_location("bench_samplers", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    prior, _ = bench.make_prior("standin", 16)
-    prior.freeze()
-    args = types.SimpleNamespace(max_steps=2, size=16, batch_size=2, bf16=False)
-    for method in bench.METHODS:
-        row = bench.bench_one(method, prior, args, torch.device("cpu"))
-        assert row["nfe"] == 2 and row["capped"] and row["seconds_per_image"] > 0
-
-
 def test_bf16_network_and_noiseless_ddnm_error():
     prior, op, y, _, _ = _problem("sr")
     module = ZeroShotRestoration(

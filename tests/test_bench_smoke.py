@@ -1,0 +1,102 @@
+"""bench/bench_samplers.py cannot rot: it builds the published ADM layouts and runs its smallest mode.
+
+The smallest mode is the real ``ADMPrior`` (FFHQ-256 topology at 32 px, width 32), real operators,
+one timed step of DDRM and DPS, extrapolated to the published step counts (20 and 1000).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_restore.priors import ADMPrior
+from lit_restore.priors.registry import REGISTRY
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_samplers.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_samplers", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_samplers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_full_configs_are_the_published_layouts(bench):
+    """Without --reduced the bench builds exactly the registry's flags; the parameter counts are
+    the published ones (552.8 M ImageNet-256 uncond, 93.6 M FFHQ ``ffhq_10m``)."""
+    args = bench.parse_args([])
+    expected = {"adm-imagenet256-uncond": 552.8, "adm-ffhq256-dps": 93.6}
+    for name, params_m in expected.items():
+        cfg = bench.prior_config(name, args)
+        assert cfg == REGISTRY[name].config
+        with torch.device("meta"):
+            prior = ADMPrior(**cfg, frozen=False)
+        n = sum(p.numel() for p in prior.parameters()) / 1e6
+        assert abs(n - params_m) < 0.05, (name, n)
+    assert {m: s.published_steps for m, s in bench.METHODS.items()} == {
+        "safari": 1000, "dps": 1000, "ddnm": 100, "ddrm": 20, "ddpg": 100, "idpg": 100, "fdgr": 100,
+    }  # fmt: skip
+
+
+def test_smallest_mode_runs_and_extrapolates(bench, tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    argv = [
+        "--reduced", "--image-size", "32", "--width-div", "16", "--device", "cpu",
+        "--priors", "adm-ffhq256-dps", "--methods", "ddrm,dps", "--batches", "2",
+        "--precisions", "fp32", "--steps-override", "1", "--warmup", "0", "--no-fork",
+        "--threads", "1", "--json", str(out),
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        rows = bench.main(argv)  # --threads 1: fast on a loaded machine
+    finally:
+        torch.set_num_threads(threads)  # the bench sets it process-wide
+    assert [r["method"] for r in rows] == ["ddrm", "dps"]
+    for r, published in zip(rows, (20, 1000)):
+        assert r["extrapolated"] and r["timed_steps"] == 1 and r["published_steps"] == published
+        assert r["nfe_per_image"] == published  # one network call per step for both
+        (step,) = r["step_seconds"]  # one timed step: median = it, fixed = the rest
+        expect = (step * published + r["measured_seconds"] - step) / 2
+        assert r["seconds_per_image"] == pytest.approx(expect) and 0 < step <= r["measured_seconds"]
+        assert r["image_size"] == 32 and r["num_channels"] == 32 and r["batch"] == 2
+    text = capsys.readouterr().out
+    assert "| adm-ffhq256-dps | 32px C=32" in text and "20 (extrapolated from 1)" in text
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == rows and saved["meta"]["reduced"] is True
+
+
+def test_bad_method_is_a_clear_error(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--methods", "dps,nope"])
+
+
+def test_peak_rss_window_sees_a_200_mib_allocation(bench):
+    """The CPU memory column: the window starts at the current RSS, not at an earlier peak."""
+    big = torch.ones(100 * 2**20 // 4)  # an earlier 100 MiB peak that must not mask the window
+    del big
+    base, method = bench.reset_peak_rss()
+    if method != "VmHWM":
+        pytest.skip("no /proc/self/clear_refs here (ru_maxrss fallback cannot be reset)")
+    x = torch.ones(200 * 2**20 // 4)  # 200 MiB, touched
+    grown = bench.peak_rss(method) - base
+    del x
+    assert 190 < grown < 400, (method, grown)
+
+
+def test_forked_row_reports_its_own_memory(bench):
+    """One row in a forked child (the default on CPU) comes back with a positive RSS growth."""
+    args = bench.parse_args(
+        ["--reduced", "--image-size", "32", "--width-div", "16", "--device", "cpu",
+         "--steps-override", "1", "--warmup", "0", "--threads", "1"]
+    )  # fmt: skip
+    row = bench.run_isolated("adm-ffhq256-dps", "ddrm", 1, "fp32", args)
+    assert row["nfe_per_image"] == 20 and row["memory_kind"].startswith("cpu_peak_rss_growth")
+    assert row["peak_memory_mib"] > 0
