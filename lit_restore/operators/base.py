@@ -105,6 +105,14 @@ class LinearOperator(nn.Module):
         """
         return {}
 
+    def prepare(self, x_shape: tuple[int, ...]) -> None:
+        """Record the image shape ``(C, H, W)`` before the SVD view is used.
+
+        Samplers call this once per batch: an operator whose SVD depends on the image size
+        (separable SR, masks, point-wise operators) can then answer ``singulars()``/``U``/``V``
+        before ``A`` has ever been applied. Default: nothing to record.
+        """
+
     def bind(self, params: Mapping[str, Tensor] | None) -> LinearOperator:
         """A view of this operator with batched per-image parameters (leading dim B) set.
 

@@ -108,6 +108,9 @@ class Inpainting(LinearOperator):
     def measurement_shape(self, x_shape) -> tuple[int, ...]:
         return tuple(x_shape)
 
+    def prepare(self, x_shape: tuple[int, ...]) -> None:
+        self.x_shape_hint = tuple(int(v) for v in x_shape[-3:])
+
     def A(self, x: Tensor) -> Tensor:
         return self._mask(x) * x
 

@@ -29,6 +29,9 @@ class _Pointwise(LinearOperator):
     def _seen(self, x: Tensor) -> None:
         self.x_shape_hint = tuple(x.shape[1:])
 
+    def prepare(self, x_shape: tuple[int, ...]) -> None:
+        self.x_shape_hint = tuple(int(v) for v in x_shape[-3:])
+
     def _shape(self, like) -> tuple[int, int, int]:
         if like is not None:
             shape = tuple(like.shape) if isinstance(like, Tensor) else tuple(like)

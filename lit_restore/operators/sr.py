@@ -60,6 +60,9 @@ class SeparableOperator(LinearOperator):
     def measurement_shape(self, x_shape) -> tuple[int, ...]:
         return (*x_shape[:-2], *self.out_size(*x_shape[-2:]))
 
+    def prepare(self, x_shape: tuple[int, ...]) -> None:
+        self.cache.get(tuple(x_shape[-3:]))
+
     # ---------------------------------------------------------------- operator
     def A(self, x: Tensor) -> Tensor:
         return self._svd_x(x).A(x)

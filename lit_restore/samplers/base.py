@@ -254,6 +254,8 @@ class Sampler:
         """
         self.check(prior, operator, float(sigma_y))
         shape = tuple(x_shape) if x_shape is not None else self.image_shape(prior, operator, y)
+        if operator is not None:
+            operator.prepare(shape[1:])  # SVD views that depend on the image size
         ctx = SamplingContext(
             prior=prior,
             operator=operator,
