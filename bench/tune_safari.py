@@ -84,11 +84,11 @@ CANDIDATES: dict[str, list] = {
 ORDER = ["scale", "r0", "rho_low", "rho_high", "tau", "scale"]
 
 
-def make_operator(task: str, size: int) -> LinearOperator:
+def make_operator(task: str, size: int, blur: tuple[int, float] = (61, 3.0)) -> LinearOperator:
     if task == "sr4":
         return BicubicSR(4, mode="matlab")
     if task == "gaussian_deblur":
-        return GaussianBlur(61, 3.0, boundary="pad")
+        return GaussianBlur(int(blur[0]), float(blur[1]), boundary="pad")
     if task == "inpainting":
         return Inpainting("box", box_size=size // 2, margin=size // 16)
     raise ValueError(f"unknown task {task!r}; choose sr4, gaussian_deblur, inpainting")
@@ -146,9 +146,11 @@ def score(x_hat: Tensor, x: Tensor) -> dict[str, float]:
 class Task:
     """One degradation with fixed measurements and seeds; ``run(sampler)`` → scores."""
 
-    def __init__(self, name: str, x: Tensor, prior: GaussianPrior, seed: int = 0) -> None:
+    def __init__(
+        self, name: str, x: Tensor, prior: GaussianPrior, seed: int = 0, blur=(61, 3.0)
+    ) -> None:
         self.name, self.x, self.prior, self.seed = name, x, prior, seed
-        op = make_operator(name, x.shape[-1])
+        op = make_operator(name, x.shape[-1], blur)
         noise = GaussianNoise(0.025)
         self.sigma_y = noise.model_sigma
         idx = list(range(x.shape[0]))
@@ -183,8 +185,10 @@ def coordinate_search(
     slack: float,
     knobs: list[str],
     log: Callable[[str], None],
+    min_gain: float = 0.0,
+    cache: dict[str, dict[str, float]] | None = None,
 ) -> tuple[dict, dict[str, float], list[dict]]:
-    cache: dict[str, dict[str, float]] = {}
+    cache = {} if cache is None else cache
     history: list[dict] = []
 
     def evaluate(cfg: dict) -> dict[str, float]:
@@ -192,12 +196,13 @@ def coordinate_search(
         if key not in cache:
             t0 = time.perf_counter()
             cache[key] = run(cfg)
-            history.append({**cfg, **cache[key]})
             s = cache[key]
             log(
                 f"    {cfg} psnr={s['psnr']:.2f} ssim={s['ssim']:.3f} hf={s['hf_err']:.3f} "
                 f"({time.perf_counter() - t0:.1f}s)"
             )
+        if all(json.dumps(h["config"], sort_keys=True) != key for h in history):
+            history.append({"config": cfg, **cache[key]})
         return cache[key]
 
     best = dict(start)
@@ -206,7 +211,8 @@ def coordinate_search(
         for value in CANDIDATES[knob]:
             cfg = {**best, knob: value}
             s = evaluate(cfg)
-            if objective(s, hf_ref, slack) > objective(best_s, hf_ref, slack):
+            # a change must win by min_gain dB: ties (noise) keep the current value
+            if objective(s, hf_ref, slack) > objective(best_s, hf_ref, slack) + min_gain:
                 best, best_s = cfg, s
     return best, best_s, history
 
@@ -220,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--fit-images", type=int, default=64)
     p.add_argument("--hf-slack", type=float, default=0.05)
+    p.add_argument("--min-gain", type=float, default=0.02, help="dB a knob change must win by")
+    p.add_argument("--blur", nargs=2, type=float, default=[31, 1.5], metavar=("SIZE", "SIGMA"))
+    p.add_argument("--cache", nargs="*", default=[], help="earlier --out JSONs to reuse runs from")
+    p.add_argument("--table", nargs="*", default=None, help="only print the table of these JSONs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="bench/results/tune_safari.json")
@@ -229,20 +239,40 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.table is not None:
+        results = {}
+        for path in args.table:
+            results.update(json.loads(Path(path).read_text())["results"])
+        log(format_table(results))
+        return 0
+
     x = load_images(args.root, args.images, args.size)
     prior = fit_prior(args.fit_images, args.size)
     log(f"images {tuple(x.shape)} from {args.root}; prior fitted on {args.fit_images} DeadLeaves")
+    # runs from earlier JSONs of the same protocol (cache keys carry task and method)
+    cache: dict[str, dict[str, float]] = {}
+    for path in args.cache:
+        for tname, r in json.loads(Path(path).read_text())["results"].items():
+            for h in r["history"]:
+                key = json.dumps({"task": tname, **h["config"]}, sort_keys=True)
+                cache[key] = {k: h[k] for k in ("psnr", "ssim", "hf_err")}
+            for sc, v in r["dps_sweep"].items():
+                cache[json.dumps({"task": tname, "dps": float(sc)})] = v
     results: dict[str, dict] = {}
     per_step = 1000 / args.steps  # scales are quoted as 1000-step values (see docstring)
     t_all = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.tasks:
-        task = Task(name, x, prior, seed=args.seed)
+        task = Task(name, x, prior, seed=args.seed, blur=tuple(args.blur))
         log(f"== {name}")
         common = dict(steps=args.steps, spacing="linspace", step="code")
         dps_runs = {}
         for scale in CANDIDATES["scale"]:
-            dps_runs[scale] = task.run(DPS(scale=scale * per_step, **common))
-            s = dps_runs[scale]
+            key = json.dumps({"task": name, "dps": float(scale)})
+            if key not in cache:
+                cache[key] = task.run(DPS(scale=scale * per_step, **common))
+            dps_runs[scale] = s = cache[key]
             log(
                 f"    DPS scale={scale} psnr={s['psnr']:.2f} ssim={s['ssim']:.3f} hf={s['hf_err']:.3f}"
             )
@@ -254,28 +284,54 @@ def main(argv: list[str] | None = None) -> int:
         def run_safari(cfg: dict, task=task, common=common) -> dict[str, float]:
             return task.run(SaFaRI(**common, **{**cfg, "scale": cfg["scale"] * per_step}))
 
+        task_cache = TaskCache(cache, name)
         knobs = ORDER if name == "sr4" else [k for k in ORDER if k != "tau"]
         start = {**START, "scale": repo}
         best, best_s, history = coordinate_search(
-            run_safari, start, hf_ref, args.hf_slack, knobs, log
+            run_safari, start, hf_ref, args.hf_slack, knobs, log, args.min_gain, task_cache
         )
         results[name] = {
             "dps_repo": {"scale": repo, **dps_repo},
             "dps_best": {"scale": dps_best_scale, **dps_runs[dps_best_scale]},
-            "safari_start": {**start, **history[0]},
+            "safari_start": {**start, **{k: history[0][k] for k in ("psnr", "ssim", "hf_err")}},
             "safari_best": {**best, **best_s},
             "history": history,
             "dps_sweep": {str(k): v for k, v in dps_runs.items()},
         }
         log(f"  best SaFaRI {best}: {best_s}")
-    minutes = (time.perf_counter() - t_all) / 60
-    meta = {k: v for k, v in vars(args).items() if k != "out"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": meta, "minutes": minutes, "results": results}, indent=1))
-    log(f"\nwrote {out} ({minutes:.1f} min)\n")
-    log("| task | method | scale | r0 | ρᴸ | ρᴴ | τ | PSNR | SSIM | hf_err |")
-    log("|---|---|---|---|---|---|---|---|---|---|")
+        minutes = (time.perf_counter() - t_all) / 60
+        meta = {k: v for k, v in vars(args).items() if k not in ("out", "cache", "table")}
+        out.write_text(json.dumps({"args": meta, "minutes": minutes, "results": results}, indent=1))
+    log(f"\nwrote {out} ({(time.perf_counter() - t_all) / 60:.1f} min)\n")
+    log(format_table(results))
+    return 0 if all(math.isfinite(r["safari_best"]["psnr"]) for r in results.values()) else 1
+
+
+class TaskCache(dict):
+    """A view of the shared cache whose keys are prefixed with the task name."""
+
+    def __init__(self, shared: dict, task: str) -> None:
+        super().__init__()
+        self.shared, self.task = shared, task
+
+    def _key(self, key: str) -> str:
+        return json.dumps({"task": self.task, **json.loads(key)}, sort_keys=True)
+
+    def __contains__(self, key) -> bool:
+        return self._key(key) in self.shared
+
+    def __getitem__(self, key):
+        return self.shared[self._key(key)]
+
+    def __setitem__(self, key, value) -> None:
+        self.shared[self._key(key)] = value
+
+
+def format_table(results: dict[str, dict]) -> str:
+    rows = [
+        "| task | method | scale | r0 | ρᴸ | ρᴴ | τ | PSNR ↑ | SSIM ↑ | hf_err ↓ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         for label, key in (
             ("DPS (repo scale)", "dps_repo"),
@@ -285,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         ):
             e = r[key]
             cols = [e.get(k, "–") for k in ("r0", "rho_low", "rho_high", "tau")]
-            log(
+            cols = [tuple(c) if isinstance(c, list) else c for c in cols]
+            if name != "sr4" and key.startswith("safari"):
+                cols[3] = "n/a"  # ψ_s is the identity without resizing: τ has no effect
+            rows.append(
                 f"| {name} | {label} | {e['scale']} | "
                 + " | ".join(str(c) for c in cols)
                 + f" | {e['psnr']:.2f} | {e['ssim']:.3f} | {e['hf_err']:.3f} |"
             )
-    return 0 if all(math.isfinite(r["safari_best"]["psnr"]) for r in results.values()) else 1
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
