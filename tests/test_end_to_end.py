@@ -84,7 +84,11 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
             "enable_progress_bar": False,
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": str(tmp_path / "runs"), "name": method, "version": operator},
+                "init_args": {
+                    "save_dir": str(tmp_path / "runs"),
+                    "name": method,
+                    "version": operator,
+                },
             },
             "callbacks": [
                 {
@@ -124,8 +128,38 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
     return path
 
 
-@pytest.mark.parametrize("operator", list(OPERATORS))
-@pytest.mark.parametrize("method", list(SAMPLERS))
+# Run by default: every method and every operator at least once, including refusals; the whole
+# matrix (84 runs, ~6 min on 2 cores) is marked slow: python -m pytest -m slow tests/test_end_to_end.py
+DEFAULT = {
+    ("dps", "sr_matlab"),
+    ("dps", "blur_motion_pad"),
+    ("safari", "sr_matlab"),
+    ("safari", "inpaint_box"),
+    ("ddnm", "sr_avgpool"),
+    ("ddnm", "colorize"),
+    ("ddnm", "inpaint_freeform"),
+    ("ddrm", "sr_bicubic"),
+    ("ddrm", "blur_gauss_zero"),
+    ("ddrm", "blur_motion_pad"),
+    ("ddpg", "blur_gauss_circular"),
+    ("idpg", "inpaint_random"),
+    ("fdgr", "denoise"),
+    ("fdgr", "blur_uniform_circular"),
+}
+MATRIX = [
+    pytest.param(m, o, marks=() if (m, o) in DEFAULT else pytest.mark.slow, id=f"{m}-{o}")
+    for m in SAMPLERS
+    for o in OPERATORS
+]
+
+
+def test_default_subset_covers_every_method_and_operator():
+    assert {m for m, _ in DEFAULT} == set(SAMPLERS)
+    assert {o for _, o in DEFAULT} == set(OPERATORS)
+    assert any(not supported(m, o) for m, o in DEFAULT)  # a refusal is exercised too
+
+
+@pytest.mark.parametrize(("method", "operator"), MATRIX)
 def test_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
     monkeypatch.setattr("sys.argv", ["sample.py"])
     config = write_config(tmp_path, method, operator)
