@@ -693,3 +693,11 @@ def test_diffusers_missing_gives_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers → ImportError
     with pytest.raises(ImportError, match=r"pip install 'lit_restore\[diffusers\]'"):
         DiffusersPrior(str(tmp_path))
+
+
+def test_flags_given_as_numbers_are_accepted():
+    """YAML and the CLI turn ``attention_resolutions: "16"`` / ``channel_mult: "1"`` into numbers."""
+    from lit_restore.priors.adm_unet import parse_attention_resolutions, parse_channel_mult
+
+    assert parse_attention_resolutions(16, 64) == parse_attention_resolutions("16", 64) == {4}
+    assert parse_channel_mult(1, 64) == parse_channel_mult("1", 64) == (1,)

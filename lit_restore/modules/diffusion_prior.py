@@ -60,7 +60,10 @@ class DiffusionPriorModule(L.LightningModule):
             raise ValueError(
                 "DiffusionPriorModule trains ε only (L_simple); set network.learn_sigma: false"
             )
-        self.save_hyperparameters({"network": flags, "channels": channels, "beta_schedule": beta_schedule,
+        # The merged flags are stored (load_prior rebuilds the network from them); _class_path
+        # lets LightningCLI re-read them on `fit --ckpt_path` (lightning/pytorch/cli.py).
+        self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                                   "network": flags, "channels": channels, "beta_schedule": beta_schedule,
                                    "num_timesteps": num_timesteps, "lr": lr, "weight_decay": weight_decay,
                                    "betas": list(betas), "warmup_steps": warmup_steps})  # fmt: skip
         try:

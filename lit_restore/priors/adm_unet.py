@@ -52,6 +52,8 @@ def parse_channel_mult(channel_mult: str | Sequence[float] | None, image_size: i
                 f"(e.g. channel_mult: '1,2,2'); defaults exist for {sorted(DEFAULT_CHANNEL_MULT)}"
             )
         return DEFAULT_CHANNEL_MULT[image_size]
+    if isinstance(channel_mult, (int, float)):  # a one-level "1" parsed as a number by YAML
+        return (channel_mult,)
     if isinstance(channel_mult, str):
         return tuple(float(m) if "." in m else int(m) for m in channel_mult.split(","))
     return tuple(channel_mult)
@@ -62,7 +64,9 @@ def parse_attention_resolutions(
 ) -> set[int]:
     """Resolutions (``"32,16,8"``) → downsampling factors ``image_size // res`` (guided-diffusion
     ``script_util.create_model``)."""
-    if isinstance(attention_resolutions, str):
+    if isinstance(attention_resolutions, int):  # "16" parsed as a number by YAML / the CLI
+        res = [attention_resolutions]
+    elif isinstance(attention_resolutions, str):
         res = [int(r) for r in attention_resolutions.split(",") if r.strip()]
     else:
         res = [int(r) for r in attention_resolutions]
