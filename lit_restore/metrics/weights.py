@@ -128,9 +128,24 @@ def download_weights(key: str, dest_dir: str | os.PathLike | None = None) -> Pat
     return target
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lit_restore.metrics.weights [NAME ...] [--dir DIR]``: opt-in download."""
+    import argparse
 
-    keys = sys.argv[1:] or sorted(WEIGHT_FILES)
-    for k in keys:
-        print(download_weights(k))
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_restore.metrics.weights",
+        description="Download the LPIPS backbone / Inception weights into the torch hub cache "
+        "($TORCH_HOME/hub/checkpoints) so metrics run offline afterwards. Nothing else in "
+        "lit_restore downloads them.",
+    )
+    parser.add_argument("names", nargs="*", choices=[[], *sorted(WEIGHT_FILES)], metavar="NAME",
+                        help=f"any of {sorted(WEIGHT_FILES)} (default: all)")  # fmt: skip
+    parser.add_argument("--dir", default=None, help="target folder (default: the hub cache)")
+    args = parser.parse_args(argv)
+    for key in args.names or sorted(WEIGHT_FILES):
+        print(download_weights(key, args.dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
