@@ -1,5 +1,6 @@
 """ResShift sampler: chain maths, determinism, tiled == untiled without seams, mask_back."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -8,6 +9,15 @@ from lit_restore.resshift.sampler import ResShiftSampler, adain_color_fix, wavel
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.resshift.unet import SwinUNet
 from lit_restore.utils.seeding import generators_for
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core box: thread oversubscription costs more than it gives."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class PerPixelNet(nn.Module):
