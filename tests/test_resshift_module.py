@@ -109,3 +109,39 @@ def test_lpips_random_backbone_and_bad_options():
     assert torch.isfinite(loss) and loss.requires_grad
     with pytest.raises(ValueError, match="degradation"):
         tiny_module(degradation="jpeg")
+
+
+def test_from_official_strict_load_with_prefix(tmp_path):
+    kw = dict(image_size=16, model_channels=32, channel_mult=(1,), num_res_blocks=1,
+              attention_resolutions=(16,), swin_embed_dim=32, num_head_channels=16,
+              window_size=4, lq_size=16)  # fmt: skip
+    src = SwinUNet(**kw)
+    for p in src.parameters():
+        p.data.normal_()
+    path = tmp_path / "resshift_like.pth"
+    torch.save({"module." + k: v for k, v in src.state_dict().items()}, path)
+    m = ResShiftModule.from_official(str(path), network_kwargs=kw, lpips_weight=0.0)
+    for k, v in src.state_dict().items():
+        assert torch.equal(m.network.state_dict()[k], v)
+    bad = tmp_path / "bad.pth"
+    torch.save({k: v for k, v in list(src.state_dict().items())[1:]}, bad)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        ResShiftModule.from_official(str(bad), network_kwargs=kw)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        ResShiftModule.from_official(str(tmp_path / "nope.pth"), network_kwargs=kw)
+
+
+def test_inpainting_variant_trains_and_keeps_known_pixels():
+    net = SwinUNet(image_size=16, model_channels=32, channel_mult=(1,), num_res_blocks=1,
+                   attention_resolutions=(), swin_embed_dim=32, num_head_channels=32,
+                   window_size=4, lq_size=16, cond_mask=True)  # fmt: skip
+    m = ResShiftModule(network=net, sf=1, degradation="none", inpainting=True, lpips_weight=0.0)
+    batch = next(iter(DataLoader(FixedBatch(), batch_size=2)))
+    batch["lq"] = batch["hq"].clone()
+    loss = m.training_step(batch, 0)  # masks drawn per (seed, epoch, index)
+    assert torch.isfinite(loss)
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    batch["mask"] = mask
+    out = m.restore(batch)
+    assert torch.allclose(out * mask, batch["hq"] * mask)

@@ -113,3 +113,16 @@ def test_vq_quantiser_nearest_code_and_straight_through():
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert vq.encode(x).shape == (1, 3, 8, 8) and vq.decode(vq.encode(x)).shape == x.shape
     assert torch.equal(PixelSpace().decode(PixelSpace().encode(x)), x)
+
+
+def test_vq_from_pretrained_strict(tmp_path):
+    kw = dict(embed_dim=3, n_embed=16, ch=32, ch_mult=(1, 2), num_res_blocks=1)
+    src = VQModel(**kw)
+    path = tmp_path / "vq.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in src.state_dict().items()}}, path)
+    vq = VQModel.from_pretrained(str(path), **kw)
+    assert not any(p.requires_grad for p in vq.parameters()) and not vq.training
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    assert torch.equal(vq.encode(x), src.encode(x))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        VQModel.from_pretrained(str(path), **{**kw, "n_embed": 32})
