@@ -97,6 +97,8 @@ class ResShiftSampler(nn.Module):
             chop sizes 512/256/64).
         chop_bs: tile positions per forward (each holds the whole batch).
         color_fix: ``None`` | ``"wavelet"`` | ``"adain"``.
+        blend: tile weighting, ``"cosine"`` (raised-cosine window, default) or ``"uniform"``
+            (the official plain average, which leaves steps where the tile count changes).
         progress: tqdm bar over tiles.
     """
 
@@ -110,8 +112,12 @@ class ResShiftSampler(nn.Module):
         chop_bs: int = 1,
         color_fix: str | None = None,
         progress: bool = False,
+        blend: str = "cosine",
     ) -> None:
         super().__init__()
+        if blend not in ("cosine", "uniform"):
+            raise ValueError(f"blend={blend!r}: use 'cosine' or 'uniform'")
+        self.blend = blend
         if color_fix not in (None, "wavelet", "adain"):
             raise ValueError(f"color_fix={color_fix!r}: use null, 'wavelet' or 'adain'")
         if chop_size is not None and not 0 <= chop_overlap < chop_size:
@@ -237,6 +243,8 @@ class ResShiftSampler(nn.Module):
         out: Tensor | None = None
         acc = torch.zeros(1, 1, hp * sf, wp * sf, device=lq.device)
         win = _window(th * sf, tw * sf, lq.device)
+        if self.blend == "uniform":
+            win = torch.ones_like(win)
         r = sf // ds if sf >= ds else None
         for i in tqdm(range(0, len(boxes), self.chop_bs), disable=not self.progress, desc="tiles"):
             group = boxes[i : i + self.chop_bs]
