@@ -1,0 +1,260 @@
+"""ResShiftModule: train and run the residual-shifting restoration model in Lightning.
+
+Training (zsyOAOA/ResShift ``trainer.py``: ``TrainerDifIR.training_step`` /
+``TrainerDifIRLPIPS.backward_step``, journal recipe):
+
+    z0 = E(hq),  z_y = E(bicubic↑(lq)),  t ~ U{0..T-1},  x_t = z0 + η_t (z_y − z0) + κ√η_t ε
+    ẑ0 = f_θ(x_t / √(κ²η_t+1), t, lq)
+    loss = mean_flat((ẑ0 − z0)²) + w_lpips · LPIPS_vgg(clamp(D(ẑ0)), hq)      (per sample, mean)
+
+LPIPS gradients flow through the frozen decoder (straight-through quantiser); a NaN LPIPS falls
+back to the MSE term and is counted (``train/lpips_nan_count``). AdamW (weight decay 0), lr 5e-5
+with linear warm-up then cosine to 2e-5 over ``trainer.max_steps``. EMA, bf16 and gradient
+accumulation come from the Trainer/callbacks (``EMAWeightAveraging`` in the configs, so
+validation runs on the EMA weights). ``restore`` runs the T-step sampler on ``batch["lq"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lit_restore.modules.base import RestorationModule
+from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.noise import NoiseModel
+from lit_restore.resshift.autoencoder import PixelSpace, VQModel, freeze
+from lit_restore.resshift.degradations import (
+    BicubicDegradation,
+    RealESRGANDegradation,
+    imresize,
+    random_mask,
+)
+from lit_restore.resshift.sampler import ResShiftSampler
+from lit_restore.resshift.schedule import ResShiftSchedule
+from lit_restore.resshift.unet import SwinUNet, load_state_dict_file
+from lit_restore.utils.seeding import (
+    STREAM_DEGRADATION,
+    STREAM_SAMPLER,
+    generators_for,
+    image_generator,
+    image_seed,
+)
+
+_DEGRADATIONS = ("bicubic", "realesrgan", "none")
+
+
+class ResShiftModule(RestorationModule):
+    """ResShift (x0-prediction residual shifting) as a :class:`RestorationModule`.
+
+    Args:
+        network: the x0 network (default: the official RealSR×4 :class:`SwinUNet`).
+        steps, kappa, min_noise_level, etas_end, power: the schedule (journal: 4, 2, 0.2, 0.99, 0.3).
+        sf: LQ→HQ scale factor (4 SR, 1 inpainting).
+        autoencoder: path to ``autoencoder_vq_f4.pth`` (frozen VQ-f4 latent space) or ``None``
+            for pixel space.
+        vq_config: :class:`VQModel` kwargs when the autoencoder is not the f4 default.
+        degradation: how training LQ is made from ``hq``: ``bicubic`` (MATLAB imresize 1/sf),
+            ``realesrgan`` (second-order pipeline, per-image seeded), ``none`` (use batch["lq"]).
+        inpainting: train/run with masks (network needs ``cond_mask=True``); masks come from
+            ``batch["mask"]`` (1 = known) or :func:`random_mask`.
+        lpips_weight: LPIPS-VGG weight (1 SR, 10 inpainting; 0 disables).
+        lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (must be cached
+            locally; ``False`` = random backbone, for tests only).
+        lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
+        chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px).
+        seed: base seed of the per-image sampler noise and training degradations.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module | None = None,
+        steps: int = 4,
+        kappa: float = 2.0,
+        min_noise_level: float = 0.2,
+        etas_end: float = 0.99,
+        power: float = 0.3,
+        sf: int = 4,
+        autoencoder: str | None = None,
+        vq_config: dict[str, Any] | None = None,
+        degradation: str = "bicubic",
+        inpainting: bool = False,
+        lpips_weight: float = 1.0,
+        lpips_pretrained_backbone: bool = True,
+        lr: float = 5e-5,
+        lr_min: float = 2e-5,
+        warmup_steps: int = 5000,
+        weight_decay: float = 0.0,
+        chop_size: int | None = None,
+        chop_overlap: int = 16,
+        chop_bs: int = 1,
+        padding_offset: int | None = None,
+        color_fix: str | None = None,
+        operator: LinearOperator | None = None,
+        noise: NoiseModel | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(operator=operator, noise=noise, seed=seed)
+        if degradation not in _DEGRADATIONS:
+            raise ValueError(f"degradation={degradation!r}: use one of {_DEGRADATIONS}")
+        self.save_hyperparameters(ignore=["network", "operator", "noise"])
+        self.network = network if network is not None else SwinUNet()
+        self.schedule = ResShiftSchedule(steps, kappa, min_noise_level, etas_end, power)
+        if autoencoder is None:
+            self.first_stage: nn.Module = PixelSpace()
+        else:
+            self.first_stage = VQModel.from_pretrained(autoencoder, **(vq_config or {}))
+        self.sampler = ResShiftSampler(
+            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs, color_fix
+        )
+        self.sf, self.degradation, self.inpainting = sf, degradation, inpainting
+        self.lpips_weight = lpips_weight
+        self._lpips: list[nn.Module] = []  # kept out of state_dict/EMA (frozen, rebuilt on load)
+        self._degrade = {
+            "bicubic": BicubicDegradation(sf),
+            "realesrgan": RealESRGANDegradation(sf),
+        }.get(degradation)
+        self.lpips_nan_count = 0
+
+    # ------------------------------------------------------------- loading
+    @classmethod
+    def from_official(
+        cls, path: str, autoencoder: str | None = None, network_kwargs: dict | None = None, **kwargs
+    ) -> ResShiftModule:
+        """Build the journal ×4 model and load a released checkpoint (``resshift_realsrx4_s4_v3.pth``).
+
+        Loading is strict, ``weights_only=True``, with ``module.``/``_orig_mod.`` stripped.
+        """
+        net = SwinUNet(**(network_kwargs or {}))
+        net.load_state_dict(load_state_dict_file(path), strict=True)
+        return cls(network=net, autoencoder=autoencoder, **kwargs)
+
+    # ------------------------------------------------------------ helpers
+    def _lpips_net(self) -> nn.Module:
+        if not self._lpips:
+            import lpips
+
+            net = lpips.LPIPS(
+                net="vgg",
+                pretrained=True,
+                pnet_rand=not self.hparams.lpips_pretrained_backbone,
+                verbose=False,
+            )
+            self._lpips.append(freeze(net))
+        return self._lpips[0].to(self.device)
+
+    def _y(self, batch: dict, target_hw: tuple[int, int]) -> Tensor:
+        """The LQ input at ``target / sf`` size (see README: batch["lq"] → batch["y"] → resize)."""
+        want = (target_hw[0] // self.sf, target_hw[1] // self.sf)
+        for key in ("lq", "y"):
+            v = batch.get(key)
+            if isinstance(v, Tensor) and v.ndim == 4 and tuple(v.shape[-2:]) == want:
+                return v
+        if "lq" in batch and self.sf > 1 and tuple(batch["lq"].shape[-2:]) == tuple(target_hw):
+            return imresize(batch["lq"], 1 / self.sf)
+        if "lq" in batch:
+            return batch["lq"]
+        raise KeyError("ResShiftModule needs batch['lq'] (or 'hq' with a training degradation)")
+
+    def _training_lq(self, batch: dict) -> tuple[Tensor, Tensor | None]:
+        hq = batch["hq"]
+        mask = None
+        if self.inpainting:
+            mask = batch.get("mask")
+            if mask is None:
+                eseed = image_seed(self.seed, self.current_epoch, STREAM_DEGRADATION) % 2**62
+                gens = [image_generator(eseed, int(i), STREAM_DEGRADATION) for i in batch["index"]]
+                mask = torch.stack([random_mask(g, *hq.shape[-2:]) for g in gens]).to(hq)
+        if self._degrade is None:
+            lq = self._y(batch, tuple(hq.shape[-2:]))
+        else:
+            # a fresh degradation per epoch, still a pure function of (seed, epoch, index)
+            eseed = image_seed(self.seed, self.current_epoch, STREAM_DEGRADATION) % 2**62
+            lq = self._degrade((hq.float() + 1) / 2, eseed, batch["index"]) * 2 - 1
+        if mask is not None:  # ResShift inpainting input: missing pixels set to -1
+            lq = lq * mask - (1 - mask)
+        return lq.to(hq.dtype), mask
+
+    # ------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        hq = batch["hq"]
+        lq, mask = self._training_lq(batch)
+        sch = self.schedule
+        with torch.no_grad():
+            z0 = self.first_stage.encode(hq)
+            y_up = F.interpolate(lq, scale_factor=self.sf, mode="bicubic") if self.sf != 1 else lq
+            z_y = self.first_stage.encode(y_up)
+        b = hq.shape[0]
+        t = torch.randint(0, sch.steps, (b,), device=hq.device)
+        x_t = sch.q_sample(z0, z_y, t, torch.randn_like(z0))
+        cond = self.sampler._cond(self.network, lq, y_up, z0.shape[-2:])
+        mask_c = None
+        if mask is not None:
+            mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
+        pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond, mask=mask_c)
+        mse = (pred.float() - z0.float()).pow(2).flatten(1).mean(1)
+        loss = mse
+        if self.lpips_weight > 0:
+            dec = self.first_stage.decode(pred).clamp(-1, 1)
+            lp = self._lpips_net()(dec.float(), hq.float()).flatten()
+            if torch.isfinite(lp).all():
+                loss = mse + self.lpips_weight * lp
+                self.log("train/lpips", lp.mean(), on_step=True, prog_bar=False)
+            else:
+                self.lpips_nan_count += 1
+        loss = loss.mean()
+        self.log("train/loss", loss, on_step=True, prog_bar=True)
+        self.log("train/mse", mse.mean(), on_step=True)
+        self.log("train/lpips_nan_count", float(self.lpips_nan_count), on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        hp = self.hparams
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        total = getattr(self.trainer, "max_steps", -1) if self._trainer is not None else -1
+        if total is None or total < 0:
+            total = int(getattr(self.trainer, "estimated_stepping_batches", 0) or 0)
+        warm, floor = max(0, hp.warmup_steps), hp.lr_min / hp.lr
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if total <= warm:
+                return 1.0
+            prog = min(1.0, (step - warm) / (total - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * prog))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ----------------------------------------------------------- inference
+    def restore(self, batch: dict) -> Tensor:
+        ref = batch.get("hq")
+        if ref is not None:
+            target = tuple(ref.shape[-2:])
+        else:
+            lq0 = batch["lq"]
+            target = (lq0.shape[-2] * self.sf, lq0.shape[-1] * self.sf)
+        lq = self._y(batch, target)
+        mask = batch.get("mask") if self.inpainting else None
+        if self.inpainting and mask is None:
+            raise KeyError("an inpainting ResShiftModule needs batch['mask'] (1 = known pixel)")
+        if mask is not None:
+            lq = lq * mask - (1 - mask)
+        gens = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device="cpu")
+        out = self.sampler.sample(self.network, self.first_stage, lq, gens, mask, self.count_nfe)
+        return out[..., : target[0], : target[1]]
+
+    def run_hparams(self) -> dict[str, Any]:
+        return {
+            "method": "resshift",
+            "steps": self.schedule.steps,
+            "kappa": self.schedule.kappa,
+            "latent": "pixel" if isinstance(self.first_stage, PixelSpace) else "vq",
+            "degradation": self.degradation,
+            "lpips_weight": self.lpips_weight,
+        }

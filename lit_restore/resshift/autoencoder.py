@@ -1,0 +1,238 @@
+"""The LDM VQ-f4 autoencoder ResShift runs in (frozen), and a pixel-space stand-in.
+
+Layout of CompVis latent-diffusion ``ldm/modules/diffusionmodules/model.py`` (Encoder/Decoder)
+and ``ldm/models/autoencoder.py::VQModel`` as rewritten in zsyOAOA/ResShift
+(``ldm/models/autoencoder.py::VQModelTorch``): ``encode(x) = quant_conv(E(x))`` — the latent
+*before* quantisation — and ``decode(z) = D(post_quant_conv(Q(z)))`` with ``Q`` the nearest
+codebook entry and a straight-through gradient (``ldm/modules/vqvae/quantize.py``,
+VectorQuantizer2): ``z_q = z + sg(e_k - z)``, so gradients of a loss on the decoded image reach
+the predicted latent (ResShift's LPIPS term relies on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, ch, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = _norm(cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        if cin != cout:
+            self.nin_shortcut = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention with 1×1-conv q/k/v/proj_out."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.norm = _norm(ch)
+        self.q, self.k, self.v = (nn.Conv2d(ch, ch, 1) for _ in range(3))
+        self.proj_out = nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        hn = self.norm(x)
+        q, k, v = (m(hn).flatten(2).transpose(1, 2) for m in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class _Down(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))  # LDM's asymmetric pad
+
+
+class _Up(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class _Mid(nn.Module):
+    def __init__(self, ch: int, dropout: float) -> None:
+        super().__init__()
+        self.block_1 = ResnetBlock(ch, ch, dropout)
+        self.attn_1 = AttnBlock(ch)
+        self.block_2 = ResnetBlock(ch, ch, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, in_channels: int, z_channels: int,
+        dropout: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        cin = ch
+        for i, m in enumerate(ch_mult):
+            level = nn.Module()
+            blocks = []
+            for _ in range(num_res_blocks):
+                blocks.append(ResnetBlock(cin, ch * m, dropout))
+                cin = ch * m
+            level.block = nn.ModuleList(blocks)
+            level.attn = nn.ModuleList()
+            if i != len(ch_mult) - 1:
+                level.downsample = _Down(cin)
+            self.down.append(level)
+        self.mid = _Mid(cin, dropout)
+        self.norm_out = _norm(cin)
+        self.conv_out = nn.Conv2d(cin, z_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_in(x)
+        for level in self.down:
+            for blk in level.block:
+                h = blk(h)
+            if hasattr(level, "downsample"):
+                h = level.downsample(h)
+        h = self.mid(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, out_ch: int, z_channels: int,
+        dropout: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        cin = ch * ch_mult[-1]
+        self.conv_in = nn.Conv2d(z_channels, cin, 3, padding=1)
+        self.mid = _Mid(cin, dropout)
+        ups: list[nn.Module] = []
+        for i in reversed(range(len(ch_mult))):
+            level = nn.Module()
+            blocks = []
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResnetBlock(cin, ch * ch_mult[i], dropout))
+                cin = ch * ch_mult[i]
+            level.block = nn.ModuleList(blocks)
+            level.attn = nn.ModuleList()
+            if i != 0:
+                level.upsample = _Up(cin)
+            ups.insert(0, level)  # keep LDM's indexing: up[0] is the full-resolution level
+        self.up = nn.ModuleList(ups)
+        self.norm_out = _norm(cin)
+        self.conv_out = nn.Conv2d(cin, out_ch, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.mid(self.conv_in(z))
+        for level in reversed(self.up):
+            for blk in level.block:
+                h = blk(h)
+            if hasattr(level, "upsample"):
+                h = level.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest codebook entry with a straight-through estimator (``z + sg(e - z)``)."""
+
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / n_embed, 1.0 / n_embed)
+
+    def indices(self, z: Tensor) -> Tensor:
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
+        e = self.embedding.weight.float()
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
+        return d.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
+
+    def forward(self, z: Tensor) -> Tensor:
+        zq = self.embedding(self.indices(z)).permute(0, 3, 1, 2).to(z.dtype)
+        return z + (zq - z).detach()
+
+
+class VQModel(nn.Module):
+    """LDM VQ autoencoder; defaults = ``autoencoder_vq_f4.pth`` (embed_dim 3, 8192 codes)."""
+
+    def __init__(
+        self,
+        embed_dim: int = 3,
+        n_embed: int = 8192,
+        ch: int = 128,
+        ch_mult: Sequence[int] = (1, 2, 4),
+        num_res_blocks: int = 2,
+        in_channels: int = 3,
+        out_ch: int = 3,
+        z_channels: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = Encoder(ch, ch_mult, num_res_blocks, in_channels, z_channels, dropout)
+        self.decoder = Decoder(ch, ch_mult, num_res_blocks, out_ch, z_channels, dropout)
+        self.quantize = VectorQuantizer(n_embed, embed_dim)
+        self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
+        self.downscale = 2 ** (len(ch_mult) - 1)
+        self.latent_channels = embed_dim
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Image in [-1,1] → latent before quantisation."""
+        return self.quant_conv(self.encoder(x))
+
+    def decode(self, z: Tensor, quantize: bool = True) -> Tensor:
+        """Latent → image; quantises first (straight-through) like the official ``decode``."""
+        if quantize:
+            z = self.quantize(z)
+        return self.decoder(self.post_quant_conv(z))
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> VQModel:
+        """Load ``autoencoder_vq_f4.pth`` (strict, ``weights_only=True``) and freeze it."""
+        from lit_restore.resshift.unet import load_state_dict_file
+
+        model = cls(**kwargs)
+        sd = {k: v for k, v in load_state_dict_file(path).items() if not k.startswith("loss.")}
+        model.load_state_dict(sd, strict=True)
+        return freeze(model)
+
+
+class PixelSpace(nn.Module):
+    """Identity first stage: train/sample ResShift directly on pixels (small data, tests)."""
+
+    downscale = 1
+    latent_channels = 3
+
+    def encode(self, x: Tensor) -> Tensor:
+        return x
+
+    def decode(self, z: Tensor, quantize: bool = True) -> Tensor:
+        return z
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
