@@ -8,4 +8,7 @@ from lit_restore.modules.zero_shot import ZeroShotRestoration
 __all__ = [
     "DiffusionPriorModule",
     "PseudoInverse",
-    "ResShiftModule",, "RestorationModule", "ZeroShotRestoration"]
+    "ResShiftModule",
+    "RestorationModule",
+    "ZeroShotRestoration",
+]
