@@ -174,3 +174,23 @@ def test_zero_shot_ddp_gives_the_same_images_as_one_process(tmp_path):
         a = np.asarray(Image.open(one / "restored" / f"{name}.png"), dtype=np.int16)
         b = np.asarray(Image.open(two / "restored" / f"{name}.png"), dtype=np.int16)
         assert np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-2, name
+
+
+def test_demo_suite_runs_both_methods_and_compares(tmp_path):
+    """The README's main job, shrunk (32 px, 5 steps): two runs, then the comparison."""
+    suite = tmp_path / "demo.yaml"
+    text = (ROOT / "configs" / "experiment" / "demo.yaml").read_text()
+    suite.write_text(text.replace("runs/demo/comparison", str(tmp_path / "comparison")))
+    out = _run(
+        "sample.py", "test", "--config", str(suite),
+        "--data.init_args.crop_size", "32",
+        "--model.init_args.sampler.init_args.steps", "5",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert "[suite] run safari" in out.stdout and "[suite] run dps" in out.stdout
+    for run in ("safari", "dps"):
+        assert sorted(_rows(tmp_path / "runs" / "demo" / run)) == DEMO
+    table = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "| safari |" in table and "| dps |" in table
+    figure = Image.open(tmp_path / "comparison" / "comparison.png")
+    assert figure.width > 4 * 32 and figure.height > 32
