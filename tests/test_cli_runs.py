@@ -194,3 +194,43 @@ def test_demo_suite_runs_both_methods_and_compares(tmp_path):
     assert "| safari |" in table and "| dps |" in table
     figure = Image.open(tmp_path / "comparison" / "comparison.png")
     assert figure.width > 4 * 32 and figure.height > 32
+
+
+def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
+    """Trained ResShift through the CLI: fit a few steps, test with the checkpoint on the demo
+    images (metrics), then predict on a folder of odd-sized real LQ images (no reference)."""
+    cfg = ["--config", "configs/experiment/resshift_demo_pixel.yaml"]
+    _run("train.py", "fit", *cfg, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+         "--trainer.val_check_interval", "2",
+         "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")  # fmt: skip
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    callbacks = tmp_path / "callbacks.yaml"
+    callbacks.write_text(
+        "trainer:\n  enable_progress_bar: false\n  logger:\n"
+        "    class_path: lightning.pytorch.loggers.TensorBoardLogger\n"
+        f"    init_args: {{save_dir: {tmp_path / 'runs'}, name: resshift}}\n"
+        "  callbacks:\n"
+        "    - class_path: lit_restore.callbacks.RestorationMetrics\n"
+        "      init_args: {metrics: [psnr, ssim]}\n"
+        "    - class_path: lit_restore.callbacks.RestoredImageWriter\n"
+    )
+    demo = ["--data.init_args.test_set", "lit_restore.data.ImageFolder",
+            "--data.init_args.test_set.init_args.root", "data/demo", "--data.init_args.crop_size", "64"]  # fmt: skip
+    _run("sample.py", "test", *cfg, "--config", str(callbacks), *demo, "--ckpt_path", str(ckpt),
+         "--trainer.logger.init_args.version", "test")  # fmt: skip
+    rows = _rows(tmp_path / "runs" / "resshift" / "test")
+    assert sorted(rows) == DEMO and all(float(r["nfe_per_image"]) == 4 for r in rows.values())
+
+    lq = tmp_path / "lq"
+    lq.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a": (20, 28), "b": (13, 9)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(lq / f"{name}.png")
+    lq_only = ["--data.init_args.predict_set", "lit_restore.data.LQFolder",
+               "--data.init_args.predict_set.init_args.root", str(lq),
+               "--data.init_args.crop_size", "null", "--data.init_args.eval_batch_size", "1"]  # fmt: skip
+    _run("sample.py", "predict", *cfg, "--config", str(callbacks), *lq_only, "--ckpt_path", str(ckpt),
+         "--trainer.logger.init_args.version", "predict")  # fmt: skip
+    out = tmp_path / "runs" / "resshift" / "predict" / "restored"
+    assert Image.open(out / "a.png").size == (28 * 4, 20 * 4)  # PIL: (width, height)
+    assert Image.open(out / "b.png").size == (9 * 4, 13 * 4)
