@@ -234,3 +234,18 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
     out = tmp_path / "runs" / "resshift" / "predict" / "restored"
     assert Image.open(out / "a.png").size == (28 * 4, 20 * 4)  # PIL: (width, height)
     assert Image.open(out / "b.png").size == (9 * 4, 13 * 4)
+
+
+def test_resshift_trains_with_two_ddp_processes(tmp_path):
+    """2-process CPU DDP training of the ResShift demo recipe: both ranks step, one checkpoint."""
+    _run(
+        "train.py", "fit", "--config", "configs/experiment/resshift_demo_pixel.yaml",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path),
+    )  # fmt: skip
+    import torch
+
+    ckpt = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 2
