@@ -96,6 +96,12 @@ class GroupNorm32(nn.GroupNorm):
 
 
 def normalization(channels: int) -> GroupNorm32:
+    """GroupNorm32 with 32 groups (guided-diffusion ``nn.normalization``)."""
+    if channels % 32:
+        raise ValueError(
+            f"GroupNorm32 needs a channel count divisible by 32, got {channels}; choose widths "
+            "(model_channels × channel_mult, swin_embed_dim) that are multiples of 32"
+        )
     return GroupNorm32(32, channels)
 
 

@@ -8,9 +8,10 @@
 * The state dict is found inside the common containers: a bare state dict, ``{"state_dict": …}``
   (Lightning; its ``state_dict`` already holds the EMA weights when
   :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` was used), ``{"ema": …}``,
-  ``{"model": …}``. Leading ``module.`` (DDP/DataParallel) and ``_orig_mod.`` (``torch.compile``)
+  ``{"model": …}``, ``{"params_ema": …}`` (BasicSR), or a container named by the caller. Leading ``module.`` (DDP/DataParallel) and ``_orig_mod.`` (``torch.compile``)
   prefixes are stripped; a ``prefix`` (e.g. ``net.`` for our :class:`DiffusionPriorModule`)
   selects a sub-module.
+* Used by the priors and by ResShift (:func:`lit_restore.resshift.unet.load_state_dict_file`).
 * Loading is strict, with a readable diff of missing/unexpected/mismatched keys.
 """
 
@@ -25,17 +26,25 @@ import torch
 from torch import Tensor, nn
 
 STRIP_PREFIXES = ("module.", "_orig_mod.")
+STATE_DICT_CONTAINERS = ("state_dict", "ema", "model_ema", "model", "params_ema")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (unsafe, corrupt, or for another network)."""
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """Load a checkpoint file without executing code from it."""
+def read_checkpoint(path: str | Path, hint: str = "") -> Any:
+    """Load a checkpoint file without executing code from it.
+
+    Args:
+        path: ``.safetensors`` or a ``torch.save`` file.
+        hint: appended to the error when the file is missing (where to get it).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise FileNotFoundError(
+            f"checkpoint {str(path)!r} not found" + (f"; {hint}" if hint else "")
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -53,27 +62,11 @@ def read_checkpoint(path: str | Path) -> Any:
         ) from err
 
 
-def extract_state_dict(obj: Any, prefix: str | None = None) -> dict[str, Tensor]:
-    """Find the tensor state dict inside a checkpoint object and normalise its key names.
-
-    Args:
-        obj: what :func:`read_checkpoint` returned.
-        prefix: keep only keys under this sub-module prefix (stripped), e.g. ``"net."``.
-    """
-    sd: Any = obj
-    if isinstance(sd, Mapping):
-        for key in ("state_dict", "ema", "model_ema", "model"):
-            if key in sd and isinstance(sd[key], Mapping):
-                sd = sd[key]
-                break
-    if not isinstance(sd, Mapping) or not sd:
-        raise CheckpointError(
-            "checkpoint holds no state dict (expected a mapping of names to tensors)"
-        )
-    out: dict[str, Tensor] = {}
-    for name, value in sd.items():
-        if not isinstance(value, Tensor):
-            continue
+def strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop leading ``module.`` (DDP/DataParallel) and ``_orig_mod.`` (``torch.compile``) from
+    every key, in any order and repetition."""
+    out: dict[str, Any] = {}
+    for name, value in state_dict.items():
         changed = True
         while changed:
             changed = False
@@ -81,6 +74,30 @@ def extract_state_dict(obj: Any, prefix: str | None = None) -> dict[str, Tensor]
                 if name.startswith(p):
                     name, changed = name[len(p) :], True
         out[name] = value
+    return out
+
+
+def extract_state_dict(
+    obj: Any, prefix: str | None = None, key: str | None = None
+) -> dict[str, Tensor]:
+    """Find the tensor state dict inside a checkpoint object and normalise its key names.
+
+    Args:
+        obj: what :func:`read_checkpoint` returned.
+        prefix: keep only keys under this sub-module prefix (stripped), e.g. ``"net."``.
+        key: container to look in first (before :data:`STATE_DICT_CONTAINERS`).
+    """
+    sd: Any = obj
+    if isinstance(sd, Mapping):
+        for name in (key, *STATE_DICT_CONTAINERS):
+            if name and name in sd and isinstance(sd[name], Mapping):
+                sd = sd[name]
+                break
+    if not isinstance(sd, Mapping) or not sd:
+        raise CheckpointError(
+            "checkpoint holds no state dict (expected a mapping of names to tensors)"
+        )
+    out = strip_prefixes({k: v for k, v in sd.items() if isinstance(v, Tensor)})
     if prefix:
         sub = {k[len(prefix) :]: v for k, v in out.items() if k.startswith(prefix)}
         if not sub:

@@ -20,6 +20,11 @@ included: it indexes an ``(1, 1, H, W)`` tensor as if it were ``(1, H, W, 1)``, 
 labels vary along rows only and the window tokens are read transposed. The released checkpoints
 store that mask as a buffer and were trained with it; ``mask_mode="swin"`` gives the textbook
 Swin mask for models trained from scratch.
+
+The guided-diffusion parts (``ResBlock``, ``Downsample``, ``Upsample``, ``normalization``,
+``timestep_embedding``, ``TimestepEmbedSequential``) are the ADM prior's own classes
+(:mod:`lit_restore.priors.adm_unet`); both networks follow openai/guided-diffusion ``unet.py``, so
+their parameter names coincide. Checkpoints are read by :mod:`lit_restore.priors.loading`.
 """
 
 from __future__ import annotations
@@ -33,103 +38,16 @@ from timm.layers import ConvMlp, DropPath, trunc_normal_
 from timm.models.swin_transformer import window_partition, window_reverse
 from torch import Tensor, nn
 
-
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm(32) computed in float32 (guided-diffusion ``normalization``)."""
-
-    def __init__(self, channels: int) -> None:
-        if channels % 32:
-            raise ValueError(f"GroupNorm32 needs channels divisible by 32, got {channels}")
-        super().__init__(32, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type(x.dtype)
-
-
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[cos(t·f_k), sin(t·f_k)]``, f_k = max_period^{-k/half}."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
-
-
-# ------------------------------------------------------------------- UNet parts
-class TimestepBlock(nn.Module):
-    """A module whose forward takes ``(x, emb)``."""
-
-
-class TimestepSequential(nn.Sequential):
-    """Sequential that passes the time embedding to the children that take it."""
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
-        for layer in self:
-            x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
-        return x
-
-
-class ResBlock(TimestepBlock):
-    """Guided-diffusion ResBlock with FiLM scale-shift norm (``use_scale_shift_norm``)."""
-
-    def __init__(
-        self,
-        channels: int,
-        emb_channels: int,
-        out_channels: int | None = None,
-        dropout: float = 0.0,
-        use_scale_shift_norm: bool = True,
-    ) -> None:
-        super().__init__()
-        out_channels = out_channels or channels
-        self.use_scale_shift_norm = use_scale_shift_norm
-        self.in_layers = nn.Sequential(
-            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
-        )
-        self.emb_layers = nn.Sequential(
-            nn.SiLU(),
-            nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels),
-        )
-        out_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        nn.init.zeros_(out_conv.weight)  # zero_module: each block starts as identity
-        nn.init.zeros_(out_conv.bias)
-        self.out_layers = nn.Sequential(
-            GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(dropout), out_conv
-        )
-        self.skip_connection = (
-            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
-        )
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.in_layers(x)
-        e = self.emb_layers(emb).type(h.dtype)[..., None, None]
-        if self.use_scale_shift_norm:
-            scale, shift = e.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
-        else:
-            h = self.out_layers(h + e)
-        return self.skip_connection(x) + h
-
-
-class Downsample(nn.Module):
-    def __init__(self, channels: int, out_channels: int | None = None) -> None:
-        super().__init__()
-        self.op = nn.Conv2d(channels, out_channels or channels, 3, stride=2, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
-
-
-class Upsample(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+# The guided-diffusion blocks are shared with the ADM prior (same classes, same parameter names).
+from lit_restore.priors.adm_unet import (
+    Downsample,
+    ResBlock,
+    TimestepEmbedSequential,
+    Upsample,
+    normalization,
+    timestep_embedding,
+)
+from lit_restore.priors.loading import extract_state_dict, read_checkpoint, strip_prefixes
 
 
 # ------------------------------------------------------------------- Swin parts
@@ -222,10 +140,10 @@ class SwinBlock(nn.Module):
             shift,
             mask_mode,
         )
-        self.norm1 = GroupNorm32(dim)
+        self.norm1 = normalization(dim)
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = GroupNorm32(dim)
+        self.norm2 = normalization(dim)
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         mask = (
             shifted_window_mask(resolution, resolution, window_size, shift, mask_mode)
@@ -367,9 +285,12 @@ class SwinUNet(nn.Module):
             nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
 
-        def swin(ch: int, res: int) -> SwinLayer:
+        def res(ch: int, out: int) -> ResBlock:
+            return ResBlock(ch, emb_dim, dropout, out, use_scale_shift_norm)
+
+        def swin(ch: int, side: int) -> SwinLayer:
             return SwinLayer(
-                ch, swin_embed_dim, heads, window_size, swin_depth, res, mlp_ratio, mask_mode
+                ch, swin_embed_dim, heads, window_size, swin_depth, side, mlp_ratio, mask_mode
             )
 
         cond_ch = 0
@@ -386,7 +307,7 @@ class SwinUNet(nn.Module):
                 ch_f = 16
                 for _ in range(n_down):
                     layers += [nn.Conv2d(feat_in, ch_f, 3, padding=1), nn.SiLU()]
-                    layers.append(Downsample(ch_f, 2 * ch_f))
+                    layers.append(Downsample(ch_f, True, 2 * ch_f))
                     ch_f *= 2
                     feat_in = ch_f
                 self.feature_extractor = nn.Sequential(*layers)
@@ -394,47 +315,37 @@ class SwinUNet(nn.Module):
 
         ch = model_channels * channel_mult[0]
         self.input_blocks = nn.ModuleList(
-            [TimestepSequential(nn.Conv2d(in_channels + cond_ch, ch, 3, padding=1))]
+            [TimestepEmbedSequential(nn.Conv2d(in_channels + cond_ch, ch, 3, padding=1))]
         )
         chans = [ch]
         ds = image_size
         for level, mult in enumerate(channel_mult):
             for j in range(nrb[level]):
-                layers = [
-                    ResBlock(ch, emb_dim, model_channels * mult, dropout, use_scale_shift_norm)
-                ]
+                layers = [res(ch, model_channels * mult)]
                 ch = model_channels * mult
                 if ds in attention_resolutions and j == 0:
                     layers.append(swin(ch, ds))
-                self.input_blocks.append(TimestepSequential(*layers))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
                 chans.append(ch)
             if level != len(channel_mult) - 1:
-                self.input_blocks.append(TimestepSequential(Downsample(ch)))
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch, True)))
                 chans.append(ch)
                 ds //= 2
-        self.middle_block = TimestepSequential(
-            ResBlock(ch, emb_dim, ch, dropout, use_scale_shift_norm),
-            swin(ch, ds),
-            ResBlock(ch, emb_dim, ch, dropout, use_scale_shift_norm),
-        )
+        self.middle_block = TimestepEmbedSequential(res(ch, ch), swin(ch, ds), res(ch, ch))
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(channel_mult))[::-1]:
             for i in range(nrb[level] + 1):
                 ich = chans.pop()
-                layers = [
-                    ResBlock(
-                        ch + ich, emb_dim, model_channels * mult, dropout, use_scale_shift_norm
-                    )
-                ]
+                layers = [res(ch + ich, model_channels * mult)]
                 ch = model_channels * mult
                 if ds in attention_resolutions and i == 0:
                     layers.append(swin(ch, ds))
                 if level and i == nrb[level]:
-                    layers.append(Upsample(ch))
+                    layers.append(Upsample(ch, True))
                     ds *= 2
-                self.output_blocks.append(TimestepSequential(*layers))
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
         self.out = nn.Sequential(
-            GroupNorm32(ch),
+            normalization(ch),
             nn.SiLU(),
             nn.Conv2d(model_channels * channel_mult[0], out_channels, 3, padding=1),
         )
@@ -467,34 +378,24 @@ class SwinUNet(nn.Module):
         return self.out(h)
 
 
-def strip_prefixes(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop the ``module.`` (DDP) / ``_orig_mod.`` (torch.compile) prefixes trainers add."""
-    out = {}
-    for k, v in state_dict.items():
-        for p in ("module.", "_orig_mod."):
-            while k.startswith(p):
-                k = k[len(p) :]
-        out[k] = v
-    return out
-
-
 def load_state_dict_file(path: str, key: str | None = None) -> dict[str, Tensor]:
-    """``torch.load(weights_only=True)`` (or safetensors), unwrap ``state_dict``/``key``, strip."""
-    import os
+    """Read a ResShift/VQGAN checkpoint safely (:mod:`lit_restore.priors.loading`).
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"checkpoint {path!r} not found; download it (e.g. from the ResShift releases) and "
-            "pass its local path."
-        )
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    ``torch.load(weights_only=True)`` or safetensors; the state dict is taken from ``key`` (when
+    given) or the usual containers (``state_dict``, ``ema``, ``model``, ``params_ema`` …), and the
+    ``module.``/``_orig_mod.`` prefixes are stripped (:func:`strip_prefixes`).
+    """
+    hint = "download it (e.g. from the ResShift releases) and pass its local path."
+    return extract_state_dict(read_checkpoint(path, hint=hint), key=key)
 
-        sd = load_file(path)
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    for k in (key, "state_dict", "model", "params_ema"):
-        if k and isinstance(sd, dict) and isinstance(sd.get(k), dict):
-            sd = sd[k]
-            break
-    return strip_prefixes(sd)
+
+__all__ = [
+    "SwinBlock",
+    "SwinLayer",
+    "SwinUNet",
+    "WindowAttention",
+    "load_state_dict_file",
+    "relative_position_index",
+    "shifted_window_mask",
+    "strip_prefixes",
+]
