@@ -9,15 +9,6 @@ from lit_restore.priors.gaussian import DenseGaussianPrior, GaussianPrior, gauss
 from lit_restore.samplers import DDPM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: intra-op threads only add contention for these tiny tensors
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_dense_denoiser_matches_closed_form():
     torch.manual_seed(0)
     n = 12

@@ -38,15 +38,6 @@ TINY_ADM = dict(
 TINY_DDIM = dict(image_size=32, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared cores: one intra-op thread is ~20x faster here than two fighting ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def shapes(module: torch.nn.Module) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in module.state_dict().items()}
 

@@ -29,15 +29,6 @@ class FixedBatch(Dataset):
         return {"hq": self.imgs[j], "index": j, "name": f"img{j}"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box: thread oversubscription costs more than it gives."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_module(**kw):
     net = SwinUNet(image_size=16, model_channels=32, channel_mult=(1,), num_res_blocks=1,
                    attention_resolutions=(16,), swin_embed_dim=32, num_head_channels=16,

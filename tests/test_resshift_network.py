@@ -9,16 +9,6 @@ import torch
 from lit_restore.resshift.autoencoder import PixelSpace, VQModel
 from lit_restore.resshift.unet import SwinUNet, load_state_dict_file, shifted_window_mask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box: thread oversubscription costs more than it gives."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 REF = Path("/work/shared/reference")
 if not REF.exists():
     REF = Path(__file__).resolve().parents[1] / "shared" / "reference"

@@ -36,14 +36,6 @@ SIGMA_Y = 0.1  # model space
 N_SAMPLES = 512
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _prior() -> DenseGaussianPrior:
     cov = GaussianPrior.power_law(alpha=2.0, std=0.3, f0=0.1, channels=1).covariance(4, 4)
     ramp = torch.linspace(-0.3, 0.3, 4).view(1, 1, 4)
