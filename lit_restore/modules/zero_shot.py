@@ -46,6 +46,8 @@ class ZeroShotRestoration(RestorationModule):
         operator, noise: normally attached from the datamodule by the CLI.
         seed: base seed of the per-image sampler noise.
         precision_bf16: run the network under bf16 autocast (guidance maths stays fp32).
+        step_progress: a per-step progress bar of the sampler (rank 0 only) below Lightning's
+            per-batch bar: a 1000-step DPS batch otherwise shows nothing for minutes.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class ZeroShotRestoration(RestorationModule):
         noise: NoiseModel | None = None,
         seed: int = 0,
         precision_bf16: bool = False,
+        step_progress: bool = True,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
         if not isinstance(sampler, Sampler):
@@ -65,9 +68,16 @@ class ZeroShotRestoration(RestorationModule):
         self.prior = prior.freeze()
         self.sampler = sampler
         self.precision_bf16 = precision_bf16
+        self.step_progress = step_progress
         sampler.autocast_dtype = torch.bfloat16 if precision_bf16 else None
 
     def restore(self, batch: dict) -> Tensor:
+        # the step bar follows Lightning's progress bar (off in scripts, tests and other ranks)
+        trainer = self._trainer
+        bar_on = trainer is not None and getattr(trainer, "progress_bar_callback", None) is not None
+        self.sampler.progress = self.sampler.progress or (
+            self.step_progress and bar_on and self.global_rank == 0
+        )
         with torch.inference_mode(False), torch.enable_grad():
             batch = _normal_tensors(batch)
             operator = self.bound_operator(batch)
