@@ -1,6 +1,6 @@
 """Train the small pixel-space ResShift recipe on CPU and compare it with bicubic upsampling.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/resshift_demo_eval.py --minutes 8 --threads 1
+    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python bench/resshift_demo_eval.py --minutes 8 --threads 1
 
 (measured numbers: bench/README.md, section ResShift.)
 
