@@ -136,3 +136,40 @@ def test_inpainting_variant_trains_and_keeps_known_pixels():
     batch["mask"] = mask
     out = m.restore(batch)
     assert torch.allclose(out * mask, batch["hq"] * mask)
+
+
+def test_training_step_feeds_the_network_what_the_sampler_does():
+    """Train/sample contract: the sampler test's Bayes-optimal predictor (it undoes the input
+    scaling with the ``t`` it is given and conditions on the LQ the sampler passes) must reach
+    the analytic Bayes risk Var[x0 | x_t] = s²κ²η_t / ((1-η_t)² s² + κ²η_t) on every training
+    sample. Any disagreement between training and sampling about t, η_t, the scaling, or what
+    the network sees as LQ makes the per-sample MSE exceed that risk."""
+    import warnings
+
+    from test_resshift_sampler import _M, _S, _Y, GaussianBayesX0
+
+    class Recorder(GaussianBayesX0):
+        def forward(self, x, t, lq=None, mask=None):
+            self.t, self.out = t.clone(), super().forward(x, t, lq, mask)
+            return self.out
+
+    torch.manual_seed(0)
+    for kappa, level in ((2.0, 0.2), (0.5, 0.05)):
+        module = ResShiftModule(network=None, sf=1, degradation="none", lpips_weight=0.0,
+                                kappa=kappa, min_noise_level=level)  # fmt: skip
+        net = Recorder(module.schedule)
+        module.network = net
+        b, hw = 16, 32
+        m, s = torch.tensor(_M).view(1, 3, 1, 1), torch.tensor(_S).view(1, 3, 1, 1)
+        hq = m + s * torch.randn(b, 3, hw, hw)
+        lq = torch.tensor(_Y).view(1, 3, 1, 1).expand(b, 3, hw, hw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log without a Trainer
+            module.training_step({"hq": hq, "lq": lq, "index": torch.arange(b)}, 0)
+        eta = module.schedule.etas[net.t].float().view(-1, 1, 1, 1)
+        k2 = kappa**2
+        risk = (s**2 * k2 * eta / ((1 - eta) ** 2 * s**2 + k2 * eta)).mean((1, 2, 3))
+        mse = (net.out - hq).pow(2).mean((1, 2, 3))
+        n = 3 * hw * hw
+        assert len(set(net.t.tolist())) > 1
+        assert torch.all((mse / risk - 1).abs() < 6 * (2 / n) ** 0.5), (net.t, mse, risk)

@@ -116,3 +116,28 @@ def test_vq_from_pretrained_strict(tmp_path):
     assert torch.equal(vq.encode(x), src.encode(x))
     with pytest.raises(RuntimeError, match="size mismatch"):
         VQModel.from_pretrained(str(path), **{**kw, "n_embed": 32})
+
+
+def test_norm_groups_keeps_weights_and_lets_the_output_carry_the_mean():
+    """``norm_groups``: same state-dict layout; with 32 channels GroupNorm(32) is an instance
+    norm (the output block's input has zero per-channel mean), fewer groups keep that mean."""
+    kw = dict(image_size=8, model_channels=32, channel_mult=(1,), num_res_blocks=1,
+              attention_resolutions=(), swin_embed_dim=32, num_head_channels=32,
+              window_size=4, lq_size=8)  # fmt: skip
+    torch.manual_seed(0)
+    ref, net = SwinUNet(**kw), SwinUNet(**kw, norm_groups=8)
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
+    assert {m.num_groups for m in net.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
+    net.load_state_dict(ref.state_dict(), strict=True)
+    x, lq, t = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.tensor([0, 3])
+    means = {}
+    for name, m in (("32", ref), ("8", net)):
+        h = m.out[0].register_forward_hook(lambda _m, _i, o, n=name: means.__setitem__(n, o))
+        m(x, t, lq=lq)
+        h.remove()
+    assert means["32"].mean((2, 3)).abs().max() < 1e-5
+    assert means["8"].mean((2, 3)).abs().max() > 0.1
+    with pytest.raises(ValueError, match="norm_groups"):
+        SwinUNet(**kw, norm_groups=5)
