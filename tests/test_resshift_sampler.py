@@ -11,15 +11,6 @@ from lit_restore.resshift.unet import SwinUNet
 from lit_restore.utils.seeding import generators_for
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box: thread oversubscription costs more than it gives."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class PerPixelNet(nn.Module):
     """x0 = f(x_t, lq, t) per pixel (1×1 convs): tiling must not change anything."""
 

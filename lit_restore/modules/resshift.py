@@ -67,6 +67,8 @@ class ResShiftModule(RestorationModule):
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
         chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px).
         seed: base seed of the per-image sampler noise and training degradations.
+        weights: a released network checkpoint (e.g. ``resshift_realsrx4_s4_v3.pth``) loaded
+            strictly into ``network`` (``weights_only``; ``module.``/``_orig_mod.`` stripped).
     """
 
     def __init__(
@@ -96,12 +98,15 @@ class ResShiftModule(RestorationModule):
         operator: LinearOperator | None = None,
         noise: NoiseModel | None = None,
         seed: int = 0,
+        weights: str | None = None,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
         if degradation not in _DEGRADATIONS:
             raise ValueError(f"degradation={degradation!r}: use one of {_DEGRADATIONS}")
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
         self.network = network if network is not None else SwinUNet()
+        if weights is not None:  # released network weights, e.g. resshift_realsrx4_s4_v3.pth
+            self.network.load_state_dict(load_state_dict_file(weights), strict=True)
         self.schedule = ResShiftSchedule(steps, kappa, min_noise_level, etas_end, power)
         if autoencoder is None:
             self.first_stage: nn.Module = PixelSpace()
@@ -128,9 +133,12 @@ class ResShiftModule(RestorationModule):
 
         Loading is strict, ``weights_only=True``, with ``module.``/``_orig_mod.`` stripped.
         """
-        net = SwinUNet(**(network_kwargs or {}))
-        net.load_state_dict(load_state_dict_file(path), strict=True)
-        return cls(network=net, autoencoder=autoencoder, **kwargs)
+        return cls(
+            network=SwinUNet(**(network_kwargs or {})),
+            weights=path,
+            autoencoder=autoencoder,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------ helpers
     def _lpips_net(self) -> nn.Module:
