@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
@@ -85,6 +84,7 @@ class SampleCLI(LitRestoreCLI):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input", reported without a traceback."""
+    from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
     from lit_restore.priors.loading import CheckpointError
 
@@ -99,13 +99,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         OperatorCapabilityError,
         CheckpointError,
     ]
-    try:
-        from lit_restore.data.io import BadImageError
-
-        errors.append(BadImageError)
-    except ImportError:  # pragma: no cover - data package always present in a full install
-        pass
-    return tuple(errors)
+    return (*errors, BadImageError)
 
 
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
@@ -117,27 +111,20 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
     from lit_restore.suite import find_suite, run_suite
 
     args = sys.argv[1:] if argv is None else argv
-    if os.environ.get("LIT_RESTORE_DEBUG"):
+
+    def run() -> int:
         found = find_suite(args)
         if found is not None:
-            return run_suite(sys.argv[0], found[0], found[1])
-        cli_class(args=argv)
+            return run_suite(sys.argv[0], *found)
+        cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
+
+    if os.environ.get("LIT_RESTORE_DEBUG"):
+        return run()
     try:
-        found = find_suite(args)
-        if found is not None:
-            return run_suite(sys.argv[0], found[0], found[1])
-        cli_class(args=argv)
+        return run()
     except user_errors() as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {type(err).__name__}: {message}", file=sys.stderr)
         print("       (set LIT_RESTORE_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
-    return 0
-
-
-def main_entry(cli_class: type[LitRestoreCLI]) -> Callable[[], None]:
-    def main() -> None:
-        sys.exit(run_cli(cli_class))
-
-    return main
