@@ -19,6 +19,8 @@ by decreasing singular value (stable order), the remaining ``n − m`` are the n
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -32,6 +34,29 @@ def _mirror(idx: Tensor, n: int) -> Tensor:
     DDRM's ``SRConv`` padding; periodic with period ``2n`` so any offset is valid."""
     idx = idx.remainder(2 * n)
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+def imresize_matrix(
+    n_in: int, n_out: int, scale: float, antialias: bool = True, a: float = -0.5
+) -> Tensor:
+    """The ``[n_out, n_in]`` weights of MATLAB ``imresize`` (bicubic) along one axis (float64).
+
+    Output pixel ``j`` (1-based) sits at input coordinate ``u = j/scale + ½(1 − 1/scale)``; when
+    shrinking with antialiasing the Keys kernel is stretched by ``1/scale`` (``scale·W(scale·x)``);
+    weights are normalised per output pixel and out-of-range taps are mirrored (half-sample
+    symmetric), as MATLAB's ``imresize`` and DPS's ``util/resizer.py`` do. Any real ``scale``
+    (up or down): ResShift's degradations and the "matlab" SR operator share this one builder.
+    """
+    kernel_scale = scale if (antialias and scale < 1) else 1.0
+    width = 4.0 / kernel_scale
+    u = torch.arange(1, n_out + 1, dtype=torch.float64) / scale + 0.5 * (1 - 1 / scale)
+    left = torch.floor(u - width / 2)
+    idx = left[:, None] + torch.arange(math.ceil(width) + 2, dtype=torch.float64)[None]
+    weights = kernel_scale * keys_cubic(kernel_scale * (u[:, None] - idx), a)
+    weights = weights / weights.sum(1, keepdim=True)
+    mat = torch.zeros(n_out, n_in, dtype=torch.float64)
+    mat.scatter_add_(1, _mirror(idx.long() - 1, n_in), weights)
+    return mat
 
 
 def cubic_downsample_matrix(n: int, factor: int, mode: str = "keys", a: float = -0.5) -> Tensor:
@@ -61,11 +86,7 @@ def cubic_downsample_matrix(n: int, factor: int, mode: str = "keys", a: float = 
         taps = centre[:, None] - 2 * factor + torch.arange(4 * factor)[None, :]
         weights = k[None, :].expand(m, -1)
     elif mode == "matlab":
-        c = rows.double() * factor + (factor - 1) / 2
-        offsets = torch.arange(-2 * factor - 1, 2 * factor + 2)
-        taps = torch.floor(c)[:, None].long() + offsets[None, :]
-        weights = keys_cubic((c[:, None] - taps) / factor, a) / factor
-        weights = weights / weights.sum(1, keepdim=True)
+        return imresize_matrix(n, m, 1.0 / factor, a=a)
     else:
         raise ValueError(f"unknown bicubic mode {mode!r}; use 'keys' (DDRM) or 'matlab' (DPS)")
     mat.index_put_(

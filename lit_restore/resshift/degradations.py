@@ -23,40 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lit_restore.operators.separable import imresize_matrix
 from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
 
 
 # ------------------------------------------------------------------ bicubic
-def _cubic(x: Tensor) -> Tensor:
-    """Keys cubic kernel with a = -0.5 (MATLAB ``cubic``)."""
-    ax = x.abs()
-    ax2, ax3 = ax**2, ax**3
-    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * (
-        (ax > 1) & (ax <= 2)
-    )
-
-
-def resize_matrix(n_in: int, n_out: int, scale: float, antialias: bool = True) -> Tensor:
-    """``[n_out, n_in]`` MATLAB-imresize bicubic weights (float64), symmetric boundary."""
-    kernel_scale = scale if (antialias and scale < 1) else 1.0
-    width = 4.0 / kernel_scale
-    x = torch.arange(1, n_out + 1, dtype=torch.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)  # output pixel centre in input coordinates (1-based)
-    left = torch.floor(u - width / 2)
-    p = math.ceil(width) + 2
-    idx = left[:, None] + torch.arange(p, dtype=torch.float64)[None]  # 1-based candidates
-    w = kernel_scale * _cubic(kernel_scale * (u[:, None] - idx))
-    w = w / w.sum(1, keepdim=True)
-    # symmetric ("mirror with edge repeat") padding of out-of-range indices
-    i0 = idx.long() - 1
-    period = 2 * n_in
-    i0 = torch.remainder(i0, period)
-    i0 = torch.where(i0 >= n_in, period - 1 - i0, i0)
-    mat = torch.zeros(n_out, n_in, dtype=torch.float64)
-    mat.scatter_add_(1, i0, w)
-    return mat
-
-
 def imresize(
     x: Tensor,
     scale: float | None = None,
@@ -71,8 +42,8 @@ def imresize(
         size = (math.ceil(h * scale), math.ceil(w * scale))
     sh = scale if scale is not None else size[0] / h
     sw = scale if scale is not None else size[1] / w
-    mh = resize_matrix(h, size[0], sh, antialias).to(x.device, torch.float32)
-    mw = resize_matrix(w, size[1], sw, antialias).to(x.device, torch.float32)
+    mh = imresize_matrix(h, size[0], sh, antialias).to(x.device, torch.float32)
+    mw = imresize_matrix(w, size[1], sw, antialias).to(x.device, torch.float32)
     return torch.einsum("oh,...hw,pw->...op", mh, x.float(), mw).to(x.dtype)
 
 
