@@ -34,14 +34,6 @@ def _generator():
     return mod
 
 
-def _callbacks_available() -> bool:
-    import lit_restore.callbacks as cb
-
-    return all(
-        hasattr(cb, n) for n in ("RestorationMetrics", "RestoredImageWriter", "ImageGridLogger")
-    )
-
-
 def print_config(*args: str) -> dict:
     """The resolved config of ``sample.py test ARGS --print_config`` (run in-process)."""
     from lit_restore.cli import SampleCLI
@@ -84,9 +76,6 @@ def test_expected_protocol_files_exist():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_parses(name):
-    raw = yaml.safe_load((EXP / name).read_text())
-    if "callbacks" in (raw.get("trainer") or {}) and not _callbacks_available():
-        pytest.skip("lit_restore.callbacks not merged into this branch yet")
     cfg = print_config("--config", f"configs/experiment/{name}")
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
     if not name.startswith(("dps_", "safari_", "protocol_")):
@@ -281,3 +270,18 @@ def test_protocol_config_runs_end_to_end(configs, tmp_path):
     assert x.shape == hq.shape == (2, 3, 64, 64)
     assert torch.isfinite(x).all() and x.abs().max() <= 1.5
     assert outputs[0]["out"]["nfe_per_image"] == 4
+
+
+def test_eval_callbacks_fragment_composes_with_a_protocol():
+    cfg = print_config(
+        "--config", "configs/experiment/dps_ffhq256_sr4.yaml",
+        "--config", "configs/experiment/eval_callbacks.yaml",
+    )  # fmt: skip
+    paths = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
+    assert paths == [
+        "lit_restore.callbacks.RestorationMetrics",
+        "lit_restore.callbacks.RestoredImageWriter",
+        "lit_restore.callbacks.ImageGridLogger",
+    ]
+    metrics = cfg["trainer"]["callbacks"][0]["init_args"]
+    assert metrics["metrics"] == ["psnr", "ssim", "lpips"] and metrics["fid"] is True
