@@ -10,7 +10,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from lit_restore.utils.tables import (  # noqa: F401  (re-exported for the callbacks)
@@ -30,18 +29,6 @@ def resolve_run_dir(trainer: L.Trainer, output_dir: str | os.PathLike | None) ->
     if d is None:
         d = trainer.default_root_dir
     return Path(d)
-
-
-def to_uint8_hwc(x: Tensor) -> np.ndarray:
-    """[C,H,W] image in [0,1] -> HxWxC (or HxW) uint8."""
-    a = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-
-
-def atomic_save_png(path: Path, x: Tensor) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8_hwc(x)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_save_npy(path: Path, a: np.ndarray) -> None:

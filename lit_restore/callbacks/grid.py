@@ -12,7 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from lit_restore.callbacks._io import atomic_save_png, gather_objects, resolve_run_dir, to_unit
+from lit_restore.callbacks._io import gather_objects, resolve_run_dir, to_unit
+from lit_restore.data.io import save_png
 
 _PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
 
@@ -118,7 +119,7 @@ class ImageGridLogger(Callback):
         if isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.experiment.add_image(f"{_PREFIX[stage]}/grid", grid, trainer.global_step)
         if self.save_png and stage != "validate":
-            atomic_save_png(self.run_dir / f"grid_{stage}.png", grid)
+            save_png(grid, self.run_dir / f"grid_{stage}.png")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

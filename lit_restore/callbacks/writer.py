@@ -7,7 +7,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from lit_restore.callbacks._io import atomic_save_png, resolve_run_dir, safe_relpath, to_unit
+from lit_restore.callbacks._io import resolve_run_dir, safe_relpath, to_unit
+from lit_restore.data.io import save_png
 
 
 class RestoredImageWriter(Callback):
@@ -52,15 +53,11 @@ class RestoredImageWriter(Callback):
         assert self.run_dir is not None
         restored = to_unit(outputs["restored"])
         for k, name in enumerate(batch["name"]):
-            atomic_save_png(self.path_for(self.run_dir, "restored", name), restored[k])
+            save_png(restored[k], self.path_for(self.run_dir, "restored", name))
             if self.save_measurement and batch.get("lq") is not None:
-                atomic_save_png(
-                    self.path_for(self.run_dir, "measurement", name), to_unit(batch["lq"][k])
-                )
+                save_png(to_unit(batch["lq"][k]), self.path_for(self.run_dir, "measurement", name))
             if self.save_reference and batch.get("hq") is not None:
-                atomic_save_png(
-                    self.path_for(self.run_dir, "reference", name), to_unit(batch["hq"][k])
-                )
+                save_png(to_unit(batch["hq"][k]), self.path_for(self.run_dir, "reference", name))
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if "test" in self.stages:

@@ -26,14 +26,16 @@ is moved into place with ``os.replace``, so a crash never leaves a torn file beh
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from lit_restore.utils.tables import atomic_write_bytes
 
 #: File extensions (lower case, with the dot) that image folders accept by default.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -136,16 +138,8 @@ def save_png(image01: Tensor, path: str | os.PathLike) -> Path:
     are created. Returns the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = tensor_to_uint8(image01)
-    img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
     return path
