@@ -74,13 +74,6 @@ class SampleCLI(LitRestoreCLI):
         "inputs only). Example: python sample.py test --config configs/experiment/demo.yaml"
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Gradient-guided samplers (DPS, SaFaRI) differentiate through the prior at test time;
-        # inference_mode tensors cannot enter autograd, so evaluation runs under no_grad instead.
-        defaults = dict(kwargs.pop("trainer_defaults", None) or {})
-        defaults.setdefault("inference_mode", False)
-        super().__init__(*args, trainer_defaults=defaults, **kwargs)
-
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input", reported without a traceback."""
