@@ -273,6 +273,26 @@ class AttentionBlock(nn.Module):
         return (x + self.proj_out(h)).reshape(b, c, *spatial)
 
 
+def unet_trunk(
+    h: Tensor,
+    emb: Tensor,
+    input_blocks: nn.ModuleList,
+    middle_block: nn.Module,
+    output_blocks: nn.ModuleList,
+) -> Tensor:
+    """The skip-connected U-Net pass of guided-diffusion ``unet.py`` (``UNetModel.forward``):
+    every input block's output is concatenated to the matching output block's input. Shared by
+    :class:`ADMUNet` and ResShift's Swin UNet."""  # fmt: skip
+    skips = []
+    for block in input_blocks:
+        h = block(h, emb)
+        skips.append(h)
+    h = middle_block(h, emb)
+    for block in output_blocks:
+        h = block(torch.cat([h, skips.pop()], dim=1), emb)
+    return h
+
+
 class ADMUNet(nn.Module):
     """The guided-diffusion UNet, built from its public flags.
 
@@ -429,11 +449,5 @@ class ADMUNet(nn.Module):
             emb = emb + self.label_emb(y)
         # dtypes from the weights, so a model cast as a whole (.to(torch.bfloat16)) also works
         h = x.to(self.input_blocks[0][0].weight.dtype)
-        hs = []
-        for block in self.input_blocks:
-            h = block(h, emb)
-            hs.append(h)
-        h = self.middle_block(h, emb)
-        for block in self.output_blocks:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+        h = unet_trunk(h, emb, self.input_blocks, self.middle_block, self.output_blocks)
         return self.out(h.to(self.out[2].weight.dtype)).to(x.dtype)

@@ -46,6 +46,7 @@ from lit_restore.priors.adm_unet import (
     Upsample,
     normalization,
     timestep_embedding,
+    unet_trunk,
 )
 from lit_restore.priors.loading import extract_state_dict, read_checkpoint, strip_prefixes
 
@@ -381,14 +382,7 @@ class SwinUNet(nn.Module):
                     raise ValueError("this SwinUNet has cond_mask=True: pass mask=")
                 lq = torch.cat([lq, mask.to(lq.dtype)], dim=1)
             x = torch.cat([x, self.feature_extractor(lq.to(x.dtype))], dim=1)
-        hs = []
-        h = x
-        for block in self.input_blocks:
-            h = block(h, emb)
-            hs.append(h)
-        h = self.middle_block(h, emb)
-        for block in self.output_blocks:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+        h = unet_trunk(x, emb, self.input_blocks, self.middle_block, self.output_blocks)
         return self.out(h)
 
 
