@@ -197,9 +197,11 @@ class RestorationMetrics(Callback):
         self._finished = False
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """A rank with no batch left (a resumed run, or fewer images than ranks): Lightning skips
-        its empty loop and epoch hooks, so it joins the merge here — its collectives pair with the
-        other ranks' ``on_*_epoch_end`` — and the stored rows are written, logged and printed."""
+        """A run with no batch left (rerunning an evaluation that is already complete): Lightning
+        skips its empty loop and epoch hooks, so the stored rows are merged, written, logged and
+        printed here. Under DDP no rank is left empty — the datamodule gives idle ranks a done
+        image (de-duplicated by index) — but a rank that had none would join the merge here, its
+        collectives pairing with the other ranks' ``on_*_epoch_end``."""
         stage = str(getattr(stage, "value", stage))
         if stage in ("test", "predict") and not self._finished:
             summary = self._finish(trainer, pl_module, stage)
