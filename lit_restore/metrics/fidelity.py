@@ -7,6 +7,9 @@
   ``Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255`` for RGB in [0, 1].
 * Each function returns one value **per image**; a dataset score is the *mean of the per-image
   values* (the papers' convention), not the PSNR of the pooled MSE.
+* Scores are computed in **float64**, so a score is a function of the two images alone: float32
+  reduction order (batch size, thread count, DDP ranks) would otherwise move SSIM by ~1e-7 between
+  runs of identical images. Two runs then disagree only where their restorations differ.
 
 PSNR: ``10 log10(1 / mean((x - y)^2))`` over C,H,W of one image. SSIM: Wang et al. 2004 with an
 11×11 Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03; the SSIM map comes from torchmetrics
@@ -64,8 +67,8 @@ def psnr(x: Tensor, ref: Tensor, crop_border: int = 0, y_channel: bool = False) 
     """Per-image PSNR in dB of [0,1] images -> [N] (``inf`` for identical images)."""
     _check(x, ref)
     x, ref = (
-        prepare(x.float(), crop_border, y_channel),
-        prepare(ref.float(), crop_border, y_channel),
+        prepare(x.double(), crop_border, y_channel),
+        prepare(ref.double(), crop_border, y_channel),
     )
     return peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
@@ -74,8 +77,8 @@ def ssim(x: Tensor, ref: Tensor, crop_border: int = 0, y_channel: bool = False) 
     """Per-image SSIM of [0,1] images -> [N]."""
     _check(x, ref)
     x, ref = (
-        prepare(x.float(), crop_border, y_channel),
-        prepare(ref.float(), crop_border, y_channel),
+        prepare(x.double(), crop_border, y_channel),
+        prepare(ref.double(), crop_border, y_channel),
     )
     if min(x.shape[-2:]) <= 2 * _SSIM_PAD:
         raise ValueError(f"SSIM needs images larger than 11x11 after cropping, got {x.shape[-2:]}")

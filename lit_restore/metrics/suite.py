@@ -26,8 +26,12 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True}
 
 
 def quantize(x: Tensor) -> Tensor:
-    """Round [0,1] images to 8-bit levels (what a written PNG holds)."""
-    return (x.clamp(0, 1) * 255).round() / 255
+    """Round [0,1] images to 8-bit levels (what a written PNG holds), in ``x``'s dtype.
+
+    The level is decided in float32 (as :func:`lit_restore.data.io.save_png` decides it), so the
+    quantised image equals the PNG; a float64 ``x`` then holds the level ``k/255`` exactly."""
+    levels = (x.float().clamp(0, 1) * 255).round()
+    return levels.to(x.dtype) / 255
 
 
 class MetricSuite(nn.Module):
@@ -90,23 +94,27 @@ class MetricSuite(nn.Module):
     def set_metrics(self) -> list[str]:
         return (["fid"] if self.fid else []) + (["kid", "kid_std"] if self.kid else [])
 
-    def _prep(self, x: Tensor) -> Tensor:
-        x = x.float().clamp(0, 1)
+    def _prep(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        x = x.to(dtype).clamp(0, 1)
         return quantize(x) if self.quantize else x
 
     @torch.no_grad()
     def per_image(self, restored: Tensor, reference: Tensor) -> dict[str, Tensor]:
-        """Per-image values for [N,C,H,W] images in [0,1]."""
+        """Per-image values for [N,C,H,W] images in [0,1].
+
+        PSNR/SSIM are computed in float64 (a function of the two images alone, whatever the
+        batch); the LPIPS networks run in float32."""
         x, ref = self._prep(restored), self._prep(reference)
+        x64, ref64 = self._prep(restored, torch.float64), self._prep(reference, torch.float64)
         out: dict[str, Tensor] = {}
         for m in self.metrics:
             if m == "psnr":
-                out[m] = psnr(x, ref, self.crop_border, self.y_channel)
+                out[m] = psnr(x64, ref64, self.crop_border, self.y_channel)
             elif m == "ssim":
-                out[m] = ssim(x, ref, self.crop_border, self.y_channel)
+                out[m] = ssim(x64, ref64, self.crop_border, self.y_channel)
             else:
-                out[m] = self.lpips_nets[m](x, ref).reshape(-1)
-        return {k: v.detach().float().cpu() for k, v in out.items()}
+                out[m] = self.lpips_nets[m](x, ref).reshape(-1).double()
+        return {k: v.detach().cpu() for k, v in out.items()}
 
     @torch.no_grad()
     def image_features(self, images: Tensor) -> Tensor:
