@@ -1,44 +1,74 @@
 """The LightningCLI behind ``train.py`` (fit/validate/test) and ``sample.py`` (test/predict).
 
 Configuration is LightningCLI YAML (``class_path``/``init_args``); several ``--config`` files
-compose, later ones overriding earlier ones, then command-line flags override both.
+compose, later ones overriding earlier ones, then command-line flags override both. A class spec
+may name a published setting instead of spelling it out, ``init_args: {preset: NAME}``
+(:mod:`lit_restore.presets`), and a ``--config`` naming a suite file runs several runs and
+compares them (:mod:`lit_restore.suite`).
 
 The degradation is configured once, under ``data.init_args.operator`` / ``noise``; after
 instantiation the datamodule's objects are handed to the model
 (:meth:`RestorationModule.attach_measurement`), so measurement and guidance can never disagree.
 
-Errors a user can cause (a missing file, an unreadable image, wrong sizes, a method given an
-operator it cannot use) end in one ``error: ...`` line and exit status 2, not a traceback;
-set ``LIT_RESTORE_DEBUG=1`` to see the traceback.
+Errors a user can cause (a misspelt option, a missing file, an unreadable image, wrong sizes, a
+method given an operator it cannot use, a GPU config without a GPU) end in one ``error: ...``
+line and exit status 2, not a traceback (:mod:`lit_restore.user_errors`); set
+``LIT_RESTORE_DEBUG=1`` to see the traceback. SIGTERM stops a run at once (exit status 143).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import traceback
+from argparse import ArgumentError
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
+
+from lit_restore.presets import install_loader
+from lit_restore.user_errors import ConfigError, describe_parse_error, one_line
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
 _TRAINER_DEFAULTS: dict[str, Any] = {"use_distributed_sampler": False}
 
 
+class NeedsOwnProcess(Exception):
+    """Raised before instantiation when a run asked to stay in-process (a suite run) would have
+    Lightning launch more processes (DDP): those re-run the script, so the run needs its own."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("this run launches several processes")
+        self.config = config
+
+
 class LitRestoreCLI(LightningCLI):
-    """LightningCLI with lit_restore's defaults and the operator hand-over."""
+    """LightningCLI with lit_restore's defaults, presets, one-line errors and the operator
+    hand-over.
+
+    Args (besides LightningCLI's):
+        in_process_only: raise :class:`NeedsOwnProcess` instead of building a run that Lightning
+            would launch as several processes (used by suites).
+    """
 
     #: subcommands this entry point offers (``None`` = all of Lightning's)
     allowed_subcommands: tuple[str, ...] | None = None
     description: str = "lit_restore: diffusion-based image restoration."
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, in_process_only: bool = False, **kwargs: Any) -> None:
+        self.in_process_only = in_process_only
         defaults = dict(_TRAINER_DEFAULTS)
         defaults.update(kwargs.pop("trainer_defaults", None) or {})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         parser_kwargs = kwargs.pop("parser_kwargs", None) or {}
         parser_kwargs.setdefault("description", self.description)
+        parser_kwargs.setdefault("parser_mode", install_loader())  # expands `preset:` names
+        parser_kwargs.setdefault("exit_on_error", False)  # parse errors reach run_cli as one line
         super().__init__(*args, trainer_defaults=defaults, parser_kwargs=parser_kwargs, **kwargs)
 
     @classmethod
@@ -47,6 +77,25 @@ class LitRestoreCLI(LightningCLI):
         if cls.allowed_subcommands is None:
             return everything
         return {name: everything[name] for name in cls.allowed_subcommands}
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else sys.argv[1:]
+            raise ConfigError(describe_parse_error(str(err), self._option_strings(), argv)) from err
+
+    def _option_strings(self) -> list[str]:
+        parsers = [self.parser, *getattr(self, "_subcommand_parsers", {}).values()]
+        return [s for p in parsers for s in p._option_string_actions if s.startswith("--")]
+
+    def before_instantiate_classes(self) -> None:
+        if self.in_process_only:
+            from lit_restore.suite import needs_own_process
+
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            if needs_own_process(config.trainer):
+                raise NeedsOwnProcess(config)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -75,49 +124,103 @@ class SampleCLI(LitRestoreCLI):
     )
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "the user must fix an input", reported without a traceback."""
-    from lit_restore.data.io import BadImageError
-    from lit_restore.operators.base import OperatorCapabilityError
-    from lit_restore.priors.loading import CheckpointError
+# ------------------------------------------------------------------------- signals and errors
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: stop now. A BaseException so that no ``except Exception``
+    swallows it; Lightning still runs its teardown on the way out."""
 
-    errors: list[type[BaseException]] = [
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        ValueError,
-        KeyError,
-        FloatingPointError,
-        OperatorCapabilityError,
-        CheckpointError,
-    ]
-    return (*errors, BadImageError)
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def terminate_on_signals(
+    handler: Callable[[int, Any], None] = _raise_terminated,
+) -> Iterator[None]:
+    """Route SIGTERM and SIGHUP to ``handler`` (default: raise :class:`Terminated`) inside the
+    block. Lightning's own SIGTERM handler (which otherwise only stops after the current batch
+    and exits with status 0) calls a handler installed before the Trainer, so a kill is prompt."""
+    if not _is_main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def debug() -> bool:
+    return bool(os.environ.get("LIT_RESTORE_DEBUG"))
+
+
+def report(err: BaseException) -> int | None:
+    """Print the one-line error of a user error and return its exit status (2); ``None`` when
+    ``err`` is a bug (the caller shows its traceback)."""
+    line = one_line(err)
+    if line is None:
+        return None
+    print(line, file=sys.stderr, flush=True)
+    return 2
+
+
+def run_guarded(call: Callable[[], int], *, bugs_raise: bool = True) -> int:
+    """``call()`` with user errors reported in one line (exit 2) and SIGTERM as exit 143.
+
+    A bug raises (``bugs_raise``) or prints its traceback and returns 1; ``LIT_RESTORE_DEBUG``
+    shows every traceback.
+    """
+    try:
+        with terminate_on_signals():
+            return call()
+    except Terminated as err:
+        print(f"[lit_restore] {err}", file=sys.stderr, flush=True)
+        return 128 + err.signum
+    except Exception as err:
+        status = None if debug() else report(err)
+        if status is not None:
+            return status
+        if bugs_raise:
+            raise
+        traceback.print_exc()
+        return 1
 
 
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
-    """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``.
+    """Run a CLI the way ``sample.py`` / ``train.py`` do; returns the exit status.
 
     A ``--config`` naming a suite file (:mod:`lit_restore.suite`) runs each of its entries as a
-    separate run of the same script, then compares them.
+    run of the same script, then compares them.
     """
     from lit_restore.suite import find_suite, run_suite
 
-    args = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else list(argv)
 
-    def run() -> int:
-        found = find_suite(args)
-        if found is not None:
-            return run_suite(sys.argv[0], *found)
+    def one_run() -> int:
         cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
 
-    if os.environ.get("LIT_RESTORE_DEBUG"):
-        return run()
     try:
-        return run()
-    except user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {type(err).__name__}: {message}", file=sys.stderr)
-        print("       (set LIT_RESTORE_DEBUG=1 for the full traceback)", file=sys.stderr)
-        return 2
+        found = find_suite(args)
+    except Exception as err:  # a malformed suite file
+        status = None if debug() else report(err)
+        if status is None:
+            raise
+        return status
+    if found is not None:
+        return run_suite(cli_class, *found)
+    return run_guarded(one_run)
