@@ -178,16 +178,21 @@ def report(err: BaseException) -> int | None:
     return 2
 
 
-def run_guarded(call: Callable[[], int], *, bugs_raise: bool = True) -> int:
+def run_guarded(
+    call: Callable[[], int], *, bugs_raise: bool = True, stop_on_terminate: bool = True
+) -> int:
     """``call()`` with user errors reported in one line (exit 2) and SIGTERM as exit 143.
 
     A bug raises (``bugs_raise``) or prints its traceback and returns 1; ``LIT_RESTORE_DEBUG``
-    shows every traceback.
+    shows every traceback. ``stop_on_terminate=False`` lets :class:`Terminated` through (a
+    suite's run: the whole suite stops).
     """
     try:
         with terminate_on_signals():
             return call()
     except Terminated as err:
+        if not stop_on_terminate:
+            raise
         print(f"[lit_restore] {err}", file=sys.stderr, flush=True)
         return 128 + err.signum
     except Exception as err:
@@ -222,5 +227,5 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
             raise
         return status
     if found is not None:
-        return run_suite(cli_class, *found)
+        return run_guarded(lambda: run_suite(cli_class, *found))
     return run_guarded(one_run)

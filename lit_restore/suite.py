@@ -209,9 +209,9 @@ def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
         return 0
 
     argv = sys.argv
-    sys.argv = [argv[0], *args]  # what the run's own command line would have been
+    sys.argv = argv[:1]  # the run's arguments are `args` (Lightning warns when both are given)
     try:
-        status = run_guarded(call, bugs_raise=False)
+        status = run_guarded(call, bugs_raise=False, stop_on_terminate=False)
     finally:
         sys.argv = argv
         gc.collect()  # the run's model, data and trainer go before the next run builds its own
@@ -229,11 +229,15 @@ def _empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def _run_child(script: str, args: list[str]) -> int:
+def _run_child(script: str, args: list[str], name: str) -> int:
     """Run one entry as a child process in its own process group; signals reach all its ranks."""
     from lit_restore.cli import Terminated, terminate_on_signals
 
     child = subprocess.Popen([sys.executable, script, *args], start_new_session=True)
+    print(
+        f"[suite] run {name} launches several processes: child process group {child.pid}",
+        flush=True,
+    )
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -276,7 +280,7 @@ def _print_configs(cli_class: type, suite: Suite, subcommand: str, flags: list[s
                 return int(done.code or 0)
             return 0
 
-        status = run_guarded(call, bugs_raise=False)
+        status = run_guarded(call, bugs_raise=False, stop_on_terminate=False)
         if status:
             return status
     return 0
@@ -300,12 +304,8 @@ def run_suite(cli_class: type, suite: Suite, argv: list[str], script: str | None
         print(f"[suite] run {name}: {' '.join(args)}", flush=True)
         start = time.perf_counter()
         outcome = _run_in_process(cli_class, args, name)
-        if outcome.own_process:
-            print(
-                f"[suite] run {name} launches several processes: a child process runs it",
-                flush=True,
-            )
-            outcome.status = _run_child(script, args)
+        if outcome.own_process:  # Lightning launches its ranks by re-running the script
+            outcome.status = _run_child(script, args, name)
         if outcome.status != 0:
             failed[name] = outcome.status
             if not keep_going:
@@ -337,4 +337,4 @@ def _compare(run_dirs: list[str], out: str) -> int:
 
     args = [*run_dirs, "--out", out]
     print(f"[suite] compare: {' '.join(args)}", flush=True)
-    return run_guarded(lambda: compare(args), bugs_raise=False)
+    return run_guarded(lambda: compare(args), bugs_raise=False, stop_on_terminate=False)
