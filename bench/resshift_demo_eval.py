@@ -29,8 +29,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_restore.degradations import BicubicDegradation, imresize
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.resshift.degradations import imresize
 from lit_restore.resshift.unet import SwinUNet
 
 
@@ -58,7 +58,9 @@ class DeadLeavesSet(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return {"hq": dead_leaves(g, self.size), "index": i, "name": f"dl{i}"}
+        hq = dead_leaves(g, self.size)
+        lq = BicubicDegradation(4)(hq, None).lq  # the recipe's data degradation
+        return {"hq": hq, "lq": lq, "index": i, "name": f"dl{i}"}
 
 
 class LossLog(L.Callback):
@@ -96,7 +98,7 @@ def main() -> None:
                    attention_resolutions=(32,), num_head_channels=16, swin_embed_dim=32,
                    window_size=4, mlp_ratio=2.0, lq_size=args.size,
                    norm_groups=args.norm_groups)  # fmt: skip
-    module = ResShiftModule(network=net, sf=4, degradation="bicubic", lpips_weight=0.0,
+    module = ResShiftModule(network=net, sf=4, lpips_weight=0.0,
                             kappa=args.kappa, min_noise_level=args.min_noise_level,
                             lr=args.lr, lr_min=args.lr / 5, warmup_steps=50)  # fmt: skip
     train = DataLoader(DeadLeavesSet(100_000, 0, args.size), batch_size=args.batch)
@@ -114,16 +116,14 @@ def main() -> None:
     module.eval()
     ev = DataLoader(DeadLeavesSet(args.n_eval, 12345, args.size), batch_size=args.n_eval)
     batch = next(iter(ev))
-    hq = batch["hq"]
-    lq = imresize(hq, 0.25).clamp(-1, 1)  # as in training (BicubicDegradation clamps)
-    batch["lq"] = lq
+    hq, lq = batch["hq"], batch["lq"]  # LQ made as in training (BicubicDegradation)
     t0 = time.time()
     with torch.no_grad():
         out = module.restore(batch).clamp(-1, 1)
     infer_s = (time.time() - t0) / hq.shape[0]
     bic = imresize(lq, 4.0).clamp(-1, 1)
     # the wavelet colour fix takes the low frequencies from the upsampled LQ
-    module.sampler.color_fix = "wavelet"
+    module.color_fix = "wavelet"
     with torch.no_grad():
         out_fix = module.restore(batch).clamp(-1, 1)
     p_fix = psnr(out_fix, hq)

@@ -45,6 +45,7 @@ CASES = {
     "inpaint_box": (lambda: Inpainting("box", box_size=3, margin=1), True),
     "inpaint_random": (lambda: Inpainting("random"), True),
     "inpaint_freeform": (lambda: Inpainting("freeform"), True),
+    "inpaint_mixed": (lambda: Inpainting("mixed"), True),
     "denoising": (lambda: Denoising(), True),
     "colorization": (lambda: Colorization(), True),
 }
@@ -142,7 +143,8 @@ def test_svd_cases_cover_the_structured_operators():
     assert set(SVD_CASES) == {
         "bicubic_keys_x2", "bicubic_keys_x4", "bicubic_matlab_x4", "bicubic_keys_x8",
         "avgpool_x2", "avgpool_x4", "gauss_zero_svd", "uniform_zero_svd",
-        "inpaint_box", "inpaint_random", "inpaint_freeform", "denoising", "colorization",
+        "inpaint_box", "inpaint_random", "inpaint_freeform", "inpaint_mixed", "denoising",
+        "colorization",
     }  # fmt: skip
 
 
@@ -204,7 +206,7 @@ def test_no_svd_raises_capability_error():
 
 # ------------------------------------------------------------------- per-image params
 @pytest.mark.parametrize(
-    "name", ["motion_pad", "inpaint_box", "inpaint_random", "inpaint_freeform"]
+    "name", ["motion_pad", "inpaint_box", "inpaint_random", "inpaint_freeform", "inpaint_mixed"]
 )
 def test_params_are_seeded_per_image(name):
     op = CASES[name][0]()
@@ -396,6 +398,23 @@ def test_freeform_mask_has_strokes():
     mask = draw(op, [0], shape=(3, 64, 64))["mask"]
     frac = 1 - mask.mean().item()
     assert 0.0 < frac < 0.9 and set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_resshift_mixed_masks():
+    """ResShift's training masks: each kind is binary, partial, and a function of the generator."""
+    from lit_restore.operators.masks import mixed_mask
+
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for kind in ("box", "irregular", "outpaint", "mixed"):
+        m = mixed_mask(32, 32, g(), kind)
+        assert m.shape == (1, 32, 32) and set(m.unique().tolist()) <= {0.0, 1.0}
+        assert 0 < m.mean() < 1
+        assert torch.equal(m, mixed_mask(32, 32, g(), kind))
+    outpaint = mixed_mask(32, 32, g(), "outpaint")
+    kept = (outpaint[0] == 1).nonzero()  # one axis-aligned kept band of 40–80 %
+    assert 0.4**2 * 32 * 32 * 0.9 <= kept.shape[0] <= 0.8 * 32 * 32
+    with pytest.raises(ValueError, match="mask kind"):
+        mixed_mask(8, 8, g(), "star")
 
 
 def test_mask_file(tmp_path):

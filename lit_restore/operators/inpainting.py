@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 
 from .base import LinearOperator, per_image
-from .masks import box_mask, freeform_mask, load_mask_file, random_mask
+from .masks import box_mask, freeform_mask, load_mask_file, mixed_mask, random_mask
 
-MASK_TYPES = ("box", "random", "freeform", "file")
+MASK_TYPES = ("box", "random", "freeform", "mixed", "file")
 
 
 class Inpainting(LinearOperator):
@@ -22,7 +22,8 @@ class Inpainting(LinearOperator):
 
     Args:
         mask_type: "box" (DPS ``random_sq_bbox``), "random" (DPS random pixels), "freeform"
-            (brush strokes) or "file" (one user mask for every image).
+            (brush strokes), "mixed" (ResShift's box / irregular / outpainting training masks,
+            :func:`.masks.mixed_mask`) or "file" (one user mask for every image).
         box_size, margin: box side and minimum distance to the border (DPS: 128, 16 on 256²).
         drop_range: range of the random drop rate (DPS config: (0.3, 0.7); DPS paper: 0.92).
         mask_path: the mask file for ``mask_type="file"`` (image: white = known, .npy, .pt).
@@ -75,6 +76,8 @@ class Inpainting(LinearOperator):
             mask = random_mask(h, w, self.drop_range, generator)
         elif self.mask_type == "freeform":
             mask = freeform_mask(h, w, generator, **self.stroke_opts)
+        elif self.mask_type == "mixed":
+            mask = mixed_mask(h, w, generator)
         else:
             mask = self.mask.cpu()
             if tuple(mask.shape[-2:]) != (h, w):
