@@ -725,3 +725,42 @@ def test_workers_give_identical_batches(tmp_path):
         )
     for (i0, y0), (i1, y1) in zip(*out, strict=True):
         assert torch.equal(i0, i1) and torch.equal(y0, y1)
+
+
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("crop", r"crop_size=30 does not fit data\.init_args\.operator \(BicubicSR\)"),
+        ("odd", r"odd\.png is 30×32 \(H×W\): image size 30 is not divisible by the SR factor 4"),
+        ("large", r"big\.png is 48×64 \(3072 pixels\), above data\.init_args\.max_pixels=3000"),
+    ],
+)
+def test_size_errors_through_the_cli_are_one_line(tmp_path, capsys, monkeypatch, case, expect):
+    """Each size mistake, run as a user runs it, ends in exactly one ``error:`` line, exit 2."""
+    import re
+
+    from lit_restore.cli import SampleCLI, run_cli
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    size = {"crop": (32, 32), "odd": (30, 32), "large": (48, 64)}[case]
+    Image.fromarray(rgb_array(*size)).save(
+        root / {"odd": "odd.png", "large": "big.png"}.get(case, "a.png")
+    )
+    crop = {"crop": 30}.get(case, "null")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "trainer: {accelerator: cpu, devices: 1, logger: false, enable_progress_bar: false,\n"
+        "          enable_checkpointing: false, callbacks: []}\n"
+        "model: {class_path: lit_restore.modules.PseudoInverse}\n"
+        "data:\n  class_path: lit_restore.data.RestorationDataModule\n  init_args:\n"
+        f"    test_set: {{class_path: lit_restore.data.ImageFolder, init_args: {{root: {root}}}}}\n"
+        "    operator: {class_path: lit_restore.operators.BicubicSR, init_args: {factor: 4}}\n"
+        f"    crop_size: {crop}\n    max_pixels: 3000\n    eval_batch_size: 1\n"
+    )
+    monkeypatch.setattr("sys.argv", ["sample.py"])
+    monkeypatch.delenv("LIT_RESTORE_DEBUG", raising=False)
+    assert run_cli(SampleCLI, ["test", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert sum(line.startswith("error:") for line in err.splitlines()) == 1, err
+    assert re.search(expect, err) and "Traceback" not in err, err

@@ -103,12 +103,11 @@ class ImageTooLargeError(ValueError):
 
     def __init__(self, path: str, size: tuple[int, int], limit: int) -> None:
         self.path = path
-        mp = size[0] * size[1] / 1e6
         super().__init__(
-            f"image {path} is {size[0]}×{size[1]} = {mp:.1f} MP, above "
-            f"data.init_args.max_pixels={limit} ({limit / 1e6:.1f} MP; a 4000×3000 image needed "
-            "11.5 GB to score). Set data.init_args.crop_size (e.g. 256) or data.init_args.resize, "
-            "or raise data.init_args.max_pixels (null = no limit) if the memory is there."
+            f"image {path} is {size[0]}×{size[1]} ({size[0] * size[1]} pixels), above "
+            f"data.init_args.max_pixels={limit} (a 4000×3000 image needed 11.5 GB to score). Set "
+            "data.init_args.crop_size (e.g. 256) or data.init_args.resize, or raise "
+            "data.init_args.max_pixels (null = no limit) if the memory is there."
         )
 
 

@@ -1,7 +1,9 @@
 """The operator protocol: a linear degradation ``y = A x`` as an ``nn.Module``.
 
-Every degradation in lit_restore ("physics" in deepinv's words) is a :class:`LinearOperator`.
-Kernels and masks are buffers, so ``.to(device)`` and ``state_dict`` just work.
+Every linear degradation in lit_restore ("physics" in deepinv's words) is a
+:class:`LinearOperator`; :mod:`lit_restore.degradations` turns one (plus noise) into the data
+pipeline's per-image degradation. Kernels and masks are buffers, so ``.to(device)`` and
+``state_dict`` just work.
 
 **Per-image parameters.** Randomness (a motion kernel, an inpainting mask) is *not* drawn inside
 ``A``: the data pipeline calls :meth:`LinearOperator.sample_params` once per image with a

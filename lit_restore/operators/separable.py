@@ -46,7 +46,8 @@ def imresize_matrix(
     shrinking with antialiasing the Keys kernel is stretched by ``1/scale`` (``scale·W(scale·x)``);
     weights are normalised per output pixel and out-of-range taps are mirrored (half-sample
     symmetric), as MATLAB's ``imresize`` and DPS's ``util/resizer.py`` do. Any real ``scale``
-    (up or down): ResShift's degradations and the "matlab" SR operator share this one builder.
+    (up or down): :func:`lit_restore.degradations.bicubic.imresize` and the "matlab" SR operator
+    share this one builder.
     """
     kernel_scale = scale if (antialias and scale < 1) else 1.0
     width = 4.0 / kernel_scale
