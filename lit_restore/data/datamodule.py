@@ -74,40 +74,48 @@ _EPOCH_STRIDE = 1000
 DEFAULT_MAX_PIXELS = 2**23
 
 
-class ImageTooSmallError(ValueError):
-    """An image is smaller than the crop. ``.path`` names it."""
+class ImageGeometryError(ValueError):
+    """An image's size does not fit the data config. ``.path`` names the image."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class ImageTooSmallError(ImageGeometryError):
+    """An image is smaller than the crop."""
 
     def __init__(self, path: str, size: tuple[int, int], crop: int) -> None:
-        self.path = path
         super().__init__(
+            path,
             f"image {path} is {size[0]}×{size[1]} (H×W), smaller than crop_size={crop}; set "
             f"data.init_args.resize (e.g. resize: {crop}) to upscale its shorter side first, "
-            "lower crop_size, or set on_bad_image: skip to leave such images out."
+            "lower crop_size, or set on_bad_image: skip to leave such images out.",
         )
 
 
-class ImageSizeError(ValueError):
-    """The degradation cannot take an image of this size. ``.path`` names it."""
+class ImageSizeError(ImageGeometryError):
+    """The degradation cannot take an image of this size."""
 
     def __init__(self, path: str, size: tuple[int, int], reason: str) -> None:
-        self.path = path
         super().__init__(
+            path,
             f"image {path} is {size[0]}×{size[1]} (H×W): {reason}. Set data.init_args.crop_size "
             "to a size the degradation accepts (for SR: a multiple of the factor), or resize the "
-            "file; on_bad_image: skip leaves such images out."
+            "file; on_bad_image: skip leaves such images out.",
         )
 
 
-class ImageTooLargeError(ValueError):
-    """An image has more pixels than ``max_pixels``. ``.path`` names it."""
+class ImageTooLargeError(ImageGeometryError):
+    """An image has more pixels than ``max_pixels``."""
 
     def __init__(self, path: str, size: tuple[int, int], limit: int) -> None:
-        self.path = path
         super().__init__(
+            path,
             f"image {path} is {size[0]}×{size[1]} ({size[0] * size[1]} pixels), above "
             f"data.init_args.max_pixels={limit} (a 4000×3000 image needed 11.5 GB to score). Set "
             "data.init_args.crop_size (e.g. 256) or data.init_args.resize, or raise "
-            "data.init_args.max_pixels (null = no limit) if the memory is there."
+            "data.init_args.max_pixels (null = no limit) if the memory is there.",
         )
 
 
@@ -485,7 +493,7 @@ class RestorationDataModule(L.LightningDataModule):
                     items.check_size(str(ds.path(i)), (c, c) if c else (h, w), degraded)
                 else:  # decoding + geometry are what can fail; skip the degradation itself
                     items.process(ds[i], i, degrade=False)
-            except (BadImageError, ImageTooSmallError, ImageSizeError, ImageTooLargeError) as e:
+            except (BadImageError, ImageGeometryError) as e:
                 bad.append(getattr(e, "path", str(i)))
             else:
                 good.append(i)

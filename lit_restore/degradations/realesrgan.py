@@ -105,6 +105,11 @@ class BlurConfig:
     sinc_prob: float = 0.1
 
 
+def _shape_beta(g: torch.Generator, lo: float, hi: float) -> float:
+    """β of the generalized/plateau kernels: below or above 1 with probability ½ each."""
+    return _u(g, lo, 1) if float(torch.rand((), generator=g)) < 0.5 else _u(g, 1, hi)
+
+
 def random_blur_kernel(g: torch.Generator, cfg: BlurConfig, pad_to: int = 21) -> Tensor:
     """One Real-ESRGAN blur kernel (basicsr ``random_mixed_kernels`` + sinc), padded to 21."""
     sizes = list(range(cfg.kernel_range[0], cfg.kernel_range[1] + 1, 2))
@@ -119,19 +124,9 @@ def random_blur_kernel(g: torch.Generator, cfg: BlurConfig, pad_to: int = 21) ->
     theta = 0.0 if iso else _u(g, -math.pi, math.pi)
     beta, base = 1.0, "gaussian"
     if kind.startswith("generalized"):
-        base = "generalized"
-        beta = (
-            _u(g, cfg.betag[0], 1)
-            if float(torch.rand((), generator=g)) < 0.5
-            else _u(g, 1, cfg.betag[1])
-        )
+        base, beta = "generalized", _shape_beta(g, *cfg.betag)
     elif kind.startswith("plateau"):
-        base = "plateau"
-        beta = (
-            _u(g, cfg.betap[0], 1)
-            if float(torch.rand((), generator=g)) < 0.5
-            else _u(g, 1, cfg.betap[1])
-        )
+        base, beta = "plateau", _shape_beta(g, *cfg.betap)
     k = anisotropic_gaussian_kernel(size, sx, sy, theta, beta, base)
     p = (pad_to - size) // 2
     return F.pad(k, (p, p, p, p))
