@@ -130,13 +130,13 @@ def main() -> None:
     # reference: the network's one-shot x0 prediction from the prior sample x_T (≈ the posterior
     # mean E[x0 | y], the PSNR optimum); the chain's output adds its own conditional variance
     sch, net = module.schedule, module.network
-    y_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
     t_last = torch.full((hq.shape[0],), sch.steps - 1, dtype=torch.long)
     with torch.no_grad():
+        cond = module.chain.condition(net, module.first_stage, lq)  # z_y = bicubic↑ LQ here
         x_T = sch.prior_sample(
-            y_up, torch.randn(hq.shape, generator=torch.Generator().manual_seed(1))
+            cond.z_y, torch.randn(hq.shape, generator=torch.Generator().manual_seed(1))
         )
-        one = net(sch.scale_model_input(x_T, t_last), t_last, lq=y_up).clamp(-1, 1)
+        one = net(sch.scale_model_input(x_T, t_last), t_last, lq=cond.lq).clamp(-1, 1)
     p_one = psnr(one, hq)
     p_rs, p_bic = psnr(out, hq), psnr(bic, hq)
     print(f"trained {trainer.global_step} steps (batch {args.batch}) in {train_s:.0f}s on CPU")
