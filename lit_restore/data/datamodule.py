@@ -208,15 +208,15 @@ class RestorationItems(Dataset):
             return aug, deg
         return None, image_generator(self.seed, index, STREAM_DEGRADATION)
 
-    def check_size(self, label: str, hw: tuple[int, int], degraded: bool) -> None:
-        """Refuse an item image of ``hw`` (after resize/crop) above ``max_pixels``, or one the
-        degradation cannot take (``degraded``: it will be degraded)."""
-        h, w = (int(v) for v in hw)
+    def check_size(self, label: str, shape: tuple[int, ...], degraded: bool) -> None:
+        """Refuse an item image of ``shape`` ``(C, H, W)`` (after resize/crop) above
+        ``max_pixels``, or one the degradation cannot take (``degraded``: it will be degraded)."""
+        c, h, w = (int(v) for v in shape[-3:])
         if self.max_pixels is not None and h * w > self.max_pixels:
             raise ImageTooLargeError(label, (h, w), self.max_pixels)
         if degraded and self.degradation is not None:
             try:
-                self.degradation.check_image_shape((3, h, w))
+                self.degradation.check_image_shape((c, h, w))
             except ValueError as e:
                 raise ImageSizeError(label, (h, w), str(e)) from None
 
@@ -272,7 +272,7 @@ class RestorationItems(Dataset):
             item["y"] = item["lq"]
         # 5. size checks
         biggest = hq if hq is not None else lq
-        self.check_size(_label(self.dataset, index, name), biggest.shape[-2:], lq is None)
+        self.check_size(_label(self.dataset, index, name), tuple(biggest.shape), lq is None)
         if lq is not None:
             return item
         # 6. degrade
@@ -438,7 +438,7 @@ class RestorationDataModule(L.LightningDataModule):
         """A crop the degradation cannot take is a config error, reported before any work."""
         if crop_size is None or self._data_degradation is None:
             return
-        try:
+        try:  # every dataset gives RGB images (lit_restore.data.io)
             self._data_degradation.check_image_shape((3, crop_size, crop_size))
         except ValueError as e:
             option = "operator" if self.operator is not None else "degradation"
@@ -490,7 +490,8 @@ class RestorationDataModule(L.LightningDataModule):
                     c = (self.crop_size or 0) // (self.lq_scale if lq_only else 1)
                     if min(h, w) < c:
                         raise ImageTooSmallError(str(ds.path(i)), (h, w), c)
-                    items.check_size(str(ds.path(i)), (c, c) if c else (h, w), degraded)
+                    hw = (c, c) if c else (h, w)  # image files load as RGB (data.io)
+                    items.check_size(str(ds.path(i)), (3, *hw), degraded)
                 else:  # decoding + geometry are what can fail; skip the degradation itself
                     items.process(ds[i], i, degrade=False)
             except (BadImageError, ImageGeometryError) as e:
