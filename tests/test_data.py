@@ -751,7 +751,7 @@ def test_size_errors_through_the_cli_are_one_line(tmp_path, capsys, monkeypatch,
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         "trainer: {accelerator: cpu, devices: 1, logger: false, enable_progress_bar: false,\n"
-        "          enable_checkpointing: false, callbacks: []}\n"
+        f"          enable_checkpointing: false, callbacks: [], default_root_dir: {tmp_path}}}\n"
         "model: {class_path: lit_restore.modules.PseudoInverse}\n"
         "data:\n  class_path: lit_restore.data.RestorationDataModule\n  init_args:\n"
         f"    test_set: {{class_path: lit_restore.data.ImageFolder, init_args: {{root: {root}}}}}\n"
