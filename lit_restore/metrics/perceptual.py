@@ -8,7 +8,7 @@ in the torchmetrics wheel) and spatially averaged:
 
 torchmetrics would fetch the backbone with ``weights=DEFAULT`` (a download). Here the backbone
 is built with ``weights=None`` and its ``features.*`` tensors are copied from the file that
-:func:`lit_restore.metrics.weights.resolve_weights` finds, so nothing is downloaded.
+:func:`lit_restore.weights.resolve` finds, so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-from lit_restore.metrics.weights import load_state_dict, resolve_weights
+from lit_restore.checkpoints import read_state_dict
+from lit_restore.weights import resolve
 
 _BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
 _MIN_SIZE = {"alex": 31, "vgg": 16}  # smaller inputs vanish in the backbones' pooling layers
@@ -30,7 +31,7 @@ class LPIPS(nn.Module):
     Args:
         net: ``"alex"`` (the papers' default) or ``"vgg"``.
         weights: explicit backbone file (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``);
-            default: the torch hub cache (see :mod:`lit_restore.metrics.weights`).
+            default: the torch hub cache (see :mod:`lit_restore.weights`).
         random_backbone: keep the randomly initialised backbone (tests only: proves the plumbing
             without any download; the numbers are then not LPIPS).
     """
@@ -49,12 +50,13 @@ class LPIPS(nn.Module):
         self.net_name = net
         path = None
         if not random_backbone:  # resolve before building anything that could download
-            path = resolve_weights(_BACKBONES[net], weights, option="lpips_weights")
+            name = _BACKBONES[net]
+            path = resolve(weights or name, option="lpips_weights", expect=name)
         # pnet_rand=True -> torchvision backbone with weights=None (no download);
         # pretrained=True -> the bundled LPIPS linear heads are loaded.
         self.model = _LPIPS(pretrained=True, net=net, pnet_rand=True, use_dropout=True)
         if path is not None:
-            self._load_backbone(load_state_dict(path), path)
+            self._load_backbone(read_state_dict(path), path)
         self.model.eval().requires_grad_(False)
 
     def _load_backbone(self, state: dict[str, Tensor], path: os.PathLike) -> None:

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_restore.checkpoints import read_state_dict
 from lit_restore.modules.base import RestorationModule
+from lit_restore.nn import PixelSpace, SwinUNet, VQModel, freeze
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel
-from lit_restore.resshift.autoencoder import PixelSpace, VQModel, freeze
 from lit_restore.resshift.degradations import (
     BicubicDegradation,
     RealESRGANDegradation,
@@ -35,7 +36,6 @@ from lit_restore.resshift.degradations import (
 )
 from lit_restore.resshift.sampler import ResShiftSampler
 from lit_restore.resshift.schedule import ResShiftSchedule
-from lit_restore.resshift.unet import SwinUNet, load_state_dict_file
 from lit_restore.utils.seeding import (
     STREAM_DEGRADATION,
     STREAM_SAMPLER,
@@ -43,6 +43,7 @@ from lit_restore.utils.seeding import (
     image_generator,
     image_seed,
 )
+from lit_restore.weights import resolve
 
 _DEGRADATIONS = ("bicubic", "realesrgan", "none")
 
@@ -106,7 +107,8 @@ class ResShiftModule(RestorationModule):
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
         self.network = network if network is not None else SwinUNet()
         if weights is not None:  # released network weights, e.g. resshift_realsrx4_s4_v3.pth
-            self.network.load_state_dict(load_state_dict_file(weights), strict=True)
+            sd = read_state_dict(resolve(weights, option="weights"))
+            self.network.load_state_dict(sd, strict=True)
         self.schedule = ResShiftSchedule(steps, kappa, min_noise_level, etas_end, power)
         if autoencoder is None:
             self.first_stage: nn.Module = PixelSpace()
