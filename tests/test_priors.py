@@ -252,6 +252,24 @@ def test_resolution_order(tmp_path, monkeypatch):
     )
 
 
+def test_registry_dispatches_on_kind_once(tmp_path):
+    """One mapping kind → class serves the registry, layout matching and ``load_prior(arch=…)``;
+    an unknown kind is an error naming the choices, never a silent default class."""
+    assert {e.kind for e in reg.REGISTRY.values()} == set(reg.PRIOR_CLASSES) == {"adm", "ddim"}
+    assert reg.prior_class("adm") is ADMPrior and reg.prior_class("ddim") is DDIMPrior
+    with pytest.raises(ValueError, match=r"unknown prior kind/arch 'unet3000'; choose one of adm"):
+        reg.build_prior(
+            dataclasses.replace(reg.REGISTRY["ddim-celebahq256"], kind="unet3000"), None
+        )
+    torch.save(DDIMPrior(**TINY_DDIM).net.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"unknown prior kind/arch 'bogus'"):
+        load_prior(tmp_path / "w.pt", arch="bogus")
+    with pytest.raises(
+        ValueError, match="a diffusers directory: load_prior takes no network flags"
+    ):
+        load_prior(tmp_path, ch=3)
+
+
 # ------------------------------------------------------------------ prior interface
 def test_prior_interface_eps_frozen_and_input_grads():
     p = ADMPrior(**TINY_ADM)

@@ -48,15 +48,16 @@ class LPIPS(nn.Module):
         from torchmetrics.functional.image.lpips import _LPIPS
 
         self.net_name = net
-        path = None
-        if not random_backbone:  # resolve before building anything that could download
+        path, state = None, None
+        if not random_backbone:  # resolve and read before building anything
             name = _BACKBONES[net]
             path = resolve(weights or name, option="lpips_weights", expect=name)
+            state = read_state_dict(path)
         # pnet_rand=True -> torchvision backbone with weights=None (no download);
         # pretrained=True -> the bundled LPIPS linear heads are loaded.
         self.model = _LPIPS(pretrained=True, net=net, pnet_rand=True, use_dropout=True)
-        if path is not None:
-            self._load_backbone(read_state_dict(path), path)
+        if path is not None and state is not None:
+            self._load_backbone(state, path)
         self.model.eval().requires_grad_(False)
 
     def _load_backbone(self, state: dict[str, Tensor], path: os.PathLike) -> None:

@@ -165,8 +165,8 @@ class VQModel(nn.Module):
         ``loss.*`` tensors (the VQGAN discriminator/LPIPS kept in the release) are dropped.
         """
         file = resolve(path, option="autoencoder")
-        model = cls(**kwargs)
         sd = {k: v for k, v in read_state_dict(file).items() if not k.startswith("loss.")}
+        model = cls(**kwargs)
         load_state_dict_strict(model, sd, f"checkpoint {str(file)!r}")
         return freeze(model)
 
