@@ -186,3 +186,30 @@ def test_manual_entry_and_cli_listing(homes, capsys):
     assert any(r.startswith("vgg16") and "missing -> " in r for r in listing)
     with pytest.raises(SystemExit):  # argparse: unknown name, exit 2
         W.main(["no-such-weights"])
+
+
+def test_resshift_lpips_backbone_comes_from_the_resolver(homes):
+    """ResShift's LPIPS-VGG loss (the ``lpips`` package) never downloads: missing VGG16 is the
+    one-line error; a VGG16 file in the hub cache is copied into the backbone."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from lit_restore.modules.resshift import ResShiftModule
+    from lit_restore.nn import SwinUNet
+
+    net = SwinUNet(image_size=8, model_channels=32, channel_mult=(1,), num_res_blocks=1,
+                   attention_resolutions=(), swin_embed_dim=32, num_head_channels=32,
+                   window_size=4, lq_size=8)  # fmt: skip
+    module = ResShiftModule(network=net, lpips_weight=1.0)
+    with pytest.raises(MissingWeightsError) as info:
+        module._lpips_net()
+    msg = str(info.value)
+    assert "vgg16-397923af.pth" in msg and "lpips_weight: 0" in msg and "\n" not in msg
+    torch.manual_seed(0)
+    features = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}
+    _, hub = homes
+    hub.mkdir(parents=True)
+    torch.save(features, hub / "vgg16-397923af.pth")
+    lp = module._lpips_net()
+    assert torch.equal(lp.net.slice1[0].weight, features["features.0.weight"])
+    assert torch.equal(lp.net.slice5._modules["28"].bias, features["features.28.bias"])
+    assert not any(p.requires_grad for p in lp.parameters())
