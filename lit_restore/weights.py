@@ -257,6 +257,10 @@ def resolve(spec: str | os.PathLike, *, option: str = "", expect: str | None = N
             command.
     """
     text = str(spec)
+    if not text.strip():
+        raise MissingWeightsError(
+            f"{option or 'weights'} is empty: give a path or a registered name"
+        )
     path = Path(text).expanduser()
     if path.is_file() or path.is_dir():
         return path
@@ -276,8 +280,8 @@ def resolve(spec: str | os.PathLike, *, option: str = "", expect: str | None = N
     if expect is not None:
         raise MissingWeightsError(missing_message(get(expect), given, option))
     raise MissingWeightsError(
-        f"{option or 'weights'} {text!r}: no such file or directory, no file of that name in the "
-        f"caches ({', '.join(map(str, _all_dirs()))}), and not a registered name "
+        f"{option or 'weights'} {text!r} not found: no such file or directory, no file of that "
+        f"name in the caches ({', '.join(map(str, _all_dirs()))}), and not a registered name "
         f"({', '.join(sorted(WEIGHTS))}; `python -m lit_restore.weights` lists them)"
     )
 
