@@ -30,8 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_restore.modules.resshift import ResShiftModule
+from lit_restore.nn import SwinUNet
 from lit_restore.resshift.degradations import imresize
-from lit_restore.resshift.unet import SwinUNet
 
 
 def dead_leaves(g: torch.Generator, size: int = 64, n: int = 120) -> torch.Tensor:
