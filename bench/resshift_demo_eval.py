@@ -14,7 +14,7 @@ start and end, and (diagnostic) the network's one-shot x0 prediction from the pr
 Why the defaults (κ=2, min_noise_level 1.2, ``norm_groups=8``): with the exact E[x0|x_t] the
 4-step chain does not return the posterior mean but E[x0 | x_1] along a sampled trajectory, so
 its MSE exceeds the posterior-mean MSE by the chain output's own conditional variance
-(closed form in ``tests/test_resshift_sampler.py``). A larger final noise κ√η_1 makes that last
+(closed form in ``tests/test_resshift_chain.py``). A larger final noise κ√η_1 makes that last
 step average more, which moves the chain towards the PSNR-optimal mean; the journal's 0.2 aims
 at perceptual quality instead. ``norm_groups=8``: see :class:`SwinUNet`.
 """
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_restore.degradations import BicubicDegradation, imresize
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.resshift.unet import SwinUNet
+from lit_restore.nn import SwinUNet
 
 
 def dead_leaves(g: torch.Generator, size: int = 64, n: int = 120) -> torch.Tensor:

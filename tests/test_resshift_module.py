@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_restore.degradations import BicubicDegradation, LinearDegradation
 from lit_restore.modules.resshift import ResShiftModule
+from lit_restore.nn import SwinUNet
 from lit_restore.operators import Inpainting
-from lit_restore.resshift.unet import SwinUNet
 from lit_restore.utils.seeding import generators_for
 
 
