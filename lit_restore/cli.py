@@ -29,6 +29,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_restore.checkpoints import CheckpointError, check_readable
 from lit_restore.presets import install_loader
 from lit_restore.user_errors import ConfigError, describe_parse_error, one_line
 
@@ -79,11 +80,22 @@ class LitRestoreCLI(LightningCLI):
         return {name: everything[name] for name in cls.allowed_subcommands}
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse (a parse error becomes one :class:`ConfigError` line with a "did you mean"),
+        then check a ``--ckpt_path`` file before Lightning reads it: a text, empty or truncated
+        file becomes one :class:`~lit_restore.checkpoints.CheckpointError` line naming it
+        (``torch.load`` alone reports ``KeyError``/``IndexError`` without the file name)."""
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else sys.argv[1:]
             raise ConfigError(describe_parse_error(str(err), self._option_strings(), argv)) from err
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and os.path.isfile(ckpt_path):
+            try:
+                check_readable(ckpt_path)
+            except CheckpointError as err:
+                raise CheckpointError(f"--ckpt_path: {err}") from err
 
     def _option_strings(self) -> list[str]:
         parsers = [self.parser, *getattr(self, "_subcommand_parsers", {}).values()]

@@ -74,9 +74,9 @@ def preset_args(cls: type, name: str) -> dict[str, Any]:
     if issubclass(cls, Sampler):
         return sampler_presets.preset_args(cls, name)
     if issubclass(cls, DiffusionPrior):
-        from lit_restore.priors.registry import REGISTRY
+        from lit_restore.priors.registry import REGISTRY, prior_class
 
-        names = [n for n, e in REGISTRY.items() if e.cls == cls.__name__]
+        names = [n for n, e in REGISTRY.items() if prior_class(e.kind) is cls]
         if name not in names:
             raise PresetError(unknown_name(cls.__name__, name, names))
         return {**_plain(dict(REGISTRY[name].config)), "checkpoint": name}

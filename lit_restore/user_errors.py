@@ -44,10 +44,10 @@ class ConfigError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input"."""
+    from lit_restore.checkpoints import CheckpointError
     from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
     from lit_restore.presets import PresetError
-    from lit_restore.priors.loading import CheckpointError
 
     return (
         ConfigError,

@@ -178,7 +178,9 @@ def test_missing_prior_weights_say_what_to_download(cli):
         "test", "--config", "configs/experiment/protocol_celebahq256_sr4.yaml",
         "--model.init_args.sampler", "lit_restore.samplers.DDRM",
     )  # fmt: skip
-    assert_one_error(code, err, "ddim-celebahq256", "celeba_hq.ckpt", "lit_restore.priors.fetch")
+    assert_one_error(
+        code, err, "ddim-celebahq256", "celeba_hq.ckpt", "python -m lit_restore.weights"
+    )
 
 
 def test_a_bug_keeps_its_traceback(cli, monkeypatch):

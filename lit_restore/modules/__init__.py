@@ -25,7 +25,13 @@ _HOMES = {
     "ZeroShotRestoration": "zero_shot",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "DiffusionPriorModule",
+    "PseudoInverse",
+    "ResShiftModule",
+    "RestorationModule",
+    "ZeroShotRestoration",
+]
 
 
 def __getattr__(name: str) -> Any:
