@@ -18,33 +18,21 @@ line and exit status 2, not a traceback (:mod:`lit_restore.user_errors`); set
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import traceback
 from argparse import ArgumentError
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
 from lit_restore.checkpoints import CheckpointError, check_readable
 from lit_restore.presets import install_loader
-from lit_restore.user_errors import ConfigError, describe_parse_error, one_line
+from lit_restore.suite import NeedsOwnProcess, find_suite, needs_own_process, run_suite
+from lit_restore.user_errors import ConfigError, debug, describe_parse_error, report, run_guarded
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
 _TRAINER_DEFAULTS: dict[str, Any] = {"use_distributed_sampler": False}
-
-
-class NeedsOwnProcess(Exception):
-    """Raised before instantiation when a run asked to stay in-process (a suite run) would have
-    Lightning launch more processes (DDP): those re-run the script, so the run needs its own."""
-
-    def __init__(self, config: Any) -> None:
-        super().__init__("this run launches several processes")
-        self.config = config
 
 
 class LitRestoreCLI(LightningCLI):
@@ -103,8 +91,6 @@ class LitRestoreCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         if self.in_process_only:
-            from lit_restore.suite import needs_own_process
-
             config = self.config[self.subcommand] if self.subcommand else self.config
             if needs_own_process(config.trainer):
                 raise NeedsOwnProcess(config)
@@ -136,95 +122,12 @@ class SampleCLI(LitRestoreCLI):
     )
 
 
-# ------------------------------------------------------------------------- signals and errors
-class Terminated(BaseException):
-    """SIGTERM (or SIGHUP) arrived: stop now. A BaseException so that no ``except Exception``
-    swallows it; Lightning still runs its teardown on the way out."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-def _raise_terminated(signum: int, _frame: Any) -> None:
-    raise Terminated(signum)
-
-
-@contextlib.contextmanager
-def terminate_on_signals(
-    handler: Callable[[int, Any], None] = _raise_terminated,
-) -> Iterator[None]:
-    """Route SIGTERM and SIGHUP to ``handler`` (default: raise :class:`Terminated`) inside the
-    block. Lightning's own SIGTERM handler (which otherwise only stops after the current batch
-    and exits with status 0) calls a handler installed before the Trainer, so a kill is prompt."""
-    if not _is_main_thread():
-        yield
-        return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for s in previous:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def debug() -> bool:
-    return bool(os.environ.get("LIT_RESTORE_DEBUG"))
-
-
-def report(err: BaseException) -> int | None:
-    """Print the one-line error of a user error and return its exit status (2); ``None`` when
-    ``err`` is a bug (the caller shows its traceback)."""
-    line = one_line(err)
-    if line is None:
-        return None
-    print(line, file=sys.stderr, flush=True)
-    return 2
-
-
-def run_guarded(
-    call: Callable[[], int], *, bugs_raise: bool = True, stop_on_terminate: bool = True
-) -> int:
-    """``call()`` with user errors reported in one line (exit 2) and SIGTERM as exit 143.
-
-    A bug raises (``bugs_raise``) or prints its traceback and returns 1; ``LIT_RESTORE_DEBUG``
-    shows every traceback. ``stop_on_terminate=False`` lets :class:`Terminated` through (a
-    suite's run: the whole suite stops).
-    """
-    try:
-        with terminate_on_signals():
-            return call()
-    except Terminated as err:
-        if not stop_on_terminate:
-            raise
-        print(f"[lit_restore] {err}", file=sys.stderr, flush=True)
-        return 128 + err.signum
-    except Exception as err:
-        status = None if debug() else report(err)
-        if status is not None:
-            return status
-        if bugs_raise:
-            raise
-        traceback.print_exc()
-        return 1
-
-
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
     """Run a CLI the way ``sample.py`` / ``train.py`` do; returns the exit status.
 
     A ``--config`` naming a suite file (:mod:`lit_restore.suite`) runs each of its entries as a
     run of the same script, then compares them.
     """
-    from lit_restore.suite import find_suite, run_suite
-
     args = sys.argv[1:] if argv is None else list(argv)
 
     def one_run() -> int:

@@ -72,7 +72,10 @@ def preset_args(cls: type, name: str) -> dict[str, Any]:
     from lit_restore.samplers.base import Sampler
 
     if issubclass(cls, Sampler):
-        return sampler_presets.preset_args(cls, name)
+        table = sampler_presets.presets_of(cls)
+        if name not in table:
+            raise PresetError(unknown_name(cls.__name__, name, list(table)))
+        return _plain(dict(table[name].args))  # a copy: lists too
     if issubclass(cls, DiffusionPrior):
         from lit_restore.priors.registry import REGISTRY, prior_class
 

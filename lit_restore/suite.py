@@ -40,6 +40,9 @@ from typing import Any
 
 import yaml
 
+from lit_restore.user_errors import run_guarded
+from lit_restore.utils.signals import Terminated, terminate_on_signals
+
 #: the suite's own option (removed before the runs see the flags)
 KEEP_GOING = "--keep-going"
 
@@ -117,6 +120,16 @@ def run_args(suite: Suite, name: str, subcommand: str, flags: list[str]) -> list
 
 
 # ------------------------------------------------------------------------ where a run goes
+class NeedsOwnProcess(Exception):
+    """Raised by the CLI before instantiation when a run asked to stay in this process would
+    have Lightning launch more processes (DDP): those re-run the script, so the run needs its
+    own process. Carries the run's resolved config."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("this run launches several processes")
+        self.config = config
+
+
 def _device_count(accelerator: Any, devices: Any) -> int:
     """How many devices Lightning would use for ``accelerator`` / ``devices`` (its rules)."""
     accel = str(accelerator or "auto").lower()
@@ -195,8 +208,6 @@ class Outcome:
 
 def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
     """Run one entry in this process, unless it must be its own process (``own_process``)."""
-    from lit_restore.cli import NeedsOwnProcess, run_guarded
-
     found: dict[str, Any] = {}
 
     def call() -> int:
@@ -231,8 +242,6 @@ def _empty_cuda_cache() -> None:
 
 def _run_child(script: str, args: list[str], name: str) -> int:
     """Run one entry as a child process in its own process group; signals reach all its ranks."""
-    from lit_restore.cli import Terminated, terminate_on_signals
-
     child = subprocess.Popen([sys.executable, script, *args], start_new_session=True)
     print(
         f"[suite] run {name} launches several processes: child process group {child.pid}",
@@ -268,8 +277,6 @@ def _stop(child: subprocess.Popen, grace: float = 30.0) -> None:
 
 def _print_configs(cli_class: type, suite: Suite, subcommand: str, flags: list[str]) -> int:
     """``--print_config``: every run's resolved config, one YAML document each; no side effects."""
-    from lit_restore.cli import run_guarded
-
     for i, name in enumerate(suite.runs):
         print(("---\n" if i else "") + f"# suite run: {name}", flush=True)
 
@@ -332,7 +339,6 @@ def run_suite(cli_class: type, suite: Suite, argv: list[str], script: str | None
 
 
 def _compare(run_dirs: list[str], out: str) -> int:
-    from lit_restore.cli import run_guarded
     from lit_restore.compare import main as compare
 
     args = [*run_dirs, "--out", out]

@@ -23,8 +23,12 @@ import difflib
 import inspect
 import os
 import re
+import sys
+import traceback
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from lit_restore.utils.signals import Terminated, terminate_on_signals
 
 #: where Lightning validates trainer flags; errors raised there are configuration errors
 _LIGHTNING_CONFIG_MODULES = (
@@ -133,6 +137,49 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def debug() -> bool:
+    """``LIT_RESTORE_DEBUG`` is set: every error shows its traceback."""
+    return bool(os.environ.get("LIT_RESTORE_DEBUG"))
+
+
+def report(err: BaseException) -> int | None:
+    """Print the one-line error of a user error and return its exit status (2); ``None`` when
+    ``err`` is a bug (the caller shows its traceback)."""
+    line = one_line(err)
+    if line is None:
+        return None
+    print(line, file=sys.stderr, flush=True)
+    return 2
+
+
+def run_guarded(
+    call: Callable[[], int], *, bugs_raise: bool = True, stop_on_terminate: bool = True
+) -> int:
+    """``call()`` as the CLI runs it: a user error is one line (exit status 2), SIGTERM / SIGHUP
+    exit status 128 + signal (:mod:`lit_restore.utils.signals`).
+
+    A bug raises (``bugs_raise``) or prints its traceback and returns 1; ``LIT_RESTORE_DEBUG``
+    shows every traceback. ``stop_on_terminate=False`` lets :class:`Terminated` through (a
+    suite's run: the whole suite stops).
+    """
+    try:
+        with terminate_on_signals():
+            return call()
+    except Terminated as err:
+        if not stop_on_terminate:
+            raise
+        print(f"[lit_restore] {err}", file=sys.stderr, flush=True)
+        return 128 + err.signum
+    except Exception as err:
+        status = None if debug() else report(err)
+        if status is not None:
+            return status
+        if bugs_raise:
+            raise
+        traceback.print_exc()
+        return 1
 
 
 # ----------------------------------------------------------------------- parse errors → one line

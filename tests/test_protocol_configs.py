@@ -24,8 +24,10 @@ import pytest
 import torch
 import yaml
 
+import lit_restore.samplers
 from lit_restore.cli import SampleCLI, TrainCLI
-from lit_restore.samplers.presets import PRESETS, preset_args
+from lit_restore.presets import preset_args
+from lit_restore.samplers.presets import PRESETS
 from lit_restore.suite import load_suite, run_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +158,7 @@ def _sampler_preset(cfg: dict) -> tuple[str, dict]:
 
 
 def _assert_is_preset(method: str, args: dict, preset: str) -> None:
-    want = preset_args(method, preset)
+    want = preset_args(getattr(lit_restore.samplers, method), preset)
     assert {k: args[k] for k in want} == want, (method, preset)
 
 

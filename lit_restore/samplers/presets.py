@@ -8,8 +8,9 @@ A preset is a named set of constructor arguments with its source. Configs select
 
 (:mod:`lit_restore.presets` expands ``preset`` when the config is read; arguments written beside
 it, later ``--config`` files and flags override single values.) In Python:
-``DDPG(**preset_args(DDPG, "celebahq256_sr4_sigma0.05"))``. ``python -m
-lit_restore.samplers.presets [METHOD]`` lists every preset with its values and source.
+``DDPG(**lit_restore.presets.preset_args(DDPG, "celebahq256_sr4_sigma0.05"))``. ``python -m
+lit_restore.samplers.presets [METHOD]`` lists every preset with its values and source. This
+module is data only; :mod:`lit_restore.presets` looks the names up.
 
 Names: DDPG / IDPG / FDGR rows are ``<data>_<task>_sigma<σ_y>`` after the protocol configs
 (``configs/experiment/protocol_<data>_<task>.yaml``), σ_y being the repositories' ``--sigma_y``,
@@ -245,16 +246,6 @@ def _class_name(cls: type | str) -> str:
 def presets_of(cls: type | str) -> Mapping[str, Preset]:
     """The presets of sampler class ``cls`` (a class or its name); empty when it has none."""
     return PRESETS.get(_class_name(cls), MappingProxyType({}))
-
-
-def preset_args(cls: type | str, name: str) -> dict[str, Any]:
-    """A copy of the constructor arguments of preset ``name`` of ``cls`` (lists copied too)."""
-    table = presets_of(cls)
-    if name not in table:
-        from lit_restore.presets import PresetError, unknown_name
-
-        raise PresetError(unknown_name(_class_name(cls), name, list(table)))
-    return {k: list(v) if isinstance(v, list) else v for k, v in table[name].args.items()}
 
 
 def describe(methods: list[str] | None = None) -> str:
