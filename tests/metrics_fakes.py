@@ -2,19 +2,22 @@
 
 ``FakeData`` emits protocol batches (``hq``, ``y``, ``lq``, ``index``, ``name``, ``params={}``) of
 32×32 RGB images (32 px is the smallest size AlexNet-LPIPS accepts) and shards
-val/test/predict itself without padding, honouring ``skip_indices`` like the real datamodule.
+val/test/predict itself without padding, honouring ``exclude(indices)`` like the real datamodule.
 ``NoisyIdentity`` restores ``hq + σ_i·n_i`` with noise seeded by the image index, so every number
 is a function of the index alone (independent of batch size, ranks and resumption).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lit_restore.callbacks import ImageGridLogger, RestorationMetrics, RestoredImageWriter
+from lit_restore.evaluation import ImageGridLogger, RestorationMetrics, RestoredImageWriter
 from lit_restore.metrics import LPIPS
 from lit_restore.modules.base import RestorationModule
 
@@ -59,12 +62,14 @@ class FakeData(L.LightningDataModule):
         self.with_hq = with_hq
         self.n, self.batch_size = n, batch_size
         self.subset = subset
-        self.skip_indices: list[int] = []
+        self.excluded: set[int] = set()
         self.operator = torch.nn.AvgPool2d(2)  # stands in for an operator (HPARAMS name only)
 
+    def exclude(self, indices) -> None:
+        self.excluded = set(indices)
+
     def _loader(self) -> DataLoader:
-        skip = set(self.skip_indices)
-        todo = [i for i in (self.subset or range(self.n)) if i not in skip]
+        todo = [i for i in (self.subset or range(self.n)) if i not in self.excluded]
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
@@ -140,6 +145,27 @@ def make_metrics(fid: bool = True, **kw) -> RestorationMetrics:
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def registered_toy_metrics() -> Iterator[None]:
+    """Two metrics added the way a user adds one — a registry entry each — removed afterwards:
+    ``brightness`` (no-reference: mean intensity) and ``mean_gap`` (set-level: distance of the
+    mean features of the restored and the reference set)."""
+    from lit_restore.metrics import METRICS, MetricSpec, register
+
+    def brightness(o):
+        return lambda x: x.mean(dim=(1, 2, 3))
+
+    def mean_gap(o):
+        return lambda fake, real: {"mean_gap": float((fake.mean(0) - real.mean(0)).norm())}
+
+    register(MetricSpec("brightness", "no-reference", True, build=brightness))
+    register(MetricSpec("mean_gap", "set-level", False, build=mean_gap, features="inception"))
+    try:
+        yield
+    finally:
+        del METRICS["brightness"], METRICS["mean_gap"]
+
+
 def make_trainer(tmp, callbacks, **kw) -> L.Trainer:
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -157,4 +183,5 @@ __all__ = [
     "RestoredImageWriter",
     "make_metrics",
     "make_trainer",
+    "registered_toy_metrics",
 ]

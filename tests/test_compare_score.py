@@ -1,4 +1,4 @@
-"""``python -m lit_restore.compare`` and ``python -m lit_restore.score`` as a user runs them."""
+"""``python -m lit_restore.evaluation.compare`` and ``python -m lit_restore.evaluation.score`` as a user runs them."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from metrics_fakes import (
     make_trainer,
 )
 
-from lit_restore.callbacks._io import read_rows
+from lit_restore.utils.tables import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 6
@@ -50,7 +50,9 @@ def _cli(*args, env=None):
 
 def test_compare_cli_table_and_figure(two_runs, tmp_path):
     out = tmp_path / "cmp"
-    stdout = _cli("lit_restore.compare", *map(str, two_runs), "--out", str(out), "--images", "3")
+    stdout = _cli(
+        "lit_restore.evaluation.compare", *map(str, two_runs), "--out", str(out), "--images", "3"
+    )
     assert "| mild |" in stdout and "| strong |" in stdout
     with open(out / "comparison.csv") as f:
         table = {r["run"]: r for r in csv.DictReader(f)}
@@ -78,7 +80,7 @@ def test_score_cli_equals_callback_on_written_pngs(two_runs, tmp_path):
     run = two_runs[1]
     csv_path = tmp_path / "scores.csv"
     stdout = _cli(
-        "lit_restore.score", "--restored", str(run / "restored"), "--reference",
+        "lit_restore.evaluation.score", "--restored", str(run / "restored"), "--reference",
         str(run / "reference"), "--metrics", "psnr", "ssim", "--csv", str(csv_path),
     )  # fmt: skip
     assert "psnr" in stdout and "mean of per-image values" in stdout
@@ -97,8 +99,8 @@ def test_score_lpips_offline_weights_and_crop(two_runs, tmp_path, monkeypatch):
     Runs ``score.main`` in-process (the CLI itself is exercised by the test above)."""
     import torchvision
 
+    from lit_restore.evaluation.score import main
     from lit_restore.metrics import MissingWeightsError
-    from lit_restore.score import main
 
     ckpt = tmp_path / "torch" / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from lit_restore.callbacks._io import gather_objects, resolve_run_dir, to_unit
 from lit_restore.data.io import save_png
-
-_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
+from lit_restore.evaluation.base import STAGE_PREFIX, EvaluationCallback, to_unit
+from lit_restore.evaluation.records import gather_objects, resolve_run_dir
 
 
 def _rgb(x: Tensor) -> Tensor:
     return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
 
-class ImageGridLogger(Callback):
+class ImageGridLogger(EvaluationCallback):
     """Log one grid per evaluation epoch to TensorBoard (``<stage>/grid``) and ``grid_<stage>.png``.
 
     Rows are the images with dataset index in ``indices`` (the same images in every run, on any
@@ -45,30 +43,14 @@ class ImageGridLogger(Callback):
         self.items: dict[int, list[Tensor]] = {}
         self.run_dir = None
 
-    def _start(self) -> None:
+    def on_setup(self, stage: str) -> None:
+        self.run_dir = resolve_run_dir(self.trainer, self.output_dir)  # all ranks (broadcast)
         self.items = {}
-        self._finished = False
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """A rank whose loop was empty joins the other ranks' gather here (see RestorationMetrics)."""
-        stage = str(getattr(stage, "value", stage))
-        if stage in ("test", "predict") and not self._finished and trainer.world_size > 1:
-            self._finish(trainer, stage)
+    def on_start(self, stage: str) -> None:
+        self.items = {}
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.run_dir = resolve_run_dir(trainer, self.output_dir)  # all ranks (log_dir broadcasts)
-        self._start()
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start()
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start()
-
-    def on_predict_epoch_start(self, trainer, pl_module) -> None:
-        self._start()
-
-    def _collect(self, outputs: dict, batch: dict) -> None:
+    def on_batch(self, stage: str, outputs: Any, batch: dict) -> None:
         wanted = set(self.indices)
         restored = to_unit(outputs["restored"]).cpu()
         for k, i in enumerate(int(j) for j in batch["index"]):
@@ -84,18 +66,6 @@ class ImageGridLogger(Callback):
                 cols.append(_rgb(to_unit(batch["hq"][k]).cpu()))
             self.items[i] = cols
 
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ):
-        if not trainer.sanity_checking:
-            self._collect(outputs, batch)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._collect(outputs, batch)
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._collect(outputs, batch)
-
     def build_grid(self, items: dict[int, list[Tensor]]) -> Tensor | None:
         if not items:
             return None
@@ -106,10 +76,10 @@ class ImageGridLogger(Callback):
             tiles += cols + [torch.zeros_like(cols[0])] * (ncol - len(cols))
         return make_grid(torch.stack(tiles), nrow=ncol, padding=2, pad_value=1.0)
 
-    def _finish(self, trainer: L.Trainer, stage: str) -> None:
-        self._finished = True
+    def on_end(self, stage: str) -> None:
+        trainer = self.trainer
         merged: dict[int, list[Tensor]] = {}
-        for part in gather_objects(trainer, self.items):
+        for part in gather_objects(trainer, self.items):  # a rank with an empty loop joins too
             merged.update(part)
         if not trainer.is_global_zero:
             return
@@ -117,16 +87,8 @@ class ImageGridLogger(Callback):
         if grid is None:
             return
         if isinstance(trainer.logger, TensorBoardLogger):
-            trainer.logger.experiment.add_image(f"{_PREFIX[stage]}/grid", grid, trainer.global_step)
+            trainer.logger.experiment.add_image(
+                f"{STAGE_PREFIX[stage]}/grid", grid, trainer.global_step
+            )
         if self.save_png and stage != "validate":
             save_png(grid, self.run_dir / f"grid_{stage}.png")
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._finish(trainer, "validate")
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._finish(trainer, "test")
-
-    def on_predict_epoch_end(self, trainer, pl_module) -> None:
-        self._finish(trainer, "predict")

@@ -1,10 +1,10 @@
 """Compare evaluation runs: one table (method × metrics × cost) and one image figure.
 
-``python -m lit_restore.compare RUN_DIR [RUN_DIR ...] [--out DIR] [--stage test] [--images 4]``
+``python -m lit_restore.evaluation.compare RUN_DIR [RUN_DIR ...] [--out DIR] [--stage test] [--images 4]``
 
-Each ``RUN_DIR`` is a run written by :class:`lit_restore.callbacks.RestorationMetrics` (its
+Each ``RUN_DIR`` is a run written by :class:`lit_restore.evaluation.RestorationMetrics` (its
 ``per_image_<stage>.csv`` and ``summary_<stage>.json``) and, for the figure,
-:class:`lit_restore.callbacks.RestoredImageWriter` (``restored/<name>.png``). Per-image metrics
+:class:`lit_restore.evaluation.RestoredImageWriter` (``restored/<name>.png``). Per-image metrics
 are re-aggregated from the CSV as the **mean of per-image values**; set-level FID/KID come from
 the summary. Writes ``comparison.md``, ``comparison.csv`` and ``comparison.png`` (a grid: rows =
 the same images, columns = measurement | each run | reference, labelled; drawn with PIL).
@@ -143,7 +143,7 @@ def figure(runs: list[dict], n_images: int = 4, tile: int | None = None) -> Imag
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m lit_restore.compare", description=__doc__.split("\n")[0]
+        prog="python -m lit_restore.evaluation.compare", description=__doc__.split("\n")[0]
     )
     ap.add_argument(
         "runs", nargs="+", type=Path, help="run directories (with per_image_<stage>.csv)"
