@@ -14,7 +14,6 @@ set ``LIT_RESTORE_DEBUG=1`` to see the traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -80,6 +79,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
     from lit_restore.priors.loading import CheckpointError
+    from lit_restore.utils.tables import OutputWriteError
 
     errors: list[type[BaseException]] = [
         FileNotFoundError,
@@ -91,6 +91,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         FloatingPointError,
         OperatorCapabilityError,
         CheckpointError,
+        OutputWriteError,
     ]
     return (*errors, BadImageError)
 
@@ -102,6 +103,7 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
     separate run of the same script, then compares them.
     """
     from lit_restore.suite import find_suite, run_suite
+    from lit_restore.utils.errors import report_user_errors
 
     args = sys.argv[1:] if argv is None else argv
 
@@ -112,12 +114,4 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
         cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
 
-    if os.environ.get("LIT_RESTORE_DEBUG"):
-        return run()
-    try:
-        return run()
-    except user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {type(err).__name__}: {message}", file=sys.stderr)
-        print("       (set LIT_RESTORE_DEBUG=1 for the full traceback)", file=sys.stderr)
-        return 2
+    return report_user_errors(run)

@@ -61,7 +61,9 @@ class FakeData(L.LightningDataModule):
         super().__init__()
         self.with_hq = with_hq
         self.n, self.batch_size = n, batch_size
-        self.subset = subset
+        # ``subset``: the images an interrupted run got to before it stopped (private: the data
+        # are the same ``n`` images, so a rerun with the full set resumes it)
+        self._subset = subset
         self.excluded: set[int] = set()
         self.operator = torch.nn.AvgPool2d(2)  # stands in for an operator (HPARAMS name only)
 
@@ -69,7 +71,7 @@ class FakeData(L.LightningDataModule):
         self.excluded = set(indices)
 
     def _loader(self) -> DataLoader:
-        todo = [i for i in (self.subset or range(self.n)) if i not in self.excluded]
+        todo = [i for i in (self._subset or range(self.n)) if i not in self.excluded]
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
@@ -96,14 +98,16 @@ class NoisyIdentity(RestorationModule):
         self, fail_after: int | None = None, scale: float = 1.0, method: str = "noisy-identity"
     ) -> None:
         super().__init__()
-        self.fail_after, self.scale, self.method = fail_after, scale, method
-        self.restored: list[int] = []
-        self.batches = 0
+        self.scale, self.method = scale, method
+        # test instrumentation, not settings (private: left out of the run's fingerprint)
+        self._fail_after = fail_after
+        self._restored: list[int] = []
+        self._batches = 0
 
     def restore(self, batch: dict) -> torch.Tensor:
-        if self.fail_after is not None and self.batches >= self.fail_after:
+        if self._fail_after is not None and self._batches >= self._fail_after:
             raise RuntimeError("simulated interruption")
-        self.batches += 1
+        self._batches += 1
         out = []
         for k, i in enumerate(batch["index"].tolist()):
             g = torch.Generator().manual_seed(i)
@@ -112,9 +116,14 @@ class NoisyIdentity(RestorationModule):
             else:  # real-world input: upsample the measurement
                 base = F.interpolate(batch["lq"][k : k + 1], scale_factor=2)[0]
             out.append(base + self.scale * noise_level(i) * torch.randn(base.shape, generator=g))
-            self.restored.append(i)
+            self._restored.append(i)
         self.count_nfe(7)
         return torch.stack(out).clamp(-1, 1)
+
+    @property
+    def restored(self) -> list[int]:
+        """Indices restored by this module, in order."""
+        return self._restored
 
     def run_hparams(self) -> dict:
         return {"method": self.method, "steps": 7}

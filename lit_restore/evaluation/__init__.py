@@ -1,23 +1,32 @@
 """Evaluation: callbacks that score, write and show restorations, the per-image records they
-share (resumable, DDP-exact), and the ``compare`` / ``score`` tools.
+share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` tools.
 
 * :class:`RestorationMetrics` — per-image metrics + cost, aggregates, ``per_image_<stage>.csv``;
 * :class:`RestoredImageWriter` — restored (and measurement/reference) PNGs;
 * :class:`ImageGridLogger` — a grid of fixed images per run (TensorBoard + PNG);
-* :class:`~lit_restore.evaluation.records.RunRecords` — the run dir's per-image records;
+* :class:`RunRecords` — the run dir's per-image records, resume and fingerprint;
 * ``python -m lit_restore.evaluation.compare`` / ``python -m lit_restore.evaluation.score``.
+
+The names are imported on first use, so the command-line tools start without loading Lightning.
 """
 
-from lit_restore.evaluation.base import EvaluationCallback
-from lit_restore.evaluation.grid import ImageGridLogger
-from lit_restore.evaluation.metrics import RestorationMetrics
-from lit_restore.evaluation.records import RunRecords
-from lit_restore.evaluation.writer import RestoredImageWriter
+from __future__ import annotations
 
-__all__ = [
-    "EvaluationCallback",
-    "ImageGridLogger",
-    "RestorationMetrics",
-    "RestoredImageWriter",
-    "RunRecords",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvaluationCallback": "lit_restore.evaluation.base",
+    "ImageGridLogger": "lit_restore.evaluation.grid",
+    "RestorationMetrics": "lit_restore.evaluation.metrics",
+    "RestoredImageWriter": "lit_restore.evaluation.writer",
+    "RunRecords": "lit_restore.evaluation.records",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

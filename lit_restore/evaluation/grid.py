@@ -11,9 +11,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from lit_restore.data.io import save_png
+from lit_restore.data.io import load_image, save_png
 from lit_restore.evaluation.base import STAGE_PREFIX, EvaluationCallback, to_unit
-from lit_restore.evaluation.records import gather_objects, resolve_run_dir
+from lit_restore.evaluation.records import (
+    PERSISTENT_STAGES,
+    RunRecords,
+    gather_objects,
+    is_complete,
+)
+
+_KINDS = ("restored", "measurement", "reference")
 
 
 def _rgb(x: Tensor) -> Tensor:
@@ -26,8 +33,10 @@ class ImageGridLogger(EvaluationCallback):
     Rows are the images with dataset index in ``indices`` (the same images in every run, on any
     number of ranks, whatever the batch size); columns are the measurement ``batch["lq"]``
     (nearest-upsampled to the reference size, so SR pixels stay visible), the restoration and the
-    reference (when present). Images already done in a resumed run are not re-restored and so are
-    absent from that run's grid.
+    reference (when present). In a resumed run, images done earlier are read back from the
+    :class:`~lit_restore.evaluation.RestoredImageWriter`'s PNGs; unless the writer saved all three
+    kinds for them (``save_measurement``, ``save_reference``), an existing ``grid_<stage>.png``
+    is kept as it is rather than replaced by a grid with fewer columns.
     """
 
     def __init__(
@@ -41,30 +50,53 @@ class ImageGridLogger(EvaluationCallback):
         self.output_dir = output_dir
         self.save_png = save_png
         self.items: dict[int, list[Tensor]] = {}
+        self.records: RunRecords | None = None
         self.run_dir = None
 
     def on_setup(self, stage: str) -> None:
-        self.run_dir = resolve_run_dir(self.trainer, self.output_dir)  # all ranks (broadcast)
+        self.records = RunRecords.of(self.trainer, self.output_dir)  # all ranks (broadcast)
+        self.run_dir = self.records.run_dir
+        if stage in PERSISTENT_STAGES:
+            self.records.artifact(self.run_dir / f"grid_{stage}.png")
         self.items = {}
 
     def on_start(self, stage: str) -> None:
         self.items = {}
 
+    @staticmethod
+    def _row(restored: Tensor, lq: Tensor | None, hq: Tensor | None) -> list[Tensor]:
+        """The tiles of one image ([C,H,W] in [0,1]): lq upsampled | restored | hq."""
+        cols = []
+        if lq is not None:
+            cols.append(_rgb(F.interpolate(lq[None], size=restored.shape[-2:], mode="nearest")[0]))
+        cols.append(_rgb(restored))
+        if hq is not None:
+            cols.append(_rgb(hq))
+        return cols
+
     def on_batch(self, stage: str, outputs: Any, batch: dict) -> None:
         wanted = set(self.indices)
         restored = to_unit(outputs["restored"]).cpu()
         for k, i in enumerate(int(j) for j in batch["index"]):
-            if i not in wanted:
-                continue
-            size = restored.shape[-2:]
-            cols = []
-            if batch.get("lq") is not None:
-                lq = to_unit(batch["lq"][k : k + 1]).cpu()
-                cols.append(_rgb(F.interpolate(lq, size=size, mode="nearest")[0]))
-            cols.append(_rgb(restored[k]))
-            if batch.get("hq") is not None:
-                cols.append(_rgb(to_unit(batch["hq"][k]).cpu()))
-            self.items[i] = cols
+            if i in wanted:
+                lq, hq = batch.get("lq"), batch.get("hq")
+                self.items[i] = self._row(
+                    restored[k],
+                    to_unit(lq[k]).cpu() if lq is not None else None,
+                    to_unit(hq[k]).cpu() if hq is not None else None,
+                )
+
+    def _from_disk(self, index: int) -> list[Tensor] | None:
+        """The tiles of an image a resumed run did not restore again, read back from the
+        writer's PNGs (``None`` if its restoration is not on disk)."""
+        row = self.records.stored.get(index)
+        if row is None:
+            return None
+        paths = {k: self.records.file_path(k, row["name"]) for k in _KINDS}
+        if not is_complete(paths["restored"]):
+            return None
+        tiles = {k: load_image(p) if is_complete(p) else None for k, p in paths.items()}
+        return self._row(tiles["restored"], tiles["measurement"], tiles["reference"])
 
     def build_grid(self, items: dict[int, list[Tensor]]) -> Tensor | None:
         if not items:
@@ -83,6 +115,15 @@ class ImageGridLogger(EvaluationCallback):
             merged.update(part)
         if not trainer.is_global_zero:
             return
+        complete = True
+        if stage in PERSISTENT_STAGES:  # images done by an earlier run: from their PNGs
+            for i in self.indices:
+                if i not in merged and i in self.records.stored:
+                    tiles = self._from_disk(i)
+                    complete = complete and tiles is not None and len(tiles) == len(_KINDS)
+                    if tiles is not None:
+                        merged[i] = tiles
+            complete = complete and len({len(cols) for cols in merged.values()}) <= 1
         grid = self.build_grid(merged)
         if grid is None:
             return
@@ -90,5 +131,8 @@ class ImageGridLogger(EvaluationCallback):
             trainer.logger.experiment.add_image(
                 f"{STAGE_PREFIX[stage]}/grid", grid, trainer.global_step
             )
-        if self.save_png and stage != "validate":
-            save_png(grid, self.run_dir / f"grid_{stage}.png")
+        path = self.run_dir / f"grid_{stage}.png"
+        # a resumed run whose earlier images lack some columns on disk (the writer did not save
+        # them) keeps the grid the earlier run wrote rather than replace it by a poorer one
+        if self.save_png and stage != "validate" and (complete or not path.exists()):
+            save_png(grid, path)

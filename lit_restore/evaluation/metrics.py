@@ -7,9 +7,12 @@ For every evaluation batch it scores ``outputs["restored"]`` in [0, 1] with
 * logs ``{val,test}/{psnr,ssim,lpips,...}`` = **mean of per-image values** (not the PSNR of the
   pooled MSE), ``{stage}/fid`` (+ ``kid``) from per-image features, and the cost
   ``{stage}/seconds_per_image``, ``nfe_per_image`` (means) and ``peak_memory_mb`` (max);
+* flags diverged images (clipped far beyond the reference: :mod:`lit_restore.metrics.divergence`)
+  in a ``diverged`` column, counts them in the summary and names them in one warning;
 * reports one row per image to the run's :class:`~lit_restore.evaluation.records.RunRecords`
-  (``index, name, <metrics>, seconds_per_image, nfe_per_image, peak_memory_mb`` →
-  ``per_image_<stage>.csv``, resumable, DDP-exact) and writes ``summary_<stage>.json``;
+  (``index, name, <metrics>, diverged, seconds_per_image, nfe_per_image, peak_memory_mb`` →
+  ``per_image_<stage>.csv``, resumable, fingerprinted, DDP-exact) and writes
+  ``summary_<stage>.json``;
 * stores the FID features of each image as ``fid_features/<index>.npy`` ([2, D]: restored,
   reference), atomically and before its row, so FID after a resume still covers every image.
 
@@ -29,9 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lit_restore.evaluation.base import STAGE_PREFIX, EvaluationCallback, to_unit
+from lit_restore.evaluation.fingerprint import state_digest
 from lit_restore.evaluation.records import (
     PERSISTENT_STAGES,
     Participant,
@@ -39,8 +44,15 @@ from lit_restore.evaluation.records import (
     atomic_save_npy,
     gather_objects,
 )
+from lit_restore.metrics.divergence import diverged
 from lit_restore.metrics.scorer import MetricSuite
-from lit_restore.utils.tables import COST_COLUMNS, aggregate, atomic_write_text, format_table
+from lit_restore.utils.tables import (
+    COST_COLUMNS,
+    FLAG_COLUMNS,
+    aggregate,
+    atomic_write_text,
+    format_table,
+)
 
 
 class RestorationMetrics(EvaluationCallback):
@@ -56,7 +68,9 @@ class RestorationMetrics(EvaluationCallback):
         lpips_net: backbone of ``lpips``: ``alex`` or ``vgg``.
         lpips_weights, inception_weights: explicit weight files (else ``$TORCH_HOME`` hub cache).
         output_dir: where the CSV/summary/features go (default ``trainer.log_dir``).
-        resume: continue an interrupted test/predict run found in the run dir.
+        resume: continue an interrupted test/predict run found in the run dir (only if it was
+            made with the same settings: :mod:`lit_restore.evaluation.records`); ``False``
+            replaces the stored results instead.
         log_hparams: write method/prior/steps/operator + final metrics to TensorBoard HPARAMS.
         print_table: print the final table to stdout (rank 0).
         lpips_module, fid_features: injected networks (tests use random ones).
@@ -100,7 +114,20 @@ class RestorationMetrics(EvaluationCallback):
     @property
     def columns(self) -> list[str]:
         assert self.suite is not None
-        return ["index", "name", *self.suite.metrics, *COST_COLUMNS]
+        return ["index", "name", *self.suite.metrics, *FLAG_COLUMNS, *COST_COLUMNS]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that shape the scores (``metrics.*`` of the run's fingerprint)."""
+        suite = self.suite
+        assert suite is not None
+        return {
+            "metrics.names": [*suite.metrics, *suite.set_metrics],
+            "metrics.crop_border": suite.crop_border,
+            "metrics.y_channel": suite.y_channel,
+            "metrics.quantize": suite.quantize,
+            "metrics.lpips_net": suite.options.lpips_net,
+            "metrics.weights": state_digest(suite),  # LPIPS / Inception weights
+        }
 
     @property
     def run_dir(self) -> Path:
@@ -131,14 +158,20 @@ class RestorationMetrics(EvaluationCallback):
         assert self.trainer is not None
         self.records = RunRecords.of(self.trainer, self.output_dir)
         participant = Participant(
-            "RestorationMetrics", self.stages, tuple(self.columns[2:]), self._files
+            "RestorationMetrics",
+            self.stages,
+            columns=tuple(self.columns[2:]),
+            files=self._files,
+            fingerprint=self.fingerprint(),
         )
         self.records.join(self.trainer, stage, self, participant, resume=self.resume)
+        if stage in PERSISTENT_STAGES:
+            self.records.artifact(self.run_dir / f"summary_{stage}.json")
         self.feats = {}
 
     def on_start(self, stage: str) -> None:
         assert self.records is not None
-        self.records.start()
+        self.records.start(self.trainer)
         self.feats = {}
         if stage in PERSISTENT_STAGES and self.records.done and self.trainer.is_global_zero:
             print(
@@ -158,6 +191,10 @@ class RestorationMetrics(EvaluationCallback):
         x = to_unit(restored)
         reference = to_unit(batch["hq"]) if batch.get("hq") is not None else None
         scores = self.suite.per_image(x, reference)
+        # divergence: clipping far beyond the reference's (or, without one, the measurement's)
+        lq = batch.get("lq")
+        look_alike = reference if reference is not None else to_unit(lq) if lq is not None else x
+        flags = diverged(x, look_alike)
         feats = None
         if reference is not None and self.suite.features is not None:
             feats = torch.stack(
@@ -168,6 +205,7 @@ class RestorationMetrics(EvaluationCallback):
             row: dict[str, Any] = {"index": int(i), "name": str(name)}
             for m in self.suite.metrics:
                 row[m] = float(scores[m][k]) if m in scores else float("nan")
+            row["diverged"] = float(flags[k])
             for c in COST_COLUMNS:
                 row[c] = float(outputs.get(c, float("nan")))
             rows.append(row)
@@ -210,6 +248,7 @@ class RestorationMetrics(EvaluationCallback):
         summary: dict[str, float] = {"images": float(len(ordered))}
         for m in self.suite.metrics:
             summary[m] = aggregate(r[m] for r in ordered)
+        summary["diverged"] = float(sum(r["diverged"] == 1 for r in ordered))  # a count
         if self.suite.set_metrics:
             with_ref = [r["index"] for r in ordered if self._has_reference(r)]
             for i in with_ref:
@@ -241,14 +280,33 @@ class RestorationMetrics(EvaluationCallback):
                 pl_module.log(k, v, sync_dist=False)
         if stage not in PERSISTENT_STAGES or not trainer.is_global_zero:
             return
+        assert self.records is not None
+        self._warn_divergence(stage)
         if self.print_table:
-            assert self.records is not None
             print(
                 format_table(summary, f"{prefix} metrics — mean of per-image values "
                              f"({int(summary['images'])} images) → {self.records.csv_path(stage)}")
             )  # fmt: skip
         if self.log_hparams and isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.log_hyperparams(self._hparams(), values)
+
+    def _warn_divergence(self, stage: str) -> None:
+        """One warning naming the diverged images (``diverged`` column of the CSV)."""
+        assert self.records is not None and self.trainer is not None
+        rows = self.records.finish(self.trainer, stage)
+        names = [r["name"] for r in rows if r.get("diverged") == 1]
+        if not names:
+            return
+        shown = ", ".join(names[:10]) + (
+            f", ... ({len(names) - 10} more)" if len(names) > 10 else ""
+        )
+        rank_zero_warn(
+            f"{len(names)} of {len(rows)} image(s) diverged — the restoration is clipped to "
+            f"black/white far beyond the reference (see lit_restore.metrics.divergence and the "
+            f"`diverged` column of {self.records.csv_path(stage)}): {shown}. Lower the guidance "
+            "step (e.g. --model.init_args.sampler.init_args.scale) or check the operator/noise "
+            "settings."
+        )
 
     def _hparams(self) -> dict[str, Any]:
         """The run's identity for HPARAMS: ``pl_module.run_hparams()`` + the datamodule's

@@ -1,14 +1,17 @@
 """Score any folder of restored images against a folder of references (matched by file stem).
 
-``python -m lit_restore.evaluation.score --restored DIR --reference DIR [--crop-border N] [--y-channel]
-[--metrics psnr ssim lpips] [--lpips-net alex|vgg] [--fid] [--no-perceptual] [--csv PATH]``
+``python -m lit_restore.evaluation.score --restored DIR --reference DIR [--crop-border N]
+[--y-channel] [--metrics psnr ssim lpips] [--lpips alex|vgg] [--fid] [--no-perceptual]
+[--csv PATH]``
 
 Uses exactly the metric code of the evaluation callbacks (:class:`lit_restore.metrics.MetricSuite`),
 so results of other codebases (or of our own runs) are scored with one convention. Images are
 found and read like every dataset (:class:`lit_restore.data.ImageFolder`,
 :func:`lit_restore.data.io.load_image`: PNG/JPEG/BMP/TIFF/WebP, searched recursively, alpha
-composited on white; an image's name is its path relative to the folder without extension). Prints the table (mean of per-image values; FID/KID set-level)
-and writes a per-image CSV.
+composited on white; an image's name is its path relative to the folder without extension).
+Prints the table (mean of per-image values; FID/KID set-level) and writes a per-image CSV.
+Errors a user can cause (a wrong folder, missing weights, an unwritable ``--csv``) end in one
+``error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from lit_restore.data.folders import ImageFolder
 from lit_restore.metrics.scorer import MetricSuite
+from lit_restore.metrics.weights import MissingWeightsError
 from lit_restore.utils.tables import aggregate, atomic_write_text, format_table, rows_to_csv
 
 
@@ -94,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         help="per-image CSV (default: scores.csv next to --restored)",
     )
     args = ap.parse_args(argv)
-    suite = MetricSuite(
-        metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
-        crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
-        lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
-    )  # fmt: skip
+    try:
+        suite = MetricSuite(
+            metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
+            crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
+            lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
+        )  # fmt: skip
+    except MissingWeightsError as err:
+        raise MissingWeightsError(
+            f"{err} Here: pass --no-perceptual to score PSNR/SSIM only, or --lpips-weights / "
+            "--inception-weights FILE."
+        ) from err
     rows, summary = score_folders(args.restored, args.reference, suite, args.allow_missing)
     csv_path = args.csv or args.restored.resolve().parent / f"scores_{args.restored.name}.csv"
     atomic_write_text(csv_path, rows_to_csv(rows, ["name", *suite.metrics]))
@@ -113,4 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lit_restore.utils.errors import report_user_errors
+
+    sys.exit(report_user_errors(main))

@@ -9,6 +9,8 @@ from lit_restore.data.io import save_png
 from lit_restore.evaluation.base import EvaluationCallback, to_unit
 from lit_restore.evaluation.records import Participant, RunRecords
 
+_EXTRA_KINDS = ("measurement", "reference")
+
 
 class RestoredImageWriter(EvaluationCallback):
     """Write ``<run_dir>/restored/<name>.png`` (8-bit RGB) for every test/predict image.
@@ -16,7 +18,8 @@ class RestoredImageWriter(EvaluationCallback):
     Each file is written to a temp file and ``os.replace``-d, so an interrupted run never leaves a
     torn PNG. The writer is a participant of the run's
     :class:`~lit_restore.evaluation.records.RunRecords`: an image counts as done (and is left out
-    of a resumed run) only when its restored PNG exists.
+    of a resumed run) only when all of its PNGs are complete; a missing or truncated one is
+    redone.
 
     Args:
         output_dir: run dir (default ``trainer.log_dir``).
@@ -39,18 +42,35 @@ class RestoredImageWriter(EvaluationCallback):
         self.records: RunRecords | None = None
 
     def _files(self, row: dict) -> list[Path]:
+        """The PNGs an image needs to count as done: the restoration, and the measurement /
+        reference when they are saved — a split either has references or not, so a saved kind
+        is expected for every image once its folder exists."""
+        records = self.records
+        assert records is not None
+        files = [records.file_path("restored", row["name"])]
+        for kind, on in (
+            ("measurement", self.save_measurement),
+            ("reference", self.save_reference),
+        ):
+            if on and (records.run_dir / kind).is_dir():
+                files.append(records.file_path(kind, row["name"]))
+        return files
+
+    def _owned(self, row: dict) -> list[Path]:
         assert self.records is not None
-        return [self.records.file_path("restored", row["name"])]
+        return [self.records.file_path(k, row["name"]) for k in ("restored", *_EXTRA_KINDS)]
 
     def on_setup(self, stage: str) -> None:
         assert self.trainer is not None
         self.records = RunRecords.of(self.trainer, self.output_dir)
-        participant = Participant("RestoredImageWriter", self.stages, files=self._files)
+        participant = Participant(
+            "RestoredImageWriter", self.stages, files=self._files, owned=self._owned
+        )
         self.records.join(self.trainer, stage, self, participant)
 
     def on_start(self, stage: str) -> None:
         assert self.records is not None
-        self.records.start()
+        self.records.start(self.trainer)
 
     def on_batch(self, stage: str, outputs: Any, batch: dict) -> None:
         records = self.records

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from lit_restore.metrics.divergence import clipped_fraction
 from lit_restore.metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
 from lit_restore.metrics.fidelity import psnr, ssim
 from lit_restore.metrics.perceptual import LPIPS
@@ -188,6 +189,12 @@ register(
         "ssim", "full-reference", True,
         build=lambda o: partial(ssim, crop_border=o.crop_border, y_channel=o.y_channel),
         description="SSIM (Wang et al. 2004), Gaussian window 11/1.5, valid region",
+    )
+)  # fmt: skip
+register(
+    MetricSpec(
+        "clipped", "no-reference", False, build=lambda o: clipped_fraction,
+        description="fraction of 8-bit values at 0 or 255 (divergence shows as clipping)",
     )
 )  # fmt: skip
 for _net in (None, "alex", "vgg"):
