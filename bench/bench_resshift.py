@@ -20,7 +20,7 @@ import time
 import torch
 
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.resshift.autoencoder import VQModel, freeze
+from lit_restore.nn import VQModel, freeze
 
 
 def _sync(dev: torch.device) -> None:

@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 from lit_restore.data import DeadLeaves
 from lit_restore.metrics import fidelity
 from lit_restore.modules.resshift import ResShiftModule
+from lit_restore.nn import SwinUNet
 from lit_restore.resshift.degradations import imresize
-from lit_restore.resshift.unet import SwinUNet
 
 
 class DeadLeavesSet(Dataset):

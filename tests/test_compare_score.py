@@ -132,7 +132,7 @@ def test_score_lpips_offline_weights_and_crop(two_runs, tmp_path, monkeypatch):
     import torchvision
 
     from lit_restore.evaluation.score import main
-    from lit_restore.metrics import MissingWeightsError
+    from lit_restore.weights import MissingWeightsError
 
     ckpt = tmp_path / "torch" / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)

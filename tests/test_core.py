@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
+from lit_restore.diffusion import make_betas
 from lit_restore.modules.base import PseudoInverse, RestorationModule
 from lit_restore.operators.base import DenseOperator, LinearOperator, OperatorCapabilityError
 from lit_restore.operators.noise import GaussianNoise, NoNoise, PoissonNoise
-from lit_restore.priors.base import DiffusionPrior, make_betas
+from lit_restore.priors.base import DiffusionPrior
 from lit_restore.utils.seeding import (
     STREAM_DEGRADATION,
     STREAM_SAMPLER,

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.resshift.unet import SwinUNet
+from lit_restore.nn import SwinUNet
 
 
 class FixedBatch(Dataset):

@@ -4,10 +4,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lit_restore.resshift.autoencoder import PixelSpace
+from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.resshift.sampler import ResShiftSampler, adain_color_fix, wavelet_color_fix
 from lit_restore.resshift.schedule import ResShiftSchedule
-from lit_restore.resshift.unet import SwinUNet
 from lit_restore.utils.seeding import generators_for
 
 

@@ -17,6 +17,7 @@ from lit_restore.operators.base import DenseOperator, LinearOperator, OperatorCa
 from lit_restore.operators.noise import GaussianNoise
 from lit_restore.priors.gaussian import DenseGaussianPrior, GaussianPrior
 from lit_restore.samplers import (
+    DDIM,
     DDNM,
     DDPG,
     DDRM,
@@ -26,7 +27,6 @@ from lit_restore.samplers import (
     SaFaRI,
     SpatialFrequencyFidelity,
     gradient_regularizer_grad,
-    respace,
 )
 from lit_restore.samplers.base import SamplingContext
 from lit_restore.samplers.ddnm import schedule_jump
@@ -228,14 +228,12 @@ def test_clear_error_without_svd(sampler, name):
     DPS(steps=3).sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.1)
 
 
-def test_respacing():
-    assert respace(1000, 100)[:3] == [990, 980, 970] and respace(1000, 100)[-1] == 0
-    assert len(respace(1000, 100)) == 100
-    assert respace(1000, 20) == list(range(950, -1, -50))  # DDRM seq = range(0, 1000, 50)
-    assert respace(1000, 1000, "linspace") == list(range(999, -1, -1))
+def test_sampler_schedules():
+    """The loop's (t, t_next) pairs: respaced steps (rules tested in test_diffusion.py), then −1."""
+    assert DDRM(steps=20).schedule()[:2] == [(950, 900), (900, 850)]
     assert DDRM().schedule()[-1] == (0, -1)
     with pytest.raises(ValueError, match="spacing"):
-        respace(1000, 10, "bogus")
+        DDIM(steps=10, spacing="bogus")
     # RePaint/DDNM time travel: 5 steps, jump length 1, repeat 2
     assert schedule_jump(5, 1, 1) == [4, 3, 2, 1, 0, -1]
     assert schedule_jump(5, 1, 2) == [4, 3, 4, 3, 2, 3, 2, 1, 2, 1, 0, 1, 0, -1]

@@ -24,8 +24,8 @@ import torch
 
 from lit_restore.data.folders import ImageFolder
 from lit_restore.metrics.scorer import MetricSuite
-from lit_restore.metrics.weights import MissingWeightsError
 from lit_restore.utils.tables import aggregate, atomic_write_text, format_table, rows_to_csv
+from lit_restore.weights import MissingWeightsError
 
 
 def image_folder(root: Path, option: str) -> ImageFolder:

@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_restore.checkpoints import read_state_dict
+from lit_restore.metrics.perceptual import backbone_state, copy_backbone
 from lit_restore.modules.base import RestorationModule
+from lit_restore.nn import PixelSpace, SwinUNet, VQModel, freeze
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel
-from lit_restore.resshift.autoencoder import PixelSpace, VQModel, freeze
 from lit_restore.resshift.degradations import (
     BicubicDegradation,
     RealESRGANDegradation,
@@ -35,7 +37,6 @@ from lit_restore.resshift.degradations import (
 )
 from lit_restore.resshift.sampler import ResShiftSampler
 from lit_restore.resshift.schedule import ResShiftSchedule
-from lit_restore.resshift.unet import SwinUNet, load_state_dict_file
 from lit_restore.utils.seeding import (
     STREAM_DEGRADATION,
     STREAM_SAMPLER,
@@ -43,6 +44,7 @@ from lit_restore.utils.seeding import (
     image_generator,
     image_seed,
 )
+from lit_restore.weights import resolve
 
 _DEGRADATIONS = ("bicubic", "realesrgan", "none")
 
@@ -62,8 +64,8 @@ class ResShiftModule(RestorationModule):
         inpainting: train/run with masks (network needs ``cond_mask=True``); masks come from
             ``batch["mask"]`` (1 = known) or :func:`random_mask`.
         lpips_weight: LPIPS-VGG weight (1 SR, 10 inpainting; 0 disables).
-        lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (must be cached
-            locally; ``False`` = random backbone, for tests only).
+        lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (resolved offline
+            by :mod:`lit_restore.weights`, ``vgg16``; ``False`` = random backbone, tests only).
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
         chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px).
         seed: base seed of the per-image sampler noise and training degradations.
@@ -106,7 +108,8 @@ class ResShiftModule(RestorationModule):
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
         self.network = network if network is not None else SwinUNet()
         if weights is not None:  # released network weights, e.g. resshift_realsrx4_s4_v3.pth
-            self.network.load_state_dict(load_state_dict_file(weights), strict=True)
+            sd = read_state_dict(resolve(weights, option="weights"))
+            self.network.load_state_dict(sd, strict=True)
         self.schedule = ResShiftSchedule(steps, kappa, min_noise_level, etas_end, power)
         if autoencoder is None:
             self.first_stage: nn.Module = PixelSpace()
@@ -145,12 +148,11 @@ class ResShiftModule(RestorationModule):
         if not self._lpips:
             import lpips
 
-            net = lpips.LPIPS(
-                net="vgg",
-                pretrained=True,
-                pnet_rand=not self.hparams.lpips_pretrained_backbone,
-                verbose=False,
-            )
+            # the VGG16 backbone comes from lit_restore.weights (never an implicit download)
+            found = backbone_state("vgg16") if self.hparams.lpips_pretrained_backbone else None
+            net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+            if found is not None:
+                copy_backbone(net.net, "vgg16", found[1], found[0])
             self._lpips.append(freeze(net))
         return self._lpips[0].to(self.device)
 

@@ -142,9 +142,7 @@ class DDNM(Sampler):
         return x0_hat, a * x0_hat + noise
 
     def travel(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> Tensor:
-        x0 = ctx.state["x0_raw"]
-        a = ctx.alpha_bar(t_next, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * ctx.randn(x0)
+        return ctx.renoise(ctx.state["x0_raw"], t_next)
 
     def hparams(self) -> dict:
         return {
