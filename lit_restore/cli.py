@@ -21,6 +21,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from lit_restore.checkpoints import CheckpointError, check_readable
+from lit_restore.utils.errors import report_user_errors, user_errors  # noqa: F401 (public name)
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
@@ -90,27 +91,6 @@ class SampleCLI(LitRestoreCLI):
     )
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "the user must fix an input", reported without a traceback."""
-    from lit_restore.data.io import BadImageError
-    from lit_restore.operators.base import OperatorCapabilityError
-    from lit_restore.utils.tables import OutputWriteError
-
-    errors: list[type[BaseException]] = [
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        ValueError,
-        KeyError,
-        FloatingPointError,
-        OperatorCapabilityError,
-        CheckpointError,
-        OutputWriteError,
-    ]
-    return (*errors, BadImageError)
-
-
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
     """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``.
 
@@ -118,7 +98,6 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
     separate run of the same script, then compares them.
     """
     from lit_restore.suite import find_suite, run_suite
-    from lit_restore.utils.errors import report_user_errors
 
     args = sys.argv[1:] if argv is None else argv
 

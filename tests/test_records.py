@@ -101,6 +101,24 @@ def test_same_settings_resume_nothing_and_results_are_kept(done_run):
     assert _same_rows(_rows(run_dir), rows)
 
 
+def test_refusal_waits_for_the_resume_option_and_covers_writer_only_runs(done_run):
+    """The writer listed before a ``RestorationMetrics(resume=False)``: the mismatch the writer's
+    join finds is held until the metric callback asks to overwrite. A run with the writer alone
+    (no resume option) and other settings is refused when the epoch starts, files untouched."""
+    tmp, run_dir = done_run
+    before = _files(run_dir)
+    writer = RestoredImageWriter(save_measurement=True, save_reference=True)
+    trainer = make_trainer(tmp, [writer])
+    with pytest.raises(RunMismatchError, match=r"model\.scale 1\.0 -> 3\.0"):
+        trainer.test(NoisyIdentity(scale=3.0), datamodule=FakeData(n=N))
+    assert _files(run_dir) == before
+    writer = RestoredImageWriter(save_measurement=True, save_reference=True)
+    trainer = make_trainer(tmp, [writer, make_metrics(resume=False)])
+    module = NoisyIdentity(scale=3.0)
+    trainer.test(module, datamodule=FakeData(n=N))
+    assert sorted(module.restored) == list(range(N))
+
+
 def test_results_without_fingerprint_are_refused(done_run):
     """Results of an older lit_restore (no fingerprint) cannot be checked: refused."""
     tmp, run_dir = done_run

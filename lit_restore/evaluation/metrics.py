@@ -163,6 +163,7 @@ class RestorationMetrics(EvaluationCallback):
             columns=tuple(self.columns[2:]),
             files=self._files,
             fingerprint=self.fingerprint(),
+            decides_resume=True,
         )
         self.records.join(self.trainer, stage, self, participant, resume=self.resume)
         if stage in PERSISTENT_STAGES:

@@ -31,11 +31,12 @@ A run into a directory that holds results
 
 The check runs twice. In ``setup`` (Lightning calls every callback's ``setup`` before
 ``LightningCLI`` writes ``config.yaml`` and before the dataloaders are built) it compares what is
-known then: model, data, precision, seed and the options of the callbacks that joined. When the
-epoch starts — after Lightning restored any ``ckpt_path`` — it compares everything, the model's
-weights included; a refusal there puts back the ``config.yaml``/``hparams.yaml`` Lightning
-rewrote. Either way, a refused run leaves every existing file as it was and removes the
-TensorBoard event file it had opened.
+known then: model, data, precision, seed and the options of the callbacks that joined; it refuses
+as soon as the participant that carries the ``resume`` option (the metric callback) has joined
+without asking to overwrite. When the epoch starts — after Lightning restored any ``ckpt_path`` —
+it compares everything, the model's weights included; a refusal there puts back the
+``config.yaml``/``hparams.yaml`` Lightning rewrote in between. Either way, a refused run leaves
+every existing file as it was and removes the TensorBoard event file it had opened.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ class Participant:
             only when all are complete (:func:`is_complete`).
         owned: ``owned(row) -> paths`` removed when the run is overwritten (default ``files``).
         fingerprint: its fingerprint parts (``{"<section>.<option>": value}``).
+        decides_resume: it carries the run's ``resume`` option. A mismatch found before it joined
+            is held until it does (it may ask to overwrite) — or, without such a participant,
+            until the epoch starts.
     """
 
     name: str
@@ -162,6 +166,7 @@ class Participant:
     files: Callable[[dict], Iterable[Path]] | None = None
     owned: Callable[[dict], Iterable[Path]] | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    decides_resume: bool = False
 
 
 _RECORDS: weakref.WeakKeyDictionary[L.Trainer, RunRecords] = weakref.WeakKeyDictionary()
@@ -187,6 +192,7 @@ class RunRecords:
         self._reported: dict[int, set[int]] = {}
         self._merged: list[dict] | None = None
         self._verified = False
+        self._refusal: str | None = None
         self._snapshot: dict[str, bytes | None] = {}
 
     @classmethod
@@ -258,10 +264,14 @@ class RunRecords:
             }
         self.overwrite = self.overwrite or not resume or os.environ.get(OVERWRITE_ENV) == "1"
         self.stored = self._read_stored(stage, check_columns=not self.overwrite)
-        if self.overwrite:
+        self._refusal = None if self.overwrite else self._mismatch(trainer, final=False)
+        if self._refusal is not None and any(
+            p.decides_resume for p in self.participants.values()
+        ):  # the one that may still ask to overwrite has joined and did not: refuse now
+            self._refuse(trainer, self._refusal)
+        if self.overwrite or self._refusal is not None:
             self.done = set()
         else:
-            self._check_fingerprint(trainer, final=False)
             self.done = {i for i, row in self.stored.items() if self._complete(row)}
         self._exclude_done(trainer)
 
@@ -273,6 +283,7 @@ class RunRecords:
         self.overwrite = False
         self._artifacts = set()
         self._verified = False
+        self._refusal = None
         self.rows, self._pending, self._reported, self._merged = {}, {}, {}, None
 
     def _cleanup_temporary_files(self, trainer: L.Trainer) -> None:
@@ -341,31 +352,30 @@ class RunRecords:
             f"with {OVERWRITE_ENV}=1 (or resume: false on RestorationMetrics)."
         )
 
-    def _check_fingerprint(self, trainer: L.Trainer, final: bool) -> None:
-        """Refuse (:class:`RunMismatchError`) when stored results were made otherwise.
+    def _mismatch(self, trainer: L.Trainer, final: bool) -> str | None:
+        """Why the stored results cannot be resumed by this run (``None``: they can).
 
         Before the epoch (``final=False``) only the parts known in ``setup`` are compared."""
         if not self.stored:
-            return  # nothing to resume: any settings may start here
+            return None  # nothing to resume: any settings may start here
         path = self.fingerprint_path(self.stage or "")
         old = fingerprint.read(path)
         n = len(self.stored)
         if old is None:
-            self._refuse(
-                trainer,
+            return (
                 f"{self.run_dir} holds {n} results but no readable {path.name} (written by an "
                 f"older lit_restore, or copied), so they cannot be checked against this run; "
-                + self._ways_out(),
+                + self._ways_out()
             )
         new = self.fingerprint_parts(trainer, final)
         if not final:
             old = {k: old.get(k, "(absent)") for k in new}
-        if old != new:
-            self._refuse(
-                trainer,
-                f"{self.run_dir} holds {n} results made with other settings: "
-                f"{fingerprint.differences(old, new)}; " + self._ways_out(),
-            )
+        if old == new:
+            return None
+        return (
+            f"{self.run_dir} holds {n} results made with other settings: "
+            f"{fingerprint.differences(old, new)}; " + self._ways_out()
+        )
 
     def _refuse(self, trainer: L.Trainer, message: str) -> None:
         """Leave the run dir as it was (see the module docstring) and raise."""
@@ -394,7 +404,9 @@ class RunRecords:
                     path.unlink(missing_ok=True)
             self.stored, self.done = {}, set()
         else:
-            self._check_fingerprint(trainer, final=True)
+            refusal = self._refusal or self._mismatch(trainer, final=True)
+            if refusal is not None:
+                self._refuse(trainer, refusal)
         if trainer.is_global_zero:
             parts = self.fingerprint_parts(trainer, final=True)
             atomic_write_text(self.fingerprint_path(stage), fingerprint.to_json(parts))
