@@ -63,6 +63,7 @@ IGNORED = frozenset(
         "nfe",
         "excluded",
         "cache",
+        "max_pixels",  # a memory guard: which images are refused, not how any is restored
     }
 )
 #: top-level packages whose objects are recorded by class only (their internals are not ours)
