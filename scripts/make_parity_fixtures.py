@@ -41,57 +41,92 @@ number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.
 ≥ 0.17; an alias); ``scipy.interpolate.interp2d`` (removed in SciPy 1.14, imported but unused by
 DDPG/FDGR ``fft_operators.py``; a stub that raises if called).
 
-Noise: every ``torch.randn``/``randn_like``/``rand``/``rand_like``/``poisson`` call the official
-code makes is recorded in call order (the global generator is seeded per fixture). Where the
-official code draws noise in a basis other than pixels (DDRM draws in its SVD basis), the fixture
-stores the *pixel-space* noise ``V z`` whose coordinates are the official draws, so a sampler
-that draws pixel noise and applies ``Vᵀ`` consumes exactly the official randomness (see each
-fixture's ``meta``).
+Inputs: tiny networks with random float16-exact weights (guided-diffusion ADM 32×32 with and
+without ``learn_sigma``, the DDRM/DDIM UNet, ResShift's Swin UNet), wrapped for the samplers in
+:class:`FixtureModel` (exact Gaussian ε plus the network, so x̂₀ stays O(1)); measurements
+y = A x + σ n from fixed generators; official operators as their runners build them.
 
-Facts found while building these fixtures (official behaviour, file:line at the commits above;
-"ours" = lit_restore at the commit that added this script). Each names the fixture key a later
-implementation must match.
+Noise: the official code is *fed* a reproducible stream (:class:`PrescribedNoise`): every
+``torch.randn``/``randn_like`` it calls returns the next block of
+``numpy.random.RandomState(seed).standard_normal`` (frozen by NumPy's compatibility policy), so
+a fixture stores the seed, the call shapes and a SHA-256 instead of the noise. DDRM draws in its
+SVD basis: :class:`PixelNoiseForSVD` hands it ``Vᵀz`` of pixel draws z, so a sampler that draws
+pixel noise and applies ``Vᵀ`` consumes the same randomness. Each sampler fixture records
+``float32_roundoff`` (:func:`roundoff`), the official float32 output's distance from the same run
+in float64; fixtures over the 1e-5 tolerance are refused as ill-conditioned.
 
-1. DPS learned-range variance (``dps_learned_*``). DPS ``guided_diffusion/gaussian_diffusion.py``
-   L218-238 (``p_mean_variance``) splits the 6 output channels; ``posterior_mean_variance.py``
-   L231-247 (``LearnedRangeVarianceProcessor``): ``log σ² = f·log β_t + (1−f)·log β̃_t^clip``,
-   ``f = (v+1)/2``, with β, β̃ of the (respaced) chain; ``p_sample`` (L335-343) adds
-   ``exp(½ log σ²)·z`` except at respaced index 0. Ours drops channels 3:6
-   (``priors/adm_prior.py``) and always uses β̃.
-2. Respacing (``respacing.npz``). guided-diffusion ``respace.py::space_timesteps(1000, [N])``
-   accumulates ``cur_idx += (999)/(N−1)`` in floating point and rounds with Python's
-   ``round`` (ties to even); N = 1 gives {0}. DDRM ``runners/diffusion.py`` L334-335:
-   ``range(0, 1000, 1000 // N)``, i.e. ``len(range(0, 1000, 1000//N))`` steps (more than N when
-   N does not divide 1000). DDNM/DDPG/FDGR: ``skip = 1000 // N``, indices ``(N−1..0)·skip``.
-3. DDRM with σ_y > 0 (``ddrm_*_noisy``): ``functions/denoising.py`` L62-63 classify components
-   by ``singulars * sigma_next > sigma_0`` / ``< sigma_0`` where ``singulars`` has the
-   thresholded zeros (``svd_replacement.py`` L338-339, L409-411 ``ZERO = 3e-2``), so a zeroed
-   component falls in the "less noisy than y" rule with ``(Uᵀy − 0)/σ_y`` (L77-78); ours treats
-   it as missing. The official ``Deblurring`` pairs channel-major singular values with
-   pixel-major vectors (``singulars()`` returns ``_singulars.repeat(3)`` after ``Vt`` permuted to
-   pixel-major, L418-455) — a bug; the fixture records it as it runs.
-4. DDNM+ (``ddnm_plus_*``). ``functions/svd_operators.py``: ``SuperResolution.Lambda_noise``
-   (L572-624) and ``Colorization.Lambda_noise`` (L695-736) scale the *raw* patch/needle entries
-   of the noise and of ε by d1/d2 and then apply ``V`` (no ``Vᵀ`` first);
-   ``Deblurring.Lambda_noise`` (L1044-1091) applies ``Vᵀ`` to the noise but not to ε and uses the
-   un-thresholded ``singulars_small``. Ours applies ``V diag(d) Vᵀ`` to both.
-5. The motionblur generator (``motionblur.npz``): LeviBorodenko/motionblur ``motionblur.py``
-   ``Kernel(size=(61, 61), intensity=0.5)`` draws a random trajectory with ``numpy.random``
-   (global state); DPS builds one kernel per run (``measurements.py`` L93-104). Ours
-   (``operators/kernels.py::motion_kernel``) is a different generator.
-6. ResShift tiled inference (``resshift_tiled.npz``): ``sampler.py`` L186-206 decides to tile
-   on the *unpadded* LQ (``shape > chop_size``), ``utils/util_image.py::ImageSpliterTh``
-   (L889-979) tiles the unpadded LQ with starts ``range(0, L, stride)`` clipped to ``L − pch``
-   and de-duplicated, averages tiles uniformly (``pixel_count``), and ``sample_func``
-   (L119-165) reflect-pads each tile to a multiple of ``padding_offset`` and draws fresh noise
-   per tile. Ours pads first, tiles the padded image and blends with a cosine window.
-7. Real-ESRGAN kernels (``realesrgan_kernels.npz``): ResShift ``basicsr/data/realesrgan_dataset.py``
-   L92-93: ``kernel_range1 = range(3, blur_kernel_size, 2)`` = 3..19 (``blur_kernel_size: 21``),
-   ``kernel_range2 = range(3, blur_kernel_size2, 2)`` = 3..13 (``blur_kernel_size2: 15``), final
-   sinc sizes from ``kernel_range2`` padded to 15 (L223-226). Ours: 7..21, 7..15, 7..21 (padded
-   to 21). Poisson noise (``basicsr/data/degradations.py`` L680-716): per image
-   ``vals = 2**ceil(log2(#unique values))``; gray noise uses ``rgb_to_grayscale`` (ITU-R 601
-   luma) of the image; ours uses 256 levels and the channel mean.
+Facts (official behaviour at the commits above; "ours" = lit_restore at the commit that added
+this script). Where ours differs, the fixture key a later implementation must match is named;
+``tests/test_parity.py`` tests the parts that agree.
+
+1. DPS learned-range variance — ``dps_learned_sr4_1000``, ``dps_learned_inpaint_100``. DPS
+   ``guided_diffusion/gaussian_diffusion.py`` L216-217 split the 6 output channels;
+   ``posterior_mean_variance.py`` L232-240 (``LearnedRangeVarianceProcessor``):
+   ``log σ²_t = f·log β_t + (1−f)·log β̃_t^clip``, ``f = (v+1)/2`` (v = channels 3:6, not clamped),
+   β and β̃ of the (respaced: recomputed ``1 − ᾱ_t/ᾱ_prev``, L318-325) chain; ``p_sample``
+   (L365-372) adds ``exp(½ log σ²)·z`` except at respaced index 0, then ``ps`` subtracts
+   ``scale·∇‖y − A x̂₀‖``. Ours drops channels 3:6 (``priors/adm_prior.py::ADMPrior.eps``) and
+   always uses β̃ (``samplers/base.py::Sampler.transition``, η = 1).
+2. Respacing — ``respacing``. guided-diffusion ``respace.py::space_timesteps(1000, [N])``
+   L49-57: ``cur_idx += 999/(N−1)`` accumulated in floating point, ``round`` (ties to even);
+   N = 1 → {0}. Ours (``spacing="linspace"``) differs for 279 of the 1000 N (e.g. N = 1: 999,
+   21, 23, 31, …). DDRM ``runners/diffusion.py`` L334-335: ``range(0, 1000, 1000 // N)`` —
+   more than N steps for 984 of the 1000 N (N = 3 → 0, 333, 666, 999); ours truncates to N.
+   DDNM/DDPG/FDGR (``(N−1..0)·(1000 // N)``) equal ours for every N.
+3. DDRM with σ_y > 0 on thresholded singular values — ``ddrm_deblur_noisy``. ddrm
+   ``functions/denoising.py`` L74-75 classify by ``singulars * sigma_next >/< sigma_0`` with the
+   thresholded zeros (``svd_replacement.py`` L417-418, ``ZERO = 3e-2``), so a zeroed component
+   takes the "less noisy than y" rule L91-92, ``(Uᵀy − 0)/σ_y``; ours treats it as missing
+   (0.46 max abs on the fixture). The fixture runs DDRM's ``Deblurring`` with two bugs fixed
+   (``_paired``, ``_all_taps``): ``singulars()`` L460-461 ``_singulars.repeat(1, 3)`` pairs the
+   values channel-major while ``Vt`` (L434-440) orders vectors pixel-major, and the Toeplitz loop
+   L412 ``range(i − L//2, i + L//2)`` drops the last tap of odd kernels (DDPG's "our fix").
+   DDNM's ``Deblurring`` (``svd_operators.py`` L934-1091) has both bugs too, and its ``A_pinv``
+   (L1006-1008) the pairing one, so official DDNM deblurring at σ_y = 0 is wrong as run;
+   ``ddnm_deblur`` (both fixed) agrees with ours.
+4. DDNM+ — ``ddnm_plus_sr4_avgpool``, ``ddnm_plus_color``. ``svd_operators.py``
+   ``SuperResolution.Lambda_noise`` (L572-624) and ``Colorization.Lambda_noise`` (L695-736)
+   scale the *raw* patch/needle entries of the noise and of ε by d1/d2 and apply ``V`` without
+   ``Vᵀ`` first; ``Lambda`` (L535, L669) does apply ``Vᵀ``. ``Inpainting.Lambda_noise``
+   (L389-440) permutes (= ``Vᵀ``) and agrees with ours (``ddnm_plus_inpaint``).
+   ``Deblurring.Lambda``/``Lambda_noise`` (L1016-1091) use the un-thresholded singular values
+   (``_singulars_orig``, down to ~1e-9 here) in ``a σ_y / s``: the official float32 and float64
+   runs differ by 0.94, so there is no DDNM+ deblurring fixture. Ours: ``V diag(d) Vᵀ`` on both
+   noise and ε, thresholded values.
+5. Motion blur — ``motionblur``. LeviBorodenko/motionblur ``motionblur.py::Kernel`` (L78-321):
+   a random trajectory from ``numpy.random`` (global state: ``uniform``, ``beta``,
+   ``triangular``), drawn with PIL on a 2× canvas (line width int(diag/150)), PIL Gaussian blur
+   (radius int(diag·0.01)), LANCZOS down to 61×61, L, normalised. DPS builds one kernel per run
+   (``measurements.py`` L99-100, operator built once in ``sample_condition.py`` L57); DDPG seeds
+   ``np.random.seed(10·image index)``. Ours (``operators/kernels.py::motion_kernel``) is a
+   different generator.
+6. ResShift tiled inference — ``resshift_tiled``. ``sampler.py`` L186 tiles when the *unpadded*
+   LQ exceeds ``chop_size``; ``utils/util_image.py::ImageSpliterTh`` (L889-979) takes starts
+   ``range(0, L, stride)`` clipped to ``L − pch`` and de-duplicated ({0, 8, 16, 24} for L = 40,
+   chop 16, stride 8), sums tiles and divides by ``pixel_count`` (uniform); ``sample_func``
+   (L119-165) reflect-pads each tile to ``padding_offset`` and draws fresh noise per tile. Ours
+   pads 40 → 48 first, tiles {0, 8, 16, 24, 32}, blends with a cosine window and slices one noise
+   field. (``sample_func``'s default ``mask=False`` reaches the network as a mask and fails its
+   ``assert self.cond_mask``; only ``inference`` passes ``mask=None``.)
+7. Real-ESRGAN — ``realesrgan``. ``basicsr/data/realesrgan_dataset.py`` L92-93:
+   ``kernel_range1 = range(3, 21, 2)`` (3..19), ``kernel_range2 = range(3, 15, 2)`` (3..13);
+   final sinc sizes from ``kernel_range2`` padded to 15 (L222-224); kernels padded to 21 / 15.
+   Ours: 7..21, 7..15, 7..21 padded to 21. Poisson noise ``degradations.py``
+   ``generate_poisson_noise_pt`` L609-656: values rounded to 8 bits,
+   ``vals = 2**ceil(log2(#unique))`` per image; gray noise from ``rgb_to_grayscale`` (luma
+   0.299/0.587/0.114) of the image, and the colour ``torch.poisson`` is drawn even then
+   (two draws). Ours: 256 levels, channel mean, one draw. ResShift's bicubic LQ
+   (``datapipe/datasets.py::BicubicFromSource`` → ``imresize_np``) is not clamped; ours is.
+8. Numerics shared by DDRM/DDNM/DDPG/FDGR: ``compute_alpha`` takes the float32 cumprod of
+   float32 betas; DPS and ResShift cast float64 tables to float32 per lookup
+   (``extract_and_expand``, ``_extract_into_tensor``). These account for most of the 1e-6..6e-6
+   between the official float32 outputs and their float64 runs, and between them and ours.
+9. Random-number consumption (matters for seeded reproduction, not for the numbers): DPS draws
+   an unused ``q_sample`` noise per step; DDPG/FDGR draw noise with ``inject_noise = 0`` too;
+   DDRM draws three blocks per step in its SVD basis.
+10. FDGR's published G+ setting (README: λ 1.3, α 0.2, σ_g 0.8) is ill-conditioned on the tiny
+    model (a 1e-6 change of x_T grows ~1e6-fold); parity there is checkable only in float64,
+    which ours cannot do yet (``DiffusionPrior`` keeps ᾱ as float32).
 """
 
 from __future__ import annotations
