@@ -20,7 +20,7 @@ import time
 import torch
 
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.resshift.autoencoder import VQModel, freeze
+from lit_restore.nn import VQModel, freeze
 
 
 def _sync(dev: torch.device) -> None:
@@ -35,14 +35,16 @@ def _peak_mb(dev: torch.device) -> float:
 
 
 def build(dev: torch.device) -> ResShiftModule:
-    m = ResShiftModule(lpips_weight=1.0, lpips_pretrained_backbone=False, degradation="bicubic")
+    m = ResShiftModule(lpips_weight=1.0, lpips_pretrained_backbone=False)
     m.first_stage = freeze(VQModel())  # random weights, official f4 layout
     return m.to(dev)
 
 
 def bench_train(m: ResShiftModule, dev, bs: int, dtype, iters: int) -> dict:
     opt = torch.optim.AdamW(m.network.parameters(), lr=5e-5, weight_decay=0)
-    batch = {"hq": torch.rand(bs, 3, 256, 256, device=dev) * 2 - 1, "index": torch.arange(bs)}
+    hq = torch.rand(bs, 3, 256, 256, device=dev) * 2 - 1
+    lq = torch.nn.functional.avg_pool2d(hq, 4)  # any ×4 LQ: the cost does not depend on it
+    batch = {"hq": hq, "lq": lq, "index": torch.arange(bs)}
     m.log = lambda *a, **k: None  # no trainer attached
     m.train()
 

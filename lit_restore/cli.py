@@ -20,6 +20,8 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
+from lit_restore.checkpoints import CheckpointError, check_readable
+
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
 _TRAINER_DEFAULTS: dict[str, Any] = {"use_distributed_sampler": False}
@@ -47,6 +49,19 @@ class LitRestoreCLI(LightningCLI):
         if cls.allowed_subcommands is None:
             return everything
         return {name: everything[name] for name in cls.allowed_subcommands}
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then check a ``--ckpt_path`` file before Lightning reads it: a text, empty or
+        truncated file becomes one :class:`~lit_restore.checkpoints.CheckpointError` line naming
+        it (``torch.load`` alone reports ``KeyError``/``IndexError`` without the file name)."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and os.path.isfile(ckpt_path):
+            try:
+                check_readable(ckpt_path)
+            except CheckpointError as err:
+                raise CheckpointError(f"--ckpt_path: {err}") from err
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -79,7 +94,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input", reported without a traceback."""
     from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
-    from lit_restore.priors.loading import CheckpointError
 
     errors: list[type[BaseException]] = [
         FileNotFoundError,

@@ -97,8 +97,8 @@ def test_score_lpips_offline_weights_and_crop(two_runs, tmp_path, monkeypatch):
     Runs ``score.main`` in-process (the CLI itself is exercised by the test above)."""
     import torchvision
 
-    from lit_restore.metrics import MissingWeightsError
     from lit_restore.score import main
+    from lit_restore.weights import MissingWeightsError
 
     ckpt = tmp_path / "torch" / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)

@@ -18,7 +18,6 @@ from torch import nn
 from lit_restore.metrics import (
     LPIPS,
     MetricSuite,
-    MissingWeightsError,
     aggregate,
     frechet_distance,
     kernel_inception_distance,
@@ -27,6 +26,7 @@ from lit_restore.metrics import (
     ssim,
 )
 from lit_restore.metrics.fid import InceptionFeatures
+from lit_restore.weights import MissingWeightsError
 
 
 def _pair(n: int = 4, size: int = 24, noise: float = 0.05, seed: int = 0):
@@ -234,19 +234,3 @@ def test_lpips_too_small_clear_error_and_gray_y():
         net(x[..., :30, :30], x[..., :30, :30])
     g = torch.rand(2, 1, 16, 16)
     assert torch.equal(rgb_to_y(g), g)  # grayscale already is the luma
-
-
-def test_download_is_explicit_and_hash_checked(tmp_path, monkeypatch):
-    """Only download_weights() downloads; it passes the SHA-256 prefix from the file name."""
-    from lit_restore.metrics.weights import download_weights
-
-    calls = []
-    monkeypatch.setattr(
-        torch.hub, "download_url_to_file",
-        lambda url, dst, hash_prefix=None: (calls.append((url, hash_prefix)), open(dst, "wb").close()),
-    )  # fmt: skip
-    path = download_weights("alexnet", tmp_path)
-    assert path == tmp_path / "alexnet-owt-7be5be79.pth" and path.exists()
-    assert calls == [("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79")]
-    download_weights("alexnet", tmp_path)  # present: no second download
-    assert len(calls) == 1

@@ -1,5 +1,7 @@
-"""Priors: published layouts, strict loading, safe checkpoints, registry/fetch, the prior
-interface, unconditional sampling and DiffusionPriorModule training (incl. 2-process DDP)."""
+"""Priors and their networks: published layouts, strict loading, the registry and
+``load_prior``, the prior interface, unconditional sampling through the shared loop and
+DiffusionPriorModule training (incl. 2-process DDP). Checkpoint reading and weight resolution
+have their own tests (test_checkpoints.py, test_weights.py)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,20 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lit_restore.priors import (
-    ADMPrior,
-    ADMUNet,
+from lit_restore.checkpoints import (
     CheckpointError,
-    DDIMPrior,
-    DDIMUNet,
-    DiffusionPrior,
-    load_prior,
-    resolve_weights,
-    sample_unconditional,
+    extract_state_dict,
+    load_weights,
+    read_checkpoint,
 )
+from lit_restore.nn import ADMUNet, DDIMUNet
+from lit_restore.nn.adm_unet import AttentionBlock
+from lit_restore.priors import ADMPrior, DDIMPrior, DiffusionPrior, load_prior
 from lit_restore.priors import registry as reg
-from lit_restore.priors.adm_unet import AttentionBlock
-from lit_restore.priors.loading import extract_state_dict, load_weights, read_checkpoint
+from lit_restore.samplers import DDIM, DDPM
+from lit_restore.weights import resolve
 
-# copies of shared/reference/*.keys.json (names and shapes of the public checkpoints)
+# names and shapes of the public checkpoints' state dicts
 REF = Path(__file__).resolve().parent / "data" / "reference"
 
 TINY_ADM = dict(
@@ -106,7 +106,7 @@ def test_attention_matches_reference_order(new_order):
 
 
 def test_ddim_attention_matches_bmm_reference():
-    from lit_restore.priors.ddim_unet import AttnBlock
+    from lit_restore.nn.blocks import AttnBlock
 
     torch.manual_seed(0)
     blk = AttnBlock(32)
@@ -129,8 +129,8 @@ def test_adm_conv_resampling_names():
 
 
 def test_timestep_embeddings_follow_each_layout():
-    from lit_restore.priors.adm_unet import timestep_embedding
-    from lit_restore.priors.ddim_unet import get_timestep_embedding
+    from lit_restore.nn.blocks import timestep_embedding
+    from lit_restore.nn.ddim_unet import get_timestep_embedding
 
     t = torch.tensor([0, 7])
     adm, ddim = timestep_embedding(t, 8), get_timestep_embedding(t, 8)
@@ -212,14 +212,15 @@ def test_missing_weights_offline_message(tmp_path, monkeypatch):
         "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt"
         in msg
     )
-    assert str(tmp_path / "priors") in msg and "lit_restore.priors.fetch" in msg
+    assert str(tmp_path / "priors") in msg and "python -m lit_restore.weights" in msg
+    assert "\n" not in msg  # one line
     with pytest.raises(
         FileNotFoundError,
         match=r"drive\.google\.com.*ffhq_10m\.pt|ffhq_10m\.pt.*drive\.google\.com",
     ):
         load_prior("adm-ffhq256-dps")
     with pytest.raises(FileNotFoundError, match=r"celeba_hq\.ckpt"):
-        resolve_weights("ddim-celebahq256")
+        resolve("ddim-celebahq256")
 
 
 def test_resolution_order(tmp_path, monkeypatch):
@@ -236,14 +237,14 @@ def test_resolution_order(tmp_path, monkeypatch):
     torch.save(cached_net.state_dict(), home / "priors" / "celeba_hq.ckpt")
     torch.save(explicit_net.state_dict(), tmp_path / "mine.ckpt")
     # registry name → cache dir
-    assert resolve_weights("ddim-celebahq256") == home / "priors" / "celeba_hq.ckpt"
+    assert resolve("ddim-celebahq256") == home / "priors" / "celeba_hq.ckpt"
     p = load_prior("ddim-celebahq256")
     assert isinstance(p, DDIMPrior) and torch.equal(p.net.conv_in.weight, cached_net.conv_in.weight)
     # explicit path wins (even with the same file name elsewhere)
     q = load_prior(tmp_path / "mine.ckpt", arch="ddim", **TINY_DDIM)
     assert torch.equal(q.net.conv_in.weight, explicit_net.conv_in.weight)
     # bare file name → cache dir
-    assert resolve_weights("celeba_hq.ckpt") == home / "priors" / "celeba_hq.ckpt"
+    assert resolve("celeba_hq.ckpt") == home / "priors" / "celeba_hq.ckpt"
     # a weights file with no flags: matched against the registered layouts
     r = load_prior(tmp_path / "mine.ckpt")
     assert isinstance(r, DDIMPrior) and torch.equal(
@@ -251,41 +252,22 @@ def test_resolution_order(tmp_path, monkeypatch):
     )
 
 
-def test_fetch_file_url_and_checksum(tmp_path, monkeypatch):
-    from lit_restore.priors import fetch as fetch_mod
-
-    monkeypatch.setenv("LIT_RESTORE_HOME", str(tmp_path / "home"))
-    src = tmp_path / "src.ckpt"
-    torch.save(DDIMPrior(**TINY_DDIM).net.state_dict(), src)
-    import hashlib
-
-    good = hashlib.sha256(src.read_bytes()).hexdigest()
-    base = dataclasses.replace(
-        reg.REGISTRY["ddim-celebahq256"], config={**TINY_DDIM, "channels": 3}
-    )
-    # wrong checksum → error, no partial or final file left
-    monkeypatch.setitem(
-        reg.REGISTRY, "ddim-celebahq256", dataclasses.replace(base, sha256="0" * 64)
-    )
-    out = tmp_path / "dl"
-    with pytest.raises(fetch_mod.FetchError, match="sha256"):
-        fetch_mod.fetch("ddim-celebahq256", out, url=src.as_uri(), progress=False)
-    assert list(out.iterdir()) == []
-    # right checksum → file in place, loads
-    monkeypatch.setitem(reg.REGISTRY, "ddim-celebahq256", dataclasses.replace(base, sha256=good))
-    got = fetch_mod.fetch("ddim-celebahq256", out, url=src.as_uri(), progress=False)
-    assert got == out / "celeba_hq.ckpt" and got.read_bytes() == src.read_bytes()
-    # no hash known: a file that does not load strictly is rejected and removed
-    monkeypatch.setitem(reg.REGISTRY, "ddim-celebahq256", base)
-    junk = tmp_path / "junk.ckpt"
-    torch.save({"conv_in.weight": torch.zeros(1)}, junk)
-    with pytest.raises(fetch_mod.FetchError, match="does not load"):
-        fetch_mod.fetch("ddim-celebahq256", tmp_path / "dl2", url=junk.as_uri(), progress=False)
-    assert not (tmp_path / "dl2" / "celeba_hq.ckpt").exists()
-    # Google-Drive entries are manual
-    with pytest.raises(fetch_mod.FetchError, match=r"drive\.google\.com"):
-        fetch_mod.fetch("adm-ffhq256-dps", tmp_path / "dl3")
-    assert fetch_mod.main(["adm-ffhq256-dps", "--dir", str(tmp_path / "dl3")]) == 1
+def test_registry_dispatches_on_kind_once(tmp_path):
+    """One mapping kind → class serves the registry, layout matching and ``load_prior(arch=…)``;
+    an unknown kind is an error naming the choices, never a silent default class."""
+    assert {e.kind for e in reg.REGISTRY.values()} == set(reg.PRIOR_CLASSES) == {"adm", "ddim"}
+    assert reg.prior_class("adm") is ADMPrior and reg.prior_class("ddim") is DDIMPrior
+    with pytest.raises(ValueError, match=r"unknown prior kind/arch 'unet3000'; choose one of adm"):
+        reg.build_prior(
+            dataclasses.replace(reg.REGISTRY["ddim-celebahq256"], kind="unet3000"), None
+        )
+    torch.save(DDIMPrior(**TINY_DDIM).net.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"unknown prior kind/arch 'bogus'"):
+        load_prior(tmp_path / "w.pt", arch="bogus")
+    with pytest.raises(
+        ValueError, match="a diffusers directory: load_prior takes no network flags"
+    ):
+        load_prior(tmp_path, ch=3)
 
 
 # ------------------------------------------------------------------ prior interface
@@ -366,30 +348,34 @@ class _GaussianData(DiffusionPrior):
         return (1 - a).sqrt() * (x_t - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
 
 
+def _unconditional(prior, shape, steps, eta, seed):
+    """Unconditional sampling = the shared loop without guidance (DDIM(η) on the leading rule)."""
+    sampler = DDIM(steps=steps, eta=eta)
+    return sampler.sample(
+        prior, None, None, x_shape=shape, generator=torch.Generator().manual_seed(seed)
+    )
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_sample_unconditional_recovers_gaussian(eta):
-    """With the exact ε of Gaussian data, DDIM (η=0) and ancestral (η=1) sampling recover the data
-    law as the step count grows (few steps shrink the variance: 50 steps give std ≈ 0.18/0.16)."""
+def test_unconditional_sampling_recovers_gaussian(eta):
+    """With the exact ε of Gaussian data N(0.3, 0.2²), DDIM (η=0) and ancestral (η=1) sampling
+    through the shared loop recover the data law as the step count grows; few steps shrink the
+    variance. Bounds: 16000 scalar samples, so the standard error of the mean is
+    0.2/√16000 = 1.6e-3 and of the std 0.2/√32000 = 1.1e-3; 0.005 is over 3 of them."""
     prior = _GaussianData(mu=0.3, s=0.2)
-    g = torch.Generator().manual_seed(0)
-    x = sample_unconditional(prior, (4000, 1, 2, 2), steps=1000, eta=eta, generator=g)
+    x = _unconditional(prior, (4000, 1, 2, 2), 1000, eta, 0)
     assert abs(x.mean().item() - 0.3) < 0.005
     assert abs(x.std().item() - 0.2) < 0.005
-    coarse = sample_unconditional(
-        prior, (4000, 1, 2, 2), steps=50, eta=eta, generator=torch.Generator().manual_seed(0)
-    )
+    coarse = _unconditional(prior, (4000, 1, 2, 2), 50, eta, 0)
     assert abs(coarse.mean().item() - 0.3) < 0.005 and coarse.std() < x.std()
     # reproducible from the generator alone
-    again = sample_unconditional(
-        prior, (4000, 1, 2, 2), steps=50, eta=eta, generator=torch.Generator().manual_seed(0)
-    )
-    assert torch.equal(coarse, again)
+    assert torch.equal(coarse, _unconditional(prior, (4000, 1, 2, 2), 50, eta, 0))
 
 
-def test_sample_unconditional_from_network_prior():
+def test_unconditional_sampling_from_network_prior():
     p = DDIMPrior(**TINY_DDIM)
-    x = sample_unconditional(
-        p, (1, 3, 32, 32), steps=3, eta=1.0, generator=torch.Generator().manual_seed(0)
+    x = DDPM(steps=3).sample(
+        p, None, None, x_shape=(1, 3, 32, 32), generator=torch.Generator().manual_seed(0)
     )
     assert x.shape == (1, 3, 32, 32) and torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-5
 
@@ -688,7 +674,7 @@ def test_diffusers_missing_gives_install_hint(tmp_path, monkeypatch):
 
 def test_flags_given_as_numbers_are_accepted():
     """YAML and the CLI turn ``attention_resolutions: "16"`` / ``channel_mult: "1"`` into numbers."""
-    from lit_restore.priors.adm_unet import parse_attention_resolutions, parse_channel_mult
+    from lit_restore.nn.adm_unet import parse_attention_resolutions, parse_channel_mult
 
     assert parse_attention_resolutions(16, 64) == parse_attention_resolutions("16", 64) == {4}
     assert parse_channel_mult(1, 64) == parse_channel_mult("1", 64) == (1,)

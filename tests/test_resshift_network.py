@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_restore.resshift.autoencoder import PixelSpace, VQModel
-from lit_restore.resshift.unet import SwinUNet, load_state_dict_file, shifted_window_mask
+from lit_restore.checkpoints import CheckpointError, read_state_dict
+from lit_restore.nn import PixelSpace, SwinUNet, VQModel
+from lit_restore.nn.swin_unet import shifted_window_mask
 
-# Copies of shared/reference/*.keys.json (facts about the public checkpoints), shipped with the
-# tests so the layout check never depends on a folder outside the repository.
+# Names and shapes of the public checkpoints' state dicts, shipped with the tests.
 REF = Path(__file__).resolve().parent / "data" / "reference"
 
 
@@ -58,7 +58,7 @@ def test_downscaled_unet_save_strict_reload_identical(tmp_path):
         path = tmp_path / f"net{prefix}pth"
         torch.save({"state_dict": {prefix + k: v for k, v in net.state_dict().items()}}, path)
         net2 = _tiny_unet()
-        net2.load_state_dict(load_state_dict_file(str(path)), strict=True)
+        net2.load_state_dict(read_state_dict(path), strict=True)
     assert torch.equal(net2(x, t, lq), ref)
     # a different size than the build resolution recomputes the shifted mask and still runs
     assert net2(torch.randn(1, 3, 24, 24), t[:1], torch.randn(1, 3, 24, 24)).shape == (1, 3, 24, 24)
@@ -111,7 +111,7 @@ def test_vq_from_pretrained_strict(tmp_path):
     assert not any(p.requires_grad for p in vq.parameters()) and not vq.training
     x = torch.rand(1, 3, 8, 8) * 2 - 1
     assert torch.equal(vq.encode(x), src.encode(x))
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(CheckpointError, match=r"vq\.pth.*shape mismatch: quantize\.embedding"):
         VQModel.from_pretrained(str(path), **{**kw, "n_embed": 32})
 
 

@@ -17,6 +17,7 @@ from lit_restore.operators.base import DenseOperator, LinearOperator, OperatorCa
 from lit_restore.operators.noise import GaussianNoise
 from lit_restore.priors.gaussian import DenseGaussianPrior, GaussianPrior
 from lit_restore.samplers import (
+    DDIM,
     DDNM,
     DDPG,
     DDRM,
@@ -26,7 +27,6 @@ from lit_restore.samplers import (
     SaFaRI,
     SpatialFrequencyFidelity,
     gradient_regularizer_grad,
-    respace,
 )
 from lit_restore.samplers.base import SamplingContext
 from lit_restore.samplers.ddnm import schedule_jump
@@ -228,14 +228,12 @@ def test_clear_error_without_svd(sampler, name):
     DPS(steps=3).sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.1)
 
 
-def test_respacing():
-    assert respace(1000, 100)[:3] == [990, 980, 970] and respace(1000, 100)[-1] == 0
-    assert len(respace(1000, 100)) == 100
-    assert respace(1000, 20) == list(range(950, -1, -50))  # DDRM seq = range(0, 1000, 50)
-    assert respace(1000, 1000, "linspace") == list(range(999, -1, -1))
+def test_sampler_schedules():
+    """The loop's (t, t_next) pairs: respaced steps (rules tested in test_diffusion.py), then −1."""
+    assert DDRM(steps=20).schedule()[:2] == [(950, 900), (900, 850)]
     assert DDRM().schedule()[-1] == (0, -1)
     with pytest.raises(ValueError, match="spacing"):
-        respace(1000, 10, "bogus")
+        DDIM(steps=10, spacing="bogus")
     # RePaint/DDNM time travel: 5 steps, jump length 1, repeat 2
     assert schedule_jump(5, 1, 1) == [4, 3, 2, 1, 0, -1]
     assert schedule_jump(5, 1, 2) == [4, 3, 4, 3, 2, 3, 2, 1, 2, 1, 0, 1, 0, -1]
@@ -467,3 +465,20 @@ def test_dps_paper_step_equals_code_step_with_double_scale():
         f"code(0.6) vs paper(0.3): {(a - b).abs().max():.2e}; code(0.3) vs paper(0.3): {(c - b).abs().max():.2e}"
     )
     assert (a - b).abs().max().item() < 1e-5 and (c - b).abs().max().item() > 1e-3
+
+
+def test_loop_gives_the_operator_its_image_shape():
+    """The loop binds the image shape (``operator.at``) for the run only: an operator used on
+    other sizes before, and never given a shape, serves the SVD methods; it keeps no shape."""
+    from lit_restore.operators import AvgPoolSR
+
+    prior, _, _, _, _ = _problem("sr")
+    op = AvgPoolSR(2)
+    op.A(torch.zeros(1, 1, 8, 8))  # another size first: nothing is remembered
+    y = op.A(prior.mean[None])
+    for sampler in (DDRM(steps=3), DDNM(steps=3), DDPG(steps=3)):
+        x = sampler.sample(prior, op, y, sigma_y=SIGMA_Y, generator=torch.Generator())
+        assert x.shape == (1, 1, 4, 4) and torch.isfinite(x).all()
+    assert op.image_shape is None
+    with pytest.raises(RuntimeError, match=r"operator\.at"):
+        op.singulars()

@@ -20,7 +20,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-from lit_restore.metrics.weights import load_state_dict, resolve_weights
+from lit_restore.checkpoints import check_readable
+from lit_restore.weights import resolve
 
 
 class InceptionFeatures(nn.Module):
@@ -28,8 +29,8 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: str | os.PathLike | None = None) -> None:
         super().__init__()
-        path = resolve_weights("inception", weights, option="inception_weights")
-        load_state_dict(path)  # validate with weights_only=True before torch-fidelity loads it
+        path = resolve(weights or "inception", option="inception_weights", expect="inception")
+        check_readable(path)  # validate with weights_only=True before torch-fidelity loads it
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.net = NoTrainInceptionV3(

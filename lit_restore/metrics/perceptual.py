@@ -8,20 +8,52 @@ in the torchmetrics wheel) and spatially averaged:
 
 torchmetrics would fetch the backbone with ``weights=DEFAULT`` (a download). Here the backbone
 is built with ``weights=None`` and its ``features.*`` tensors are copied from the file that
-:func:`lit_restore.metrics.weights.resolve_weights` finds, so nothing is downloaded.
+:func:`lit_restore.weights.resolve` finds, so nothing is downloaded. :func:`backbone_state` and
+:func:`copy_backbone` do the same for the ``lpips`` package's network (ResShift's LPIPS-VGG
+loss), whose backbone has the same ``slice<k>.<i>`` layout.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from lit_restore.metrics.weights import load_state_dict, resolve_weights
+from lit_restore.checkpoints import read_state_dict
+from lit_restore.weights import resolve
 
 _BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
 _MIN_SIZE = {"alex": 31, "vgg": 16}  # smaller inputs vanish in the backbones' pooling layers
+
+
+def backbone_state(
+    arch: str, weights: str | os.PathLike | None = None, option: str = "lpips_weights"
+) -> tuple[Path, dict[str, Tensor]]:
+    """The torchvision ``arch`` (``alexnet``/``vgg16``) weight file, resolved offline, and its
+    tensors."""
+    path = resolve(weights or arch, option=option, expect=arch)
+    return path, read_state_dict(path)
+
+
+def copy_backbone(backbone: nn.Module, arch: str, state: dict[str, Tensor], path: Path) -> None:
+    """Copy torchvision ``features.<i>.*`` tensors into an LPIPS backbone's ``slice<k>.<i>.*``
+    modules (torchmetrics' ``_LPIPS.net`` and the lpips package's ``LPIPS.net`` alike)."""
+    loaded = 0
+    for slice_name, block in backbone.named_children():
+        for name, param in block.named_parameters():
+            key = f"features.{name}"
+            if key not in state or state[key].shape != param.shape:
+                raise ValueError(
+                    f"{path} is not a torchvision {arch} state dict "
+                    f"(missing or mis-shaped {key} for LPIPS {slice_name})."
+                )
+            with torch.no_grad():
+                param.copy_(state[key])
+            loaded += 1
+    if loaded == 0:
+        raise ValueError(f"no backbone tensors loaded from {path}")
 
 
 class LPIPS(nn.Module):
@@ -30,7 +62,7 @@ class LPIPS(nn.Module):
     Args:
         net: ``"alex"`` (the papers' default) or ``"vgg"``.
         weights: explicit backbone file (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``);
-            default: the torch hub cache (see :mod:`lit_restore.metrics.weights`).
+            default: the torch hub cache (see :mod:`lit_restore.weights`).
         random_backbone: keep the randomly initialised backbone (tests only: proves the plumbing
             without any download; the numbers are then not LPIPS).
     """
@@ -47,32 +79,14 @@ class LPIPS(nn.Module):
         from torchmetrics.functional.image.lpips import _LPIPS
 
         self.net_name = net
-        path = None
-        if not random_backbone:  # resolve before building anything that could download
-            path = resolve_weights(_BACKBONES[net], weights, option="lpips_weights")
+        # resolve and read before building anything
+        found = None if random_backbone else backbone_state(_BACKBONES[net], weights)
         # pnet_rand=True -> torchvision backbone with weights=None (no download);
         # pretrained=True -> the bundled LPIPS linear heads are loaded.
         self.model = _LPIPS(pretrained=True, net=net, pnet_rand=True, use_dropout=True)
-        if path is not None:
-            self._load_backbone(load_state_dict(path), path)
+        if found is not None:
+            copy_backbone(self.model.net, _BACKBONES[net], found[1], found[0])
         self.model.eval().requires_grad_(False)
-
-    def _load_backbone(self, state: dict[str, Tensor], path: os.PathLike) -> None:
-        """Copy torchvision ``features.<i>.*`` tensors into LPIPS' ``slice<k>.<i>.*`` modules."""
-        loaded = 0
-        for slice_name, block in self.model.net.named_children():
-            for name, param in block.named_parameters():
-                key = f"features.{name}"
-                if key not in state or state[key].shape != param.shape:
-                    raise ValueError(
-                        f"{path} is not a torchvision {_BACKBONES[self.net_name]} state dict "
-                        f"(missing or mis-shaped {key} for LPIPS {slice_name})."
-                    )
-                with torch.no_grad():
-                    param.copy_(state[key])
-                loaded += 1
-        if loaded == 0:
-            raise ValueError(f"no backbone tensors loaded from {path}")
 
     def train(self, mode: bool = True) -> LPIPS:  # a metric never leaves eval mode
         return super().train(False)

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lit_restore.priors.adm_unet import ADMUNet
-from lit_restore.priors.base import make_betas
+from lit_restore import diffusion
+from lit_restore.nn import ADMUNet
 
 TINY_ADM = dict(
     image_size=64, num_channels=64, num_res_blocks=2, channel_mult="", attention_resolutions="16,8",
@@ -34,7 +34,7 @@ class DiffusionPriorModule(L.LightningModule):
     """Unconditional ADM ε-prior trainer.
 
     Args:
-        network: ADM flags (guided-diffusion names; see :class:`~lit_restore.priors.ADMUNet`),
+        network: ADM flags (guided-diffusion names; see :class:`~lit_restore.nn.ADMUNet`),
             merged over a small 64-px default. ``learn_sigma`` is refused: only ε is trained here
             (L_simple), so variance channels would stay untrained.
         channels: image channels.
@@ -70,7 +70,7 @@ class DiffusionPriorModule(L.LightningModule):
             self.net = ADMUNet(**flags, in_channels=channels, out_channels=channels)
         except TypeError as err:
             raise ValueError(f"bad ADM flag in model.init_args.network: {err}") from err
-        ac = torch.cumprod(1 - make_betas(beta_schedule, num_timesteps), 0).float()
+        ac = diffusion.alphas_cumprod(diffusion.make_betas(beta_schedule, num_timesteps))
         self.register_buffer("alphas_cumprod", ac, persistent=False)
         self.image_size = flags["image_size"]
 
@@ -88,8 +88,7 @@ class DiffusionPriorModule(L.LightningModule):
             0, self.alphas_cumprod.numel(), (x0.shape[0],), device=x0.device, generator=generator
         )
         noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
-        a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        x_t = diffusion.q_sample(x0, noise, diffusion.alpha_bar(self.alphas_cumprod, t, x0))
         return F.mse_loss(self.net(x_t, t).float(), noise.float())
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -1,11 +1,9 @@
-"""Frozen diffusion priors: the VP protocol, the ADM and DDIM UNets in their published layouts,
-diffusers UNets, safe checkpoint loading, the registry of published checkpoints and a minimal
-unconditional sampler."""
+"""Frozen diffusion priors: the VP protocol (:class:`DiffusionPrior`), the ADM and DDIM UNets of
+:mod:`lit_restore.nn` as ε-priors, diffusers UNets, analytic Gaussian priors, and the registry of
+published checkpoints (:func:`load_prior`)."""
 
 from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-from lit_restore.priors.adm_unet import ADMUNet
-from lit_restore.priors.base import DiffusionPrior, make_betas
-from lit_restore.priors.ddim_unet import DDIMUNet
+from lit_restore.priors.base import DiffusionPrior
 from lit_restore.priors.diffusers_prior import DiffusersPrior
 from lit_restore.priors.gaussian import (
     DenseGaussianPrior,
@@ -14,29 +12,19 @@ from lit_restore.priors.gaussian import (
     PowerLawGaussianPrior,
     gaussian_posterior,
 )
-from lit_restore.priors.loading import CheckpointError, load_weights, read_checkpoint
-from lit_restore.priors.registry import REGISTRY, cache_dir, load_prior, resolve_weights
-from lit_restore.priors.sampling import sample_unconditional
+from lit_restore.priors.registry import PRIOR_CLASSES, REGISTRY, load_prior
 
 __all__ = [
+    "PRIOR_CLASSES",
     "REGISTRY",
     "ADMPrior",
-    "ADMUNet",
-    "CheckpointError",
     "DDIMPrior",
-    "DDIMUNet",
     "DenseGaussianPrior",
     "DiffusersPrior",
     "DiffusionPrior",
     "FittedGaussianPrior",
     "GaussianPrior",
     "PowerLawGaussianPrior",
-    "cache_dir",
     "gaussian_posterior",
     "load_prior",
-    "load_weights",
-    "make_betas",
-    "read_checkpoint",
-    "resolve_weights",
-    "sample_unconditional",
 ]

@@ -2,9 +2,9 @@
 "simple" UNet. Both predict ε; ADM checkpoints with ``learn_sigma`` output ``[ε, v]`` and the
 variance channels are dropped (the samplers use fixed variances, as DPS/DDRM/DDNM do).
 
-``checkpoint`` is a file path or a registry name (``adm-imagenet256-uncond`` …), resolved by
-:func:`lit_restore.priors.registry.resolve_weights` (explicit path → cache dir → a clear error
-saying what to download). Weights are loaded strictly (:mod:`lit_restore.priors.loading`).
+``checkpoint`` is a file path or a registered name (``adm-imagenet256-uncond`` …), resolved by
+:func:`lit_restore.weights.resolve` (explicit path → cache dir → a clear error saying what to
+download). Weights are read safely and loaded strictly (:mod:`lit_restore.checkpoints`).
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lit_restore.priors.adm_unet import ADMUNet
-from lit_restore.priors.base import DiffusionPrior
-from lit_restore.priors.ddim_unet import DDIMUNet
-from lit_restore.priors.loading import (
+from lit_restore.checkpoints import (
     CheckpointError,
     extract_state_dict,
     load_state_dict_strict,
     read_checkpoint,
 )
+from lit_restore.nn import ADMUNet, DDIMUNet
+from lit_restore.priors.base import DiffusionPrior
+from lit_restore.weights import resolve
 
 
-def _resolve(checkpoint: str | Path) -> Path:
-    from lit_restore.priors.registry import resolve_weights
-
-    return resolve_weights(checkpoint)
+def _source(path: Path) -> str:
+    return f"checkpoint {str(path)!r}"
 
 
 class ADMPrior(DiffusionPrior):
@@ -107,12 +105,11 @@ class ADMPrior(DiffusionPrior):
             )
         self.class_label = class_label
         if checkpoint is not None:
-            path = _resolve(checkpoint)
+            path = resolve(checkpoint, option="checkpoint")
             obj = read_checkpoint(path)
             prefix = "net." if isinstance(obj, Mapping) and "hyper_parameters" in obj else None
-            load_state_dict_strict(
-                self.net, extract_state_dict(obj, prefix), f"checkpoint {str(path)!r}"
-            )
+            source = _source(path)
+            load_state_dict_strict(self.net, extract_state_dict(obj, prefix, source=source), source)
         self.net.set_dtype(torch.float16 if use_fp16 and dtype is None else dtype)
         if frozen:
             self.freeze()
@@ -131,8 +128,8 @@ class ADMPrior(DiffusionPrior):
         """Build from a checkpoint of :class:`~lit_restore.modules.diffusion_prior.DiffusionPriorModule`
         (its flags are in the checkpoint's ``hyper_parameters``) or from a plain state dict plus
         the network flags given as ``overrides``."""
-        path = _resolve(path)
-        return cls.from_object(read_checkpoint(path), f"checkpoint {str(path)!r}", **overrides)
+        path = resolve(path, option="checkpoint")
+        return cls.from_object(read_checkpoint(path), _source(path), **overrides)
 
     @classmethod
     def from_object(cls, obj: Any, source: str = "checkpoint", **overrides: Any) -> ADMPrior:
@@ -152,9 +149,8 @@ class ADMPrior(DiffusionPrior):
             prior = cls(**flags)
         except TypeError as err:
             raise CheckpointError(f"bad ADM flags for {source}: {err}") from err
-        load_state_dict_strict(
-            prior.net, extract_state_dict(obj, "net." if lightning else None), source
-        )
+        sd = extract_state_dict(obj, "net." if lightning else None, source=source)
+        load_state_dict_strict(prior.net, sd, source)
         prior.net.set_dtype(prior.net.torso_dtype)
         return prior
 
@@ -199,12 +195,22 @@ class DDIMPrior(DiffusionPrior):
             resolution=image_size,
         )
         if checkpoint is not None:
-            path = _resolve(checkpoint)
-            load_state_dict_strict(
-                self.net, extract_state_dict(read_checkpoint(path)), f"checkpoint {str(path)!r}"
-            )
+            path = resolve(checkpoint, option="checkpoint")
+            source = _source(path)
+            sd = extract_state_dict(read_checkpoint(path), source=source)
+            load_state_dict_strict(self.net, sd, source)
         if frozen:
             self.freeze()
+
+    @classmethod
+    def from_object(cls, obj: Any, source: str = "checkpoint", **flags: Any) -> DDIMPrior:
+        """Build with ``flags`` and load an already read checkpoint object strictly, frozen."""
+        try:
+            prior = cls(**flags, frozen=False)
+        except TypeError as err:
+            raise CheckpointError(f"bad DDIM flags for {source}: {err}") from err
+        load_state_dict_strict(prior.net, extract_state_dict(obj, source=source), source)
+        return prior.freeze()
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         self.check_input(x_t)

@@ -1,41 +1,47 @@
-"""Named published priors and weight-file resolution.
+"""Published priors by name, and :func:`load_prior`.
 
-Resolution order (``resolve_weights``): an existing path → the cache directory
-``$LIT_RESTORE_HOME/priors/<file>`` (default ``~/.cache/lit_restore/priors``) → one error
-saying exactly what to download, from where, and where to put it. Nothing is downloaded
-implicitly; ``python -m lit_restore.priors.fetch NAME`` is the opt-in download.
-
-Published hashes: none of the three upstream projects publishes a sha256 of its checkpoint, so
-``sha256`` is ``None`` for all of them (we do not invent one); the fetcher then checks that the
-file loads strictly into the network instead. ``size`` is likewise left ``None`` where no
-upstream source states the exact byte count.
+Each :class:`PriorEntry` says which prior class builds the network (``kind``, one key of
+:data:`PRIOR_CLASSES`) with which published flags; its weight file is the entry of the same name
+in :data:`lit_restore.weights.WEIGHTS` (URL, file name, cache folder), resolved by
+:func:`lit_restore.weights.resolve` and fetched, opt-in, by ``python -m lit_restore.weights NAME``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from lit_restore.checkpoints import extract_state_dict, read_checkpoint
+from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
 from lit_restore.priors.base import DiffusionPrior
+from lit_restore.priors.diffusers_prior import DiffusersPrior
+from lit_restore.weights import resolve
+
+#: entry kind (and ``load_prior(arch=…)``) → the prior class that builds that network family.
+PRIOR_CLASSES: dict[str, type[ADMPrior] | type[DDIMPrior]] = {"adm": ADMPrior, "ddim": DDIMPrior}
+
+
+def prior_class(kind: str) -> type[ADMPrior] | type[DDIMPrior]:
+    """The class for ``kind``; an unknown kind is a clear error, never a silent default."""
+    if kind not in PRIOR_CLASSES:
+        raise ValueError(
+            f"unknown prior kind/arch {kind!r}; choose one of {', '.join(sorted(PRIOR_CLASSES))}"
+        )
+    return PRIOR_CLASSES[kind]
 
 
 @dataclass(frozen=True)
 class PriorEntry:
-    """A published checkpoint: which class builds it, with which flags, and where it lives."""
+    """A published prior: the network family and its published constructor flags. The weight
+    file is ``lit_restore.weights.WEIGHTS[name]``."""
 
     name: str
-    cls: str  # "ADMPrior" | "DDIMPrior"
+    kind: str
     config: dict[str, Any]
-    file_name: str
-    url: str
-    size: int | None = None
-    sha256: str | None = None
-    manual: bool = False  # True when the URL is a web page (Google Drive) a script cannot fetch
-    source: str = ""
-    notes: str = ""
-    aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
 ADM_IMAGENET256 = dict(
@@ -56,114 +62,39 @@ DDIM_CELEBAHQ256 = dict(
 REGISTRY: dict[str, PriorEntry] = {
     e.name: e
     for e in (
-        PriorEntry(
-            name="adm-imagenet256-uncond",
-            cls="ADMPrior",
-            config=ADM_IMAGENET256,
-            file_name="256x256_diffusion_uncond.pt",
-            url="https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
-            source="openai/guided-diffusion README (ImageNet 256 unconditional); the ImageNet prior of DPS/DDRM/DDNM/DDPG/FDGR",
-            notes="~2.2 GB (552.8 M float32 parameters); no published sha256",
-        ),
-        PriorEntry(
-            name="adm-ffhq256-dps",
-            cls="ADMPrior",
-            config=ADM_FFHQ256,
-            file_name="ffhq_10m.pt",
-            url="https://drive.google.com/drive/folders/1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh",
-            manual=True,
-            source="DPS2022/diffusion-posterior-sampling README (Google Drive folder)",
-            notes="~357 MB (93.6 M float32 parameters); Google Drive needs a browser or gdown; no published sha256",
-        ),
-        PriorEntry(
-            name="ddim-celebahq256",
-            cls="DDIMPrior",
-            config=DDIM_CELEBAHQ256,
-            file_name="celeba_hq.ckpt",
-            url="https://huggingface.co/gwang-kim/DiffusionCLIP-CelebA_HQ/resolve/main/celeba_hq.ckpt",
-            source="SDEdit's CelebA-HQ checkpoint; original S3 link is dead (ddrm #24), HF mirror used by DiffusionCLIP; "
-            "DDNM/DDPG READMEs also give Google Drive id 1wSoA5fm_d6JBZk4RZ1SzWLMgev4WqH21",
-            notes="~455 MB (113.7 M float32 parameters); no published sha256",
-        ),
+        # guided-diffusion README (ImageNet 256 unconditional)
+        PriorEntry("adm-imagenet256-uncond", "adm", ADM_IMAGENET256),
+        # DPS2022/diffusion-posterior-sampling configs/model_config.yaml
+        PriorEntry("adm-ffhq256-dps", "adm", ADM_FFHQ256),
+        # DDRM/DDNM configs/celeba_hq.yml
+        PriorEntry("ddim-celebahq256", "ddim", DDIM_CELEBAHQ256),
     )
 }
 
 
-def cache_dir() -> Path:
-    """``$LIT_RESTORE_HOME/priors`` (default ``~/.cache/lit_restore/priors``)."""
-    home = os.environ.get("LIT_RESTORE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache", "lit_restore"
-    )
-    return Path(home) / "priors"
-
-
 def get_entry(name: str) -> PriorEntry:
     if name not in REGISTRY:
-        raise KeyError(f"unknown prior {name!r}; registered: {sorted(REGISTRY)}")
+        raise KeyError(f"unknown prior {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
-
-
-def missing_weights_message(entry: PriorEntry) -> str:
-    target = cache_dir() / entry.file_name
-    how = (
-        f"download it manually from {entry.url} (a Google Drive page) and save it as {target}"
-        if entry.manual
-        else f"run `python -m lit_restore.priors.fetch {entry.name}`, or download {entry.url} and save it as {target}"
-    )
-    return (
-        f"weights for prior {entry.name!r} ({entry.file_name}) not found in {cache_dir()} "
-        f"(set $LIT_RESTORE_HOME to change the cache). To get them: {how}. "
-        f"Alternatively pass the file's path instead of the name. Source: {entry.source}."
-    )
-
-
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
-    """Explicit path → cache dir (by registry name or bare file name) → clear error."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_file() or path.is_dir():
-        return path
-    if text in REGISTRY:
-        entry = REGISTRY[text]
-        cached = cache_dir() / entry.file_name
-        if cached.is_file():
-            return cached
-        raise FileNotFoundError(missing_weights_message(entry))
-    cached = cache_dir() / path.name
-    if path.name and cached.is_file():
-        return cached
-    for entry in REGISTRY.values():
-        if entry.file_name == path.name:
-            raise FileNotFoundError(missing_weights_message(entry))
-    raise FileNotFoundError(
-        f"prior weights {text!r}: no such file, not in the cache {cache_dir()}, and not a registered "
-        f"name ({', '.join(sorted(REGISTRY))})"
-    )
 
 
 def build_prior(
     entry: PriorEntry, checkpoint: str | os.PathLike | None, **overrides: Any
 ) -> DiffusionPrior:
     """Instantiate the entry's class with its flags (+ overrides) and load ``checkpoint``."""
-    from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-
-    cls = {"ADMPrior": ADMPrior, "DDIMPrior": DDIMPrior}[entry.cls]
     cfg = {**entry.config, **overrides}
-    return cls(**cfg, checkpoint=None if checkpoint is None else str(checkpoint))
+    return prior_class(entry.kind)(
+        **cfg, checkpoint=None if checkpoint is None else str(checkpoint)
+    )
 
 
-def _match_layout(sd: dict) -> PriorEntry | None:
-    """The registry entry whose network layout equals state dict ``sd`` (meta-device build, no
-    allocation)."""
-    import torch
-
-    from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-
+def match_layout(sd: dict[str, torch.Tensor]) -> PriorEntry | None:
+    """The registry entry whose network layout (names and shapes) equals state dict ``sd``
+    (built on the meta device: nothing allocated)."""
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     for entry in REGISTRY.values():
-        cls = ADMPrior if entry.cls == "ADMPrior" else DDIMPrior
         with torch.device("meta"):
-            net = cls(**entry.config, frozen=False).net
+            net = prior_class(entry.kind)(**entry.config, frozen=False).net
         if {k: tuple(v.shape) for k, v in net.state_dict().items()} == shapes:
             return entry
     return None
@@ -173,50 +104,37 @@ def load_prior(name_or_path: str | os.PathLike, **overrides: Any) -> DiffusionPr
     """A frozen prior from a registry name, a checkpoint path or a diffusers directory.
 
     * registry name (``adm-imagenet256-uncond``, ``adm-ffhq256-dps``, ``ddim-celebahq256``) →
-      weights resolved by :func:`resolve_weights`; ``overrides`` change flags (e.g. ``dtype``).
+      weights resolved by :func:`lit_restore.weights.resolve`; ``overrides`` change flags (e.g.
+      ``dtype``).
     * a Lightning checkpoint of :class:`~lit_restore.modules.diffusion_prior.DiffusionPriorModule`
-      → :meth:`ADMPrior.from_checkpoint` (flags from its hyper-parameters).
+      → :meth:`ADMPrior.from_object` (flags from its hyper-parameters).
     * another weights file → ``arch="adm"|"ddim"`` plus flags in ``overrides``; without flags its
       layout is matched against the registered ones.
     * a directory → :class:`DiffusersPrior`.
     """
-    from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
-    from lit_restore.priors.loading import (
-        extract_state_dict,
-        load_state_dict_strict,
-        read_checkpoint,
-    )
-
     text = str(name_or_path)
-    if text in REGISTRY and not Path(text).exists():
-        entry = REGISTRY[text]
-        return build_prior(entry, resolve_weights(text), **overrides)
-    path = resolve_weights(text)
-    if path.is_dir():
-        from lit_restore.priors.diffusers_prior import DiffusersPrior
-
-        return DiffusersPrior(str(path), **overrides)
     arch = overrides.pop("arch", None)
+    if text in REGISTRY and not Path(text).exists():
+        return build_prior(REGISTRY[text], resolve(text), **overrides)
+    path = resolve(text)
+    if path.is_dir():
+        if overrides:  # a diffusers UNet brings its own configuration
+            raise ValueError(
+                f"{str(path)!r} is a diffusers directory: load_prior takes no network flags for it "
+                f"(got {', '.join(sorted(overrides))}); use DiffusersPrior(path, subfolder=…)"
+            )
+        return DiffusersPrior(str(path))
     obj = read_checkpoint(path)  # read once: published files are hundreds of MB
     source = f"checkpoint {str(path)!r}"
-    if arch is None:
-        if isinstance(obj, dict) and "hyper_parameters" in obj:
-            return ADMPrior.from_object(obj, source, **overrides)
-        if not overrides:
-            sd = extract_state_dict(obj)
-            entry = _match_layout(sd)
-            if entry is not None:
-                prior = build_prior(entry, None, frozen=False)
-                load_state_dict_strict(prior.net, sd, source)
-                return prior.freeze()
-        raise ValueError(
-            f"cannot tell which network {str(path)!r} holds: pass arch='adm' or arch='ddim' with its "
-            "flags (e.g. load_prior(path, arch='adm', image_size=256, num_channels=256, …))."
-        )
-    if arch == "adm":
+    if arch is not None:
+        return prior_class(arch).from_object(obj, source, **overrides)
+    if isinstance(obj, dict) and "hyper_parameters" in obj:
         return ADMPrior.from_object(obj, source, **overrides)
-    if arch == "ddim":
-        prior = DDIMPrior(**overrides, frozen=False)
-        load_state_dict_strict(prior.net, extract_state_dict(obj), source)
-        return prior.freeze()
-    raise ValueError(f"arch must be 'adm' or 'ddim', got {arch!r}")
+    if not overrides:
+        entry = match_layout(extract_state_dict(obj, source=source))
+        if entry is not None:
+            return prior_class(entry.kind).from_object(obj, source, **entry.config)
+    raise ValueError(
+        f"cannot tell which network {str(path)!r} holds: pass arch='adm' or arch='ddim' with its "
+        "flags (e.g. load_prior(path, arch='adm', image_size=256, num_channels=256, …))."
+    )

@@ -1,19 +1,13 @@
-"""ResShift: residual-shifting diffusion for restoration (schedule, Swin UNet, VQ-f4, sampler)."""
+"""ResShift: residual-shifting diffusion for restoration (schedule, chain); its networks (Swin
+UNet, VQ-f4 autoencoder) live in :mod:`lit_restore.nn`, its training degradations in
+:mod:`lit_restore.degradations`."""
 
-from lit_restore.resshift.autoencoder import PixelSpace, VQModel
-from lit_restore.resshift.sampler import ResShiftSampler, adain_color_fix, wavelet_color_fix
+from lit_restore.resshift.chain import Condition, ResShiftChain
 from lit_restore.resshift.schedule import ResShiftSchedule, exponential_sqrt_etas
-from lit_restore.resshift.unet import SwinUNet, load_state_dict_file, strip_prefixes
 
 __all__ = [
-    "PixelSpace",
-    "ResShiftSampler",
+    "Condition",
+    "ResShiftChain",
     "ResShiftSchedule",
-    "SwinUNet",
-    "VQModel",
-    "adain_color_fix",
     "exponential_sqrt_etas",
-    "load_state_dict_file",
-    "strip_prefixes",
-    "wavelet_color_fix",
 ]

@@ -1,6 +1,6 @@
 """Zero-shot guidance methods on one shared loop (see :mod:`lit_restore.samplers.base`)."""
 
-from lit_restore.samplers.base import DDIM, DDPM, Sampler, SamplingContext, StepInfo, respace
+from lit_restore.samplers.base import DDIM, DDPM, Sampler, SamplingContext, StepInfo
 from lit_restore.samplers.ddnm import DDNM
 from lit_restore.samplers.ddpg import DDPG, IDPG
 from lit_restore.samplers.ddrm import DDRM
@@ -25,5 +25,4 @@ __all__ = [
     "SpatialFrequencyFidelity",
     "StepInfo",
     "gradient_regularizer_grad",
-    "respace",
 ]

@@ -1,24 +1,24 @@
 """The one sampling loop every zero-shot method shares.
 
 A method implements :meth:`Sampler.step` (one reverse transition ``x_t → x_{t_next}``) and, if it
-needs them, :meth:`Sampler.init` (x_T), :meth:`Sampler.finalize` (the returned image) and
-:meth:`Sampler.check` (capabilities of the operator, e.g. an SVD). The loop owns respacing, the
+needs them, :meth:`Sampler.init` (x_T) and :meth:`Sampler.finalize` (the returned image); it
+declares what it needs from the operator in :attr:`Sampler.needs` (e.g. ``{"svd"}``). The loop
+checks those needs (:func:`~lit_restore.operators.base.require_capabilities`), gives the operator
+its image shape (:meth:`~lit_restore.operators.base.LinearOperator.at`), and owns respacing, the
 progress bar, the per-step callback, per-image noise and NFE counting.
 
-**Respacing.** ``spacing="uniform"`` (alias ``"leading"``) is the DDIM/DDRM/DDNM/DDPG rule
-``skip = T // N``, ``t = (N−1)·skip, …, skip, 0`` — T=1000, N=100 gives 990, 980, …, 0 — followed
-by ``t = −1`` with ᾱ₋₁ = 1 (DDIM ``compute_alpha``; DDNM ``get_schedule_jump``).
-``spacing="linspace"`` is guided-diffusion's ``space_timesteps(T, [N])``: evenly spread over
-[0, T−1], so N = T reproduces the full 1000-step chain 999 … 0 that DPS uses.
+**Respacing** (:mod:`lit_restore.diffusion.respacing`). ``spacing="uniform"`` (alias
+``"leading"``) is the DDIM/DDRM/DDNM/DDPG rule ``range(0, T, T // N)`` — T=1000, N=100 gives
+990, 980, …, 0 — followed by ``t = −1`` with ᾱ₋₁ = 1 (DDIM ``compute_alpha``; DDNM
+``get_schedule_jump``). ``spacing="linspace"`` spreads N steps evenly over [0, T−1], so N = T
+reproduces the full 1000-step chain 999 … 0 that DPS uses.
 
-**Generic transition** (DDIM, Song et al. 2021, Eq. 12): with ε̂ = (x_t − √ᾱ_t x̂0)/√(1−ᾱ_t),
-
-    x_{t'} = √ᾱ_{t'} x̂0 + √(1−ᾱ_{t'}−σ²) ε̂ + σ z,   σ = η √((1−ᾱ_{t'})/(1−ᾱ_t)) √(1−ᾱ_t/ᾱ_{t'}).
-
-η = 1 is exactly DDPM ancestral sampling with the posterior variance β̃ ("fixedsmall") on the
-respaced chain: √ᾱ_{t'} x̂0 + √(1−ᾱ_{t'}−β̃) ε̂ equals the posterior mean μ̃_t(x_t, x̂0) of
-Ho et al. 2020, Eq. 7 (guided-diffusion ``q_posterior_mean_variance``); η = 0 is deterministic DDIM.
+**Generic transition**: the DDIM(η) step of :mod:`lit_restore.diffusion.vp` (Song et al. 2021,
+Eq. 12) with ε̂ = (x_t − √ᾱ_t x̂0)/√(1−ᾱ_t); η = 1 is DDPM ancestral sampling with the posterior
+variance β̃ on the respaced chain (Ho et al. 2020, Eq. 7), η = 0 deterministic DDIM.
 Recomputing ε̂ from a clamped x̂0 mirrors guided-diffusion ``ddim_sample`` / ``p_sample``.
+Unconditional sampling (checking a prior) is this loop without guidance: :class:`DDPM`,
+:class:`DDIM` with ``operator=None, y=None, x_shape=…``.
 
 **Per-image randomness.** ``generator`` may be one ``torch.Generator`` or a list with one per
 image (:func:`lit_restore.utils.seeding.randn_per_image`): then image *b*'s result depends only on
@@ -35,7 +35,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lit_restore.operators.base import LinearOperator, OperatorCapabilityError
+from lit_restore import diffusion
+from lit_restore.diffusion import respace
+from lit_restore.operators.base import LinearOperator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.utils.seeding import randn_per_image
 
@@ -94,27 +96,14 @@ class SamplingContext:
         return self.prior.eps(x, tt)
 
     def x0_from_eps(self, x: Tensor, t: int, eps: Tensor) -> Tensor:
-        a = self.alpha_bar(t, x)
-        return (x - (1 - a).sqrt() * eps) / a.sqrt()
+        return diffusion.x0_from_eps(x, eps, self.alpha_bar(t, x))
 
     def eps_from_x0(self, x: Tensor, t: int, x0: Tensor) -> Tensor:
-        a = self.alpha_bar(t, x)
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return diffusion.eps_from_x0(x, x0, self.alpha_bar(t, x))
 
-
-def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
-    """Original timesteps visited, in sampling order (descending, without the final −1)."""
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
-    if spacing in ("uniform", "leading"):
-        skip = num_timesteps // steps
-        return list(range(0, num_timesteps, skip))[:steps][::-1]
-    if spacing == "linspace":
-        if steps == 1:
-            return [num_timesteps - 1]
-        frac = (num_timesteps - 1) / (steps - 1)
-        return sorted({round(i * frac) for i in range(steps)}, reverse=True)
-    raise ValueError(f"unknown spacing {spacing!r}; choose 'uniform' (= 'leading') or 'linspace'")
+    def renoise(self, x0: Tensor, t: int) -> Tensor:
+        """q_sample: x0 noised to timestep ``t`` with fresh per-image noise."""
+        return diffusion.q_sample(x0, self.randn(x0), self.alpha_bar(t, x0))
 
 
 class Sampler:
@@ -122,7 +111,8 @@ class Sampler:
 
     Args:
         steps: number of denoising steps N (network evaluations for most methods).
-        spacing: ``"uniform"``/``"leading"`` (skip = T//N) or ``"linspace"`` (guided-diffusion).
+        spacing: ``"uniform"``/``"leading"`` (skip = T//N) or ``"linspace"`` (evenly spread over
+            [0, T−1]); see :mod:`lit_restore.diffusion.respacing`.
         eta: DDIM η of the generic transition (1 = DDPM ancestral, 0 = deterministic DDIM).
         clip_denoised: clamp x̂0 to [-1, 1] before the transition.
         progress: show a tqdm bar.
@@ -130,6 +120,9 @@ class Sampler:
 
     #: short name used in logs / hparams
     name: str = "sampler"
+    #: what the method needs from the operator beyond ``A`` and ``Aᵀ`` (``"svd"``, ``"pinv"``,
+    #: ``"pinv_reg"``); ``None``: no operator at all (unconditional sampling).
+    needs: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -159,8 +152,10 @@ class Sampler:
         return list(zip(ts, [*ts[1:], -1]))
 
     # ----------------------------------------------------- method hooks
-    def check(self, prior: DiffusionPrior, operator: LinearOperator | None, sigma_y: float) -> None:
-        """Raise a clear error before sampling if the operator lacks a needed capability."""
+    def requirements(self, sigma_y: float) -> tuple[str, frozenset[str] | None]:
+        """``(method label, needs)`` for a run at noise level ``sigma_y`` (model space); the
+        loop checks them before sampling. Default: the class name and :attr:`needs`."""
+        return type(self).__name__, self.needs
 
     def init(self, ctx: SamplingContext) -> Tensor:
         """x_T; default N(0, I)."""
@@ -174,9 +169,7 @@ class Sampler:
 
     def travel(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> Tensor:
         """Forward jump ``t → t_next > t``; default re-noises the last x̂0 (RePaint/DDNM)."""
-        x0 = ctx.state["x0"]
-        a = ctx.alpha_bar(t_next, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * ctx.randn(x0)
+        return ctx.renoise(ctx.state["x0"], t_next)
 
     def finalize(self, ctx: SamplingContext, x: Tensor) -> Tensor:
         return x
@@ -202,9 +195,9 @@ class Sampler:
         a = ctx.alpha_bar(t, x)
         a_next = ctx.alpha_bar(t_next, x)
         if eps is None:
-            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        sigma = eta * ((1 - a_next) / (1 - a) * (1 - a / a_next)).clamp_min(0).sqrt()
-        x_next = a_next.sqrt() * x0 + (1 - a_next - sigma**2).clamp_min(0).sqrt() * eps
+            eps = diffusion.eps_from_x0(x, x0, a)
+        sigma = diffusion.ddim_sigma(a, a_next, eta)
+        x_next = diffusion.ddim_mean(x0, eps, a_next, sigma)
         if t_next >= 0 and eta > 0:
             x_next = x_next + sigma * ctx.randn(x)
         return x_next
@@ -217,16 +210,6 @@ class Sampler:
             )
         with torch.no_grad():
             return tuple(operator.adjoint(y).shape)  # Aᵀy lives in image space
-
-    @staticmethod
-    def require_svd(method: str, operator: LinearOperator | None) -> None:
-        if operator is None or not operator.has_svd:
-            name = type(operator).__name__ if operator is not None else "None"
-            raise OperatorCapabilityError(
-                f"{method} needs an operator with an SVD view (has_svd=True), but {name} has none; "
-                "use an SVD-capable operator (DenseOperator, SR, masks, separable blur) or a "
-                "method that needs only A and Aᵀ (DPS, SaFaRI)."
-            )
 
     # ------------------------------------------------------------- loop
     def sample(
@@ -244,7 +227,8 @@ class Sampler:
 
         Args:
             prior: a frozen :class:`DiffusionPrior`.
-            operator: the (bound) degradation operator.
+            operator: the degradation operator, bound to the batch's parameters; the loop
+                gives it the image shape (``operator.at``).
             y: the measurement, shaped as ``operator.A`` returns.
             sigma_y: noise std in **model space** ([-1, 1]; ``noise.model_sigma``).
             generator: one generator, or a list with one per image.
@@ -252,10 +236,11 @@ class Sampler:
             x_shape: image batch shape; inferred from ``Aᵀy`` when omitted (needed when
                 ``operator`` is None, i.e. unconditional sampling).
         """
-        self.check(prior, operator, float(sigma_y))
+        label, needs = self.requirements(float(sigma_y))
+        require_capabilities(operator, needs, label)
         shape = tuple(x_shape) if x_shape is not None else self.image_shape(prior, operator, y)
         if operator is not None:
-            operator.prepare(shape[1:])  # SVD views that depend on the image size
+            operator = operator.at(shape)  # the SVD view acts on images of this shape
         ctx = SamplingContext(
             prior=prior,
             operator=operator,

@@ -22,9 +22,10 @@ store that mask as a buffer and were trained with it; ``mask_mode="swin"`` gives
 Swin mask for models trained from scratch.
 
 The guided-diffusion parts (``ResBlock``, ``Downsample``, ``Upsample``, ``normalization``,
-``timestep_embedding``, ``TimestepEmbedSequential``) are the ADM prior's own classes
-(:mod:`lit_restore.priors.adm_unet`); both networks follow openai/guided-diffusion ``unet.py``, so
-their parameter names coincide. Checkpoints are read by :mod:`lit_restore.priors.loading`.
+``timestep_embedding``, ``TimestepEmbedSequential``, the skip-connected pass) are
+:mod:`lit_restore.nn.blocks`' guided-diffusion family, shared with :class:`~lit_restore.nn.ADMUNet`;
+both networks follow openai/guided-diffusion ``unet.py``, so their parameter names coincide.
+Released checkpoints are read by :func:`lit_restore.checkpoints.read_state_dict`.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from timm.layers import ConvMlp, DropPath, trunc_normal_
 from timm.models.swin_transformer import window_partition, window_reverse
 from torch import Tensor, nn
 
-# The guided-diffusion blocks are shared with the ADM prior (same classes, same parameter names).
-from lit_restore.priors.adm_unet import (
+# The guided-diffusion blocks are shared with the ADM UNet (same classes, same parameter names).
+from lit_restore.nn.blocks import (
     Downsample,
     ResBlock,
     TimestepEmbedSequential,
@@ -48,7 +49,6 @@ from lit_restore.priors.adm_unet import (
     timestep_embedding,
     unet_trunk,
 )
-from lit_restore.priors.loading import extract_state_dict, read_checkpoint, strip_prefixes
 
 
 # ------------------------------------------------------------------- Swin parts
@@ -386,24 +386,11 @@ class SwinUNet(nn.Module):
         return self.out(h)
 
 
-def load_state_dict_file(path: str, key: str | None = None) -> dict[str, Tensor]:
-    """Read a ResShift/VQGAN checkpoint safely (:mod:`lit_restore.priors.loading`).
-
-    ``torch.load(weights_only=True)`` or safetensors; the state dict is taken from ``key`` (when
-    given) or the usual containers (``state_dict``, ``ema``, ``model``, ``params_ema`` …), and the
-    ``module.``/``_orig_mod.`` prefixes are stripped (:func:`strip_prefixes`).
-    """
-    hint = "download it (e.g. from the ResShift releases) and pass its local path."
-    return extract_state_dict(read_checkpoint(path, hint=hint), key=key)
-
-
 __all__ = [
     "SwinBlock",
     "SwinLayer",
     "SwinUNet",
     "WindowAttention",
-    "load_state_dict_file",
     "relative_position_index",
     "shifted_window_mask",
-    "strip_prefixes",
 ]

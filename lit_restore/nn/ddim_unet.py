@@ -3,14 +3,15 @@ used by DDIM, SDEdit, DDRM, DDNM, DDPG and FDGR as ``models/diffusion.py::Model`
 lit_restore.
 
 Its module tree reproduces the parameter names of SDEdit's ``celeba_hq.ckpt`` (manifest
-``shared/reference/ddim_celebahq256.keys.json``): ``temb.dense.{0,1}``, ``conv_in``,
+``tests/data/reference/ddim_celebahq256.keys.json``): ``temb.dense.{0,1}``, ``conv_in``,
 ``down.{i}.block.{j}`` / ``down.{i}.attn.{j}`` / ``down.{i}.downsample.conv``, ``mid.block_1`` /
 ``mid.attn_1`` / ``mid.block_2``, ``up.{i}.block.{j}`` / ``up.{i}.attn.{j}`` /
 ``up.{i}.upsample.conv``, ``norm_out``, ``conv_out``. ResNet blocks use ``nin_shortcut`` (1×1)
 when the width changes. Differences from the ADM UNet worth knowing (numerics): timestep
 embedding ``[sin, cos]`` with frequencies ``10000^(-i/(half-1))``; GroupNorm eps 1e-6; swish;
 the strided downsampling conv pads (0,1,0,1) asymmetrically and uses no padding itself;
-attention is single-head with separate 1×1-conv q/k/v.
+attention is single-head with separate 1×1-conv q/k/v. The ResNet, attention and resampling
+blocks are :mod:`lit_restore.nn.blocks`' DDPM/LDM family, shared with the VQ autoencoder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lit_restore.nn.blocks import (
+    AttnBlock,
+    DDPMDownsample,
+    DDPMMidBlock,
+    DDPMUpsample,
+    Normalize,
+    ResnetBlock,
+)
 
 
 def get_timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -34,80 +44,6 @@ def get_timestep_embedding(t: Tensor, dim: int) -> Tensor:
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb
-
-
-def Normalize(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
-
-
-class Upsample(nn.Module):
-    def __init__(self, channels: int, with_conv: bool) -> None:
-        super().__init__()
-        self.with_conv = with_conv
-        if with_conv:
-            self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return self.conv(x) if self.with_conv else x
-
-
-class Downsample(nn.Module):
-    def __init__(self, channels: int, with_conv: bool) -> None:
-        super().__init__()
-        self.with_conv = with_conv
-        if with_conv:
-            self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.with_conv:
-            return self.conv(F.pad(x, (0, 1, 0, 1)))
-        return F.avg_pool2d(x, 2, 2)
-
-
-class ResnetBlock(nn.Module):
-    def __init__(
-        self, in_channels: int, out_channels: int, temb_channels: int, dropout: float
-    ) -> None:
-        super().__init__()
-        self.norm1 = Normalize(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.temb_proj = nn.Linear(temb_channels, out_channels)
-        self.norm2 = Normalize(out_channels)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        if in_channels != out_channels:
-            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
-        self.in_channels, self.out_channels = in_channels, out_channels
-
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        if self.in_channels != self.out_channels:
-            x = self.nin_shortcut(x)
-        return x + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head spatial self-attention with 1×1-conv ``q``, ``k``, ``v``, ``proj_out``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = Normalize(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        n = self.norm(x)
-        q, k, v = (
-            conv(n).reshape(b, 1, c, h * w).transpose(-1, -2) for conv in (self.q, self.k, self.v)
-        )
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, 1, HW, C]
-        return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class DDIMUNet(nn.Module):
@@ -163,13 +99,10 @@ class DDIMUNet(nn.Module):
                 if curr_res in attn_resolutions:
                     level.attn.append(AttnBlock(block_in))
             if i_level != self.num_resolutions - 1:
-                level.downsample = Downsample(block_in, resamp_with_conv)
+                level.downsample = DDPMDownsample(block_in, resamp_with_conv)
                 curr_res //= 2
             self.down.append(level)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, self.temb_ch, dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, self.temb_ch, dropout)
+        self.mid = DDPMMidBlock(block_in, self.temb_ch, dropout)
         up_levels: list[nn.Module] = []
         for i_level in reversed(range(self.num_resolutions)):
             level = nn.Module()
@@ -185,7 +118,7 @@ class DDIMUNet(nn.Module):
                 if curr_res in attn_resolutions:
                     level.attn.append(AttnBlock(block_in))
             if i_level != 0:
-                level.upsample = Upsample(block_in, resamp_with_conv)
+                level.upsample = DDPMUpsample(block_in, resamp_with_conv)
                 curr_res *= 2
             up_levels.insert(0, level)
         self.up = nn.ModuleList(up_levels)
@@ -204,7 +137,7 @@ class DDIMUNet(nn.Module):
                 hs.append(h)
             if i_level != self.num_resolutions - 1:
                 hs.append(level.downsample(hs[-1]))
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(hs[-1], temb)), temb)
+        h = self.mid(hs[-1], temb)
         for i_level in reversed(range(self.num_resolutions)):
             level = self.up[i_level]
             for i_block in range(self.num_res_blocks + 1):

@@ -7,81 +7,31 @@ and ``ldm/models/autoencoder.py::VQModel`` as rewritten in zsyOAOA/ResShift
 codebook entry and a straight-through gradient (``ldm/modules/vqvae/quantize.py``,
 VectorQuantizer2): ``z_q = z + sg(e_k - z)``, so gradients of a loss on the decoded image reach
 the predicted latent (ResShift's LPIPS term relies on it).
+
+The encoder/decoder blocks are :mod:`lit_restore.nn.blocks`' DDPM/LDM family (LDM's
+``ResnetBlock`` with ``temb_channels=0``, i.e. no ``temb_proj``), the same classes as the DDIM
+UNet's. :class:`PixelSpace` is the identity first stage with the same ``encode``/``decode``
+interface, for running ResShift directly on pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, ch, eps=1e-6, affine=True)
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.norm1 = _norm(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm2 = _norm(cout)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        if cin != cout:
-            self.nin_shortcut = nn.Conv2d(cin, cout, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
-
-
-class AttnBlock(nn.Module):
-    """Single-head spatial self-attention with 1×1-conv q/k/v/proj_out."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.norm = _norm(ch)
-        self.q, self.k, self.v = (nn.Conv2d(ch, ch, 1) for _ in range(3))
-        self.proj_out = nn.Conv2d(ch, ch, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        hn = self.norm(x)
-        q, k, v = (m(hn).flatten(2).transpose(1, 2) for m in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
-        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
-
-
-class _Down(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))  # LDM's asymmetric pad
-
-
-class _Up(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class _Mid(nn.Module):
-    def __init__(self, ch: int, dropout: float) -> None:
-        super().__init__()
-        self.block_1 = ResnetBlock(ch, ch, dropout)
-        self.attn_1 = AttnBlock(ch)
-        self.block_2 = ResnetBlock(ch, ch, dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block_2(self.attn_1(self.block_1(x)))
+from lit_restore.checkpoints import load_state_dict_strict, read_state_dict
+from lit_restore.nn.blocks import (
+    DDPMDownsample,
+    DDPMMidBlock,
+    DDPMUpsample,
+    Normalize,
+    ResnetBlock,
+    freeze,
+)
+from lit_restore.weights import resolve
 
 
 class Encoder(nn.Module):
@@ -97,15 +47,15 @@ class Encoder(nn.Module):
             level = nn.Module()
             blocks = []
             for _ in range(num_res_blocks):
-                blocks.append(ResnetBlock(cin, ch * m, dropout))
+                blocks.append(ResnetBlock(cin, ch * m, 0, dropout))
                 cin = ch * m
             level.block = nn.ModuleList(blocks)
             level.attn = nn.ModuleList()
             if i != len(ch_mult) - 1:
-                level.downsample = _Down(cin)
+                level.downsample = DDPMDownsample(cin, True)
             self.down.append(level)
-        self.mid = _Mid(cin, dropout)
-        self.norm_out = _norm(cin)
+        self.mid = DDPMMidBlock(cin, 0, dropout)
+        self.norm_out = Normalize(cin)
         self.conv_out = nn.Conv2d(cin, z_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -127,21 +77,21 @@ class Decoder(nn.Module):
         super().__init__()
         cin = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(z_channels, cin, 3, padding=1)
-        self.mid = _Mid(cin, dropout)
+        self.mid = DDPMMidBlock(cin, 0, dropout)
         ups: list[nn.Module] = []
         for i in reversed(range(len(ch_mult))):
             level = nn.Module()
             blocks = []
             for _ in range(num_res_blocks + 1):
-                blocks.append(ResnetBlock(cin, ch * ch_mult[i], dropout))
+                blocks.append(ResnetBlock(cin, ch * ch_mult[i], 0, dropout))
                 cin = ch * ch_mult[i]
             level.block = nn.ModuleList(blocks)
             level.attn = nn.ModuleList()
             if i != 0:
-                level.upsample = _Up(cin)
+                level.upsample = DDPMUpsample(cin, True)
             ups.insert(0, level)  # keep LDM's indexing: up[0] is the full-resolution level
         self.up = nn.ModuleList(ups)
-        self.norm_out = _norm(cin)
+        self.norm_out = Normalize(cin)
         self.conv_out = nn.Conv2d(cin, out_ch, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -208,13 +158,16 @@ class VQModel(nn.Module):
         return self.decoder(self.post_quant_conv(z))
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs) -> VQModel:
-        """Load ``autoencoder_vq_f4.pth`` (strict, ``weights_only=True``) and freeze it."""
-        from lit_restore.resshift.unet import load_state_dict_file
+    def from_pretrained(cls, path: str | Path = "resshift-vq-f4", **kwargs) -> VQModel:
+        """Load ``autoencoder_vq_f4.pth`` strictly (``weights_only=True``) and freeze it.
 
+        ``path`` is a file or a name of :mod:`lit_restore.weights` (``resshift-vq-f4``); the
+        ``loss.*`` tensors (the VQGAN discriminator/LPIPS kept in the release) are dropped.
+        """
+        file = resolve(path, option="autoencoder")
+        sd = {k: v for k, v in read_state_dict(file).items() if not k.startswith("loss.")}
         model = cls(**kwargs)
-        sd = {k: v for k, v in load_state_dict_file(path).items() if not k.startswith("loss.")}
-        model.load_state_dict(sd, strict=True)
+        load_state_dict_strict(model, sd, f"checkpoint {str(file)!r}")
         return freeze(model)
 
 
@@ -229,10 +182,3 @@ class PixelSpace(nn.Module):
 
     def decode(self, z: Tensor, quantize: bool = True) -> Tensor:
         return z
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

@@ -3,8 +3,8 @@
 The constructor takes the public guided-diffusion flag names (``image_size``, ``num_channels``,
 ``num_res_blocks``, ``channel_mult``, ``attention_resolutions`` …) and the module tree reproduces
 the parameter names and shapes of the released checkpoints (``256x256_diffusion_uncond.pt``,
-DPS ``ffhq_10m.pt``; manifests in ``shared/reference/adm_*.keys.json``), so those files load
-strictly. Structure (openai/guided-diffusion ``guided_diffusion/unet.py``, read for facts):
+DPS ``ffhq_10m.pt``; manifests in ``tests/data/reference/adm_*.keys.json``), so those files
+load strictly. Structure (openai/guided-diffusion ``guided_diffusion/unet.py``, read for facts):
 
 * ``time_embed``: sinusoidal embedding of t (``[cos, sin]`` halves, max period 10⁴) → Linear →
   SiLU → Linear, width ``4·num_channels``.
@@ -17,8 +17,8 @@ strictly. Structure (openai/guided-diffusion ``guided_diffusion/unet.py``, read 
   skip, attention, and an upsampler at the end of each level but the first.
 * ``out``: GroupNorm → SiLU → 3×3 conv to ``3`` (or ``6`` with ``learn_sigma``) channels.
 
-ResBlock: ``h = conv(SiLU(GN(x)))``; with scale-shift norm ``h = GN(h)·(1+s)+b`` from the time
-embedding (FiLM, Dhariwal & Nichol §3), else ``h += emb``; ``out = skip(x) + conv(SiLU(h))``.
+The ResBlock, resamplers, GroupNorm32 and time embedding are :mod:`lit_restore.nn.blocks`'
+guided-diffusion family (shared with the Swin UNet); the attention block is ADM's own.
 Attention uses ``torch.nn.functional.scaled_dot_product_attention``; the *legacy* channel order
 (heads split before q/k/v, ``QKVAttentionLegacy``) and the *new* order (q/k/v split first,
 ``use_new_attention_order``) differ numerically for the same weights, so both are kept.
@@ -26,13 +26,23 @@ Attention uses ``torch.nn.functional.scaled_dot_product_attention``; the *legacy
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
+
+from lit_restore.nn.blocks import (
+    Downsample,
+    ResBlock,
+    TimestepEmbedSequential,
+    Upsample,
+    normalization,
+    timestep_embedding,
+    unet_trunk,
+    zero_module,
+)
 
 DEFAULT_CHANNEL_MULT = {
     512: (0.5, 1, 1, 2, 2, 4, 4),
@@ -71,156 +81,6 @@ def parse_attention_resolutions(
     else:
         res = [int(r) for r in attention_resolutions]
     return {image_size // r for r in res}
-
-
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[cos(t·f_i), sin(t·f_i)]``, ``f_i = max_period^(-i/half)``."""
-    half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
-    )
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
-
-
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm(32) computed in float32 whatever the torso dtype (as guided-diffusion does)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(
-            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
-        ).to(x.dtype)
-
-
-def normalization(channels: int) -> GroupNorm32:
-    """GroupNorm32 with 32 groups (guided-diffusion ``nn.normalization``)."""
-    if channels % 32:
-        raise ValueError(
-            f"GroupNorm32 needs a channel count divisible by 32, got {channels}; choose widths "
-            "(model_channels × channel_mult, swin_embed_dim) that are multiples of 32"
-        )
-    return GroupNorm32(32, channels)
-
-
-def zero_module(module: nn.Module) -> nn.Module:
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
-
-
-class TimestepBlock(nn.Module):
-    """A block that takes the time embedding as a second input."""
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class TimestepEmbedSequential(nn.Sequential):
-    """Sequential that passes the embedding to the children that take one."""
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
-        for layer in self:
-            x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
-        return x
-
-
-class Upsample(nn.Module):
-    """Nearest ×2 (+ 3×3 conv named ``conv``)."""
-
-    def __init__(self, channels: int, use_conv: bool, out_channels: int | None = None) -> None:
-        super().__init__()
-        self.use_conv = use_conv
-        if use_conv:
-            self.conv = nn.Conv2d(channels, out_channels or channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return self.conv(x) if self.use_conv else x
-
-
-class Downsample(nn.Module):
-    """Stride-2 3×3 conv named ``op`` (or 2×2 average pooling without parameters)."""
-
-    def __init__(self, channels: int, use_conv: bool, out_channels: int | None = None) -> None:
-        super().__init__()
-        self.op = (
-            nn.Conv2d(channels, out_channels or channels, 3, stride=2, padding=1)
-            if use_conv
-            else nn.AvgPool2d(2)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
-
-
-class ResBlock(TimestepBlock):
-    """Residual block with time conditioning (``in_layers``/``emb_layers``/``out_layers``)."""
-
-    def __init__(
-        self,
-        channels: int,
-        emb_channels: int,
-        dropout: float,
-        out_channels: int | None = None,
-        use_scale_shift_norm: bool = False,
-        use_checkpoint: bool = False,
-        up: bool = False,
-        down: bool = False,
-    ) -> None:
-        super().__init__()
-        out_channels = out_channels or channels
-        self.use_scale_shift_norm = use_scale_shift_norm
-        self.use_checkpoint = use_checkpoint
-        self.in_layers = nn.Sequential(
-            normalization(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
-        )
-        self.updown = up or down
-        if up:
-            self.h_upd, self.x_upd = Upsample(channels, False), Upsample(channels, False)
-        elif down:
-            self.h_upd, self.x_upd = Downsample(channels, False), Downsample(channels, False)
-        else:
-            self.h_upd = self.x_upd = nn.Identity()
-        self.emb_layers = nn.Sequential(
-            nn.SiLU(),
-            nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels),
-        )
-        self.out_layers = nn.Sequential(
-            normalization(out_channels),
-            nn.SiLU(),
-            nn.Dropout(p=dropout),
-            zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
-        )
-        self.skip_connection = (
-            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
-        )
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        if self.use_checkpoint and self.training and torch.is_grad_enabled():
-            return grad_checkpoint(self._forward, x, emb, use_reentrant=False)
-        return self._forward(x, emb)
-
-    def _forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        if self.updown:
-            h = self.in_layers[:-1](x)
-            h = self.in_layers[-1](self.h_upd(h))
-            x = self.x_upd(x)
-        else:
-            h = self.in_layers(x)
-        # the embedding MLP stays float32 (guided-diffusion casts only convs to fp16)
-        emb_out = self.emb_layers(emb.to(self.emb_layers[1].weight.dtype)).to(h.dtype)[
-            ..., None, None
-        ]
-        if self.use_scale_shift_norm:
-            scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
-        else:
-            h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
 
 
 class AttentionBlock(nn.Module):
@@ -271,26 +131,6 @@ class AttentionBlock(nn.Module):
         h = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, ch]
         h = h.permute(0, 1, 3, 2).reshape(b, c, length)
         return (x + self.proj_out(h)).reshape(b, c, *spatial)
-
-
-def unet_trunk(
-    h: Tensor,
-    emb: Tensor,
-    input_blocks: nn.ModuleList,
-    middle_block: nn.Module,
-    output_blocks: nn.ModuleList,
-) -> Tensor:
-    """The skip-connected U-Net pass of guided-diffusion ``unet.py`` (``UNetModel.forward``):
-    every input block's output is concatenated to the matching output block's input. Shared by
-    :class:`ADMUNet` and ResShift's Swin UNet."""  # fmt: skip
-    skips = []
-    for block in input_blocks:
-        h = block(h, emb)
-        skips.append(h)
-    h = middle_block(h, emb)
-    for block in output_blocks:
-        h = block(torch.cat([h, skips.pop()], dim=1), emb)
-    return h
 
 
 class ADMUNet(nn.Module):

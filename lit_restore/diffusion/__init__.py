@@ -1,0 +1,40 @@
+"""The variance-preserving (VP) diffusion maths, once: β schedules and ᾱ
+(:mod:`~lit_restore.diffusion.schedule`), the relations between x_t, x0 and ε, the forward
+process, the posterior and the DDIM(η) step (:mod:`~lit_restore.diffusion.vp`), and the rules
+that choose the timesteps of a shortened chain (:mod:`~lit_restore.diffusion.respacing`).
+
+Priors, the zero-shot sampling loop and prior training all call these functions."""
+
+from lit_restore.diffusion.respacing import (
+    SPACINGS,
+    leading_timesteps,
+    linspace_timesteps,
+    respace,
+)
+from lit_restore.diffusion.schedule import alpha_bar, alphas_cumprod, make_betas
+from lit_restore.diffusion.vp import (
+    ddim_mean,
+    ddim_sigma,
+    eps_from_x0,
+    posterior_mean,
+    posterior_variance,
+    q_sample,
+    x0_from_eps,
+)
+
+__all__ = [
+    "SPACINGS",
+    "alpha_bar",
+    "alphas_cumprod",
+    "ddim_mean",
+    "ddim_sigma",
+    "eps_from_x0",
+    "leading_timesteps",
+    "linspace_timesteps",
+    "make_betas",
+    "posterior_mean",
+    "posterior_variance",
+    "q_sample",
+    "respace",
+    "x0_from_eps",
+]

@@ -1,0 +1,57 @@
+"""Which timesteps a shortened chain of N steps visits, out of the T training steps.
+
+Each rule returns original timesteps in sampling order (descending); the chain then ends at
+``t = −1`` (ᾱ = 1). Two rules are in use, named after where they come from:
+
+* :func:`leading_timesteps` — ermongroup/ddim ``runners/diffusion.py`` (``skip_type="uniform"``:
+  ``seq = range(0, T, T // N)``), also DDRM, DDNM and DDPG/FDGR; diffusers calls it "leading".
+  T = 1000, N = 100 gives 990, 980, …, 0; N that does not divide T leaves the top of the chain
+  unvisited (N = 300: skip 3, 897 … 0).
+* :func:`linspace_timesteps` — N points spread evenly over [0, T−1]: ``round(i·(T−1)/(N−1))``
+  (Python's round, half to even), so N = T is the full chain 999 … 0 that DPS uses. It is close
+  to, but not the same as, openai/guided-diffusion ``respace.py::space_timesteps(T, [N])``, which
+  accumulates the stride by repeated float addition and so rounds differently at some N (278 of
+  N = 2 … 1000 for T = 1000, the first N = 21) and takes ``[0]`` for N = 1 where this rule takes
+  ``[T−1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def leading_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """DDIM's rule: ``range(0, T, T // N)``, first N, descending."""
+    skip = num_timesteps // steps
+    return list(range(0, num_timesteps, skip))[:steps][::-1]
+
+
+def linspace_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """``round(i·(T−1)/(N−1))`` for i = 0 … N−1, descending (N = 1: ``[T−1]``)."""
+    if steps == 1:
+        return [num_timesteps - 1]
+    frac = (num_timesteps - 1) / (steps - 1)
+    return sorted({round(i * frac) for i in range(steps)}, reverse=True)
+
+
+#: spacing name → rule; ``"uniform"`` is the historical name of ``"leading"``.
+SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
+    "leading": leading_timesteps,
+    "uniform": leading_timesteps,
+    "linspace": linspace_timesteps,
+}
+
+
+def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
+    """Original timesteps visited by an N-step chain, in sampling order (without the final −1).
+
+    Raises:
+        ValueError: N outside [1, T] or an unknown spacing name.
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    if spacing not in SPACINGS:
+        raise ValueError(
+            f"unknown spacing {spacing!r}; choose 'uniform' (= 'leading') or 'linspace'"
+        )
+    return SPACINGS[spacing](num_timesteps, steps)

@@ -1,0 +1,419 @@
+"""Every pretrained weight file lit_restore uses, and the one way to find or fetch it.
+
+:data:`WEIGHTS` registers each file by name: the published priors (guided-diffusion ADM
+ImageNet 256, DPS's FFHQ 256 ADM, SDEdit's CelebA-HQ DDPM UNet), the ResShift release files
+(zsyOAOA/ResShift release v2.0, the ``_LINK`` table of ``inference_resshift.py``: the journal ×4
+network and the LDM VQ-f4 autoencoder) and the metric backbones (torchvision AlexNet / VGG16 for
+LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and URLs as torchvision
+``AlexNet_Weights``/``VGG16_Weights.IMAGENET1K_V1`` and torch-fidelity
+``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them).
+
+:func:`resolve` finds a file, never downloading:
+
+1. an explicit path that exists (file, or a directory for a diffusers prior);
+2. the cache: ``$LIT_RESTORE_HOME`` (default ``~/.cache/lit_restore``) in the entry's folder
+   (``priors/``, ``resshift/``); metric backbones first in the torch hub cache
+   (``$TORCH_HOME/hub/checkpoints``, where torchvision and torch-fidelity download to), then in
+   ``$LIT_RESTORE_HOME/checkpoints/``. A registered name, or a path whose file name is a
+   registered file's, is looked up there;
+3. otherwise one :class:`MissingWeightsError` line naming the file, where to get it (URL or web
+   page), where to put it, and the fetch command.
+
+Downloading is opt-in only: ``python -m lit_restore.weights NAME [NAME ...]`` (:func:`fetch`)
+streams to a temporary file beside the target with a progress bar, checks the SHA-256 where one is
+known (torchvision and torch-fidelity name their files after a SHA-256 prefix, e.g.
+``alexnet-owt-7be5be79`` → ``7be5be79``; the prior and ResShift projects publish none, so none is
+invented) and that the file reads as a checkpoint holding a state dict (which catches truncated
+files and saved error pages), then moves it into place with ``os.replace``. Without network access
+it prints one line naming the URL and where to put the file by hand. Without arguments it lists
+every entry and whether it is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lit_restore.checkpoints import CheckpointError, check_readable
+
+_NO_PERCEPTUAL = (
+    "To run without perceptual metrics set `perceptual: false` (or `metrics: [psnr, ssim]` and "
+    "`fid: false`)"
+)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One published weight file.
+
+    Attributes:
+        name: registry name (what users pass instead of a path).
+        file_name: the upstream file name (kept, so a file fetched by hand just works).
+        url: direct download URL, or the web page to download from when ``manual``.
+        purpose: what the file is, for messages.
+        source: where the URL comes from (repository and file/README).
+        folder: ``"priors"``/``"resshift"`` (under ``$LIT_RESTORE_HOME``) or ``"hub"`` (the torch
+            hub cache, then ``$LIT_RESTORE_HOME/checkpoints``).
+        sha256: full published SHA-256, if any.
+        sha256_prefix: a published SHA-256 prefix (torchvision's file-name convention), if any.
+        manual: the URL is a web page (Google Drive) that a script cannot fetch.
+        without: how to run without this file (appended to the missing-file message).
+        notes: size and other facts.
+    """
+
+    name: str
+    file_name: str
+    url: str
+    purpose: str
+    source: str
+    folder: str
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    manual: bool = False
+    without: str = ""
+    notes: str = ""
+
+
+WEIGHTS: dict[str, WeightFile] = {
+    w.name: w
+    for w in (
+        WeightFile(
+            name="adm-imagenet256-uncond",
+            file_name="256x256_diffusion_uncond.pt",
+            url="https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
+            purpose="prior adm-imagenet256-uncond (guided-diffusion ImageNet 256 unconditional ADM)",
+            source="openai/guided-diffusion README; the ImageNet prior of DPS/DDRM/DDNM/DDPG/FDGR",
+            folder="priors",
+            notes="~2.2 GB (552.8 M float32 parameters); no published sha256",
+        ),
+        WeightFile(
+            name="adm-ffhq256-dps",
+            file_name="ffhq_10m.pt",
+            url="https://drive.google.com/drive/folders/1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh",
+            purpose="prior adm-ffhq256-dps (DPS's FFHQ 256 ADM)",
+            source="DPS2022/diffusion-posterior-sampling README (Google Drive folder)",
+            folder="priors",
+            manual=True,
+            notes="~357 MB (93.6 M float32 parameters); Google Drive needs a browser or gdown; "
+            "no published sha256",
+        ),
+        WeightFile(
+            name="ddim-celebahq256",
+            file_name="celeba_hq.ckpt",
+            url="https://huggingface.co/gwang-kim/DiffusionCLIP-CelebA_HQ/resolve/main/celeba_hq.ckpt",
+            purpose="prior ddim-celebahq256 (SDEdit's CelebA-HQ 256 DDPM UNet)",
+            source="SDEdit's CelebA-HQ checkpoint; its S3 link is dead (ddrm #24), HF mirror used by "
+            "DiffusionCLIP; DDNM/DDPG READMEs also give Google Drive id "
+            "1wSoA5fm_d6JBZk4RZ1SzWLMgev4WqH21",
+            folder="priors",
+            notes="~455 MB (113.7 M float32 parameters); no published sha256",
+        ),
+        WeightFile(
+            name="resshift-realsr-x4-v3",
+            file_name="resshift_realsrx4_s4_v3.pth",
+            url="https://github.com/zsyOAOA/ResShift/releases/download/v2.0/resshift_realsrx4_s4_v3.pth",
+            purpose="ResShift journal ×4 Swin UNet (4 steps, v3)",
+            source="zsyOAOA/ResShift README and inference_resshift.py _LINK['v3'] (release v2.0)",
+            folder="resshift",
+            notes="no published sha256",
+        ),
+        WeightFile(
+            name="resshift-vq-f4",
+            file_name="autoencoder_vq_f4.pth",
+            url="https://github.com/zsyOAOA/ResShift/releases/download/v2.0/autoencoder_vq_f4.pth",
+            purpose="ResShift's LDM VQ-f4 autoencoder",
+            source="zsyOAOA/ResShift README and inference_resshift.py _LINK['vqgan'] (release v2.0)",
+            folder="resshift",
+            notes="no published sha256",
+        ),
+        WeightFile(
+            name="alexnet",
+            file_name="alexnet-owt-7be5be79.pth",
+            url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            purpose="LPIPS (net=alex) backbone: torchvision AlexNet ImageNet weights",
+            source="torchvision AlexNet_Weights.IMAGENET1K_V1",
+            folder="hub",
+            sha256_prefix="7be5be79",
+            without=_NO_PERCEPTUAL,
+        ),
+        WeightFile(
+            name="vgg16",
+            file_name="vgg16-397923af.pth",
+            url="https://download.pytorch.org/models/vgg16-397923af.pth",
+            purpose="LPIPS (net=vgg) backbone: torchvision VGG16 ImageNet weights",
+            source="torchvision VGG16_Weights.IMAGENET1K_V1",
+            folder="hub",
+            sha256_prefix="397923af",
+            without=_NO_PERCEPTUAL + "; ResShift training: lpips_weight: 0",
+        ),
+        WeightFile(
+            name="inception",
+            file_name="weights-inception-2015-12-05-6726825d.pth",
+            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+            "weights-inception-2015-12-05-6726825d.pth",
+            purpose="FID/KID feature extractor: TF-compatible InceptionV3 (torch-fidelity)",
+            source="torch-fidelity feature_extractor_inceptionv3.py URL_INCEPTION_V3",
+            folder="hub",
+            sha256_prefix="6726825d",
+            without=_NO_PERCEPTUAL,
+        ),
+    )
+}
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A weight file is not available locally (nothing is downloaded implicitly)."""
+
+
+class FetchError(RuntimeError):
+    """An opt-in download that failed or failed its checks."""
+
+
+# ------------------------------------------------------------------------------ where files live
+def home() -> Path:
+    """``$LIT_RESTORE_HOME`` (default ``~/.cache/lit_restore``)."""
+    return Path(os.environ.get("LIT_RESTORE_HOME") or "~/.cache/lit_restore").expanduser()
+
+
+def hub_checkpoint_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints`` (torch's own download cache; honours ``TORCH_HOME``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def search_dirs(entry: WeightFile) -> list[Path]:
+    """Folders searched for ``entry``, in order; a fetch writes into the first."""
+    if entry.folder == "hub":
+        return [hub_checkpoint_dir(), home() / "checkpoints"]
+    return [home() / entry.folder]
+
+
+def _all_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    for entry in WEIGHTS.values():
+        dirs += [d for d in search_dirs(entry) if d not in dirs]
+    return dirs
+
+
+def get(name: str) -> WeightFile:
+    if name not in WEIGHTS:
+        raise KeyError(f"unknown weight file {name!r}; registered: {', '.join(sorted(WEIGHTS))}")
+    return WEIGHTS[name]
+
+
+def find(entry: WeightFile) -> Path | None:
+    """The cached copy of ``entry``, or ``None``."""
+    for d in search_dirs(entry):
+        if (d / entry.file_name).is_file():
+            return d / entry.file_name
+    return None
+
+
+def missing_message(entry: WeightFile, given: str | None = None, option: str = "") -> str:
+    """One line: what is missing, where we looked, how to get it, where to put it."""
+    dirs = search_dirs(entry)
+    target = dirs[0] / entry.file_name
+    if given is None:
+        head = f"{entry.purpose}: weight file {entry.file_name!r} not found"
+    else:
+        head = (
+            f"{option or 'weights'}={given!r} does not exist, and {entry.file_name!r} "
+            f"({entry.purpose}) is not in the cache either"
+        )
+    where = f" (looked in {', '.join(map(str, dirs))}; $LIT_RESTORE_HOME moves the cache)"
+    if entry.manual:
+        how = (
+            f"download it by hand from {entry.url} (a web page a script cannot fetch) and save "
+            f"it as {target}"
+        )
+    else:
+        how = (
+            f"run `python -m lit_restore.weights {entry.name}` (downloads {entry.url}), or "
+            f"download that URL by hand and save it as {target}"
+        )
+    alt = " Or pass the file's path" + (f" as `{option}`" if option else "") + "."
+    without = f" {entry.without}." if entry.without else ""
+    return f"{head}{where}. Nothing is downloaded implicitly; to get it, {how}.{alt}{without}"
+
+
+def resolve(spec: str | os.PathLike, *, option: str = "", expect: str | None = None) -> Path:
+    """The local file (or diffusers directory) for ``spec``; never downloads.
+
+    Args:
+        spec: a path, a registered name (:data:`WEIGHTS`) or a registered file name.
+        option: the option the user set ``spec`` with (named in errors).
+        expect: the registered name ``spec`` should be (a path given for it), for the error.
+
+    Raises:
+        MissingWeightsError: one line naming the file, its URL, where to put it and the fetch
+            command.
+    """
+    text = str(spec)
+    if not text.strip():
+        raise MissingWeightsError(
+            f"{option or 'weights'} is empty: give a path or a registered name"
+        )
+    path = Path(text).expanduser()
+    if path.is_file() or path.is_dir():
+        return path
+    given: str | None = None
+    entry = WEIGHTS.get(text)
+    if entry is None:
+        given = text
+        entry = next((w for w in WEIGHTS.values() if w.file_name == path.name), None)
+    if entry is not None:
+        found = find(entry)
+        if found is not None:
+            return found
+        raise MissingWeightsError(missing_message(entry, given, option))
+    for d in _all_dirs():
+        if path.name and (d / path.name).is_file():
+            return d / path.name
+    if expect is not None:
+        raise MissingWeightsError(missing_message(get(expect), given, option))
+    raise MissingWeightsError(
+        f"{option or 'weights'} {text!r} not found: no such file or directory, no file of that "
+        f"name in the caches ({', '.join(map(str, _all_dirs()))}), and not a registered name "
+        f"({', '.join(sorted(WEIGHTS))}; `python -m lit_restore.weights` lists them)"
+    )
+
+
+# ------------------------------------------------------------------------------ opt-in download
+def download(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Stream ``url`` to ``target`` through a temporary file in the same folder (``os.replace``
+    at the end, so an interrupted download never leaves a file that looks complete), checking the
+    SHA-256 (or its prefix) when given. Network failures raise :class:`urllib.error.URLError` /
+    :class:`OSError` to the caller."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # a per-process name in the target's folder (same file system, so os.replace is atomic);
+    # open() creates it with the user's umask, unlike mkstemp's 0600
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as f, urllib.request.urlopen(url) as resp:
+            total = resp.headers.get("Content-Length")
+            bar = tqdm(
+                total=int(total) if total else None,
+                unit="B",
+                unit_scale=True,
+                desc=target.name,
+                disable=not progress,
+            )
+            with bar:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        got = digest.hexdigest()
+        if sha256 is not None and got != sha256.lower():
+            raise FetchError(f"{url}: sha256 {got} does not match the published {sha256}")
+        if sha256_prefix is not None and not got.startswith(sha256_prefix.lower()):
+            raise FetchError(
+                f"{url}: sha256 {got} does not start with the published prefix {sha256_prefix}"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def fetch(
+    name: str,
+    directory: str | os.PathLike | None = None,
+    url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download registered file ``name`` into ``directory`` (default: its first cache folder)
+    and verify it; a file already there is returned as is.
+
+    ``url`` overrides the registered URL (a mirror, or a ``file://`` URL in tests).
+
+    Raises:
+        FetchError: a manual entry without ``url``, no network, or a failed check (one line,
+            naming the URL and where to put the file by hand).
+    """
+    entry = get(name)
+    folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]
+    target = folder / entry.file_name
+    if entry.manual and url is None:
+        raise FetchError(
+            f"{name} is hosted on a web page that a script cannot fetch: download "
+            f"{entry.file_name} from {entry.url} and save it as {target} (or pass --url with a "
+            "direct mirror)"
+        )
+    if target.is_file():
+        return target
+    source = url or entry.url
+    try:
+        download(
+            source,
+            target,
+            sha256=entry.sha256,
+            sha256_prefix=entry.sha256_prefix,
+            progress=progress,
+        )
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise FetchError(
+            f"could not download {name} from {source} ({reason}); without network access, "
+            f"download that URL on another machine and save it as {target}"
+        ) from err
+    try:
+        check_readable(target)
+    except CheckpointError as err:
+        target.unlink(missing_ok=True)
+        raise FetchError(f"downloaded {entry.file_name} from {source} is unusable: {err}") from err
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lit_restore.weights [NAME ...] [--dir DIR] [--url URL]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_restore.weights",
+        description="Download registered weight files (priors, ResShift release files, metric "
+        "backbones) into the cache, so that everything runs offline afterwards; without NAME, list "
+        "them. Nothing else in lit_restore downloads.",
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"any of: {', '.join(sorted(WEIGHTS))}"
+    )
+    parser.add_argument("--dir", default=None, help="target folder (default: the entry's cache)")
+    parser.add_argument("--url", default=None, help="a mirror URL (with a single NAME)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in WEIGHTS]
+    if unknown:
+        parser.error(f"unknown NAME {', '.join(unknown)}; choose from {', '.join(sorted(WEIGHTS))}")
+    if args.url and len(args.names) != 1:
+        parser.error("--url needs exactly one NAME")
+    if not args.names:
+        for entry in WEIGHTS.values():
+            found = find(entry)
+            where = f"present: {found}" if found else f"missing -> {search_dirs(entry)[0]}"
+            print(f"{entry.name:24s} {entry.file_name:42s} {where}")
+        return 0
+    for name in args.names:
+        try:
+            print(fetch(name, args.dir, args.url))
+        except (FetchError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

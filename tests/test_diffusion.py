@@ -1,0 +1,141 @@
+"""The VP maths of lit_restore.diffusion: schedules, ᾱ lookup, x0↔ε, the posterior, the DDIM(η)
+step, and the respacing rules (pinned for every N so that a refactor cannot move a timestep)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+from lit_restore import diffusion
+from lit_restore.diffusion import (
+    leading_timesteps,
+    linspace_timesteps,
+    make_betas,
+    respace,
+)
+
+T = 1000
+
+#: sha256 of json.dumps([rule(1000, N) for N in 1..1000]) as the rules were before they moved
+#: out of samplers/base.py (commit 5089e35); the respacing must not change in this refactor.
+RESPACING_SHA256 = {
+    "leading": "029081675574a5d4c86974705cc1f7d6ae289970828334ea51c9a7997230ace7",
+    "linspace": "520a033acb2c3c42e4d964579797c138b459a38a8580893e7d23465b573bd9c3",
+}
+
+
+@pytest.mark.parametrize("rule", ["leading", "linspace"])
+def test_respacing_unchanged_for_every_step_count(rule):
+    allv = [respace(T, n, rule) for n in range(1, T + 1)]
+    assert hashlib.sha256(json.dumps(allv).encode()).hexdigest() == RESPACING_SHA256[rule]
+
+
+def test_leading_rule_closed_form():
+    """DDIM's ``range(0, T, T // N)``: t_i = (N−1−i)·⌊T/N⌋ for i = 0 … N−1, for every N."""
+    for n in range(1, T + 1):
+        skip = T // n
+        assert leading_timesteps(T, n) == [(n - 1 - i) * skip for i in range(n)]
+    assert respace(T, 100)[:3] == [990, 980, 970] and respace(T, 100)[-1] == 0
+    assert respace(T, 20) == list(range(950, -1, -50))  # DDRM seq = range(0, 1000, 50)
+    assert respace(T, 10, "uniform") == respace(T, 10, "leading")
+
+
+def test_linspace_rule_properties():
+    """N distinct steps from T−1 down to 0 (the stride (T−1)/(N−1) ≥ 1 keeps rounded points
+    apart), each within 0.5 of i·(T−1)/(N−1); N = T is the full chain DPS uses."""
+    assert linspace_timesteps(T, T) == list(range(T - 1, -1, -1))
+    assert linspace_timesteps(T, 1) == [T - 1]
+    for n in range(2, T + 1):
+        ts = linspace_timesteps(T, n)[::-1]
+        assert len(ts) == n and ts[0] == 0 and ts[-1] == T - 1
+        frac = (T - 1) / (n - 1)
+        assert all(abs(t - i * frac) <= 0.5 for i, t in enumerate(ts))
+
+
+def test_respace_rejects_bad_requests():
+    with pytest.raises(ValueError, match="spacing"):
+        respace(T, 10, "bogus")
+    with pytest.raises(ValueError, match=r"steps must be in \[1, 1000\]"):
+        respace(T, 0)
+    with pytest.raises(ValueError, match="steps must be"):
+        respace(T, 1001, "linspace")
+
+
+def test_schedules():
+    """Linear: guided-diffusion's 1e-4 → 0.02 (ᾱ_999 ≈ 4.036e-5); cosine capped at 0.999."""
+    lin = make_betas("linear", T)
+    assert lin.dtype == torch.float64 and lin[0] == 1e-4 and math.isclose(lin[-1], 0.02)
+    ac = diffusion.alphas_cumprod(lin)
+    assert ac.dtype == torch.float32
+    assert math.isclose(ac[-1].item(), 4.0358e-05, rel_tol=1e-3)
+    torch.testing.assert_close(ac, torch.cumprod(1 - lin, 0).float(), rtol=0, atol=0)
+    # linear betas scale with 1000/T (get_named_beta_schedule)
+    assert math.isclose(make_betas("linear", 250)[-1].item(), 0.08)
+    cos = make_betas("cosine", T)
+    assert cos.max() <= 0.999 and cos[0] < 1e-4
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        make_betas("sigmoid")
+
+
+def test_alpha_bar_lookup_and_clean_step():
+    ac = diffusion.alphas_cumprod(make_betas("linear", T))
+    like = torch.zeros(3, 2, 4, 4, dtype=torch.float64)
+    a = diffusion.alpha_bar(ac, torch.tensor([0, 500, -1]), like)
+    assert a.shape == (3, 1, 1, 1) and a.dtype == torch.float64
+    assert a[0].item() == ac[0].item() and a[1].item() == ac[500].item() and a[2].item() == 1.0
+    assert diffusion.alpha_bar(ac, 7, like[:1]).item() == ac[7].item()  # a plain int
+
+
+def test_x0_eps_and_q_sample_invert_each_other():
+    """x_t = √ᾱ x0 + √(1−ᾱ) ε, then both inversions recover x0 and ε (float64: to 1e-12)."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g).double(), torch.randn(2, 3, 4, 4, generator=g)
+    eps = eps.double()
+    a = torch.tensor([0.9, 0.05], dtype=torch.float64).view(2, 1, 1, 1)
+    x_t = diffusion.q_sample(x0, eps, a)
+    torch.testing.assert_close(diffusion.x0_from_eps(x_t, eps, a), x0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(diffusion.eps_from_x0(x_t, x0, a), eps, rtol=0, atol=1e-12)
+
+
+def test_posterior_is_the_exact_gaussian_conditional():
+    """μ̃, β̃ (Ho et al. 2020, Eq. 7) are the mean and variance of x_{t'} given (x_t, x0) for the
+    joint x_{t'} = √ᾱ' x0 + √(1−ᾱ') ε', x_t = √(ᾱ/ᾱ') x_{t'} + √(1−ᾱ/ᾱ') ε'' — checked against
+    Gaussian conditioning written out (Cov, regression coefficient), in float64."""
+    a_prev = torch.tensor(0.7, dtype=torch.float64)
+    a = torch.tensor(0.2, dtype=torch.float64)
+    alpha = a / a_prev  # the step's 1 − β
+    # given x0: x_{t'} ~ N(√ᾱ' x0, 1−ᾱ'), x_t | x_{t'} ~ N(√α x_{t'}, 1−α)
+    var_prev = 1 - a_prev
+    cov = alpha.sqrt() * var_prev  # Cov(x_{t'}, x_t | x0)
+    var_t = alpha * var_prev + (1 - alpha)  # = 1 − ᾱ
+    x0 = torch.tensor([0.3, -1.0], dtype=torch.float64)
+    x_t = torch.tensor([0.5, 0.1], dtype=torch.float64)
+    mean = a_prev.sqrt() * x0 + cov / var_t * (x_t - a.sqrt() * x0)
+    var = var_prev - cov**2 / var_t
+    torch.testing.assert_close(diffusion.posterior_mean(x0, x_t, a, a_prev), mean)
+    torch.testing.assert_close(diffusion.posterior_variance(a, a_prev), var)
+
+
+def test_ddim_eta_one_is_ancestral_sampling():
+    """At η = 1 the DDIM step with ε = ε(x_t, x0) has σ² = β̃ and mean μ̃ (Song et al. 2021,
+    §4.1); at η = 0, σ = 0 and the step is deterministic."""
+    g = torch.Generator().manual_seed(1)
+    x0, x_t = torch.randn(2, 3, 4, 4, generator=g).double(), torch.randn(2, 3, 4, 4, generator=g)
+    x_t = x_t.double()
+    a = torch.tensor([0.3, 0.01], dtype=torch.float64).view(2, 1, 1, 1)
+    a_prev = torch.tensor([0.6, 0.2], dtype=torch.float64).view(2, 1, 1, 1)
+    eps = diffusion.eps_from_x0(x_t, x0, a)
+    sigma = diffusion.ddim_sigma(a, a_prev, 1.0)
+    torch.testing.assert_close(sigma**2, diffusion.posterior_variance(a, a_prev))
+    torch.testing.assert_close(
+        diffusion.ddim_mean(x0, eps, a_prev, sigma), diffusion.posterior_mean(x0, x_t, a, a_prev)
+    )
+    assert (diffusion.ddim_sigma(a, a_prev, 0.0) == 0).all()
+    # the last step (ᾱ' = 1) lands exactly on x0, whatever η
+    one = torch.ones_like(a)
+    s = diffusion.ddim_sigma(a, one, 1.0)
+    assert (s == 0).all() and torch.equal(diffusion.ddim_mean(x0, eps, one, s), x0)
