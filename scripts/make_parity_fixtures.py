@@ -67,7 +67,12 @@ this script). Where ours differs, the fixture key a later implementation must ma
    β and β̃ of the (respaced: recomputed ``1 − ᾱ_t/ᾱ_prev``, L318-325) chain; ``p_sample``
    (L365-372) adds ``exp(½ log σ²)·z`` except at respaced index 0, then ``ps`` subtracts
    ``scale·∇‖y − A x̂₀‖``. Ours drops channels 3:6 (``priors/adm_prior.py::ADMPrior.eps``) and
-   always uses β̃ (``samplers/base.py::Sampler.transition``, η = 1).
+   always uses β̃ (``samplers/base.py::Sampler.transition``, η = 1): 2.4e-2 max abs off on the
+   1000-step fixture, 0.16 on the 100-step one. With ``fixed_small`` ours agrees on the 100-step
+   fixture (3e-6) but is 2.1e-5 off on ``dps_fixed_sr4_1000`` in float32: ᾱ is stored in float32
+   and the transition forms 1 − ᾱ' and √(1 − ᾱ' − σ²) from it (1 − ᾱ'= 1e-4 at t' = 0 keeps
+   ~6e-4 relative error), whereas DPS builds its coefficients in float64 (L89-104) and casts
+   them per lookup (``extract_and_expand`` L463-464); with a float64 schedule ours is 1.7e-6 off.
 2. Respacing — ``respacing``. guided-diffusion ``respace.py::space_timesteps(1000, [N])``
    L49-57: ``cur_idx += 999/(N−1)`` accumulated in floating point, ``round`` (ties to even);
    N = 1 → {0}. Ours (``spacing="linspace"``) differs for 279 of the 1000 N (e.g. N = 1: 999,
@@ -82,9 +87,9 @@ this script). Where ours differs, the fixture key a later implementation must ma
    (``_paired``, ``_all_taps``): ``singulars()`` L460-461 ``_singulars.repeat(1, 3)`` pairs the
    values channel-major while ``Vt`` (L434-440) orders vectors pixel-major, and the Toeplitz loop
    L412 ``range(i − L//2, i + L//2)`` drops the last tap of odd kernels (DDPG's "our fix").
-   DDNM's ``Deblurring`` (``svd_operators.py`` L934-1091) has both bugs too, and its ``A_pinv``
-   (L1006-1008) the pairing one, so official DDNM deblurring at σ_y = 0 is wrong as run;
-   ``ddnm_deblur`` (both fixed) agrees with ours.
+   DDNM's ``Deblurring`` (``svd_operators.py`` L934-1091) has both bugs too (L949 loop,
+   L1000-1001 ``singulars``), and its ``A_pinv`` (L1006-1008) the pairing one, so official DDNM
+   deblurring at σ_y = 0 is wrong as run; ``ddnm_deblur`` (both fixed) agrees with ours.
 4. DDNM+ — ``ddnm_plus_sr4_avgpool``, ``ddnm_plus_color``. ``svd_operators.py``
    ``SuperResolution.Lambda_noise`` (L572-624) and ``Colorization.Lambda_noise`` (L695-736)
    scale the *raw* patch/needle entries of the noise and of ε by d1/d2 and apply ``V`` without
