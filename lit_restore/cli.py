@@ -12,7 +12,7 @@ instantiation the datamodule's objects are handed to the model
 
 Errors a user can cause (a misspelt option, a missing file, an unreadable image, wrong sizes, a
 method given an operator it cannot use, a GPU config without a GPU) end in one ``error: ...``
-line and exit status 2, not a traceback (:mod:`lit_restore.user_errors`); set
+line and exit status 2, not a traceback (:mod:`lit_restore.utils.errors`); set
 ``LIT_RESTORE_DEBUG=1`` to see the traceback. SIGTERM stops a run at once (exit status 143).
 """
 
@@ -28,7 +28,13 @@ from lightning.pytorch.cli import LightningCLI
 from lit_restore.checkpoints import CheckpointError, check_readable
 from lit_restore.presets import install_loader
 from lit_restore.suite import NeedsOwnProcess, find_suite, needs_own_process, run_suite
-from lit_restore.user_errors import ConfigError, debug, describe_parse_error, report, run_guarded
+from lit_restore.utils.errors import (
+    ConfigError,
+    debug,
+    describe_parse_error,
+    report,
+    report_user_errors,
+)
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
@@ -142,5 +148,5 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
             raise
         return status
     if found is not None:
-        return run_guarded(lambda: run_suite(cli_class, *found))
-    return run_guarded(one_run)
+        return report_user_errors(lambda: run_suite(cli_class, *found))
+    return report_user_errors(one_run)

@@ -11,8 +11,9 @@ A suite file is a YAML with a single top-level ``suite`` key::
 
 ``python sample.py test --config SUITE.yaml [flags]`` runs, for every entry,
 ``sample.py test --config BASE... --config RUN... [flags] --trainer.logger.init_args.version NAME``
-then ``lit_restore.compare`` over the run directories. Paths in the suite are relative to the
-current directory.
+then ``lit_restore.evaluation.compare --allow-mismatch`` over the run directories (runs on
+different data, e.g. a σ_y sweep, are labelled by data group). Paths in the suite are relative to
+the current directory.
 
 - **One process.** Runs execute in this process, one after the other (no start-up or parse cost
   per run); a run whose trainer launches several processes (DDP, several devices or nodes; see
@@ -40,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from lit_restore.user_errors import run_guarded
+from lit_restore.utils.errors import report_user_errors
 from lit_restore.utils.signals import Terminated, terminate_on_signals
 
 #: the suite's own option (removed before the runs see the flags)
@@ -222,7 +223,7 @@ def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
     argv = sys.argv
     sys.argv = argv[:1]  # the run's arguments are `args` (Lightning warns when both are given)
     try:
-        status = run_guarded(call, bugs_raise=False, stop_on_terminate=False)
+        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
     finally:
         sys.argv = argv
         gc.collect()  # the run's model, data and trainer go before the next run builds its own
@@ -287,7 +288,7 @@ def _print_configs(cli_class: type, suite: Suite, subcommand: str, flags: list[s
                 return int(done.code or 0)
             return 0
 
-        status = run_guarded(call, bugs_raise=False, stop_on_terminate=False)
+        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
         if status:
             return status
     return 0
@@ -339,8 +340,9 @@ def run_suite(cli_class: type, suite: Suite, argv: list[str], script: str | None
 
 
 def _compare(run_dirs: list[str], out: str) -> int:
-    from lit_restore.compare import main as compare
+    from lit_restore.evaluation.compare import main as compare
 
-    args = [*run_dirs, "--out", out]
+    # a suite may sweep the data (σ_y): compare labels the runs by data group instead of refusing
+    args = [*run_dirs, "--out", out, "--allow-mismatch"]
     print(f"[suite] compare: {' '.join(args)}", flush=True)
-    return run_guarded(lambda: compare(args), bugs_raise=False, stop_on_terminate=False)
+    return report_user_errors(lambda: compare(args), bugs_raise=False, stop_on_terminate=False)

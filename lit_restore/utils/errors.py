@@ -1,8 +1,10 @@
 """How an error a user can cause becomes one line: ``error: <what went wrong and the fix>``.
 
-``train.py`` / ``sample.py`` (:func:`lit_restore.cli.run_cli`) print that line and exit with
-status 2; ``LIT_RESTORE_DEBUG=1`` shows the traceback instead. An error that is *not* a user error
-(a bug) keeps its traceback.
+``train.py`` / ``sample.py`` (:func:`lit_restore.cli.run_cli`) and the ``compare`` / ``score``
+tools print that line and exit with status 2 (:func:`report_user_errors`);
+``LIT_RESTORE_DEBUG=1`` shows the traceback instead. An error that is *not* a user error (a bug)
+keeps its traceback. The error types are imported only when an exception is raised, so a tool
+that needs no torch starts without it.
 
 Three sources of user errors, three readers:
 
@@ -46,12 +48,13 @@ class ConfigError(Exception):
     """The command line or a ``--config`` file cannot be parsed; the message is one line."""
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user must fix an input"."""
     from lit_restore.checkpoints import CheckpointError
     from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
     from lit_restore.presets import PresetError
+    from lit_restore.utils.tables import OutputWriteError
 
     return (
         ConfigError,
@@ -66,6 +69,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         OperatorCapabilityError,
         CheckpointError,
         BadImageError,
+        OutputWriteError,
     )
 
 
@@ -115,22 +119,32 @@ def flatten(text: str) -> str:
 
 def one_line(err: BaseException) -> str | None:
     """The ``error: ...`` line for a user error, or ``None`` when ``err`` is a bug."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
     chain = _chain(err)
     ours = next((e for e in chain if not _jsonargparse_frame(e)), None)
     if ours is None:  # jsonargparse rejected a value by itself: a config error
         return "error: " + describe_parse_error(str(err), [], [])
-    if isinstance(ours, MisconfigurationException) or (
+    if _is_misconfiguration(ours) or (
         isinstance(ours, (TypeError, ValueError)) and _raised_in(ours, _LIGHTNING_CONFIG_MODULES)
     ):
         text = _message(ours)
         if re.search(r"gpu|cuda", text, re.IGNORECASE) and not _cuda_available():
             text = f"{text.rstrip('.!')}: {_GPU_HINT}"
         return "error: " + flatten(text)
-    if isinstance(ours, user_error_types()):
-        return "error: " + flatten(_message(ours))
+    if isinstance(ours, user_errors()):
+        kind = type(ours)
+        named = kind.__module__.startswith("lit_restore") and kind not in (ConfigError,)
+        return "error: " + (f"{kind.__name__}: " if named else "") + flatten(_message(ours))
     return None
+
+
+def _is_misconfiguration(err: BaseException) -> bool:
+    """Lightning's ``MisconfigurationException`` (only when Lightning is loaded: a tool that never
+    imported it cannot have raised it)."""
+    if "lightning" not in sys.modules:
+        return False
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    return isinstance(err, MisconfigurationException)
 
 
 def _cuda_available() -> bool:
@@ -154,7 +168,7 @@ def report(err: BaseException) -> int | None:
     return 2
 
 
-def run_guarded(
+def report_user_errors(
     call: Callable[[], int], *, bugs_raise: bool = True, stop_on_terminate: bool = True
 ) -> int:
     """``call()`` as the CLI runs it: a user error is one line (exit status 2), SIGTERM / SIGHUP
