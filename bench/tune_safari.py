@@ -27,8 +27,8 @@ safari_dps.md §1.3), so they are chosen here by a coordinate search per task:
   relative error of the radially averaged power spectrum (luminance) over the high-frequency
   band 0.25–0.5 cycles/pixel: mean_r |P̂(r) − P(r)| / P(r). It is a weight-free perceptual
   proxy: ≈ 1 for an over-smoothed result (P̂ ≈ 0), > 1 for amplified noise, 0 for matching texture.
-- **Search:** start from the generic ``configs/sampler/safari.yaml`` values, sweep one knob at a
-  time over its candidate list keeping the best value (two passes over ``scale``).
+- **Search:** start from the SaFaRI preset ``generic`` (:mod:`lit_restore.samplers.presets`),
+  sweep one knob at a time over its candidate list keeping the best value (two passes over ``scale``).
 - **Criterion:** maximise J = PSNR + 10·SSIM (0.01 SSIM ≙ 0.1 dB) among configurations whose
   ``hf_err`` is at most DPS's (at its repository scale, same steps/images/seeds) + ``--hf-slack``
   (0.05); inadmissible ones score J − 100. A knob moves only if J improves by ``--min-gain``

@@ -1,27 +1,40 @@
 """The LightningCLI behind ``train.py`` (fit/validate/test) and ``sample.py`` (test/predict).
 
 Configuration is LightningCLI YAML (``class_path``/``init_args``); several ``--config`` files
-compose, later ones overriding earlier ones, then command-line flags override both.
+compose, later ones overriding earlier ones, then command-line flags override both. A class spec
+may name a published setting instead of spelling it out, ``init_args: {preset: NAME}``
+(:mod:`lit_restore.presets`), and a ``--config`` naming a suite file runs several runs and
+compares them (:mod:`lit_restore.suite`).
 
 The degradation is configured once, under ``data.init_args.operator`` / ``noise``; after
 instantiation the datamodule's objects are handed to the model
 (:meth:`RestorationModule.attach_measurement`), so measurement and guidance can never disagree.
 
-Errors a user can cause (a missing file, an unreadable image, wrong sizes, a method given an
-operator it cannot use) end in one ``error: ...`` line and exit status 2, not a traceback;
-set ``LIT_RESTORE_DEBUG=1`` to see the traceback.
+Errors a user can cause (a misspelt option, a missing file, an unreadable image, wrong sizes, a
+method given an operator it cannot use, a GPU config without a GPU) end in one ``error: ...``
+line and exit status 2, not a traceback (:mod:`lit_restore.utils.errors`); set
+``LIT_RESTORE_DEBUG=1`` to see the traceback. SIGTERM stops a run at once (exit status 143).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from argparse import ArgumentError
 from typing import Any
 
 from lightning.pytorch.cli import LightningCLI
 
 from lit_restore.checkpoints import CheckpointError, check_readable
-from lit_restore.utils.errors import report_user_errors, user_errors  # noqa: F401 (public name)
+from lit_restore.presets import install_loader
+from lit_restore.suite import NeedsOwnProcess, find_suite, needs_own_process, run_suite
+from lit_restore.utils.errors import (
+    ConfigError,
+    debug,
+    describe_parse_error,
+    report,
+    report_user_errors,
+)
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
@@ -29,19 +42,28 @@ _TRAINER_DEFAULTS: dict[str, Any] = {"use_distributed_sampler": False}
 
 
 class LitRestoreCLI(LightningCLI):
-    """LightningCLI with lit_restore's defaults and the operator hand-over."""
+    """LightningCLI with lit_restore's defaults, presets, one-line errors and the operator
+    hand-over.
+
+    Args (besides LightningCLI's):
+        in_process_only: raise :class:`NeedsOwnProcess` instead of building a run that Lightning
+            would launch as several processes (used by suites).
+    """
 
     #: subcommands this entry point offers (``None`` = all of Lightning's)
     allowed_subcommands: tuple[str, ...] | None = None
     description: str = "lit_restore: diffusion-based image restoration."
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, in_process_only: bool = False, **kwargs: Any) -> None:
+        self.in_process_only = in_process_only
         defaults = dict(_TRAINER_DEFAULTS)
         defaults.update(kwargs.pop("trainer_defaults", None) or {})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         parser_kwargs = kwargs.pop("parser_kwargs", None) or {}
         parser_kwargs.setdefault("description", self.description)
+        parser_kwargs.setdefault("parser_mode", install_loader())  # expands `preset:` names
+        parser_kwargs.setdefault("exit_on_error", False)  # parse errors reach run_cli as one line
         super().__init__(*args, trainer_defaults=defaults, parser_kwargs=parser_kwargs, **kwargs)
 
     @classmethod
@@ -52,10 +74,15 @@ class LitRestoreCLI(LightningCLI):
         return {name: everything[name] for name in cls.allowed_subcommands}
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then check a ``--ckpt_path`` file before Lightning reads it: a text, empty or
-        truncated file becomes one :class:`~lit_restore.checkpoints.CheckpointError` line naming
-        it (``torch.load`` alone reports ``KeyError``/``IndexError`` without the file name)."""
-        super().parse_arguments(parser, args)
+        """Parse (a parse error becomes one :class:`ConfigError` line with a "did you mean"),
+        then check a ``--ckpt_path`` file before Lightning reads it: a text, empty or truncated
+        file becomes one :class:`~lit_restore.checkpoints.CheckpointError` line naming it
+        (``torch.load`` alone reports ``KeyError``/``IndexError`` without the file name)."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else sys.argv[1:]
+            raise ConfigError(describe_parse_error(str(err), self._option_strings(), argv)) from err
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
         if ckpt_path and os.path.isfile(ckpt_path):
@@ -63,6 +90,16 @@ class LitRestoreCLI(LightningCLI):
                 check_readable(ckpt_path)
             except CheckpointError as err:
                 raise CheckpointError(f"--ckpt_path: {err}") from err
+
+    def _option_strings(self) -> list[str]:
+        parsers = [self.parser, *getattr(self, "_subcommand_parsers", {}).values()]
+        return [s for p in parsers for s in p._option_string_actions if s.startswith("--")]
+
+    def before_instantiate_classes(self) -> None:
+        if self.in_process_only:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            if needs_own_process(config.trainer):
+                raise NeedsOwnProcess(config)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -92,20 +129,24 @@ class SampleCLI(LitRestoreCLI):
 
 
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
-    """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``.
+    """Run a CLI the way ``sample.py`` / ``train.py`` do; returns the exit status.
 
     A ``--config`` naming a suite file (:mod:`lit_restore.suite`) runs each of its entries as a
-    separate run of the same script, then compares them.
+    run of the same script, then compares them.
     """
-    from lit_restore.suite import find_suite, run_suite
+    args = sys.argv[1:] if argv is None else list(argv)
 
-    args = sys.argv[1:] if argv is None else argv
-
-    def run() -> int:
-        found = find_suite(args)
-        if found is not None:
-            return run_suite(sys.argv[0], *found)
+    def one_run() -> int:
         cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
 
-    return report_user_errors(run)
+    try:
+        found = find_suite(args)
+    except Exception as err:  # a malformed suite file
+        status = None if debug() else report(err)
+        if status is None:
+            raise
+        return status
+    if found is not None:
+        return report_user_errors(lambda: run_suite(cli_class, *found))
+    return report_user_errors(one_run)

@@ -5,26 +5,47 @@ A suite file is a YAML with a single top-level ``suite`` key::
     suite:
       base: [configs/experiment/demo_base.yaml]   # configs shared by every run
       runs:                                       # run name -> its own extra configs/flags
-        safari: [configs/sampler/demo_safari.yaml]
-        dps:    [configs/sampler/demo_dps.yaml, --model.init_args.seed, "1"]
+        safari: [configs/sampler/safari_demo.yaml]
+        dps:    [configs/sampler/dps_demo.yaml, --model.init_args.seed, "1"]
       compare: runs/demo/comparison               # where the comparison table + figure go
 
 ``python sample.py test --config SUITE.yaml [flags]`` runs, for every entry,
 ``sample.py test --config BASE... --config RUN... [flags] --trainer.logger.init_args.version NAME``
-in its own process (so each run may use DDP), then ``python -m lit_restore.evaluation.compare
---allow-mismatch`` over the run directories (runs on different data, e.g. a σ_y sweep, are
-labelled by data group). A run that fails does not stop the others; the command exits non-zero at the end
-and says which failed. Paths in the suite are relative to the current directory.
+then ``lit_restore.evaluation.compare --allow-mismatch`` over the run directories (runs on
+different data, e.g. a σ_y sweep, are labelled by data group). Paths in the suite are relative to
+the current directory.
+
+- **One process.** Runs execute in this process, one after the other (no start-up or parse cost
+  per run); a run whose trainer launches several processes (DDP, several devices or nodes; see
+  :func:`needs_own_process`) runs as a child process instead, because Lightning re-launches the
+  script for its other ranks. Killing the suite (SIGTERM, SIGHUP, Ctrl-C) stops the current run,
+  and a child run with all its ranks (its process group is signalled).
+- **Stops at the first failing run**, whose one ``error:`` line is printed once; ``--keep-going``
+  runs the others and compares those that finished. The exit status is the failing run's.
+- ``--print_config`` prints every run's resolved config and does nothing else.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from lit_restore.utils.errors import report_user_errors
+from lit_restore.utils.signals import Terminated, terminate_on_signals
+
+#: the suite's own option (removed before the runs see the flags)
+KEEP_GOING = "--keep-going"
 
 
 @dataclass
@@ -86,50 +107,242 @@ def find_suite(argv: list[str]) -> tuple[Suite, list[str]] | None:
     return None
 
 
-def run_suite(script: str, suite: Suite, argv: list[str]) -> int:
-    """Run every entry of ``suite`` through ``script`` (e.g. sample.py), then compare."""
-    if not argv or argv[0].startswith("-"):
-        raise ValueError("put the subcommand first: python sample.py test --config SUITE.yaml")
-    subcommand, flags = argv[0], argv[1:]
-    run_dirs: list[str] = []
-    failed: list[str] = []
-    for name, extra in suite.runs.items():
-        cmd = [sys.executable, script, subcommand, *_as_args(suite.base), *_as_args(extra), *flags]
-        cmd += ["--trainer.logger.init_args.version", name]
-        print(f"[suite] run {name}: {' '.join(cmd[1:])}", flush=True)
-        result = subprocess.run(cmd, check=False)
-        if result.returncode != 0:
-            failed.append(name)
-            continue
-        run_dirs.append(_run_dir(cmd, name))
-    if suite.compare and len(run_dirs) >= 1:
-        cmp = [
-            sys.executable,
-            "-m",
-            "lit_restore.evaluation.compare",
-            *run_dirs,
-            "--out",
-            suite.compare,
-            "--allow-mismatch",  # a suite may sweep the data (σ_y): runs are labelled by group
-        ]
-        print(f"[suite] compare: {' '.join(cmp[1:])}", flush=True)
-        if subprocess.run(cmp, check=False).returncode != 0:
-            failed.append("compare")
-    if failed:
-        print(f"[suite] failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
+def run_args(suite: Suite, name: str, subcommand: str, flags: list[str]) -> list[str]:
+    """The command line (after the script) of run ``name``."""
+    extra = suite.runs[name]
+    return [
+        subcommand,
+        *_as_args(suite.base),
+        *_as_args(extra),
+        *flags,
+        "--trainer.logger.init_args.version",
+        name,
+    ]
+
+
+# ------------------------------------------------------------------------ where a run goes
+class NeedsOwnProcess(Exception):
+    """Raised by the CLI before instantiation when a run asked to stay in this process would
+    have Lightning launch more processes (DDP): those re-run the script, so the run needs its
+    own process. Carries the run's resolved config."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("this run launches several processes")
+        self.config = config
+
+
+def _device_count(accelerator: Any, devices: Any) -> int:
+    """How many devices Lightning would use for ``accelerator`` / ``devices`` (its rules)."""
+    accel = str(accelerator or "auto").lower()
+    if accel == "cpu":
+        available = 1
+    else:
+        import torch
+
+        cuda = torch.cuda.device_count()
+        available = cuda if accel in ("gpu", "cuda") or cuda else 1
+    if isinstance(devices, int):
+        return available if devices == -1 else devices
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    text = str(devices).strip()
+    if text in ("auto", "-1"):
+        return available if (text == "-1" or accel != "cpu") else 1
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    try:
+        return int(text)
+    except ValueError:
+        return 2  # unknown form: let the run be its own process and Lightning judge it
+
+
+def needs_own_process(trainer: Any) -> bool:
+    """Whether a run with these trainer settings makes Lightning launch other processes.
+
+    In-process only when one device on one node with the default strategy: anything else
+    (``strategy: ddp``, ``devices: 2``, ``devices: auto`` on a multi-GPU node, several nodes) is
+    launched by Lightning, which re-runs the script for each rank.
+    """
+    get = trainer.get if isinstance(trainer, Mapping) or hasattr(trainer, "get") else dict().get
+    strategy = get("strategy", "auto")
+    if strategy not in (None, "auto", "single_device"):
+        return True
+    if int(get("num_nodes", 1) or 1) > 1:
+        return True
+    return _device_count(get("accelerator", "auto"), get("devices", "auto")) != 1
+
+
+def run_dir(trainer: Any, version: str) -> Path:
+    """The directory a run writes to, from its resolved trainer config (Lightning's log_dir).
+
+    A logger spec → ``save_dir/name/version``; ``logger: true`` → Lightning's default
+    TensorBoard logger under ``default_root_dir/lightning_logs``; no logger → ``default_root_dir``.
+    """
+    trainer = _plain(trainer)
+    root = trainer.get("default_root_dir") or os.getcwd()
+    logger = trainer.get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else False
+    if logger is False or logger is None:
+        return Path(root)
+    init = logger.get("init_args", {}) if isinstance(logger, dict) else {}
+    save_dir = init.get("save_dir") or root
+    name = init.get("name", "lightning_logs")
+    return Path(save_dir) / (name or "") / version
+
+
+def _plain(value: Any) -> Any:
+    """jsonargparse Namespace (or dict) → plain dict."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+# ----------------------------------------------------------------------------- running runs
+@dataclass
+class Outcome:
+    status: int
+    run_dir: Path | None = None
+    #: not run: its trainer launches several processes, so it must run as a child process
+    own_process: bool = False
+
+
+def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
+    """Run one entry in this process, unless it must be its own process (``own_process``)."""
+    found: dict[str, Any] = {}
+
+    def call() -> int:
+        try:
+            cli = cli_class(args=args, in_process_only=True)
+        except NeedsOwnProcess as err:
+            found["child"] = run_dir(err.config.trainer, version)
+            return 0
+        found["dir"] = run_dir(cli.config[cli.subcommand].trainer, version)
+        return 0
+
+    argv = sys.argv
+    sys.argv = argv[:1]  # the run's arguments are `args` (Lightning warns when both are given)
+    try:
+        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
+    finally:
+        sys.argv = argv
+        gc.collect()  # the run's model, data and trainer go before the next run builds its own
+        _empty_cuda_cache()
+    if "child" in found:
+        return Outcome(0, found["child"], own_process=True)
+    if status != 0:
+        return Outcome(status)
+    return Outcome(0, found["dir"])
+
+
+def _empty_cuda_cache() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _run_child(script: str, args: list[str], name: str) -> int:
+    """Run one entry as a child process in its own process group; signals reach all its ranks."""
+    child = subprocess.Popen([sys.executable, script, *args], start_new_session=True)
+    print(
+        f"[suite] run {name} launches several processes: child process group {child.pid}",
+        flush=True,
+    )
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        raise Terminated(signum)
+
+    previous_int = signal.getsignal(signal.SIGINT)
+    try:
+        with terminate_on_signals(forward):
+            signal.signal(signal.SIGINT, forward)  # the child left our terminal's process group
+            return child.wait()
+    except BaseException:
+        _stop(child)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _stop(child: subprocess.Popen, grace: float = 30.0) -> None:
+    """Give a signalled child ``grace`` seconds to tear down, then kill its process group."""
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _print_configs(cli_class: type, suite: Suite, subcommand: str, flags: list[str]) -> int:
+    """``--print_config``: every run's resolved config, one YAML document each; no side effects."""
+    for i, name in enumerate(suite.runs):
+        print(("---\n" if i else "") + f"# suite run: {name}", flush=True)
+
+        def call(name: str = name) -> int:
+            try:
+                cli_class(args=run_args(suite, name, subcommand, flags))
+            except SystemExit as done:  # --print_config prints, then exits 0
+                return int(done.code or 0)
+            return 0
+
+        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
+        if status:
+            return status
     return 0
 
 
-def _run_dir(cmd: list[str], version: str) -> str:
-    """The run directory ``save_dir/name/version`` of a run, read from its resolved config."""
-    probe = [*cmd[:3], *cmd[3:], "--print_config"]
-    out = subprocess.run(probe, check=True, capture_output=True, text=True).stdout
-    config = yaml.safe_load(out)
-    logger = (config.get("trainer") or {}).get("logger") or {}
-    if isinstance(logger, list):
-        logger = logger[0] if logger else {}
-    init = logger.get("init_args") or {}
-    save_dir = init.get("save_dir", "lightning_logs")
-    name = init.get("name") or ""
-    return str(Path(save_dir) / name / version)
+def run_suite(cli_class: type, suite: Suite, argv: list[str], script: str | None = None) -> int:
+    """Run every entry of ``suite`` with ``cli_class`` (the CLI of ``script``, by default the
+    running one), then compare; see the module docstring."""
+    if not argv or argv[0].startswith("-"):
+        raise ValueError("put the subcommand first: python sample.py test --config SUITE.yaml")
+    subcommand, flags = argv[0], [a for a in argv[1:] if a != KEEP_GOING]
+    keep_going = KEEP_GOING in argv
+    if any(f == "--print_config" or f.startswith("--print_config=") for f in flags):
+        return _print_configs(cli_class, suite, subcommand, flags)
+    script = script or sys.argv[0]
+    run_dirs: list[str] = []
+    failed: dict[str, int] = {}
+    names = list(suite.runs)
+    for i, name in enumerate(names):
+        args = run_args(suite, name, subcommand, flags)
+        print(f"[suite] run {name}: {' '.join(args)}", flush=True)
+        start = time.perf_counter()
+        outcome = _run_in_process(cli_class, args, name)
+        if outcome.own_process:  # Lightning launches its ranks by re-running the script
+            outcome.status = _run_child(script, args, name)
+        if outcome.status != 0:
+            failed[name] = outcome.status
+            if not keep_going:
+                rest = names[i + 1 :]
+                print(
+                    f"[suite] stopped: run {name} failed"
+                    + (f"; not run: {', '.join(rest)} ({KEEP_GOING} runs them)" if rest else ""),
+                    flush=True,
+                )
+                return outcome.status
+            continue
+        print(
+            f"[suite] run {name} done in {time.perf_counter() - start:.1f} s: {outcome.run_dir}",
+            flush=True,
+        )
+        run_dirs.append(str(outcome.run_dir))
+    status = 0
+    if suite.compare and run_dirs:
+        status = _compare(run_dirs, suite.compare)
+    if failed:
+        print(f"[suite] failed: {', '.join(failed)}", flush=True)
+        return next(iter(failed.values()))
+    return status
+
+
+def _compare(run_dirs: list[str], out: str) -> int:
+    from lit_restore.evaluation.compare import main as compare
+
+    # a suite may sweep the data (σ_y): compare labels the runs by data group instead of refusing
+    args = [*run_dirs, "--out", out, "--allow-mismatch"]
+    print(f"[suite] compare: {' '.join(args)}", flush=True)
+    return report_user_errors(lambda: compare(args), bugs_raise=False, stop_on_terminate=False)

@@ -213,23 +213,138 @@ def test_zero_shot_ddp_gives_the_same_images_as_one_process(tmp_path):
 
 
 def test_demo_suite_runs_both_methods_and_compares(tmp_path):
-    """The README's main job, shrunk (32 px, 5 steps): two runs, then the comparison."""
+    """The README's main job, shrunk (32 px, 5 steps): two runs, then the comparison. The suite
+    runs them in its own process; each run's files equal those of the same run started on its
+    own (restored PNGs byte for byte, per-image metrics exactly; only the timing column differs)."""
     suite = tmp_path / "demo.yaml"
     text = (ROOT / "configs" / "experiment" / "demo.yaml").read_text()
     suite.write_text(text.replace("runs/demo/comparison", str(tmp_path / "comparison")))
+    shrink = ["--data.init_args.crop_size", "32", "--model.init_args.sampler.init_args.steps", "5"]
     out = _run(
-        "sample.py", "test", "--config", str(suite),
-        "--data.init_args.crop_size", "32",
-        "--model.init_args.sampler.init_args.steps", "5",
+        "sample.py", "test", "--config", str(suite), *shrink,
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
     )  # fmt: skip
     assert "[suite] run safari" in out.stdout and "[suite] run dps" in out.stdout
+    assert "child process" not in out.stdout  # both runs stayed in the suite's process
     for run in ("safari", "dps"):
         assert sorted(_rows(tmp_path / "runs" / "demo" / run)) == DEMO
     table = (tmp_path / "comparison" / "comparison.md").read_text()
     assert "| safari |" in table and "| dps |" in table
     figure = Image.open(tmp_path / "comparison" / "comparison.png")
     assert figure.width > 4 * 32 and figure.height > 32
+
+    _run(
+        "sample.py", "test", "--config", "configs/experiment/demo_base.yaml",
+        "--config", "configs/sampler/dps_demo.yaml", *shrink,
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "solo"),
+        "--trainer.logger.init_args.version", "dps",
+    )  # fmt: skip
+    in_suite, solo = tmp_path / "runs" / "demo" / "dps", tmp_path / "solo" / "demo" / "dps"
+    pngs = sorted(p.relative_to(solo) for p in solo.rglob("*.png") if p.name != "grid_test.png")
+    assert len(pngs) == 3 * len(DEMO)  # restored, measurement, reference
+    for rel in pngs:
+        assert (in_suite / rel).read_bytes() == (solo / rel).read_bytes(), rel
+    a, b = _rows(in_suite), _rows(solo)
+    for name in DEMO:
+        for column in ("psnr", "ssim", "nfe_per_image"):
+            assert a[name][column] == b[name][column], (name, column)
+
+
+def _process_group(pgid: int) -> list[int]:
+    """PIDs of the live processes in process group ``pgid`` (from /proc; zombies excluded)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _start_suite(tmp_path: Path, extra: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """A one-run demo suite whose run lasts minutes (DPS, 1000 steps at 128 px), started as a
+    user would; returns the process and a list its stdout lines are appended to."""
+    import threading
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "suite:\n  base: [configs/experiment/demo_base.yaml, configs/sampler/dps_demo.yaml]\n"
+        f"  runs: {{long: []}}\n  compare: {tmp_path / 'comparison'}\n"
+    )
+    cmd = [
+        sys.executable, "sample.py", "test", "--config", str(suite),
+        "--model.init_args.sampler.init_args.steps", "1000",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar", "false", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return proc, lines
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_sigterm_stops_an_in_process_suite_run_at_once(tmp_path):
+    """Lightning alone would finish the current batch (minutes here) and exit with status 0."""
+    import signal
+    import time
+
+    proc, lines = _start_suite(tmp_path, [])
+    try:
+        _wait_for(lambda: any("[suite] run long:" in ln for ln in lines), 120, "the run to start")
+        time.sleep(3)  # inside the run (building it or sampling)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        assert time.monotonic() - sent < 60
+        assert not (tmp_path / "comparison").exists()
+    finally:
+        proc.kill()
+
+
+def test_sigterm_to_the_suite_kills_a_child_run_and_its_ranks(tmp_path):
+    """A DDP run (2 CPU ranks) runs as a child process group; SIGTERM to the suite reaches it."""
+    import re
+    import signal
+
+    ddp = [
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--data.init_args.crop_size",
+        "64",
+    ]
+    proc, lines = _start_suite(tmp_path, ddp)
+    group = 0
+    try:
+
+        def child_started() -> bool:
+            nonlocal group
+            found = [re.search(r"child process group (\d+)", ln) for ln in lines]
+            group = next((int(m.group(1)) for m in found if m), 0)
+            return group > 0
+
+        _wait_for(child_started, 120, "the child run")
+        _wait_for(lambda: len(_process_group(group)) >= 2, 180, "the second DDP rank")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 128 + signal.SIGTERM
+        _wait_for(lambda: not _process_group(group), 60, "the child's processes to exit")
+    finally:
+        proc.kill()
+        for pid in _process_group(group) if group else []:
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):

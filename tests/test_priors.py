@@ -554,9 +554,12 @@ def _prior_from_yaml(name: str, **init_overrides):
     import yaml
     from jsonargparse import ArgumentParser
 
+    from lit_restore.presets import expand_presets
+
     spec = yaml.safe_load((CONFIGS / "prior" / f"{name}.yaml").read_text())["model"]["init_args"][
         "prior"
     ]
+    spec = expand_presets(spec)  # registry names → the published flags
     spec["init_args"].update(init_overrides)
     parser = ArgumentParser()
     parser.add_argument("--prior", type=DiffusionPrior)

@@ -1,51 +1,41 @@
-"""The published-protocol experiment configs parse with the CLI and hold the published values.
+"""Every experiment config resolves to its protocol's values and runs one batch.
 
-Every ``configs/experiment/*.yaml`` (except suites and the callbacks fragment) is parsed in-process
-with ``SampleCLI(args=["test", "--config", X, "--print_config"])`` and the *resolved* config is
-checked against the protocol tables (shared/research/safari_dps.md §2,
-zeroshot_ddrm_ddnm_ddpg_fdgr.md §1–2): noise σ, operators, priors, samplers. The generated files
-must match ``scripts/make_protocol_configs.py``.
+Each ``configs/experiment/*.yaml`` and each run of each suite is parsed in-process by the CLI
+(presets expanded, operator fragments loaded) and its *resolved* config is checked against the
+published protocols: noise σ in our [0, 1] units, operators, priors by registry name, samplers by
+preset (sources: :mod:`lit_restore.samplers.presets`, the configs' headers). Then the same
+config, shrunk — an analytic Gaussian prior instead of the checkpoint, the demo images at 16 px,
+2 sampler steps, kernels and boxes that fit 16 px — runs one test batch (train configs: one
+step). The DPS / SaFaRI / protocol files and the σ_y = 0.05 run of every suite run in CI; the other
+suite runs (same operators, other presets and σ_y) only parse there and run under ``-m slow``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import io
+import copy
 import sys
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
+import lightning as L
 import pytest
 import torch
 import yaml
 
+import lit_restore.samplers
+from lit_restore.cli import SampleCLI, TrainCLI
+from lit_restore.presets import preset_args
+from lit_restore.samplers.presets import PRESETS
+from lit_restore.suite import load_suite, run_args
+
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
-NOT_SAMPLE = {"eval_callbacks.yaml", "prior_deadleaves_64.yaml"}  # fragment / a train.py config
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_protocol_configs", ROOT / "scripts" / "make_protocol_configs.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def print_config(*args: str) -> dict:
-    """The resolved config of ``sample.py test ARGS --print_config`` (run in-process)."""
-    from lit_restore.cli import SampleCLI
-
-    buf = io.StringIO()
-    argv = mock.patch.object(sys, "argv", ["sample.py"])  # pytest's own argv is not for the CLI
-    with argv, contextlib.chdir(ROOT), contextlib.redirect_stdout(buf):
-        try:
-            SampleCLI(args=["test", *args, "--print_config"])
-        except SystemExit as err:
-            assert err.code in (0, None), f"--print_config exited with {err.code}"
-    return yaml.safe_load(buf.getvalue())
+TRAIN = {"prior_deadleaves_64.yaml": "fit", "resshift_demo_pixel.yaml": "fit"}
+#: parse-only: the released ResShift weights are not available offline
+NEEDS_WEIGHTS = {"resshift_official_realsr_x4.yaml": "predict"}
+FRAGMENTS = {"eval_callbacks.yaml"}
 
 
 def _is_suite(path: Path) -> bool:
@@ -53,16 +43,219 @@ def _is_suite(path: Path) -> bool:
 
 
 EXPERIMENTS = sorted(
-    p.name for p in EXP.glob("*.yaml") if p.name not in NOT_SAMPLE and not _is_suite(p)
+    p.name for p in EXP.glob("*.yaml") if p.name not in FRAGMENTS and not _is_suite(p)
 )
-SUITES = sorted(p.name for p in EXP.glob("suite_ddpg_protocol_*.yaml") if _is_suite(p))
+SUITES = sorted(p.name for p in EXP.glob("*.yaml") if _is_suite(p))
+SUITE_RUNS = [(s, r) for s in SUITES for r in load_suite(EXP / s).runs]
+
+GAUSSIAN_PRIOR = {
+    "class_path": "lit_restore.priors.PowerLawGaussianPrior",
+    "init_args": {"alpha": 2.0, "std": 0.5, "f0": 0.015625, "mean": 0.0, "channels": 3},
+}
 
 
-def test_generated_configs_are_up_to_date():
-    assert _generator().main(["--check"]) == 0
+def _plain(ns: Any) -> Any:
+    return ns.as_dict() if hasattr(ns, "as_dict") else ns
 
 
-def test_expected_protocol_files_exist():
+class _Captured(Exception):
+    """Raised from before_instantiate_classes to stop after parsing (parse-only checks)."""
+
+
+def _cli(cli_class: type, args: list[str], tmp_path: Path | None) -> tuple[dict, SampleCLI | None]:
+    """Parse ``args`` (subcommand first) in-process; return the resolved config as a dict and,
+    when ``tmp_path`` is given, the CLI built from the shrunk config (nothing run yet)."""
+    captured: dict[str, Any] = {}
+
+    class Smoke(cli_class):
+        def before_instantiate_classes(self) -> None:
+            cfg = self.config[self.subcommand]
+            captured["config"] = copy.deepcopy(_plain(cfg))
+            if tmp_path is None:
+                raise _Captured
+            _shrink(cfg, tmp_path)
+
+        def _run_subcommand(self, subcommand: str) -> None:  # built, not run: the test runs it
+            pass
+
+    with mock.patch.object(sys, "argv", ["sample.py"]), contextlib.chdir(ROOT):
+        try:
+            cli = Smoke(args=args)
+        except _Captured:
+            cli = None
+    return captured["config"], cli
+
+
+def _shrink(cfg: Any, tmp_path: Path) -> None:
+    """Make a protocol config run in a second on CPU (documented in the module docstring)."""
+    from jsonargparse import Namespace
+
+    model, data = cfg.model.init_args, cfg.data.init_args
+    if "prior" in model:
+        model.prior = Namespace(
+            class_path=GAUSSIAN_PRIOR["class_path"],
+            init_args=Namespace(**GAUSSIAN_PRIOR["init_args"]),
+        )
+    if "sampler" in model and model.sampler is not None:
+        model.sampler.init_args.steps = 2
+    net = model.get("network")
+    if isinstance(net, dict):  # ADM flags of a prior to train: a 16-px, 2-level network
+        net.update(image_size=16, num_channels=32, channel_mult="1,2", attention_resolutions="8")
+        net.update(num_res_blocks=1)
+    # the ResShift demo network is already tiny (32 px) and sets its own crop
+    crop = data.crop_size if net is not None and not isinstance(net, dict) else 16
+    data.crop_size, data.resize = crop, None
+    data.eval_batch_size, data.batch_size, data.num_workers = 2, 2, 0
+    if data.get("test_set") is not None and data.test_set.class_path.endswith("ImageFolder"):
+        data.test_set.init_args.root = str(ROOT / "data" / "demo")
+    for name in ("train_set", "val_set"):
+        ds = data.get(name)
+        if ds is not None and "image_size" in ds.init_args:
+            ds.init_args.image_size, ds.init_args.length = crop, 4
+    op = data.get("operator")
+    if op is not None:
+        a = op.init_args
+        if a.get("kernel_size", 0) > 5:  # a 61-tap kernel with reflection padding needs ≥ 31 px
+            a.kernel_size = 5
+        if a.get("box_size") is not None and op.class_path.endswith("Inpainting"):
+            a.box_size, a.margin = 8, 2
+    t = cfg.trainer
+    t.default_root_dir = str(tmp_path)  # Lightning's default logger, if any, writes here
+    if isinstance(t.get("logger"), Namespace):  # a configured logger: into tmp as well
+        t.logger.init_args.save_dir = str(tmp_path)
+    t.enable_progress_bar, t.enable_model_summary = False, False
+    t.accelerator, t.devices = "cpu", 1
+    t.max_steps, t.limit_val_batches = 1, 0
+    for cb in t.get("callbacks") or []:  # checkpoints go to tmp, not to runs/
+        if "dirpath" in (cb.get("init_args") or {}):
+            cb.init_args.dirpath = str(tmp_path / "checkpoints")
+
+
+def _subcommand(name: str) -> str:
+    return TRAIN.get(name) or NEEDS_WEIGHTS.get(name) or "test"
+
+
+def _experiment_args(name: str) -> list[str]:
+    args = [_subcommand(name), "--config", f"configs/experiment/{name}"]
+    if name.startswith("protocol_"):  # a base without a sampler: its DDPG σ_y = 0.05 row
+        base = name.removeprefix("protocol_").removesuffix(".yaml")
+        args += ["--model.init_args.sampler", _preset_spec("DDPG", f"{base}_sigma0.05")]
+    return args
+
+
+def _preset_spec(method: str, preset: str) -> str:
+    return f"{{class_path: lit_restore.samplers.{method}, init_args: {{preset: {preset}}}}}"
+
+
+def _suite_args(suite: str, run: str) -> list[str]:
+    return run_args(load_suite(EXP / suite), run, "test", [])
+
+
+# ---------------------------------------------------------------------------- protocol values
+def _sampler_preset(cfg: dict) -> tuple[str, dict]:
+    sampler = cfg["model"]["init_args"]["sampler"]
+    return sampler["class_path"].rsplit(".", 1)[1], sampler["init_args"]
+
+
+def _assert_is_preset(method: str, args: dict, preset: str) -> None:
+    want = preset_args(getattr(lit_restore.samplers, method), preset)
+    assert {k: args[k] for k in want} == want, (method, preset)
+
+
+def check_protocol(name: str, cfg: dict) -> None:
+    """The resolved config of experiment ``name`` holds its protocol's published values."""
+    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    if not name.startswith(("dps_", "safari_", "protocol_")):
+        return
+    noise, op = data["noise"], data["operator"]
+    assert noise["class_path"] == "lit_restore.operators.GaussianNoise"
+    a = op["init_args"]
+    if name.startswith(("dps_", "safari_")):
+        # DPS σ = 0.05 on [-1, 1] = 0.025 in [0, 1] units; 1000-step DDPM chain
+        assert noise["init_args"]["sigma"] == pytest.approx(0.025)
+        method, args = _sampler_preset(cfg)
+        assert method == ("DPS" if name.startswith("dps_") else "SaFaRI")
+        assert args["steps"] == 1000 and args["spacing"] == "linspace"
+        task = name.removesuffix(".yaml").split("_", 2)[2]
+        preset = {"box_inpaint": "inpaint", "random_inpaint": "inpaint"}.get(task, task)
+        if method == "SaFaRI" and task == "motion_deblur":  # no motion tuning: the deblur preset
+            preset = "gauss_deblur"
+        _assert_is_preset(method, args, preset)
+        if method == "DPS":  # the repository's scales
+            assert args["scale"] == (0.5 if "inpaint" in name else 0.3)
+        prior = model["prior"]["init_args"]
+        assert prior["checkpoint"] == (
+            "adm-ffhq256-dps" if "ffhq" in name else "adm-imagenet256-uncond"
+        )
+        kind = op["class_path"].rsplit(".", 1)[1]
+        if task == "sr4":
+            assert (kind, a["factor"], a["mode"]) == ("BicubicSR", 4, "matlab")
+        elif task == "box_inpaint":
+            assert (a["mask_type"], a["box_size"], a["margin"]) == ("box", 128, 16)
+        elif task == "random_inpaint":
+            assert a["mask_type"] == "random" and list(a["drop_range"]) == [0.3, 0.7]
+        elif task == "gauss_deblur":
+            assert (a["kernel_size"], a["sigma"], a["boundary"]) == (61, 3.0, "pad")
+        else:
+            assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "pad")
+    else:  # DDPG / FDGR protocol base: no sampler, σ_y default 0.05, FFT/SVD operators
+        assert noise["init_args"]["sigma"] == pytest.approx(0.05)
+        if "sr4" in name:
+            assert (a["factor"], a["mode"]) == (4, "keys")
+        elif "gauss_deblur" in name:  # DDPG deblur_gauss: 5 taps, σ = 10, FFT
+            assert (a["kernel_size"], a["sigma"], a["boundary"]) == (5, 10.0, "circular")
+        else:
+            assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "circular")
+        prior = model["prior"]
+        if "celebahq" in name:
+            assert prior["class_path"] == "lit_restore.priors.DDIMPrior"
+            assert prior["init_args"]["checkpoint"] == "ddim-celebahq256"
+            assert prior["init_args"]["ch_mult"] == [1, 1, 2, 2, 4, 4]  # celeba_hq.yml
+        else:
+            assert prior["init_args"]["checkpoint"] == "adm-imagenet256-uncond"
+            assert prior["init_args"]["num_channels"] == 256  # guided-diffusion ImageNet 256
+
+
+def check_suite_run(suite: str, run: str, cfg: dict) -> None:
+    """A DDPG-protocol suite run: its method, its σ_y, and the preset of its (data, task, σ_y);
+    a demo suite run: its method's demo preset."""
+    method, args = _sampler_preset(cfg)
+    if suite == "demo.yaml":
+        assert method.lower() == run
+        _assert_is_preset(method, args, "demo")
+        return
+    base = suite.removeprefix("suite_ddpg_protocol_").removesuffix(".yaml")
+    check_protocol(f"protocol_{base}", _with_base_sigma(cfg))
+    label, _, tag = run.partition("_sigma")
+    assert method.lower() == label
+    sigma = tag.replace("p", ".")
+    assert cfg["data"]["init_args"]["noise"]["init_args"]["sigma"] == pytest.approx(float(sigma))
+    if method in ("DDPG", "IDPG"):  # the published row of exactly this (data, task, σ_y)
+        _assert_is_preset(method, args, f"{base}_sigma{sigma}")
+    elif method == "FDGR":
+        published = base == "celebahq256_sr4" and sigma == "0.05"
+        _assert_is_preset(
+            method, args, "celebahq256_sr4_sigma0.05" if published else "main_defaults"
+        )
+    else:  # DDRM / DDNM need an SVD: the deblur runs switch to the zero-boundary blur
+        assert "motion" not in base
+        boundary = cfg["data"]["init_args"]["operator"]["init_args"].get("boundary")
+        assert boundary == ("zero" if "gauss_deblur" in base else None)
+
+
+def _with_base_sigma(cfg: dict) -> dict:
+    """``cfg`` with the protocol's default σ_y (0.05), to reuse :func:`check_protocol`'s checks
+    of everything but the run's own σ_y and boundary override."""
+    cfg = copy.deepcopy(cfg)
+    cfg["data"]["init_args"]["noise"]["init_args"]["sigma"] = 0.05
+    op = cfg["data"]["init_args"]["operator"]["init_args"]
+    if op.get("boundary") == "zero":
+        op["boundary"] = "circular"
+    return cfg
+
+
+# ---------------------------------------------------------------------------------- the tests
+def test_every_protocol_row_has_its_file():
     tasks = ["sr4", "box_inpaint", "random_inpaint", "gauss_deblur", "motion_deblur"]
     for method in ("dps", "safari"):
         for data in ("ffhq256", "imagenet256"):
@@ -74,214 +267,116 @@ def test_expected_protocol_files_exist():
             assert f"suite_ddpg_protocol_{data}_{task}.yaml" in SUITES
 
 
+def test_suites_run_every_published_ddpg_row():
+    """Each DDPG / IDPG preset at σ_y ∈ {0, 0.05, 0.1} is a run of its suite (0.01 rows are
+    presets only: the DDPG protocol tables report 0 / 0.05 / 0.1)."""
+    runs = {
+        (s.removeprefix("suite_ddpg_protocol_").removesuffix(".yaml"), r) for s, r in SUITE_RUNS
+    }
+    for method in ("DDPG", "IDPG"):
+        for name in PRESETS[method]:
+            base, _, sigma = name.partition("_sigma")
+            if sigma in ("0", "0.05", "0.1"):
+                assert (base, f"{method.lower()}_sigma{sigma.replace('.', 'p')}") in runs, name
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_parses(name):
-    cfg = print_config("--config", f"configs/experiment/{name}")
-    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
-    if not name.startswith(("dps_", "safari_", "protocol_")):
+def test_experiment_resolves_and_runs_one_batch(name, tmp_path):
+    cli_class = TrainCLI if name in TRAIN else SampleCLI
+    if name in NEEDS_WEIGHTS:  # parse only
+        cfg, _ = _cli(cli_class, _experiment_args(name), None)
+        assert cfg["model"]["init_args"]["weights"] == "resshift-realsr-x4-v3"  # registered name
         return
-    noise = data["noise"]
-    assert noise["class_path"] == "lit_restore.operators.GaussianNoise"
-    op = data["operator"]
-    if name.startswith(("dps_", "safari_")):
-        # DPS σ = 0.05 on [-1, 1] = 0.025 in [0, 1] units; 1000-step DDPM chain
-        assert noise["init_args"]["sigma"] == pytest.approx(0.025)
-        assert model["sampler"]["init_args"]["steps"] == 1000
-        expected_sampler = "DPS" if name.startswith("dps_") else "SaFaRI"
-        assert model["sampler"]["class_path"] == f"lit_restore.samplers.{expected_sampler}"
-        prior = model["prior"]["init_args"]["checkpoint"]
-        assert prior == ("adm-ffhq256-dps" if "ffhq" in name else "adm-imagenet256-uncond")
-        a = op["init_args"]
-        if "sr4" in name:
-            assert (op["class_path"].rsplit(".", 1)[1], a["factor"], a["mode"]) == (
-                "BicubicSR",
-                4,
-                "matlab",
-            )
-        elif "box_inpaint" in name:
-            assert (a["mask_type"], a["box_size"], a["margin"]) == ("box", 128, 16)
-        elif "random_inpaint" in name:
-            assert a["mask_type"] == "random" and list(a["drop_range"]) == [0.3, 0.7]
-        elif "gauss_deblur" in name:
-            assert (a["kernel_size"], a["sigma"], a["boundary"]) == (61, 3.0, "pad")
-        elif "motion_deblur" in name:
-            assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "pad")
-        if name.startswith("dps_"):  # repository scales
-            scale = model["sampler"]["init_args"]["scale"]
-            assert scale == (0.5 if "inpaint" in name else 0.3)
-    else:  # DDPG / FDGR protocol base: no sampler, σ_y default 0.05, FFT/SVD operators
-        assert noise["init_args"]["sigma"] == pytest.approx(0.05)
-        a = op["init_args"]
-        if "sr4" in name:
-            assert (a["factor"], a["mode"]) == (4, "keys")
-        elif "gauss_deblur" in name:  # DDPG deblur_gauss: 5 taps, σ = 10, FFT
-            assert (a["kernel_size"], a["sigma"], a["boundary"]) == (5, 10.0, "circular")
-        else:
-            assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "circular")
-        prior = model["prior"]
-        if "celebahq" in name:
-            assert prior["class_path"] == "lit_restore.priors.DDIMPrior"
-        else:
-            assert prior["init_args"]["checkpoint"] == "adm-imagenet256-uncond"
-
-
-@pytest.mark.parametrize("name", SUITES)
-def test_suite_entries_exist(name):
-    from lit_restore.suite import load_suite
-
-    suite = load_suite(EXP / name)
-    assert suite is not None and suite.runs
-    methods = {run.split("_sigma")[0] for run in suite.runs}
-    assert {"fdgr"} <= methods
-    for run, items in suite.runs.items():
-        files = [i for i in items if i.endswith(".yaml")]
-        assert files, run
-        for f in files:
-            assert (ROOT / f).is_file(), f"{name}: run {run} names missing {f}"
-        i = items.index("--data.init_args.noise.init_args.sigma")
-        assert run.endswith("sigma" + items[i + 1].replace(".", "p"))
-
-
-def _composed_runs(which: str) -> list[tuple[str, list[str]]]:
-    from lit_restore.suite import _as_args, load_suite
-
-    out = []
-    for name in SUITES:
-        for run, items in load_suite(EXP / name).runs.items():
-            if which == "all" or run.endswith("sigma0p05"):
-                out.append((f"{name}:{run}", _as_args(items)))
-    return out
-
-
-def _check_composed(label: str, args: list[str]) -> None:
-    cfg = print_config(*args)
-    sampler = cfg["model"]["init_args"]["sampler"]
-    method = label.split(":")[1].split("_sigma")[0]
-    assert sampler["class_path"].rsplit(".", 1)[1].lower() == method
-    sigma = float(args[args.index("--data.init_args.noise.init_args.sigma") + 1])
-    assert cfg["data"]["init_args"]["noise"]["init_args"]["sigma"] == pytest.approx(sigma)
-    if method in ("ddrm", "ddnm") and "deblur" in label:
-        assert cfg["data"]["init_args"]["operator"]["init_args"]["boundary"] == "zero"
-
-
-def test_suite_runs_parse_sigma005():
-    """Every method of every suite at σ_y = 0.05 composes into a valid config."""
-    for label, args in _composed_runs("sigma0p05"):
-        _check_composed(label, args)
-
-
-@pytest.mark.slow
-def test_suite_runs_parse_all():
-    for label, args in _composed_runs("all"):
-        _check_composed(label, args)
-
-
-def test_ddpg_fragments_match_published_rows():
-    """Every DDPG/IDPG sampler fragment (hand-written or generated) holds the DDPG script row."""
-    gen = _generator()
-    for (data, task, sigma), (ddpg, idpg) in gen.DDPG_ROWS.items():
-        tag = gen.sigma_tag(sigma)
-        for method, row in (("ddpg", ddpg), ("idpg", idpg)):
-            path = ROOT / "configs" / "sampler" / f"{method}_{data}_{task}_sigma{tag}.yaml"
-            args = yaml.safe_load(path.read_text())["model"]["init_args"]["sampler"]["init_args"]
-            assert args["steps"] == 100
-            if method == "ddpg":
-                g, z, e, m = row
-                assert args["zeta"] == pytest.approx(z) and args["step_size_mode"] == m, path.name
-                if sigma > 0:  # γ and η̃ are unused at σ_y = 0
-                    assert (args["gamma"], args["eta_tilde"]) == pytest.approx((g, e)), path.name
-            else:
-                g, e, m = row
-                assert args["step_size_mode"] == m, path.name
-                if sigma > 0:
-                    assert (args["gamma"], args["eta_tilde"]) == pytest.approx((g, e)), path.name
-
-
-def test_safari_task_fragments_are_used():
-    """The SaFaRI protocol configs carry the per-task measured defaults."""
-    sampler_dir = ROOT / "configs" / "sampler"
-    for task, frag in (
-        ("sr4", "safari_sr4.yaml"),
-        ("gauss_deblur", "safari_gaussian_deblur.yaml"),
-        ("box_inpaint", "safari_inpainting.yaml"),
-    ):
-        want = yaml.safe_load((sampler_dir / frag).read_text())["model"]["init_args"]["sampler"]
-        got = yaml.safe_load((EXP / f"safari_ffhq256_{task}.yaml").read_text())
-        assert got["model"]["init_args"]["sampler"] == want
-
-
-GAUSSIAN_PRIOR = (
-    '{"class_path": "lit_restore.priors.gaussian.PowerLawGaussianPrior", '
-    '"init_args": {"alpha": 2.0, "std": 0.5}}'
-)
+    if name.startswith("protocol_"):  # parse only: its suite's σ_y = 0.05 runs run a batch
+        cfg, _ = _cli(cli_class, _experiment_args(name), None)
+        check_protocol(name, cfg)
+        _assert_is_preset("DDPG", _sampler_preset(cfg)[1], name[9:-5] + "_sigma0.05")
+        return
+    cfg, cli = _cli(cli_class, _experiment_args(name), tmp_path)
+    check_protocol(name, cfg)
+    _run_one_batch(cli, TRAIN.get(name, "test"))
 
 
 @pytest.mark.parametrize(
-    "configs",
-    [
-        ["configs/experiment/safari_ffhq256_sr4.yaml"],
-        ["configs/experiment/dps_imagenet256_box_inpaint.yaml"],
-        [
-            "configs/experiment/protocol_celebahq256_gauss_deblur.yaml",
-            "configs/sampler/ddpg_celeba_gauss_sigma0.05.yaml",
-        ],
-    ],
-    ids=["safari_sr4", "dps_box", "ddpg_gauss"],
+    ("suite", "run"), SUITE_RUNS, ids=[f"{s[20:-5]}:{r}" for s, r in SUITE_RUNS]
 )
-def test_protocol_config_runs_end_to_end(configs, tmp_path):
-    """The protocol config drives a real test loop (ADM/DDIM prior swapped for an analytic one,
-    4 steps, 2 demo images at 64 px): the operator/noise reach the model and outputs are sane."""
-    import lightning as L
+def test_suite_run_resolves(suite, run, tmp_path):
+    smoke = run.endswith("sigma0p05")  # one σ_y per suite runs a batch in CI; see the slow test
+    cfg, cli = _cli(SampleCLI, _suite_args(suite, run), tmp_path if smoke else None)
+    check_suite_run(suite, run, cfg)
+    if smoke:
+        _run_one_batch(cli, "test")
 
-    from lit_restore.cli import SampleCLI
 
-    args = [a for c in configs for a in ("--config", c)] + [
-        "--model.init_args.prior", GAUSSIAN_PRIOR,
-        "--model.init_args.sampler.init_args.steps", "4",
-        "--data.init_args.test_set.init_args.root", "data/demo",
-        "--data.init_args.crop_size", "64",
-        "--data.init_args.eval_batch_size", "2",
-        "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false",
-        "--trainer.default_root_dir", str(tmp_path),
-    ]  # fmt: skip
-    if "box" in configs[0]:  # a 128-px box does not fit a 64-px crop
-        args += ["--data.init_args.operator.init_args.box_size", "32"]
-        args += ["--data.init_args.operator.init_args.margin", "4"]
-    with mock.patch.object(sys, "argv", ["sample.py"]), contextlib.chdir(ROOT):
-        cli = SampleCLI(args=args, run=False)
-    data_cfg = yaml.safe_load((ROOT / configs[0]).read_text())["data"]["init_args"]
-    assert cli.model.noise.sigma == pytest.approx(data_cfg["noise"]["init_args"]["sigma"])
-    assert type(cli.model.operator).__name__ == data_cfg["operator"]["class_path"].rsplit(".")[-1]
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("suite", "run"), [(s, r) for s, r in SUITE_RUNS if not r.endswith("sigma0p05")]
+)
+def test_suite_run_runs_one_batch(suite, run, tmp_path):
+    _, cli = _cli(SampleCLI, _suite_args(suite, run), tmp_path)
+    _run_one_batch(cli, "test")
 
+
+def _run_one_batch(cli: Any, stage: str) -> None:
+    """One batch through the Lightning loop (train configs: one optimiser step); the restored
+    images come back finite and in range (DPS-type steps clamp x̂0 to [-1, 1]; DDRM / DDPG
+    outputs are not clamped and can overshoot a little: ≤ 1.5 as in the end-to-end tests)."""
     outputs: list[dict] = []
 
     class Capture(L.Callback):
         def on_test_batch_end(self, trainer, pl_module, out, batch, batch_idx, dataloader_idx=0):
             outputs.append({"out": out, "hq": batch["hq"]})
 
-    cli.trainer.callbacks.append(Capture())
-    cli.trainer.limit_test_batches = 1
+    trainer = cli.trainer
     with contextlib.chdir(ROOT):
-        cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+        if stage == "fit":
+            trainer.fit(cli.model, datamodule=cli.datamodule)
+            assert trainer.global_step == 1
+            return
+        trainer.callbacks.append(Capture())
+        trainer.limit_test_batches = 1
+        trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     assert len(outputs) == 1
     x, hq = outputs[0]["out"]["restored"], outputs[0]["hq"]
-    assert x.shape == hq.shape == (2, 3, 64, 64)
+    assert x.shape == hq.shape == (2, 3, 16, 16)
     assert torch.isfinite(x).all() and x.abs().max() <= 1.5
-    assert outputs[0]["out"]["nfe_per_image"] == 4
+    # network evaluations per image: one per step for every method at these settings (no DDNM
+    # time travel), none for the pseudo-inverse baseline
+    sampler = getattr(cli.model, "sampler", None)
+    assert outputs[0]["out"]["nfe_per_image"] == (sampler.steps if sampler is not None else 0)
 
 
 def test_eval_callbacks_fragment_composes_with_a_protocol():
-    cfg = print_config(
-        "--config", "configs/experiment/dps_ffhq256_sr4.yaml",
-        "--config", "configs/experiment/eval_callbacks.yaml",
+    cfg, _ = _cli(
+        SampleCLI,
+        ["test", "--config", "configs/experiment/dps_ffhq256_sr4.yaml",
+         "--config", "configs/experiment/eval_callbacks.yaml"],
+        None,
     )  # fmt: skip
-    paths = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
-    assert paths == [
-        "lit_restore.evaluation.RestorationMetrics",
-        "lit_restore.evaluation.RestoredImageWriter",
-        "lit_restore.evaluation.ImageGridLogger",
-    ]
+    paths = [c["class_path"].rsplit(".", 1)[1] for c in cfg["trainer"]["callbacks"]]
+    assert paths == ["RestorationMetrics", "RestoredImageWriter", "ImageGridLogger"]
     metrics = cfg["trainer"]["callbacks"][0]["init_args"]
     assert metrics["metrics"] == ["psnr", "ssim", "lpips"] and metrics["fid"] is True
+
+
+def test_resshift_model_fragments_compose_with_the_journal_schedule():
+    """Model fragments carry no trainer keys; the journal schedule is its own trainer fragment."""
+    for frag in sorted((ROOT / "configs" / "model").glob("*.yaml")):
+        assert "trainer" not in yaml.safe_load(frag.read_text()), frag.name
+    cfg, _ = _cli(
+        TrainCLI,
+        ["fit", "--config", "configs/model/resshift_realsr_x4.yaml",
+         "--config", "configs/data/div2k_train.yaml",
+         "--config", "configs/trainer/resshift_journal.yaml"],
+        None,
+    )  # fmt: skip
+    t = cfg["trainer"]
+    assert (t["max_steps"], t["precision"]) == (400000, "bf16-mixed")
+    assert t["callbacks"][0]["init_args"]["decay"] == 0.999
+    assert cfg["model"]["init_args"]["lr"] == 5e-5
+
+
+def test_only_trainer_fragments_set_trainer_keys():
+    for kind in ("prior", "sampler", "model", "data", "operator"):
+        for frag in sorted((ROOT / "configs" / kind).glob("*.yaml")):
+            assert "trainer" not in (yaml.safe_load(frag.read_text()) or {}), frag

@@ -390,24 +390,37 @@ def test_zero_shot_module_end_to_end(sampler_fn):
     assert not any(p.requires_grad for p in module.prior.parameters())
 
 
-def test_sampler_configs_instantiate():
-    """Every configs/sampler/*.yaml parses and instantiates through jsonargparse (as the CLI does)."""
+def test_sampler_configs_and_presets_instantiate():
+    """Every sampler preset (lit_restore.samplers.presets) and every configs/sampler/*.yaml
+    parses and instantiates through jsonargparse (as the CLI does)."""
     from pathlib import Path
 
     import yaml
     from jsonargparse import ArgumentParser
 
+    from lit_restore.presets import expand_presets
     from lit_restore.samplers import Sampler
+    from lit_restore.samplers.presets import PRESETS
 
-    files = sorted(Path(__file__).resolve().parents[1].glob("configs/sampler/*.yaml"))
-    assert len(files) >= 10
     parser = ArgumentParser()
     parser.add_argument("--sampler", type=Sampler)
-    for f in files:
-        spec = yaml.safe_load(f.read_text())["model"]["init_args"]["sampler"]
-        cfg = parser.parse_object({"sampler": spec})
+    specs = {
+        f"{method}:{name}": {
+            "class_path": f"lit_restore.samplers.{method}",
+            "init_args": {"preset": name},
+        }
+        for method, table in PRESETS.items()
+        for name in table
+    }
+    for f in sorted(Path(__file__).resolve().parents[1].glob("configs/sampler/*.yaml")):
+        specs[f.name] = yaml.safe_load(f.read_text())["model"]["init_args"]["sampler"]
+    assert len(specs) >= 40
+    for label, spec in specs.items():
+        resolved = expand_presets(spec)
+        cfg = parser.parse_object({"sampler": resolved})
         sampler = parser.instantiate_classes(cfg).sampler
-        assert isinstance(sampler, Sampler) and sampler.steps in (20, 100, 1000), f.name
+        assert isinstance(sampler, Sampler), label
+        assert sampler.steps == resolved["init_args"]["steps"] in (20, 100, 1000), label
 
 
 def test_bf16_network_and_noiseless_ddnm_error():

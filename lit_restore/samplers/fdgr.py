@@ -29,7 +29,8 @@ it** as DDPG's mode 2 for BP/LS with μ_R taken from the mode-0 rule.
 
 Defaults are ``main.py``'s: G-, λ −0.09, α 0.5, σ_g 1.5, inject_noise 1, γ 8, η̃ 0.7, ζ 0.5,
 step_size_mode 1, scale_ls 1. The only published setting (README quick start, CelebA SR×4,
-σ_y 0.05) is G+ with IDPG-like fidelity; see ``configs/sampler/fdgr_gplus_celeba_sr4.yaml``.
+σ_y 0.05) is G+ with IDPG-like fidelity: preset ``celebahq256_sr4_sigma0.05``
+(:mod:`lit_restore.samplers.presets`).
 """
 
 from __future__ import annotations

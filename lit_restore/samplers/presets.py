@@ -1,0 +1,280 @@
+"""Published hyper-parameters of the zero-shot methods, as data: one table per method.
+
+A preset is a named set of constructor arguments with its source. Configs select one by name::
+
+    sampler:
+      class_path: lit_restore.samplers.DDPG
+      init_args: {preset: celebahq256_sr4_sigma0.05}
+
+(:mod:`lit_restore.presets` expands ``preset`` when the config is read; arguments written beside
+it, later ``--config`` files and flags override single values.) In Python:
+``DDPG(**lit_restore.presets.preset_args(DDPG, "celebahq256_sr4_sigma0.05"))``. ``python -m
+lit_restore.samplers.presets [METHOD]`` lists every preset with its values and source. This
+module is data only; :mod:`lit_restore.presets` looks the names up.
+
+Names: DDPG / IDPG / FDGR rows are ``<data>_<task>_sigma<σ_y>`` after the protocol configs
+(``configs/experiment/protocol_<data>_<task>.yaml``), σ_y being the repositories' ``--sigma_y``,
+which equals our ``GaussianNoise(sigma)`` (those repositories double it on [-1, 1]). DPS / SaFaRI
+presets are named after the task (DPS protocol: noise 0.025 here = DPS's 0.05 on [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Constructor arguments of one published (or measured) setting, and where they come from."""
+
+    args: Mapping[str, Any]
+    source: str
+
+
+def _table(rows: dict[str, Preset]) -> Mapping[str, Preset]:
+    return MappingProxyType(
+        {k: Preset(MappingProxyType(dict(v.args)), v.source) for k, v in rows.items()}
+    )
+
+
+# ----------------------------------------------------------------------------------------- DPS
+_DPS_REPO = (
+    "DPS2022/diffusion-posterior-sampling configs/{}_config.yaml (conditioning.params.scale; "
+    "the non-squared residual norm = step 'code'), configs/diffusion_config.yaml (1000 DDPM steps, "
+    "timestep_respacing 1000). The paper's App. D.1 ζ′ = 1.0 for FFHQ SR×4 is step 'paper' "
+    "(code scale 2ζ′)."
+)
+_DPS_1000 = {"step": "code", "steps": 1000, "spacing": "linspace", "eta": 1.0}
+
+DPS_PRESETS = _table(
+    {
+        "sr4": Preset({"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("super_resolution")),
+        "gauss_deblur": Preset({"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("gaussian_deblur")),
+        "motion_deblur": Preset({"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("motion_deblur")),
+        "inpaint": Preset({"scale": 0.5, **_DPS_1000}, _DPS_REPO.format("inpainting")),
+        # The step scales with 1000/steps (as in bench/tune_safari.py): 0.3 at 1000 steps = 3.0 at 100.
+        "demo": Preset(
+            {"scale": 3.0, "steps": 100},
+            "CPU demo: the repository SR scale 0.3 per step at 1000 steps, i.e. 0.3·1000/100 = 3.0 "
+            "with 100 respaced steps.",
+        ),
+    }
+)
+
+# -------------------------------------------------------------------------------------- SaFaRI
+# SaFaRI (arXiv 2401.17629) publishes neither code nor hyper-parameters. "generic" is the a-priori
+# choice; the per-task presets were chosen by measurement with bench/tune_safari.py on an analytic
+# Gaussian prior (a proxy, not the paper's ADM protocol): bench/README.md, "SaFaRI defaults (how
+# they were chosen)", holds the search, the criterion and the measured PSNR / SSIM / hf_err.
+_SAFARI_1000 = {"step": "code", "steps": 1000, "spacing": "linspace"}
+_TUNED = "bench/tune_safari.py --tasks {} (bench/results/tune_safari_{}.json; bench/README.md)."
+
+SAFARI_PRESETS = _table(
+    {
+        "generic": Preset(
+            {
+                "scale": 0.3, **_SAFARI_1000, "r0": 0.25, "rho_low": 1.0, "rho_high": [0.0, 1.0],
+                "tau": 500, "normalize_upsampling": True,
+            },
+            "A-priori generic setting for any operator: DPS's SR/deblur code scale 0.3 (ψ_s is "
+            "normalised by the upsampling factor so the DPS scale keeps its meaning), r0 = 0.25 of "
+            "Nyquist, ρᴸ = 1, ρᴴ ramping 0 → 1 from t = T to 0, τ = 500.",
+        ),
+        "sr4": Preset(
+            {
+                "scale": 2.0, **_SAFARI_1000, "r0": 0.25, "rho_low": 1.0, "rho_high": [0.0, 1.0],
+                "tau": 500, "normalize_upsampling": True,
+            },
+            "SR×4 (BicubicSR(4, matlab)), measured: " + _TUNED.format("sr4", "sr4")
+            + " Scale 2.0 equals the DPS paper's ζ′ = 1.0.",
+        ),
+        "gauss_deblur": Preset(
+            {
+                "scale": 1.2, **_SAFARI_1000, "r0": 0.25, "rho_low": 1.0, "rho_high": 0.0,
+                "tau": 500, "normalize_upsampling": True,
+            },
+            "Gaussian deblur (GaussianBlur(61, 3.0, pad)), also used for motion deblur (no "
+            "motion-specific tuning); τ has no effect when y has the image size. Measured: "
+            + _TUNED.format("gaussian_deblur", "gaussian_deblur"),
+        ),
+        "inpaint": Preset(
+            {
+                "scale": 0.5, **_SAFARI_1000, "r0": 0.5, "rho_low": 2.0, "rho_high": [0.0, 1.0],
+                "tau": 500, "normalize_upsampling": True,
+            },
+            "Inpainting (box and random masks); τ has no effect. Measured: "
+            + _TUNED.format("inpainting", "inpainting"),
+        ),
+        "demo": Preset(
+            {"scale": 20.0, "steps": 100, "r0": 0.25, "rho_low": 1.0, "rho_high": [0.0, 1.0], "tau": 500},
+            "CPU demo: the sr4 preset with 100 respaced steps (scale 2.0·1000/100 = 20.0).",
+        ),
+    }
+)  # fmt: skip
+
+# ---------------------------------------------------------------------------------- DDPG / IDPG
+# tirer-lab/DDPG evaluation_DDPG.sh and evaluation_IDPG.sh (main.py, T_sampling 100). Rows the
+# scripts run without --gamma / --eta_tilde (σ_y = 0) take placeholders: at σ_y = 0, δ_t = 0 and
+# η_reg = 1e-4 whatever γ and η̃ are, so neither value is used (DDPG: main.py's defaults 8 / 0.7;
+# IDPG: the class defaults 16 / 0.2).
+_DDPG_SRC = "tirer-lab/DDPG evaluation_DDPG.sh, the {} line (main.py, T_sampling 100)."
+_IDPG_SRC = "tirer-lab/DDPG evaluation_IDPG.sh, the {} line (main.py, T_sampling 100)."
+_SCRIPT_NAMES = {
+    "celebahq256": "celeba",
+    "imagenet256": "imagenet",
+    "sr4": "sr_bicubic",
+    "gauss_deblur": "deblur_gauss",
+    "motion_deblur": "motion_deblur",
+}
+
+# (data, task, σ_y): DDPG (γ, ζ, η̃, step_size_mode), IDPG (γ, η̃, step_size_mode)
+_DDPG_ROWS: dict[tuple[str, str, str], tuple[tuple[float, float, float, int], tuple[float, float, int]]] = {
+    ("celebahq256", "sr4", "0"): ((8.0, 0.7, 0.7, 0), (16.0, 0.2, 0)),
+    ("celebahq256", "sr4", "0.01"): ((300.0, 1.0, 1.0, 0), (300.0, 0.0, 0)),
+    ("celebahq256", "sr4", "0.05"): ((10.0, 0.8, 0.3, 1), (16.0, 0.2, 0)),
+    ("celebahq256", "gauss_deblur", "0"): ((8.0, 1.0, 0.7, 0), (16.0, 0.2, 0)),
+    ("celebahq256", "gauss_deblur", "0.01"): ((11.0, 0.6, 1.0, 0), (100.0, 7.0, 0)),
+    ("celebahq256", "gauss_deblur", "0.05"): ((8.0, 0.5, 0.7, 1), (8.0, 0.6, 0)),
+    ("celebahq256", "gauss_deblur", "0.1"): ((5.0, 0.6, 0.7, 1), (6.0, 0.6, 0)),
+    ("celebahq256", "motion_deblur", "0.01"): ((50.0, 0.5, 6.0, 0), (90.0, 7.0, 0)),
+    ("celebahq256", "motion_deblur", "0.05"): ((5.0, 0.6, 0.6, 1), (12.0, 0.9, 0)),
+    ("celebahq256", "motion_deblur", "0.1"): ((5.0, 0.6, 0.6, 1), (14.0, 1.0, 0)),
+    ("imagenet256", "sr4", "0"): ((8.0, 0.7, 0.7, 0), (16.0, 0.2, 0)),
+    ("imagenet256", "sr4", "0.05"): ((6.0, 1.0, 0.3, 1), (30.0, 0.2, 0)),
+    ("imagenet256", "gauss_deblur", "0"): ((8.0, 1.0, 0.7, 0), (16.0, 0.2, 0)),
+    ("imagenet256", "gauss_deblur", "0.05"): ((10.0, 0.4, 0.7, 1), (11.0, 0.6, 0)),
+    ("imagenet256", "motion_deblur", "0.05"): ((6.0, 0.6, 0.7, 1), (14.0, 0.8, 0)),
+    ("imagenet256", "motion_deblur", "0.1"): ((3.0, 0.6, 0.4, 1), (11.0, 0.6, 0)),
+}  # fmt: skip
+
+
+def _script_line(data: str, task: str, sigma: str) -> str:
+    return f"{_SCRIPT_NAMES[data]} {_SCRIPT_NAMES[task]} --sigma_y {sigma}"
+
+
+DDPG_PRESETS = _table(
+    {
+        f"{data}_{task}_sigma{sigma}": Preset(
+            {
+                "steps": 100, "gamma": g, "zeta": z, "eta_tilde": e, "step_size_mode": m,
+                "inject_noise": True, "scale_ls": 1.0,
+            },
+            _DDPG_SRC.format(_script_line(data, task, sigma)),
+        )
+        for (data, task, sigma), ((g, z, e, m), _) in _DDPG_ROWS.items()
+    }
+)  # fmt: skip
+
+IDPG_PRESETS = _table(
+    {
+        f"{data}_{task}_sigma{sigma}": Preset(
+            {"steps": 100, "gamma": g, "eta_tilde": e, "step_size_mode": m, "scale_ls": 1.0},
+            _IDPG_SRC.format(_script_line(data, task, sigma)),
+        )
+        for (data, task, sigma), (_, (g, e, m)) in _DDPG_ROWS.items()
+    }
+)
+
+# ------------------------------------------------------------------------------------------ FDGR
+FDGR_PRESETS = _table(
+    {
+        "main_defaults": Preset(
+            {
+                "steps": 100, "mode": "G-", "lam": -0.09, "alpha": 0.5, "sigma_g": 1.5,
+                "inject_noise": True, "gamma": 8.0, "zeta": 0.5, "eta_tilde": 0.7,
+                "step_size_mode": 1, "scale_ls": 1.0,
+            },
+            "Anonymous-CodeSub/FDGR main.py argument defaults: G- (frequency-domain regulariser, "
+            "λ < 0 sharpens; for LPIPS) on DDPG fidelity.",
+        ),
+        "celebahq256_sr4_sigma0.05": Preset(
+            {
+                "steps": 100, "mode": "G+", "lam": 1.3, "alpha": 0.2, "sigma_g": 0.8,
+                "inject_noise": False, "gamma": 16.0, "eta_tilde": 0.2, "step_size_mode": 0,
+                "scale_ls": 1.0,
+            },
+            "Anonymous-CodeSub/FDGR README quick start (the only published setting): CelebA SR×4, "
+            "--sigma_y 0.05, G+ on IDPG-like fidelity (= IDPG's celebahq256_sr4_sigma0.05).",
+        ),
+    }
+)  # fmt: skip
+
+# ----------------------------------------------------------------------------------- DDRM, DDNM
+DDRM_PRESETS = _table(
+    {
+        "main_defaults": Preset(
+            {"steps": 20, "eta": 0.85, "eta_b": 1.0},
+            "bahjat-kawar/ddrm main.py / README: --timesteps 20 --eta 0.85 --etaB 1. Needs an SVD "
+            "operator.",
+        )
+    }
+)
+
+DDNM_PRESETS = _table(
+    {
+        "configs_default": Preset(
+            {"steps": 100, "eta": 0.85, "travel_length": 1, "travel_repeat": 1},
+            "wyhuai/DDNM configs (time_travel: T_sampling 100, travel_length 1, travel_repeat 1) "
+            "and main.py --eta 0.85. DDNM+ (σ_y > 0) needs an SVD operator.",
+        )
+    }
+)
+
+#: class name -> its presets. Exact class names: a subclass of a method has its own arguments.
+PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
+    {
+        "DPS": DPS_PRESETS,
+        "SaFaRI": SAFARI_PRESETS,
+        "DDPG": DDPG_PRESETS,
+        "IDPG": IDPG_PRESETS,
+        "FDGR": FDGR_PRESETS,
+        "DDRM": DDRM_PRESETS,
+        "DDNM": DDNM_PRESETS,
+    }
+)
+
+
+def _class_name(cls: type | str) -> str:
+    return cls if isinstance(cls, str) else cls.__name__
+
+
+def presets_of(cls: type | str) -> Mapping[str, Preset]:
+    """The presets of sampler class ``cls`` (a class or its name); empty when it has none."""
+    return PRESETS.get(_class_name(cls), MappingProxyType({}))
+
+
+def describe(methods: list[str] | None = None) -> str:
+    """Human-readable listing of the presets (``python -m lit_restore.samplers.presets``)."""
+    lines: list[str] = []
+    for method, table in PRESETS.items():
+        if methods and method.lower() not in {m.lower() for m in methods}:
+            continue
+        lines.append(f"{method}  (class_path: lit_restore.samplers.{method})")
+        for name, preset in table.items():
+            args = ", ".join(f"{k}={v}" for k, v in preset.args.items())
+            lines += [f"  {name}: {args}", f"      source: {preset.source}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="List the sampler presets (published settings).")
+    parser.add_argument("methods", nargs="*", help=f"any of {', '.join(PRESETS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.methods if m.lower() not in {k.lower() for k in PRESETS}]
+    if unknown:
+        print(
+            f"error: unknown method {unknown}; methods with presets: {', '.join(PRESETS)}",
+            file=sys.stderr,
+        )
+        return 2
+    print(describe(args.methods))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
