@@ -1,0 +1,84 @@
+"""``last.ckpt`` of a training run: on a timer, at the end of fit, and when the run is stopped.
+
+Lightning's :class:`~lightning.pytorch.callbacks.ModelCheckpoint` configured for resuming
+(``save_last``, no top-k files, ``train_time_interval``, ``save_on_exception``), plus two
+things it does not do:
+
+* the end of fit always leaves ``last.ckpt`` at the final step (``ModelCheckpoint`` skips the
+  end-of-fit save once a timed ``last`` exists, so the file could be minutes old);
+* a *fresh* fit refuses to overwrite the ``last.ckpt`` of an earlier run in the same folder
+  (one error naming the two ways out), instead of silently replacing a trained model.
+
+How a run gets stopped, and what is saved:
+
+* Ctrl-C (``KeyboardInterrupt``) or any exception: Lightning calls ``on_exception`` → ``last``;
+* SIGTERM (``kill``, ``scancel``, a cluster's preemption): Lightning's handler
+  (``trainer/connectors/signal_connector.py``) lets the running batch finish, then raises
+  ``SIGTERMException`` → ``on_exception`` → ``last`` at a batch boundary;
+* SLURM with ``#SBATCH --signal=SIGUSR1@90`` (auto-requeue, Lightning's ``SLURMEnvironment``):
+  Lightning itself saves ``hpc_ckpt_<n>.ckpt`` into ``trainer.default_root_dir`` and requeues
+  the job, which resumes from it when started without ``--ckpt_path``.
+
+``--ckpt_path last`` resumes from the newest of this folder's ``last.ckpt`` (Lightning's
+``_parse_ckpt_path``). With the resumable training loader and per-step random draws (see
+:class:`lit_restore.data.RestorationDataModule`) the resumed fit repeats the uninterrupted
+one exactly when the checkpoint was taken at an optimizer-step boundary (always, unless
+``accumulate_grad_batches > 1`` and a timer fires in the middle of an accumulation window).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class TrainingCheckpoint(ModelCheckpoint):
+    """Keep ``<dirpath>/last.ckpt`` of a training run up to date (module docstring).
+
+    Args:
+        dirpath: the checkpoint folder (training recipes: ``runs/<name>/train/checkpoints``).
+        every: wall-clock interval between saves.
+        kwargs: further :class:`~lightning.pytorch.callbacks.ModelCheckpoint` options (e.g.
+            ``every_n_train_steps`` with ``save_top_k: -1`` to also keep numbered checkpoints).
+    """
+
+    def __init__(
+        self, dirpath: str, every: timedelta | None = timedelta(minutes=10), **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("save_top_k", 0)
+        super().__init__(
+            dirpath=dirpath,
+            save_last=True,
+            train_time_interval=every,
+            save_on_exception=True,
+            enable_version_counter=False,
+            **kwargs,
+        )
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(str(self.dirpath), self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if str(stage) == "fit" and trainer.ckpt_path is None and os.path.exists(self.last_path):
+            raise ValueError(
+                f"{self.last_path} holds an earlier training run: continue it with --ckpt_path "
+                "last, or start a new one under another name (--trainer.logger.init_args.version"
+                " and the checkpoint dirpath) or after moving that folder away"
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """``last`` only (``ModelCheckpoint`` would add an ``epoch=…-step=…`` file too)."""
+        if self._should_save_on_exception(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
