@@ -19,8 +19,11 @@ How a run gets stopped, and what is saved:
   Lightning itself saves ``hpc_ckpt_<n>.ckpt`` into ``trainer.default_root_dir`` and requeues
   the job, which resumes from it when started without ``--ckpt_path``.
 
-``--ckpt_path last`` resumes from the newest of this folder's ``last.ckpt`` (Lightning's
-``_parse_ckpt_path``). With the resumable training loader and per-step random draws (see
+The folder is ``<trainer.default_root_dir>/checkpoints`` unless ``dirpath`` is given, so a
+recipe's ``trainer.default_root_dir: runs/<name>`` holds the logs (Lightning's default
+TensorBoard logger, ``lightning_logs/version_<n>``) and the one ``last.ckpt``; moving a run
+elsewhere is one option (``--trainer.default_root_dir``). ``--ckpt_path last`` resumes from
+the newest ``last.ckpt`` there (Lightning's ``_parse_ckpt_path``). With the resumable training loader and per-step random draws (see
 :class:`lit_restore.data.RestorationDataModule`) the resumed fit repeats the uninterrupted
 one exactly when the checkpoint was taken at an optimizer-step boundary (always, unless
 ``accumulate_grad_batches > 1`` and a timer fires in the middle of an accumulation window).
@@ -40,14 +43,17 @@ class TrainingCheckpoint(ModelCheckpoint):
     """Keep ``<dirpath>/last.ckpt`` of a training run up to date (module docstring).
 
     Args:
-        dirpath: the checkpoint folder (training recipes: ``runs/<name>/train/checkpoints``).
+        dirpath: the checkpoint folder (default: ``<trainer.default_root_dir>/checkpoints``).
         every: wall-clock interval between saves.
         kwargs: further :class:`~lightning.pytorch.callbacks.ModelCheckpoint` options (e.g.
             ``every_n_train_steps`` with ``save_top_k: -1`` to also keep numbered checkpoints).
     """
 
     def __init__(
-        self, dirpath: str, every: timedelta | None = timedelta(minutes=10), **kwargs: Any
+        self,
+        dirpath: str | None = None,
+        every: timedelta | None = timedelta(minutes=10),
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("save_top_k", 0)
         super().__init__(
@@ -59,17 +65,33 @@ class TrainingCheckpoint(ModelCheckpoint):
             **kwargs,
         )
 
+    def _resolve_dirpath(self, trainer: L.Trainer) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+
     @property
     def last_path(self) -> str:
         return os.path.join(str(self.dirpath), self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
 
+    def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
+        """Where ``--ckpt_path last`` looks (called before :meth:`setup`)."""
+        self._resolve_dirpath(trainer)
+        return super()._find_last_checkpoints(trainer)
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._resolve_dirpath(trainer)
         super().setup(trainer, pl_module, stage)
-        if str(stage) == "fit" and trainer.ckpt_path is None and os.path.exists(self.last_path):
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Refuse a fresh fit over an earlier run's ``last.ckpt`` (``trainer.ckpt_path`` is
+        known here: Lightning restores before ``on_fit_start`` unless the strategy restores
+        after setup, where this check is skipped)."""
+        resuming = trainer.ckpt_path is not None or trainer.strategy.restore_checkpoint_after_setup
+        if not resuming and os.path.exists(self.last_path):
             raise ValueError(
                 f"{self.last_path} holds an earlier training run: continue it with --ckpt_path "
-                "last, or start a new one under another name (--trainer.logger.init_args.version"
-                " and the checkpoint dirpath) or after moving that folder away"
+                "last, or start a new one in another folder (--trainer.default_root_dir) or "
+                "after moving that one away"
             )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
