@@ -5,6 +5,14 @@ the Real-ESRGAN training degradation and the official tiled inference, against t
 Regenerate those fixtures with the official checkout (see that script's docstring):
 ``python scripts/make_parity_fixtures.py --resshift /path/to/ResShift --only resshift realesrgan
 networks``.
+
+``resshift_vq_face`` (the face model's VQ-f8) was made by a ``fx_resshift_vq`` addition to that
+script (ResShift's ``ldm/models/autoencoder.py::VQModelTorch`` built from
+``configs/faceir_gfpgan512_lpips.yaml``'s autoencoder parameters — the full-size layout — and
+at a tiny size with random float16-exact weights, seed 31, and a codebook of 16 of its latents;
+``x`` from ``torch.Generator().manual_seed(32)``), run as
+``PYTHONPATH=<site dir> python scripts/make_parity_fixtures.py --resshift /path/to/ResShift
+--only resshift_vq``; its meta records the configs and what each array holds.
 """
 
 from __future__ import annotations
@@ -179,3 +187,36 @@ def test_official_tiling_decides_on_the_unpadded_size():
         out = chain.sample(Net(), PixelSpace(), torch.zeros(1, 3, size, size))
         assert out.shape[-2:] == (size, size)
         assert calls == [seen] * (tiles * sch.steps), (tiling, size, calls)
+
+
+# ============================================================================ face VQ-f8
+def test_face_vq_f8_builds_loads_strictly_and_equals_resshift():
+    """ResShift's face autoencoder gives ``num_res_blocks`` per level ([1, 2, 3, 4]): the
+    full-size :data:`VQ_F8_FACE` has the official layout (every name and shape of
+    ``VQModelTorch`` built from ``faceir_gfpgan512_lpips.yaml``), and a tiny model in that layout
+    (levels of 1 and 3 blocks) loads the official state dict strictly and encodes/decodes as
+    the official one: one float32 evaluation, observed 1.1e-6 (encode) and 4.3e-6 (decode, all
+    16 codes in use) on outputs up to 2.1."""
+    from lit_restore.checkpoints import load_state_dict_strict
+    from lit_restore.nn import VQModel
+    from lit_restore.nn.vq_autoencoder import VQ_F8_FACE
+
+    meta, arrays = load("resshift_vq_face")
+    with torch.device("meta"):
+        face = VQModel(**VQ_F8_FACE)
+    assert {k: list(v.shape) for k, v in face.state_dict().items()} == meta["face_layout"]
+    assert face.downscale == 8 and face.latent_channels == 8
+    cfg = meta["tiny_config"]
+    dd = cfg["ddconfig"]
+    tiny = VQModel(embed_dim=cfg["embed_dim"], n_embed=cfg["n_embed"], ch=dd["ch"],
+                   ch_mult=dd["ch_mult"], num_res_blocks=dd["num_res_blocks"],
+                   z_channels=dd["z_channels"]).eval()  # fmt: skip
+    load_state_dict_strict(tiny, state_dict(arrays), "resshift_vq_face")
+    with torch.no_grad():
+        z = tiny.encode(tensor(arrays["x"]))
+        assert max_abs(z, arrays["z"]) <= TOL
+        official_z = tensor(arrays["z"])
+        assert max_abs(tiny.decode(official_z), arrays["dec"]) <= TOL
+        assert max_abs(tiny.decode(official_z, quantize=False), arrays["dec_raw"]) <= TOL
+    with pytest.raises(ValueError, match="one count per level"):
+        VQModel(ch_mult=(1, 2, 4), num_res_blocks=(1, 2))
