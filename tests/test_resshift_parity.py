@@ -6,13 +6,9 @@ Regenerate those fixtures with the official checkout (see that script's docstrin
 ``python scripts/make_parity_fixtures.py --resshift /path/to/ResShift --only resshift realesrgan
 networks``.
 
-``resshift_vq_face`` (the face model's VQ-f8) was made by a ``fx_resshift_vq`` addition to that
-script (ResShift's ``ldm/models/autoencoder.py::VQModelTorch`` built from
-``configs/faceir_gfpgan512_lpips.yaml``'s autoencoder parameters — the full-size layout — and
-at a tiny size with random float16-exact weights, seed 31, and a codebook of 16 of its latents;
-``x`` from ``torch.Generator().manual_seed(32)``), run as
-``PYTHONPATH=<site dir> python scripts/make_parity_fixtures.py --resshift /path/to/ResShift
---only resshift_vq``; its meta records the configs and what each array holds.
+``resshift_vq_face`` (the face model's VQ-f8) comes from an addition to that script, which
+says what it holds: ``PYTHONPATH=<site dir> python scripts/make_parity_fixture_resshift_vq.py
+--resshift /path/to/ResShift``.
 """
 
 from __future__ import annotations
