@@ -43,7 +43,7 @@ def test_every_training_config_keeps_a_last_checkpoint_under_runs():
             path
         )  # Lightning's default: <default_root_dir>/lightning_logs
         callbacks = [c["class_path"] for c in trainer.get("callbacks", [])]
-        assert "lit_restore.callbacks.TrainingCheckpoint" in callbacks, path
+        assert "lit_restore.training.TrainingCheckpoint" in callbacks, path
 
 
 def _env() -> dict[str, str]:

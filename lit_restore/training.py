@@ -1,4 +1,5 @@
-"""``last.ckpt`` of a training run: on a timer, at the end of fit, and when the run is stopped.
+"""What every training run shares: its ``last.ckpt`` — on a timer, at the end of fit, and when the
+run is stopped (:class:`TrainingCheckpoint`, in the ``trainer.callbacks`` of every recipe).
 
 Lightning's :class:`~lightning.pytorch.callbacks.ModelCheckpoint` configured for resuming
 (``save_last``, no top-k files, ``train_time_interval``, ``save_on_exception``), plus two
