@@ -6,7 +6,9 @@ Lightning's :class:`~lightning.pytorch.callbacks.ModelCheckpoint` configured for
 things it does not do:
 
 * the end of fit always leaves ``last.ckpt`` at the final step (``ModelCheckpoint`` skips the
-  end-of-fit save once a timed ``last`` exists, so the file could be minutes old);
+  end-of-fit save once a timed ``last`` exists, so the file could be minutes old), saved at the
+  last step while the fit still runs — so that ``--ckpt_path last`` with a larger
+  ``max_steps``/``max_epochs`` continues exactly;
 * a *fresh* fit refuses to overwrite the ``last.ckpt`` of an earlier run in the same folder
   (one error naming the two ways out), instead of silently replacing a trained model.
 
@@ -95,9 +97,43 @@ class TrainingCheckpoint(ModelCheckpoint):
                 "after moving that one away"
             )
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    @staticmethod
+    def _fit_ends(trainer: L.Trainer) -> bool:
+        """Whether the fit stops after this batch: ``max_steps``, a stop request (``Timer``,
+        early stopping), or the last batch of the last epoch (``max_epochs``)."""
+        if trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step:
+            return True
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        max_epochs = trainer.max_epochs
+        return (
+            last_batch and max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
+        )
+
+    def _save_final(self, trainer: L.Trainer) -> None:
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Save at the last step of the fit while it still runs. Later is too late for an exact
+        resume: at ``on_train_epoch_end`` / ``on_train_end`` Lightning has closed the epoch (a
+        fit resumed from an epoch-end checkpoint restarts the loader mid-way through its
+        bookkeeping and mixes two epochs' orders) and ``EMAWeightAveraging`` has put the
+        averaged weights into the model (the checkpoint would lose the live ones)."""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._fit_ends(trainer):
+            self._save_final(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A fit that ended otherwise (an early stop decided after validation) still leaves
+        ``last`` at its final step."""
+        self._save_final(trainer)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

@@ -27,6 +27,7 @@ from lit_restore.degradations import RealESRGANDegradation
 from lit_restore.modules.diffusion_prior import DiffusionPriorModule
 from lit_restore.modules.resshift import ResShiftModule
 from lit_restore.nn import SwinUNet
+from lit_restore.training import TrainingCheckpoint
 
 
 class LossRecorder(Callback):
@@ -67,18 +68,20 @@ def _prior() -> tuple[L.LightningModule, RestorationDataModule]:
     return module, dm
 
 
-def _fit(build, root: Path, max_steps: int, ckpt_path: str | None = None):
+def _fit(build, root: Path, max_steps: int = -1, ckpt_path=None, last: bool = False, **kw):
     module, dm = build()
     recorder = LossRecorder()
+    extra = [TrainingCheckpoint(dirpath=str(root / "last"))] if last else []
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=max_steps, logger=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=root,
+        num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=root, **kw,
         callbacks=[
             recorder,
             EMAWeightAveraging(decay=0.9),
             ModelCheckpoint(dirpath=root / "ckpt", filename="{step}", every_n_train_steps=20,
                             save_top_k=-1),
+            *extra,
         ],
     )  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -97,5 +100,29 @@ def test_resume_from_step_20_repeats_the_uninterrupted_fit(tmp_path, build):
     unequal = [s for s in resumed if resumed[s] != losses[s]]
     assert not unequal, f"{len(unequal)} of 40 losses differ, first at step {unequal[0]}"
     assert weights.keys() == resumed_weights.keys()
+    for key, value in weights.items():
+        assert torch.equal(value, resumed_weights[key]), key
+
+
+@pytest.mark.parametrize("stop", ["max_steps", "max_epochs"])
+def test_a_finished_fit_continues_exactly(tmp_path, stop):
+    """A fit stopped by ``max_steps`` 20 (mid-epoch) or by ``max_epochs`` 2 (24 steps, at an
+    epoch's end), continued with ``--ckpt_path last`` to step 60: the losses and weights of one
+    fit to 60. ``TrainingCheckpoint`` saves ``last`` at the final step while the fit still runs
+    (resumed from an ``on_train_end`` checkpoint, the fit would start a new epoch with other
+    data — 0 of 40 losses equal — and from an ``on_train_epoch_end`` one it mixes two epochs'
+    orders); the loader's position counts the batches of the last epoch *started*. The prior trainer's learning rate does not
+    depend on ``max_steps`` (ResShift's cosine does: a ResShift fit to 20 is another schedule
+    than one to 60)."""
+    stop_at = 20 if stop == "max_steps" else 24
+    losses, weights = _fit(_prior, tmp_path / "a", 60)
+    kw = {"max_epochs": 2, "max_steps": -1} if stop == "max_epochs" else {"max_steps": stop_at}
+    first, _ = _fit(_prior, tmp_path / "b", last=True, **kw)
+    last = tmp_path / "b" / "last" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == stop_at
+    assert all(first[s] == losses[s] for s in range(1, stop_at + 1))
+    resumed, resumed_weights = _fit(_prior, tmp_path / "c", 60, ckpt_path=str(last))
+    assert sorted(resumed) == list(range(stop_at + 1, 61))
+    assert all(resumed[s] == losses[s] for s in resumed)
     for key, value in weights.items():
         assert torch.equal(value, resumed_weights[key]), key

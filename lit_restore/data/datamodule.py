@@ -634,11 +634,13 @@ class RestorationDataModule(L.LightningDataModule):
         )
 
     def _fit_position(self) -> tuple[int, int]:
-        """``(epoch, batches whose training step ran in it)`` of the running fit (Lightning's
-        progress counters; what a checkpoint taken now has trained on)."""
-        trainer = self.trainer
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return int(trainer.current_epoch), int(done)
+        """``(epoch, batches whose training step ran in it)`` of the running fit, from
+        Lightning's progress counters: what a checkpoint taken now has trained on. The epoch is
+        the last one *started* — after ``max_steps`` stops a fit mid-epoch Lightning already
+        counts that epoch as completed (``current_epoch`` is one ahead), its batches not."""
+        loop = self.trainer.fit_loop
+        epoch = max(0, loop.epoch_progress.current.started - 1)
+        return int(epoch), int(loop.epoch_loop.batch_progress.current.processed)
 
     # ----------------------------------------------------------- pair pool
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
