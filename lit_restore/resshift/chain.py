@@ -201,6 +201,20 @@ class ResShiftChain(nn.Module):
     def _tiles_needed(self, h: int, w: int) -> bool:
         return self.chop_size is not None and (h > self.chop_size or w > self.chop_size)
 
+    def _grid(self, h: int, w: int) -> tuple[int, int, int, list[tuple[int, int]]]:
+        """``(tile height, tile width, stride, tile origins)`` over an ``h × w`` LQ: a tile every
+        ``chop_size − chop_overlap``, the last flush with the border (module docstring)."""
+        chop = self.chop_size
+        assert chop is not None
+        stride = chop - self.chop_overlap
+        th, tw = min(chop, h), min(chop, w)
+        return (
+            th,
+            tw,
+            stride,
+            [(y, x) for y in _starts(h, th, stride) for x in _starts(w, tw, stride)],
+        )
+
     def _noise_shape(self, first_stage: nn.Module, lq: Tensor) -> tuple[int, ...]:
         """The noise of a (padded) LQ batch: ``[(T+1)·C, H_lat, W_lat]`` per image."""
         b, ch, h, w = lq.shape
@@ -259,15 +273,14 @@ class ResShiftChain(nn.Module):
         """ResShift's tiling (module docstring): tiles of the unpadded LQ, each padded to
         ``off`` and sampled with its own noise (``chop_bs`` tiles per forward, tile-major like
         ``ImageSpliterTh``), averaged uniformly."""
+        from tqdm.auto import tqdm
+
         b, _, h, w = lq.shape
-        chop, sf = self.chop_size, self.sf
-        assert chop is not None
-        stride = chop - self.chop_overlap
-        th, tw = min(chop, h), min(chop, w)
-        boxes = [(y, x) for y in _starts(h, th, stride) for x in _starts(w, tw, stride)]
+        sf = self.sf
+        th, tw, _, boxes = self._grid(h, w)
         out = torch.zeros(b, lq.shape[1], h * sf, w * sf, device=lq.device)
         count = torch.zeros(1, 1, h * sf, w * sf, device=lq.device)
-        for i in range(0, len(boxes), self.chop_bs):
+        for i in tqdm(range(0, len(boxes), self.chop_bs), disable=not self.progress, desc="tiles"):
             group = boxes[i : i + self.chop_bs]
             lq_t = torch.cat([_pad_to(lq[..., y : y + th, x : x + tw], off) for y, x in group])
             m_t = None
@@ -295,11 +308,8 @@ class ResShiftChain(nn.Module):
         from tqdm.auto import tqdm
 
         b, _, hp, wp = lq.shape
-        chop, sf = self.chop_size, self.sf
-        assert chop is not None
-        stride = chop - self.chop_overlap
-        th, tw = min(chop, hp), min(chop, wp)
-        boxes = [(y, x) for y in _starts(hp, th, stride) for x in _starts(wp, tw, stride)]
+        sf = self.sf
+        th, tw, stride, boxes = self._grid(hp, wp)
         if sf < ds and stride % (ds // sf):
             raise ValueError(
                 f"chop_size - chop_overlap = {stride} must be a multiple of {ds // sf} so tiles "
