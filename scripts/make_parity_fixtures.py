@@ -110,19 +110,21 @@ this script). Where ours differs, the fixture key a later implementation must ma
    LQ exceeds ``chop_size``; ``utils/util_image.py::ImageSpliterTh`` (L889-979) takes starts
    ``range(0, L, stride)`` clipped to ``L − pch`` and de-duplicated ({0, 8, 16, 24} for L = 40,
    chop 16, stride 8), sums tiles and divides by ``pixel_count`` (uniform); ``sample_func``
-   (L119-165) reflect-pads each tile to ``padding_offset`` and draws fresh noise per tile. Ours
-   pads 40 → 48 first, tiles {0, 8, 16, 24, 32}, blends with a cosine window and slices one noise
-   field. (``sample_func``'s default ``mask=False`` reaches the network as a mask and fails its
+   (L119-165) reflect-pads each tile to ``padding_offset`` and draws fresh noise per tile.
+   lit_restore's ``ResShiftChain(tiling="official")`` does the same; its default ``"cosine"``
+   pads 40 → 48 first, tiles {0, 8, 16, 24, 32}, blends with a cosine window and slices one
+   noise field. (``sample_func``'s default ``mask=False`` reaches the network as a mask and fails its
    ``assert self.cond_mask``; only ``inference`` passes ``mask=None``.)
 7. Real-ESRGAN — ``realesrgan``. ``basicsr/data/realesrgan_dataset.py`` L92-93:
    ``kernel_range1 = range(3, 21, 2)`` (3..19), ``kernel_range2 = range(3, 15, 2)`` (3..13);
    final sinc sizes from ``kernel_range2`` padded to 15 (L222-224); kernels padded to 21 / 15.
-   Ours: 7..21, 7..15, 7..21 padded to 21. Poisson noise ``degradations.py``
+   (lit_restore's ``RealESRGANConfig`` defaults are these sizes.) Poisson noise ``degradations.py``
    ``generate_poisson_noise_pt`` L609-656: values rounded to 8 bits,
    ``vals = 2**ceil(log2(#unique))`` per image; gray noise from ``rgb_to_grayscale`` (luma
    0.299/0.587/0.114) of the image, and the colour ``torch.poisson`` is drawn even then
-   (two draws). Ours: 256 levels, channel mean, one draw. ResShift's bicubic LQ
-   (``datapipe/datasets.py::BicubicFromSource`` → ``imresize_np``) is not clamped; ours is.
+   (two draws); lit_restore draws only the one it uses (``realesrgan.poisson_noise``). ResShift's
+   bicubic LQ (``datapipe/datasets.py::BicubicFromSource`` → ``imresize_np``) is not clamped, nor
+   is lit_restore's ``BicubicDegradation``.
 8. Numerics shared by DDRM/DDNM/DDPG/FDGR: ``compute_alpha`` takes the float32 cumprod of
    float32 betas; DPS and ResShift cast float64 tables to float32 per lookup
    (``extract_and_expand``, ``_extract_into_tensor``). These account for most of the 1e-6..6e-6

@@ -764,3 +764,101 @@ def test_size_errors_through_the_cli_are_one_line(tmp_path, capsys, monkeypatch,
     err = capsys.readouterr().err
     assert sum(line.startswith("error:") for line in err.splitlines()) == 1, err
     assert re.search(expect, err) and "Traceback" not in err, err
+
+
+# ------------------------------------------------------ batch draws, resume, pair pool
+def test_per_batch_degradation_in_the_training_loader(tmp_path):
+    """``draws="per_batch"``: a training batch is ``degrade_batch(hq, image generators of
+    (seed, index, epoch), batch generator of (seed, first index, epoch))`` — with or without
+    worker processes; evaluation batches stay per image."""
+    from lit_restore.data.datamodule import _EPOCH_STRIDE, STREAM_BATCH
+    from lit_restore.degradations import RealESRGANDegradation
+    from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
+
+    deg = RealESRGANDegradation(4, draws="per_batch")
+    for workers in (0, 2):
+        dm = make_dm(tmp_path, n=6, degradation=deg, num_workers=workers)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        for batch in loader:
+            idx = batch["index"].tolist()
+            gens = [image_generator(7, i, STREAM_DEGRADATION + _EPOCH_STRIDE * 2) for i in idx]
+            g_batch = image_generator(7, idx[0], STREAM_BATCH + _EPOCH_STRIDE * 2)
+            ref = deg.degrade_batch(batch["hq"], gens, g_batch)
+            assert torch.equal(batch["lq"], ref.lq) and torch.equal(batch["y"], ref.y)
+    test = next(iter(dm.test_dataloader()))
+    g = image_generator(7, 0, STREAM_DEGRADATION)
+    assert torch.equal(test["lq"][0], RealESRGANDegradation(4)(test["hq"][0], g).lq)
+
+
+def test_resumable_loader_continues_the_epoch(tmp_path):
+    """The training loader's state (epoch, batches done) makes a fresh loader yield exactly the
+    rest of that epoch, then the following epochs as before; a finished epoch resumes as the
+    next one."""
+    dm = make_dm(tmp_path, n=12, operator=RandomMask(), noise=GaussianNoise(0.1))
+    full = dm.train_dataloader()
+    epochs = {}
+    for e in (2, 3):
+        full.sampler.set_epoch(e)
+        epochs[e] = [(b["index"], b["y"]) for b in full]
+    assert len(epochs[2]) == 6
+    for done in (0, 4, 6):
+        fresh = dm.train_dataloader()
+        fresh.position = lambda done=done: (2, done)
+        state = fresh.state_dict()
+        assert state == {"epoch": 2, "batches_done": done, "batch_size": 2}
+        again = dm.train_dataloader()
+        again.load_state_dict(state)
+        rest = [(b["index"], b["y"]) for b in again]
+        want = epochs[2][done:] if done < 6 else epochs[3]
+        assert len(rest) == len(want)
+        for (i0, y0), (i1, y1) in zip(rest, want):
+            assert torch.equal(i0, i1) and torch.equal(y0, y1)
+        again.sampler.set_epoch(3)  # the skip was for the resumed epoch only
+        assert [b["index"].tolist() for b in again] == [i.tolist() for i, _ in epochs[3]]
+
+
+def _pool_batch(k: int, b: int = 2) -> dict:
+    index = torch.arange(k * b, (k + 1) * b)
+    return {
+        "hq": index.float().view(b, 1, 1, 1).expand(b, 3, 4, 4).clone(),
+        "lq": -index.float().view(b, 1, 1, 1).expand(b, 3, 2, 2).clone(),
+        "params": {"kernel": index.float().view(b, 1).expand(b, 5).clone()},
+        "index": index,
+        "name": [f"im{i}" for i in index.tolist()],
+    }
+
+
+def test_training_pair_pool_mixes_batches_and_keeps_pairs_whole():
+    """Real-ESRGAN's ``_dequeue_and_enqueue``: the first ``size/B`` batches pass through while
+    the pool fills; afterwards each batch comes out of the shuffled pool and takes its place.
+    Pairs stay whole (every entry of a dequeued sample belongs to the same index), nothing is
+    lost or duplicated, and a pool restored from its state dict continues identically."""
+    from lit_restore.data.pair_pool import TrainingPairPool
+
+    pool = TrainingPairPool(6, seed=3)
+    for k in range(3):  # filling: batches 0-2 (indices 0-5) pass through
+        batch = _pool_batch(k)
+        assert pool(batch) is batch
+    seen = [pool(_pool_batch(k)) for k in range(3, 7)]
+    saved = pool.state_dict()
+    tail = [pool(_pool_batch(k)) for k in range(7, 12)]
+    seen += tail
+    for out in seen:
+        i = out["index"]
+        assert torch.equal(out["hq"][:, 0, 0, 0], i.float())
+        assert torch.equal(out["lq"][:, 0, 0, 0], -i.float())
+        assert torch.equal(out["params"]["kernel"][:, 0], i.float())
+        assert out["name"] == [f"im{j}" for j in i.tolist()]
+    # batches 3-11 each took 2 pairs out; with the 6 still held, every index 0-23 exactly once
+    dequeued = [j for out in seen for j in out["index"].tolist()]
+    assert sorted(dequeued + pool.store["index"].tolist()) == list(range(24))
+    assert any(out["index"].tolist() != _pool_batch(k)["index"].tolist()
+               for k, out in zip(range(3, 12), seen))  # fmt: skip
+    restored = TrainingPairPool(6, seed=3)
+    restored.load_state_dict(saved)
+    for j, out in zip(range(7, 12), tail):
+        again = restored(_pool_batch(j))
+        assert torch.equal(again["index"], out["index"]) and torch.equal(again["hq"], out["hq"])
+    with pytest.raises(ValueError, match="multiple of the batch size"):
+        TrainingPairPool(5)(_pool_batch(0))

@@ -63,14 +63,21 @@ def test_each_image_depends_only_on_its_own_generator(degradation):
     assert torch.equal(other.lq, batch.lq) == isinstance(degradation, BicubicDegradation)
 
 
-def test_bicubic_degradation_is_clamped_matlab_imresize():
-    hq = _hq(2)
+def test_bicubic_degradation_is_matlab_imresize_unclamped():
+    """ResShift's ``BicubicFromSource`` LQ is ``imresize_np`` without clamping: at a step edge
+    the cubic kernel's negative lobes overshoot [0, 1], and the LQ keeps the overshoot."""
+    hq = torch.full((2, 3, 32, 32), -1.0)
+    hq[..., 16:] = 1.0  # a 0 → 1 step on [0, 1] intensities
     out = BicubicDegradation(4).degrade_batch(hq, [None, None])
-    ref = imresize((hq + 1) / 2, 0.25).clamp(0, 1) * 2 - 1
+    ref = imresize((hq + 1) / 2, 0.25) * 2 - 1
     assert out.lq.shape == (2, 3, 8, 8) and torch.equal(out.lq, ref) and torch.equal(out.y, out.lq)
-    # without clamping it is the MATLAB BicubicSR operator (same 1-D matrices, no truncation)
+    assert out.lq.min() < -1 and out.lq.max() > 1
+    # it is the MATLAB BicubicSR operator (same 1-D matrices, no truncation)
+    hq = _hq(2)
     op = BicubicSR(4, "matlab", threshold=0.0)
-    assert torch.allclose(imresize((hq + 1) / 2, 0.25) * 2 - 1, op.A(hq), atol=1e-5)
+    assert torch.allclose(
+        BicubicDegradation(4).degrade_batch(hq, [None] * 2).lq, op.A(hq), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,3 +138,48 @@ def test_realesrgan_output_is_an_8bit_lq_image():
     assert lq01.min() >= 0 and lq01.max() <= 1
     # quantised to 8-bit levels like a saved image (model space maps k/255 to 2k/255 − 1)
     assert torch.allclose(lq01 * 255, (lq01 * 255).round(), atol=1e-4)
+
+
+def test_realesrgan_per_batch_draws_share_the_batch_choices():
+    """``draws="per_batch"`` (the official training): the resize/noise-type/order choices come
+    from the batch generator, the rest from each image's. So image b's LQ is a function of
+    (batch generator, its own generator): another generator for image 0 leaves images 1, 2 as
+    they were, another batch generator changes them; ``per_image`` ignores the batch generator,
+    and evaluation (``degrade``) is per image in both modes."""
+    hq = _hq(3)
+    per_batch = RealESRGANDegradation(4, draws="per_batch")
+    assert per_batch.batch_draws and not RealESRGANDegradation(4).batch_draws
+
+    def run(deg, seeds, batch_seed):
+        gens = [image_generator(5, s, STREAM_DEGRADATION) for s in seeds]
+        return deg.degrade_batch(hq, gens, image_generator(9, batch_seed, 0)).lq
+
+    ref = run(per_batch, [10, 11, 12], 0)
+    swapped = run(per_batch, [20, 11, 12], 0)
+    assert not torch.equal(swapped[0], ref[0]) and torch.equal(swapped[1:], ref[1:])
+    diffs = [
+        [not torch.equal(a, b) for a, b in zip(run(per_batch, [10, 11, 12], k), ref)]
+        for k in range(1, 6)
+    ]
+    assert any(all(d) for d in diffs)  # a new batch draw changes every image (some draws tie)
+    per_image = RealESRGANDegradation(4)
+    assert torch.equal(run(per_image, [10, 11, 12], 0), run(per_image, [10, 11, 12], 1))
+    g = image_generator(5, 11, STREAM_DEGRADATION)
+    assert torch.equal(
+        per_batch(hq[1], g).lq, per_image(hq[1], image_generator(5, 11, STREAM_DEGRADATION)).lq
+    )
+
+
+def test_realesrgan_per_batch_draws_are_shared_within_a_batch():
+    """An image run alone with the batch's shared draws and its own generator has the LQ it
+    has within the batch: its batch mates act on it through the shared draws only."""
+    hq = _hq(3)
+    deg = RealESRGANDegradation(4, draws="per_batch")
+    batch_gen = image_generator(9, 0, 0)
+    shared = deg.draw_shared(image_generator(9, 0, 0))
+    gens = [image_generator(5, s, STREAM_DEGRADATION) for s in (10, 11, 12)]
+    out = deg.degrade_batch(hq, gens, batch_gen).lq
+    for b, s in enumerate((10, 11, 12)):
+        g = image_generator(5, s, STREAM_DEGRADATION)
+        alone = deg.run((hq[b : b + 1] + 1) / 2, shared, [deg.draw_image(g, shared)], [g])
+        assert torch.equal(alone[0] * 2 - 1, out[b])

@@ -8,13 +8,12 @@ with the same noise and compare.
 **Noise replay.** The official code drew its noise from a prescribed stream
 (``numpy.random.RandomState(seed).standard_normal``, frozen by NumPy's compatibility policy); a
 fixture stores the seed, the shape of every call and a SHA-256 of the stream, and
-:func:`official_noise` regenerates and verifies it. Our samplers draw through ``torch.randn``
-with a generator and offer no way to inject a sequence, so :func:`replay` patches ``torch.randn``
-/ ``randn_like`` for the duration of one ``sample`` call and hands out the recorded tensors in
-order (checking each shape, and that all were consumed). The hook a sampler would need to make
-this unnecessary: a noise source with ``randn(shape) -> Tensor`` accepted wherever a generator is
-(``SamplingContext.randn`` / ``ResShiftChain.sample``), so a test passes
-``RecordedNoise(tensors)``.
+:func:`official_noise` regenerates and verifies it. ``ResShiftChain.sample`` takes a noise
+source (``noise=``; :func:`recorded` serves the official draws). The zero-shot samplers draw
+through ``torch.randn`` with a generator and offer no way to inject a sequence, so
+:func:`replay` patches ``torch.randn`` / ``randn_like`` for the duration of one ``sample`` call
+and hands out the recorded tensors in order (checking each shape, and that all were consumed);
+the same kind of source accepted by ``SamplingContext`` would make that unnecessary.
 
 **The model.** Sampler fixtures run the script's ``FixtureModel`` (:func:`fixture_prior`): the
 exact ε of Gaussian data plus 0.1·√ᾱ_t times the tiny network, so x̂₀ and the outputs are O(1)
@@ -462,11 +461,108 @@ def test_resshift_sampler_equals_official():
                                 d["schedule_kwargs"]["power"])  # fmt: skip
     chain = ResShiftChain(schedule, sf=d["sf"], padding_offset=meta["padding_offset"])
     net, _ = swin_unet()
-    field = torch.cat(official_noise(meta, arrays["noise_shapes"]), 1)
-    with replay([field]):
-        out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]))
+    fields = [torch.cat(official_noise(meta, arrays["noise_shapes"]), 1)]
+    out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]), noise=recorded(fields))
+    assert not fields  # consumed
     err = max_abs(out, arrays["out"])
     assert err <= TOL, err
+
+
+def recorded(fields: list[torch.Tensor]):
+    """``ResShiftChain.sample``'s noise source serving ``fields`` in order (shapes checked)."""
+
+    def noise(shape):
+        assert fields, "the chain drew more noise than the official code"
+        z = fields.pop(0)
+        assert tuple(z.shape) == tuple(shape), (tuple(z.shape), tuple(shape))
+        return z
+
+    return noise
+
+
+def test_official_tiling_equals_resshift_inference():
+    """ResShift's tiled inference (``tiling="official"``): ``ResShiftSampler.inference`` on a 40×40 8-bit LQ, chop 16 / stride 8, offset 16, 4 steps
+    (the fixture script's ``RESSHIFT_DIFFUSION``: κ 2, level 0.2, √η_T 0.99, p 0.3): tiles at
+    {0, 8, 16, 24}² of the unpadded LQ, each with its own noise (prior, then t = 3…0 — our
+    per-tile ``[(T+1)·C]`` field is their concatenation), averaged uniformly. Observed 3.4e-6
+    (one sampler run's float32 round-off, ~4e-6 in the fixture's ``resshift_sample``)."""
+    from lit_restore.resshift import ResShiftChain, ResShiftSchedule
+    from lit_restore.resshift.chain import _starts
+
+    meta, arrays = load("resshift_tiled")
+    assert meta["sf"] == 4 and meta["chop_bs"] == 1 and meta["padding_offset"] == 16
+    chop, stride = meta["chop_size"], meta["chop_stride"]
+    starts = _starts(40, chop, stride)
+    assert [[y, x] for y in starts for x in starts] == meta["tile_starts"]
+    draws = official_noise(meta, arrays["noise_shapes"])
+    fields = [torch.cat(draws[i : i + 5], 1) for i in range(0, len(draws), 5)]
+    # inference() reads the PNG as float32 / 255 and maps it with (x − 0.5) / 0.5
+    lq = (arrays["lq_u8"].astype(np.float32) / 255.0 - 0.5) / 0.5
+    lq = torch.from_numpy(lq).permute(2, 0, 1)[None]
+    chain = ResShiftChain(ResShiftSchedule(4, 2.0, 0.2, 0.99, 0.3), sf=4, padding_offset=16,
+                          chop_size=chop, chop_overlap=chop - stride, tiling="official")  # fmt: skip
+    out = chain.sample(swin_unet()[0], StandInFirstStage(), lq, noise=recorded(fields))
+    assert not fields  # every tile's noise consumed
+    err = max_abs(out * 0.5 + 0.5, arrays["out01"])
+    assert err <= TOL, err
+
+
+def test_official_tiling_decides_on_the_unpadded_size():
+    """Chop 14, offset 8: a 12×12 LQ (padded to 16) is one tile officially (12 ≤ 14) but 2×2
+    tiles of the padded LQ in our default mode (16 > 14); a 16×16 LQ is 2×2 official tiles of
+    14×14, each padded to 16 for the network."""
+    from lit_restore.nn import PixelSpace
+    from lit_restore.resshift import ResShiftChain, ResShiftSchedule
+
+    sch = ResShiftSchedule(2, 2.0, 0.2, 0.99, 0.3)
+    calls = []
+
+    class Net(torch.nn.Module):
+        def forward(self, x, t, lq=None, mask=None):
+            calls.append(tuple(x.shape[-2:]))
+            return torch.zeros_like(x)
+
+    cases = [("official", 12, 1, (16, 16)), ("cosine", 12, 4, (14, 14)),
+             ("official", 16, 4, (16, 16))]  # fmt: skip
+    for tiling, size, tiles, seen in cases:
+        calls.clear()
+        chain = ResShiftChain(sch, sf=1, padding_offset=8, chop_size=14, chop_overlap=2,
+                              tiling=tiling)  # fmt: skip
+        out = chain.sample(Net(), PixelSpace(), torch.zeros(1, 3, size, size))
+        assert out.shape[-2:] == (size, size)
+        assert calls == [seen] * (tiles * sch.steps), (tiling, size, calls)
+
+
+def test_face_vq_f8_builds_loads_strictly_and_equals_resshift():
+    """ResShift's face autoencoder gives ``num_res_blocks`` per level ([1, 2, 3, 4]): the
+    full-size :data:`VQ_F8_FACE` has the official layout (every name and shape of
+    ``VQModelTorch`` built from ``faceir_gfpgan512_lpips.yaml``), and a tiny model in that layout
+    (levels of 1 and 3 blocks) loads the official state dict strictly and encodes/decodes as
+    the official one: one float32 evaluation, observed 1.1e-6 (encode) and 4.3e-6 (decode, all
+    16 codes in use) on outputs up to 2.1."""
+    from lit_restore.checkpoints import load_state_dict_strict
+    from lit_restore.nn import VQModel
+    from lit_restore.nn.vq_autoencoder import VQ_F8_FACE
+
+    meta, arrays = load("resshift_vq_face")
+    with torch.device("meta"):
+        face = VQModel(**VQ_F8_FACE)
+    assert {k: list(v.shape) for k, v in face.state_dict().items()} == meta["face_layout"]
+    assert face.downscale == 8 and face.latent_channels == 8
+    cfg = meta["tiny_config"]
+    dd = cfg["ddconfig"]
+    tiny = VQModel(embed_dim=cfg["embed_dim"], n_embed=cfg["n_embed"], ch=dd["ch"],
+                   ch_mult=dd["ch_mult"], num_res_blocks=dd["num_res_blocks"],
+                   z_channels=dd["z_channels"]).eval()  # fmt: skip
+    load_state_dict_strict(tiny, state_dict(arrays), "resshift_vq_face")
+    with torch.no_grad():
+        z = tiny.encode(tensor(arrays["x"]))
+        assert max_abs(z, arrays["z"]) <= TOL
+        official_z = tensor(arrays["z"])
+        assert max_abs(tiny.decode(official_z), arrays["dec"]) <= TOL
+        assert max_abs(tiny.decode(official_z, quantize=False), arrays["dec_raw"]) <= TOL
+    with pytest.raises(ValueError, match="one count per level"):
+        VQModel(ch_mult=(1, 2, 4), num_res_blocks=(1, 2))
 
 
 # ============================================================================ degradations
@@ -523,3 +619,90 @@ def test_realesrgan_blur_kernels_equal_basicsr():
         assert max_abs(k, arrays[f"circular_lowpass_kernel/{i}/kernel"]) <= TOL, i
         i, checked = i + 1, checked + 1
     assert checked >= 8
+
+
+def test_realesrgan_kernel_sizes_are_the_official_ranges():
+    """The kernel sizes ``realesrgan_dataset.py`` L92-93 hard-codes (``range(3, 21, 2)`` and
+    ``range(3, 15, 2)``, recorded in the fixture), the final sinc sizes drawn from the second
+    range, and the paddings the official kernels come out with (21, 15, 15)."""
+    from lit_restore.degradations import RealESRGANConfig, RealESRGANDegradation
+    from lit_restore.degradations.realesrgan import odd_sizes
+    from lit_restore.utils.seeding import image_generator
+
+    meta, arrays = load("realesrgan")
+    cfg = RealESRGANConfig()
+    assert odd_sizes(cfg.first.blur.kernel_range) == arrays["kernel_range1"].tolist()
+    assert odd_sizes(cfg.second.blur.kernel_range) == arrays["kernel_range2"].tolist()
+    assert odd_sizes(cfg.final_sinc_range) == arrays["kernel_range2"].tolist()
+    shapes = {key: tuple(shape) for key, shape in meta["kernel_shapes"]}
+    deg = RealESRGANDegradation(4)
+    g = image_generator(0, 0)
+    d = deg.draw_image(g, deg.draw_shared(g))
+    assert tuple(d.kernel1.shape) == shapes["kernel1"] == (21, 21)
+    assert tuple(d.kernel2.shape) == shapes["kernel2"] == (15, 15)
+    assert tuple(d.sinc.shape) == shapes["sinc_kernel"] == (15, 15)
+
+
+def _support(k: torch.Tensor) -> int:
+    """Rows spanned by non-zero entries (the fixture's measure; a pulse counts 1)."""
+    rows = np.flatnonzero(np.abs(k.numpy()).sum(1) > 0)
+    return int(rows[-1] - rows[0] + 1)
+
+
+@pytest.mark.parametrize("j,key", [(0, "kernel1"), (1, "kernel2"), (2, "sinc")])
+def test_realesrgan_kernel_support_distribution_equals_official(j, key):
+    """The support of the kernels our draws build has the distribution of the official draws'
+    (400 draws of ``RealESRGANDataset.__getitem__`` in the fixture) — it sees the size (uniform
+    on the odd sizes), the sinc/pulse choice and the tails that underflow to 0.
+
+    A χ² test of homogeneity on the 2 × k table (fixture counts vs 1200 of ours), bins with
+    support ≤ 3 merged so that every expected count is ≥ 5; under equal distributions the
+    statistic is χ²(k−1), and we fail above its 1 − 10⁻⁴ quantile. The sizes of the previous
+    implementation (7…21, 7…15, sinc 7…21) put no mass on supports 3 and 5, which the official
+    draws hit ~22 % of the time: a statistic in the hundreds.
+    """
+    from scipy.stats import chi2
+
+    from lit_restore.degradations import RealESRGANDegradation
+    from lit_restore.utils.seeding import image_generator
+
+    _, arrays = load("realesrgan")
+    theirs = np.maximum(arrays["support_sizes"][:, j].astype(int), 3)
+    deg = RealESRGANDegradation(4)
+    ours = []
+    for i in range(1200):
+        g = image_generator(7, i)
+        ours.append(max(_support(getattr(deg.draw_image(g, deg.draw_shared(g)), key)), 3))
+    ours = np.array(ours)
+    bins = np.union1d(theirs, ours)
+    table = np.stack([[(theirs == v).sum() for v in bins], [(ours == v).sum() for v in bins]])
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    assert expected.min() >= 5
+    stat = float(((table - expected) ** 2 / expected).sum())
+    assert stat < chi2.ppf(1 - 1e-4, len(bins) - 1), (bins, table, stat)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_poisson_noise_equals_basicsr(gray):
+    """``generate_poisson_noise_pt`` per image: the Poisson rates (8-bit rounding, luma for gray,
+    ``2^⌈log₂ #levels⌉`` — 256 for the random image, 8 for the 5-level one) equal the official
+    ones, and with the official draws replayed the noise is bit-equal (the same float32
+    operations in the same order; the level count is a power of two, exact)."""
+    from lit_restore.degradations.realesrgan import poisson_noise
+
+    _, arrays = load("realesrgan")
+    img = tensor(arrays["img"])
+    # official call order: colour call → rate 0; gray call → gray rate 1, then colour rate 2
+    rate_key, draw_key = ("poisson_rate_1", "poisson_draw_1") if gray else ("poisson_rate_0",
+                                                                           "poisson_draw_0")  # fmt: skip
+    expected = tensor(arrays["noise_gray" if gray else "noise_color"])
+    for b in range(img.shape[0]):
+        seen = []
+
+        def draw(rate, b=b, seen=seen):
+            seen.append(rate)
+            return tensor(arrays[draw_key][b])
+
+        noise = poisson_noise(img[b], gray, draw=draw)
+        assert torch.equal(seen[0], tensor(arrays[rate_key][b]))
+        assert torch.equal(noise, expected[b])

@@ -76,7 +76,7 @@ def test_tiles_blend_without_seams():
     sch = ResShiftSchedule(steps=4)
     kw = dict(sf=1, chop_size=16, chop_overlap=8)
     smooth = ResShiftChain(sch, **kw).sample(TileMeanNet(), PixelSpace(), lq)
-    uniform = ResShiftChain(sch, blend="uniform", **kw).sample(TileMeanNet(), PixelSpace(), lq)
+    uniform = ResShiftChain(sch, tiling="uniform", **kw).sample(TileMeanNet(), PixelSpace(), lq)
     inside = _col_jumps(lq).max()  # the ramp's own step
     # uniform averaging (official) leaves steps where the tile count changes; the raised-cosine
     # window spreads the disagreement over the overlap

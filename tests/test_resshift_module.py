@@ -216,3 +216,42 @@ def test_recipes_configure_their_degradation_under_data(
         assert init[key]["class_path"] == class_path
         assert init["train_set"]["init_args"]["root"] == "data/DIV2K/DIV2K_train_HR"
         assert "degradation" not in cfg["model"]["init_args"]
+
+
+def test_learning_rate_follows_the_official_trainer():
+    """The lr of every optimizer step equals what ResShift's trainer uses, simulated here with
+    torch's own classes as ``trainer.py`` drives them: AdamW built at ``lr``; after each
+    iteration ``adjust_lr`` sets ``(i / warmup)·lr`` while ``i ≤ warmup`` (i = the iteration
+    just done, 1-based), then steps ``CosineAnnealingLR(T_max = iterations − warmup,
+    eta_min)``. Ours is a LambdaLR stepped after every optimizer step (Lightning,
+    ``interval: step``). Equal to 1e-12 relative: the cosine's recursion vs its closed form."""
+    from lit_restore.modules.resshift import official_lr_factor
+
+    lr, lr_min, warmup, iterations = 5e-5, 2e-5, 7, 40
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.zeros(1)
+    opt = torch.optim.AdamW([p], lr=lr, weight_decay=0.0)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations - warmup, lr_min)
+    official = []
+    for i in range(1, iterations + 1):
+        official.append(opt.param_groups[0]["lr"])  # the lr iteration i trains with
+        opt.step()
+        if i <= warmup:
+            for group in opt.param_groups:
+                group["lr"] = i / warmup * lr
+        else:
+            cosine.step()
+    ours = [lr * official_lr_factor(s, warmup, iterations, lr_min / lr) for s in range(iterations)]
+    assert ours == pytest.approx(official, rel=1e-12, abs=0)
+    assert official[:3] == pytest.approx([lr, lr / warmup, 2 * lr / warmup])  # step 0 at full lr
+
+    module = tiny_module(lr=lr, lr_min=lr_min, warmup_steps=warmup)
+    trainer = L.Trainer(max_steps=iterations, logger=False, enable_checkpointing=False)
+    module.trainer = trainer
+    conf = module.configure_optimizers()
+    seen = []
+    for _ in range(iterations):
+        seen.append(conf["optimizer"].param_groups[0]["lr"])
+        conf["optimizer"].step()
+        conf["lr_scheduler"]["scheduler"].step()
+    assert seen == pytest.approx(official, rel=1e-12, abs=0)

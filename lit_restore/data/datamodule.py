@@ -59,7 +59,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from lit_restore.data.deadleaves import DeadLeaves
 from lit_restore.data.folders import LQFolder, PairedFolder, check_on_bad_image
 from lit_restore.data.io import BadImageError, image_size
-from lit_restore.data.samplers import EpochTaggedSampler, ShardSampler
+from lit_restore.data.pair_pool import TrainingPairPool
+from lit_restore.data.samplers import EpochTaggedSampler, ResumableDataLoader, ShardSampler
 from lit_restore.degradations.base import Degradation
 from lit_restore.degradations.linear import LinearDegradation
 from lit_restore.operators.base import LinearOperator
@@ -68,6 +69,8 @@ from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
 
 #: Stream of training crops/flips (per epoch: ``STREAM_AUGMENT + 1000·epoch``).
 STREAM_AUGMENT = 100
+#: Stream of the draws a training batch shares (``Degradation.batch_draws``), per epoch likewise.
+STREAM_BATCH = 200
 _EPOCH_STRIDE = 1000
 #: Default ``max_pixels``: 2²³ ≈ 8.4 MP (e.g. 4096×2048). Measured: scoring one 4000×3000 image
 #: (12 MP) without a crop needed 11.5 GB of host memory, mostly for SSIM (≈ 1 kB per pixel).
@@ -143,6 +146,20 @@ def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     return out[0].clamp(0, 1)
 
 
+def _gather_objects(obj: Any, world_size: int) -> list[Any]:
+    """Every rank's ``obj`` on every rank (``torch.distributed.all_gather_object``)."""
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _position(key: int | tuple[int, int]) -> tuple[int, int]:
+    """A sampler key → ``(position, epoch)`` (evaluation keys are bare positions, epoch 0)."""
+    return (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
+
+
 def _crop_origin(
     h: int, w: int, c: int, random: bool, g: torch.Generator | None
 ) -> tuple[int, int]:
@@ -193,10 +210,39 @@ class RestorationItems(Dataset):
         return len(self.positions)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        pos, epoch = key if isinstance(key, tuple) else (key, 0)
+        pos, epoch = _position(key)
         index = self.positions[pos]
         raw = self.dataset[index]
         return self.process(raw, index, epoch)
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
+        """A whole batch (the DataLoader's batched fetch). Training with a degradation that
+        shares draws within a batch (``degradation.batch_draws``, e.g. Real-ESRGAN's official
+        ``draws="per_batch"``) degrades the batch at once: the per-image draws from each
+        image's generator, the shared ones from a batch generator of ``(seed, epoch, index of
+        the batch's first image)``. Otherwise item by item."""
+        deg = self.degradation
+        if not (self.train and deg is not None and deg.batch_draws) or not keys:
+            return [self[k] for k in keys]
+        items, gens = [], []
+        for key in keys:
+            pos, epoch = _position(key)
+            index = self.positions[pos]
+            items.append(self.process(self.dataset[index], index, epoch, degrade=False))
+            gens.append(self._generators(index, epoch)[1])
+        if any("hq" not in it or it["lq"] is not it["hq"] for it in items):  # paired/LQ data
+            return items
+        epoch = _position(keys[0])[1]
+        g_batch = image_generator(
+            self.seed, items[0]["index"], STREAM_BATCH + _EPOCH_STRIDE * (epoch + 1)
+        )
+        degraded = deg.degrade_batch(torch.stack([it["hq"] for it in items]), gens, g_batch)
+        for b, it in enumerate(items):
+            it["y"], it["lq"] = degraded.y[b], degraded.lq[b]
+            it["params"] = {k: v[b] for k, v in degraded.params.items()}
+            if degraded.mask is not None:
+                it["mask"] = degraded.mask[b]
+        return items
 
     # ----------------------------------------------------------------- steps
     def _generators(self, index: int, epoch: int) -> tuple[torch.Generator | None, torch.Generator]:
@@ -355,6 +401,14 @@ class RestorationDataModule(L.LightningDataModule):
         max_pixels: refuse an image with more pixels than this after resize/crop (the reference,
             or the LQ input when there is none), naming the file and the fixes; ``None``: no
             limit. Default 2²³ ≈ 8.4 MP (scoring a 12 MP image needed 11.5 GB).
+        pair_pool_size: training batches pass through a training-pair pool of this many pairs
+            (:class:`~lit_restore.data.pair_pool.TrainingPairPool`; Real-ESRGAN/ResShift
+            official training: 10 × ``batch_size``, with the degradation's official
+            ``draws: per_batch``); ``0`` (default): no pool.
+
+    Training resumes exactly: the training loader's position (epoch, batches done; see
+    :class:`~lit_restore.data.samplers.ResumableDataLoader`) and the pool are saved in every
+    checkpoint, and everything else in a batch is drawn from ``(seed, index, epoch)``.
     """
 
     def __init__(
@@ -378,8 +432,14 @@ class RestorationDataModule(L.LightningDataModule):
         lq_scale: int = 1,
         degradation: Degradation | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        pair_pool_size: int = 0,
     ) -> None:
         super().__init__()
+        if pair_pool_size < 0 or (pair_pool_size and pair_pool_size % batch_size):
+            raise ValueError(
+                f"data.init_args.pair_pool_size={pair_pool_size} must be 0 or a positive multiple "
+                f"of batch_size={batch_size} (official: 10 × batch_size)"
+            )
         for label, v in (
             ("crop_size", crop_size),
             ("resize", resize),
@@ -432,6 +492,9 @@ class RestorationDataModule(L.LightningDataModule):
         self.lq_scale = lq_scale
         #: original indices left out of test/predict (images already done; see :meth:`exclude`)
         self.excluded: frozenset[int] = frozenset()
+        self.pair_pool_size = pair_pool_size
+        self._pool: TrainingPairPool | None = None
+        self._pool_state: dict[str, Any] | None = None
         self._positions: dict[str, list[int]] = {}
 
     def _check_crop(self, crop_size: int | None) -> None:
@@ -558,8 +621,62 @@ class RestorationDataModule(L.LightningDataModule):
         inner = DistributedSampler(
             items, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
-        sampler = EpochTaggedSampler(inner)
-        return self._loader(items, sampler, self.batch_size, len(inner) >= self.batch_size)
+        return ResumableDataLoader(
+            items,
+            batch_size=self.batch_size,
+            sampler=EpochTaggedSampler(inner),
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=len(inner) >= self.batch_size,
+            persistent_workers=self.num_workers > 0,
+            position=self._fit_position,
+        )
+
+    def _fit_position(self) -> tuple[int, int]:
+        """``(epoch, batches whose training step ran in it)`` of the running fit, from
+        Lightning's progress counters: what a checkpoint taken now has trained on. The epoch is
+        the last one *started* — after ``max_steps`` stops a fit mid-epoch Lightning already
+        counts that epoch as completed (``current_epoch`` is one ahead), its batches not."""
+        loop = self.trainer.fit_loop
+        epoch = max(0, loop.epoch_progress.current.started - 1)
+        return int(epoch), int(loop.epoch_loop.batch_progress.current.processed)
+
+    # ----------------------------------------------------------- pair pool
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches pass through the training-pair pool (``pair_pool_size``)."""
+        trainer = getattr(self, "trainer", None)
+        if not self.pair_pool_size or trainer is None or not trainer.training:
+            return batch
+        if self._pool is None:
+            self._pool = TrainingPairPool(self.pair_pool_size, self.seed, trainer.global_rank)
+            if self._pool_state is not None:
+                self._pool.load_state_dict(self._pool_state)
+                self._pool_state = None
+        return self._pool(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pool's contents (per rank: gathered from every DDP rank) for the checkpoint."""
+        if self._pool is None:
+            return {}
+        trainer = self.trainer
+        state = self._pool.state_dict()
+        if trainer.world_size > 1:  # every rank's pool; rank r restores its own
+            return {"pair_pool_ranks": _gather_objects(state, trainer.world_size)}
+        return {"pair_pool_ranks": [state]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        ranks = state_dict.get("pair_pool_ranks")
+        if not ranks:
+            return
+        trainer = getattr(self, "trainer", None)
+        rank = int(trainer.global_rank) if trainer is not None else 0
+        if len(ranks) != (trainer.world_size if trainer is not None else 1):
+            raise ValueError(
+                f"the checkpoint holds the training-pair pools of {len(ranks)} processes; resume "
+                "with the same number of processes (or without data.init_args.pair_pool_size)"
+            )
+        self._pool, self._pool_state = None, ranks[rank]
 
     def eval_dataloader(self, split: str) -> DataLoader | list:
         """Unpadded, sharded loader over ``split`` minus the excluded indices (test/predict)."""

@@ -10,14 +10,20 @@ builds its samplers itself:
   item.
 - :class:`EpochTaggedSampler` — training: wraps a sampler and yields ``(position, epoch)``, so
   the dataset can draw per-epoch random crops/flips from ``(seed, index, epoch)`` in any worker
-  process (the epoch arrives with the index; no shared state).
+  process (the epoch arrives with the index; no shared state). It can start an epoch part-way
+  (:meth:`EpochTaggedSampler.resume`).
+- :class:`ResumableDataLoader` — the training loader: Lightning saves its position (epoch,
+  batches done) in every checkpoint and hands it back on ``--ckpt_path``, so a resumed run
+  continues the epoch where the checkpoint was taken instead of restarting it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class ShardSampler(Sampler[int]):
@@ -58,16 +64,71 @@ class EpochTaggedSampler(Sampler[tuple[int, int]]):
     def __init__(self, sampler: Sampler[int]) -> None:
         self.sampler = sampler
         self.epoch = 0
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
+    def resume(self, epoch: int, skip: int) -> None:
+        """Make the next iteration epoch ``epoch`` without its first ``skip`` positions (the
+        inner sampler's order is a function of its seed and epoch, so the rest is the same)."""
+        self.set_epoch(epoch)
+        self._skip = int(skip)
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        for i in self.sampler:
-            yield (int(i), epoch)
+        skip, self._skip = self._skip, 0
+        for k, i in enumerate(self.sampler):
+            if k >= skip:
+                yield (int(i), epoch)
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader whose place in the data order is saved in checkpoints.
+
+    Lightning checkpoints the state of every training loader that has ``state_dict`` /
+    ``load_state_dict`` (``lightning.pytorch.loops.fit_loop``: ``combined_loader._state_dicts``)
+    and loads it back before the first iteration of a resumed fit. The state is
+    ``{epoch, batches_done, batch_size}``; ``position`` (given by the datamodule) reports the
+    first two from the trainer's own progress counters — the batches whose training step ran —
+    so prefetching by workers or by Lightning does not count. On load, the
+    :class:`EpochTaggedSampler` resumes that epoch after ``batches_done · batch_size`` positions;
+    a finished epoch resumes as the start of the next.
+
+    Args:
+        position: ``() -> (epoch, batches_done)`` of the running fit.
+        Other arguments: those of :class:`~torch.utils.data.DataLoader`, with an
+        :class:`EpochTaggedSampler` as ``sampler``.
+    """
+
+    def __init__(
+        self, *args: Any, position: Callable[[], tuple[int, int]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done = self.position() if self.position is not None else (0, 0)
+        return {"epoch": int(epoch), "batches_done": int(done), "batch_size": int(self.batch_size)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.sampler
+        if not isinstance(sampler, EpochTaggedSampler):
+            raise TypeError(f"ResumableDataLoader needs an EpochTaggedSampler, got {sampler!r}")
+        epoch, done, size = state["epoch"], state["batches_done"], state["batch_size"]
+        if size != self.batch_size:
+            warnings.warn(
+                f"resuming a fit saved with batch_size {size} with batch_size {self.batch_size}: "
+                f"the epoch continues after the {done * size} samples already seen, but the run "
+                "is not the one the checkpoint came from",
+                stacklevel=2,
+            )
+        skip = done * size
+        if skip >= len(self) * self.batch_size:  # the epoch was finished
+            epoch, skip = epoch + 1, 0
+        sampler.resume(epoch, skip)

@@ -60,9 +60,22 @@ class Degradation:
         The datamodule calls it when the config is read (with the crop size) and per image when
         there is no crop, so a size mismatch is reported with the option or file to fix."""
 
-    def degrade_batch(self, hq: Tensor, generators: Sequence[torch.Generator]) -> Degraded:
+    @property
+    def batch_draws(self) -> bool:
+        """True when training batches are degraded together (some draws shared by a batch, as
+        Real-ESRGAN's official training does); the datamodule then calls :meth:`degrade_batch`
+        with a batch generator. False: every image on its own (the default)."""
+        return False
+
+    def degrade_batch(
+        self,
+        hq: Tensor,
+        generators: Sequence[torch.Generator],
+        batch_generator: torch.Generator | None = None,
+    ) -> Degraded:
         """Degrade a batch ``[B, C, H, W]`` image by image (image ``b`` with ``generators[b]``)
-        and stack the results; ``params`` are stacked per key."""
+        and stack the results; ``params`` are stacked per key. ``batch_generator`` serves the
+        draws a batch shares (:attr:`batch_draws`); unused here."""
         if len(generators) != hq.shape[0]:
             raise ValueError(f"{len(generators)} generators for a batch of {hq.shape[0]}")
         items = [self.degrade(x, g) for x, g in zip(hq, generators)]

@@ -4,8 +4,10 @@
 half-sample symmetric boundary) written as two separable resampling matrices built by
 :func:`lit_restore.operators.separable.imresize_matrix` — the same builder as the
 ``BicubicSR(mode="matlab")`` operator. :class:`BicubicDegradation` is ResShift's bicubic SR data
-(zsyOAOA/ResShift ``configs/bicx4_swinunet_lpips.yaml``: LQ = ``imresize(HQ, 1/sf)`` on [0, 1]
-images, clamped), applied here per image in the datamodule.
+(zsyOAOA/ResShift ``configs/bicx4_swinunet_lpips.yaml``, ``datapipe/datasets.py::BicubicFromSource``:
+LQ = ``utils/util_image.py::imresize_np(HQ, 1/sf)`` on [0, 1] images, *not* clamped — the cubic
+kernel's negative lobes overshoot [0, 1] a little at edges, and the network sees that), applied
+here per image in the datamodule.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def imresize(
 
 
 class BicubicDegradation(Degradation):
-    """LQ = MATLAB ``imresize(hq, 1/sf)`` on [0, 1] intensities, clamped; ``y = lq``.
+    """LQ = MATLAB ``imresize(hq, 1/sf)`` on [0, 1] intensities (not clamped, as the official
+    ``BicubicFromSource``); ``y = lq``.
 
     Deterministic (the generator is not used). Unlike the ``BicubicSR`` operator it is not
-    meant for zero-shot guidance (no SVD truncation, clamped): it is the training and
-    evaluation data of models that learn bicubic SR (ResShift ``BicSR``).
+    meant for zero-shot guidance (no SVD truncation): it is the training and evaluation data of
+    models that learn bicubic SR (ResShift ``BicSR``).
 
     Args:
         sf: integer downscaling factor (the image sides must be multiples of it).
@@ -63,7 +66,7 @@ class BicubicDegradation(Degradation):
 
     def degrade(self, hq: Tensor, generator: torch.Generator | None = None) -> Degraded:
         self.check_image_shape(tuple(hq.shape))
-        lq = imresize((hq.float() + 1) / 2, 1.0 / self.sf).clamp(0, 1) * 2 - 1
+        lq = imresize((hq.float() + 1) / 2, 1.0 / self.sf) * 2 - 1
         lq = lq.to(hq.dtype)
         return Degraded(y=lq, lq=lq)
 

@@ -9,6 +9,10 @@ callbacks (``configs/experiment/prior_deadleaves_64.yaml``). It writes the avera
 the checkpoint's ``state_dict`` (the live weights go to ``current_model_state``), so
 ``load_prior("last.ckpt")`` / :meth:`ADMPrior.from_checkpoint` load the EMA network, with the
 ADM flags read from the checkpoint's ``hyper_parameters``.
+
+Every draw of a training step (``t``, ε, dropout) comes from a generator of ``(seed, global
+step, rank)`` (:func:`~lit_restore.utils.seeding.training_step_rng`), so a fit resumed from a
+checkpoint repeats the uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch import Tensor
 
 from lit_restore import diffusion
 from lit_restore.nn import ADMUNet
+from lit_restore.utils.seeding import training_step_rng
 
 TINY_ADM = dict(
     image_size=64, num_channels=64, num_res_blocks=2, channel_mult="", attention_resolutions="16,8",
@@ -41,6 +46,7 @@ class DiffusionPriorModule(L.LightningModule):
         beta_schedule, num_timesteps: the VP schedule (stored in the checkpoint, used by the prior).
         lr, weight_decay, betas: AdamW.
         warmup_steps: linear learning-rate warm-up.
+        seed: base seed of the training steps' draws.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class DiffusionPriorModule(L.LightningModule):
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         warmup_steps: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         flags = {**TINY_ADM, **(network or {})}
@@ -65,7 +72,9 @@ class DiffusionPriorModule(L.LightningModule):
         self.save_hyperparameters({"_class_path": f"{type(self).__module__}.{type(self).__qualname__}",
                                    "network": flags, "channels": channels, "beta_schedule": beta_schedule,
                                    "num_timesteps": num_timesteps, "lr": lr, "weight_decay": weight_decay,
-                                   "betas": list(betas), "warmup_steps": warmup_steps})  # fmt: skip
+                                   "betas": list(betas), "warmup_steps": warmup_steps,
+                                   "seed": seed})  # fmt: skip
+        self.seed = seed
         try:
             self.net = ADMUNet(**flags, in_channels=channels, out_channels=channels)
         except TypeError as err:
@@ -93,7 +102,8 @@ class DiffusionPriorModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0 = self._images(batch)
-        loss = self.diffusion_loss(x0)
+        with training_step_rng(self, self.seed, batch_idx):
+            loss = self.diffusion_loss(x0)
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 

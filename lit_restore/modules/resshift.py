@@ -15,11 +15,22 @@ Training (zsyOAOA/ResShift ``trainer.py``: ``TrainerDifIR.training_step`` /
 
 LPIPS gradients flow through the frozen decoder (straight-through quantiser); a NaN LPIPS falls
 back to the MSE term and is counted (``train/lpips_nan_count``). AdamW (weight decay 0), lr 5e-5
-with linear warm-up then cosine to 2e-5 over ``trainer.max_steps``. EMA, bf16 and gradient
-accumulation come from the Trainer/callbacks (``EMAWeightAveraging`` in the configs, so
-validation runs on the EMA weights). ``restore`` runs the T-step chain on ``batch["lq"]``, then
-the optional colour fix and, for inpainting, pastes the known pixels back
-(:mod:`lit_restore.postprocess`).
+with the official warm-up then cosine to 2e-5 over ``trainer.max_steps``
+(:func:`official_lr_factor`). EMA, bf16 and gradient accumulation come from the Trainer/callbacks
+(``EMAWeightAveraging`` in the configs, so validation runs on the EMA weights). The timesteps
+and noise of a training step come from a generator of ``(seed, global step, rank)``
+(:func:`~lit_restore.utils.seeding.training_step_rng`), so a fit resumed from a checkpoint
+repeats the uninterrupted one exactly.
+
+Validation: the official trainer (``trainer.py::TrainerDifIR.validation``) reports PSNR (on the Y
+channel with ``val_y_channel``) and LPIPS with ``lpips.LPIPS(net='vgg')`` of the EMA model's
+samples. The same numbers come from the metric callback with
+``metrics: [psnr, lpips_vgg]`` and ``y_channel: true`` (the metric suite's default LPIPS is
+AlexNet, the LPIPS paper's recommendation for evaluation).
+
+``restore`` runs the T-step chain on ``batch["lq"]``, then the optional colour fix and, for
+inpainting, pastes the known pixels back (:mod:`lit_restore.postprocess`). ``tiling:
+official`` reproduces the official tiled inference (:mod:`lit_restore.resshift.chain`).
 """
 
 from __future__ import annotations
@@ -39,8 +50,29 @@ from lit_restore.operators.noise import NoiseModel
 from lit_restore.postprocess import check_color_fix, color_fix, paste_known
 from lit_restore.resshift.chain import ResShiftChain
 from lit_restore.resshift.schedule import ResShiftSchedule
-from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for
+from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for, training_step_rng
 from lit_restore.weights import resolve
+
+
+def official_lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) over the base rate, as ResShift's
+    trainer sets it (``trainer.py``: ``TrainerDifIR.adjust_lr`` runs *after* each iteration,
+    ``CosineAnnealingLR(T_max = iterations − warmup, eta_min)`` after the warm-up):
+
+    * step 0: 1 — the optimizer is built at the base rate and the first ``adjust_lr`` comes
+      after the first iteration;
+    * ``1 ≤ step ≤ warmup``: ``step / warmup``;
+    * ``step ≥ warmup``: ``floor + (1 − floor)·½(1 + cos(π (step − warmup) / (total − warmup)))``
+      (the closed form of ``CosineAnnealingLR``'s recursion; ``floor = lr_min / lr``).
+    """
+    if step == 0:
+        return 1.0
+    if step <= warmup:
+        return step / warmup
+    if total <= warmup:
+        return 1.0
+    prog = min(1.0, (step - warmup) / (total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * prog))
 
 
 class ResShiftModule(RestorationModule):
@@ -60,6 +92,8 @@ class ResShiftModule(RestorationModule):
             by :mod:`lit_restore.weights`, ``vgg16``; ``False`` = random backbone, tests only).
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
         chop_size, chop_overlap, chop_bs, padding_offset: chain options (LQ pixels).
+        tiling: ``"cosine"`` (default), ``"uniform"`` or ``"official"`` (ResShift's own tiled
+            inference, for reproducing the released models' numbers; :mod:`lit_restore.resshift.chain`).
         color_fix: ``None``, ``"wavelet"`` or ``"adain"`` (:mod:`lit_restore.postprocess`),
             with the bicubic-upsampled LQ as the colour reference.
         seed: base seed of the per-image chain noise.
@@ -89,6 +123,7 @@ class ResShiftModule(RestorationModule):
         chop_overlap: int = 16,
         chop_bs: int = 1,
         padding_offset: int | None = None,
+        tiling: str = "cosine",
         color_fix: str | None = None,
         operator: LinearOperator | None = None,
         noise: NoiseModel | None = None,
@@ -108,7 +143,7 @@ class ResShiftModule(RestorationModule):
         else:
             self.first_stage = VQModel.from_pretrained(autoencoder, **(vq_config or {}))
         self.chain = ResShiftChain(
-            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs
+            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs, tiling=tiling
         )
         self.sf, self.inpainting = sf, inpainting
         self.lpips_weight = lpips_weight
@@ -167,6 +202,10 @@ class ResShiftModule(RestorationModule):
 
     # ------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        with training_step_rng(self, self.seed, batch_idx):
+            return self._training_loss(batch)
+
+    def _training_loss(self, batch: dict) -> Tensor:
         hq = batch["hq"]
         lq, mask = self._inputs(batch)
         sch = self.schedule
@@ -203,12 +242,7 @@ class ResShiftModule(RestorationModule):
         warm, floor = max(0, hp.warmup_steps), hp.lr_min / hp.lr
 
         def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            if total <= warm:
-                return 1.0
-            prog = min(1.0, (step - warm) / (total - warm))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * prog))
+            return official_lr_factor(step, warm, total, floor)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

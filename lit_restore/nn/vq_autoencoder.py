@@ -34,19 +34,34 @@ from lit_restore.nn.blocks import (
 from lit_restore.weights import resolve
 
 
+def per_level(num_res_blocks: int | Sequence[int], levels: int) -> list[int]:
+    """ResNet blocks per resolution level: one count for every level, or one count per level
+    (ResShift's ``Encoder``/``Decoder`` accept both; its face VQ-f8 uses ``[1, 2, 3, 4]``)."""
+    if isinstance(num_res_blocks, int):
+        return [num_res_blocks] * levels
+    counts = [int(n) for n in num_res_blocks]
+    if len(counts) != levels:
+        raise ValueError(
+            f"num_res_blocks={list(num_res_blocks)} needs one count per level of "
+            f"ch_mult ({levels} levels)"
+        )
+    return counts
+
+
 class Encoder(nn.Module):
     def __init__(
-        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, in_channels: int, z_channels: int,
-        dropout: float = 0.0,
+        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int | Sequence[int],
+        in_channels: int, z_channels: int, dropout: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
         self.down = nn.ModuleList()
         cin = ch
+        counts = per_level(num_res_blocks, len(ch_mult))
         for i, m in enumerate(ch_mult):
             level = nn.Module()
             blocks = []
-            for _ in range(num_res_blocks):
+            for _ in range(counts[i]):
                 blocks.append(ResnetBlock(cin, ch * m, 0, dropout))
                 cin = ch * m
             level.block = nn.ModuleList(blocks)
@@ -71,18 +86,19 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(
-        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int, out_ch: int, z_channels: int,
-        dropout: float = 0.0,
+        self, ch: int, ch_mult: Sequence[int], num_res_blocks: int | Sequence[int], out_ch: int,
+        z_channels: int, dropout: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__()
         cin = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(z_channels, cin, 3, padding=1)
         self.mid = DDPMMidBlock(cin, 0, dropout)
         ups: list[nn.Module] = []
+        counts = per_level(num_res_blocks, len(ch_mult))
         for i in reversed(range(len(ch_mult))):
             level = nn.Module()
             blocks = []
-            for _ in range(num_res_blocks + 1):
+            for _ in range(counts[i] + 1):
                 blocks.append(ResnetBlock(cin, ch * ch_mult[i], 0, dropout))
                 cin = ch * ch_mult[i]
             level.block = nn.ModuleList(blocks)
@@ -124,7 +140,12 @@ class VectorQuantizer(nn.Module):
 
 
 class VQModel(nn.Module):
-    """LDM VQ autoencoder; defaults = ``autoencoder_vq_f4.pth`` (embed_dim 3, 8192 codes)."""
+    """LDM VQ autoencoder; defaults = ``autoencoder_vq_f4.pth`` (embed_dim 3, 8192 codes).
+
+    ResShift's face model (``configs/faceir_gfpgan512_lpips.yaml``, ``ffhq512_vq_f8_dim8_face.pth``)
+    is ``VQModel(**VQ_F8_FACE)``: VQ-f8 with 8 latent channels, 4096 codes and
+    ``num_res_blocks`` per level (``[1, 2, 3, 4]``).
+    """
 
     def __init__(
         self,
@@ -132,7 +153,7 @@ class VQModel(nn.Module):
         n_embed: int = 8192,
         ch: int = 128,
         ch_mult: Sequence[int] = (1, 2, 4),
-        num_res_blocks: int = 2,
+        num_res_blocks: int | Sequence[int] = 2,
         in_channels: int = 3,
         out_ch: int = 3,
         z_channels: int = 3,
@@ -169,6 +190,13 @@ class VQModel(nn.Module):
         model = cls(**kwargs)
         load_state_dict_strict(model, sd, f"checkpoint {str(file)!r}")
         return freeze(model)
+
+
+#: ResShift's face autoencoder (``configs/faceir_gfpgan512_lpips.yaml``, ``autoencoder.params``)
+VQ_F8_FACE: dict = dict(
+    embed_dim=8, n_embed=4096, ch=64, ch_mult=(1, 2, 4, 8), num_res_blocks=(1, 2, 3, 4),
+    z_channels=8,
+)  # fmt: skip
 
 
 class PixelSpace(nn.Module):

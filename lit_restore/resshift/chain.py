@@ -18,6 +18,23 @@ Additions over the official loop:
 * tiled inference with a smooth (raised-cosine) blending window instead of the official uniform
   average; the last tile ends flush with the border.
 
+Tiling modes (``tiling``):
+
+* ``"cosine"`` (default): reflect-pad the LQ to ``padding_offset``, tile the *padded* LQ when a
+  padded side exceeds ``chop_size``, slice every tile's noise from the one field, blend tiles
+  with a raised-cosine window (no seams where the tile count changes);
+* ``"uniform"``: the same with the plain average;
+* ``"official"``: ResShift's own (``sampler.py::ResShiftSampler.inference`` L186-205 with
+  ``utils/util_image.py::ImageSpliterTh``): decide to tile on the *unpadded* LQ size, cut tiles
+  from the unpadded LQ, reflect-pad each tile to ``padding_offset`` (``sample_func``), draw
+  fresh noise per tile, and average the tiles uniformly. A 40×40 LQ with ``chop_size`` 16,
+  overlap 8 and offset 16 is tiled at {0, 8, 16, 24} here, at {0, 8, 16, 24, 32} of the padded
+  48×48 in the other modes. Use it to reproduce the released models' published numbers.
+
+Both tile grids start at 0 every ``chop_size − chop_overlap`` and end with a tile flush with the
+border; ``ImageSpliterTh.extract_starts`` (clip to ``L − chop`` and de-duplicate) gives the same
+set.
+
 Colour fixes and pasting the known pixels back (``mask_back``) are generic post-processing
 (:mod:`lit_restore.postprocess`), applied by the module.
 """
@@ -34,6 +51,11 @@ from torch import Tensor, nn
 
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.utils.seeding import randn_per_image
+
+#: tiling modes (module docstring)
+TILINGS = ("cosine", "uniform", "official")
+#: ``noise(shape) -> Tensor``: standard normal noise of ``shape`` (first dim: the images)
+NoiseFn = Callable[[tuple[int, ...]], Tensor]
 
 
 def _pad_to(x: Tensor, multiple: int) -> Tensor:
@@ -86,9 +108,8 @@ class ResShiftChain(nn.Module):
         chop_overlap: overlap between tiles in LQ pixels (official defaults: 64/32/16 for
             chop sizes 512/256/64).
         chop_bs: tile positions per forward (each holds the whole batch).
-        blend: tile weighting, ``"cosine"`` (raised-cosine window, default) or ``"uniform"``
-            (the official plain average, which leaves steps where the tile count changes).
         progress: tqdm bar over tiles.
+        tiling: ``"cosine"`` (default), ``"uniform"`` or ``"official"`` (module docstring).
     """
 
     def __init__(
@@ -100,12 +121,12 @@ class ResShiftChain(nn.Module):
         chop_overlap: int = 16,
         chop_bs: int = 1,
         progress: bool = False,
-        blend: str = "cosine",
+        tiling: str = "cosine",
     ) -> None:
         super().__init__()
-        if blend not in ("cosine", "uniform"):
-            raise ValueError(f"blend={blend!r}: use 'cosine' or 'uniform'")
-        self.blend = blend
+        if tiling not in TILINGS:
+            raise ValueError(f"tiling={tiling!r}: use one of {TILINGS}")
+        self.tiling = tiling
         if chop_size is not None and not 0 <= chop_overlap < chop_size:
             raise ValueError(f"chop_overlap={chop_overlap} must be in [0, chop_size={chop_size})")
         self.schedule = schedule
@@ -177,6 +198,30 @@ class ResShiftChain(nn.Module):
         return max(1, math.ceil(need / self.sf))
 
     # ---------------------------------------------------------------- main
+    def _tiles_needed(self, h: int, w: int) -> bool:
+        return self.chop_size is not None and (h > self.chop_size or w > self.chop_size)
+
+    def _grid(self, h: int, w: int) -> tuple[int, int, int, list[tuple[int, int]]]:
+        """``(tile height, tile width, stride, tile origins)`` over an ``h × w`` LQ: a tile every
+        ``chop_size − chop_overlap``, the last flush with the border (module docstring)."""
+        chop = self.chop_size
+        assert chop is not None
+        stride = chop - self.chop_overlap
+        th, tw = min(chop, h), min(chop, w)
+        return (
+            th,
+            tw,
+            stride,
+            [(y, x) for y in _starts(h, th, stride) for x in _starts(w, tw, stride)],
+        )
+
+    def _noise_shape(self, first_stage: nn.Module, lq: Tensor) -> tuple[int, ...]:
+        """The noise of a (padded) LQ batch: ``[(T+1)·C, H_lat, W_lat]`` per image."""
+        b, ch, h, w = lq.shape
+        ds = getattr(first_stage, "downscale", 1)
+        c = getattr(first_stage, "latent_channels", ch)
+        return (b, (self.schedule.steps + 1) * c, h * self.sf // ds, w * self.sf // ds)
+
     @torch.no_grad()
     def sample(
         self,
@@ -186,31 +231,69 @@ class ResShiftChain(nn.Module):
         generators: Sequence[torch.Generator] | torch.Generator | None = None,
         mask: Tensor | None = None,
         nfe: Callable[[int], None] | None = None,
+        noise: NoiseFn | None = None,
     ) -> Tensor:
         """Restore ``lq`` ([B,C,h,w] in [-1,1]) → [B,C,h·sf,w·sf] in [-1,1].
 
         ``mask`` ([B,1,h,w], 1 = known pixel) enables inpainting: the network sees the masked LQ
         and the mask (:meth:`condition`); pasting the known pixels back is post-processing
-        (:func:`lit_restore.postprocess.paste_known`).
+        (:func:`lit_restore.postprocess.paste_known`). Noise comes from ``generators`` (one per
+        image), or from ``noise`` when given (e.g. noise recorded from another implementation).
         """
-        b, _, h, w = lq.shape
-        sf = self.sf
+        h, w = lq.shape[-2:]
+        if noise is None:
+
+            def noise(shape: tuple[int, ...]) -> Tensor:
+                return randn_per_image(shape, generators, device=lq.device)
+
         off = self._offset(network, first_stage)
+        if self.tiling == "official" and self._tiles_needed(h, w):
+            return self._official_tiled(network, first_stage, lq, mask, noise, nfe, off)
         lq_p = _pad_to(lq, off)
         mask_p = _pad_to(mask, off) if mask is not None else None
         hp, wp = lq_p.shape[-2:]
-        ds = getattr(first_stage, "downscale", 1)
-        lat = (hp * sf // ds, wp * sf // ds)
-        c = getattr(first_stage, "latent_channels", lq.shape[1])
-        noise = randn_per_image(
-            (b, (self.schedule.steps + 1) * c, *lat), generators, device=lq.device
-        )
-        chop = self.chop_size
-        if chop is None or (hp <= chop and wp <= chop):
-            out = self._chain(network, first_stage, lq_p, noise, mask_p, nfe)
+        field = noise(self._noise_shape(first_stage, lq_p))
+        if self.tiling == "official" or not self._tiles_needed(hp, wp):
+            out = self._chain(network, first_stage, lq_p, field, mask_p, nfe)
         else:
-            out = self._tiled(network, first_stage, lq_p, noise, mask_p, nfe, ds)
-        return out[..., : h * sf, : w * sf]
+            ds = getattr(first_stage, "downscale", 1)
+            out = self._tiled(network, first_stage, lq_p, field, mask_p, nfe, ds)
+        return out[..., : h * self.sf, : w * self.sf]
+
+    def _official_tiled(
+        self,
+        network: nn.Module,
+        first_stage: nn.Module,
+        lq: Tensor,
+        mask: Tensor | None,
+        noise: NoiseFn,
+        nfe: Callable[[int], None] | None,
+        off: int,
+    ) -> Tensor:
+        """ResShift's tiling (module docstring): tiles of the unpadded LQ, each padded to
+        ``off`` and sampled with its own noise (``chop_bs`` tiles per forward, tile-major like
+        ``ImageSpliterTh``), averaged uniformly."""
+        from tqdm.auto import tqdm
+
+        b, _, h, w = lq.shape
+        sf = self.sf
+        th, tw, _, boxes = self._grid(h, w)
+        out = torch.zeros(b, lq.shape[1], h * sf, w * sf, device=lq.device)
+        count = torch.zeros(1, 1, h * sf, w * sf, device=lq.device)
+        for i in tqdm(range(0, len(boxes), self.chop_bs), disable=not self.progress, desc="tiles"):
+            group = boxes[i : i + self.chop_bs]
+            lq_t = torch.cat([_pad_to(lq[..., y : y + th, x : x + tw], off) for y, x in group])
+            m_t = None
+            if mask is not None:
+                m_t = torch.cat([_pad_to(mask[..., y : y + th, x : x + tw], off) for y, x in group])
+            shape = self._noise_shape(first_stage, lq_t[:b])
+            field = torch.cat([noise(shape) for _ in group])
+            res = self._chain(network, first_stage, lq_t, field, m_t, nfe)
+            for j, (y, x) in enumerate(group):
+                sl = (..., slice(y * sf, (y + th) * sf), slice(x * sf, (x + tw) * sf))
+                out[sl] += res[j * b : (j + 1) * b, :, : th * sf, : tw * sf].float()
+                count[sl] += 1
+        return out / count
 
     def _tiled(
         self,
@@ -225,11 +308,8 @@ class ResShiftChain(nn.Module):
         from tqdm.auto import tqdm
 
         b, _, hp, wp = lq.shape
-        chop, sf = self.chop_size, self.sf
-        assert chop is not None
-        stride = chop - self.chop_overlap
-        th, tw = min(chop, hp), min(chop, wp)
-        boxes = [(y, x) for y in _starts(hp, th, stride) for x in _starts(wp, tw, stride)]
+        sf = self.sf
+        th, tw, stride, boxes = self._grid(hp, wp)
         if sf < ds and stride % (ds // sf):
             raise ValueError(
                 f"chop_size - chop_overlap = {stride} must be a multiple of {ds // sf} so tiles "
@@ -238,7 +318,7 @@ class ResShiftChain(nn.Module):
         out: Tensor | None = None
         acc = torch.zeros(1, 1, hp * sf, wp * sf, device=lq.device)
         win = _window(th * sf, tw * sf, lq.device)
-        if self.blend == "uniform":
+        if self.tiling == "uniform":
             win = torch.ones_like(win)
         r = sf // ds if sf >= ds else None
         for i in tqdm(range(0, len(boxes), self.chop_bs), disable=not self.progress, desc="tiles"):
