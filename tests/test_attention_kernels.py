@@ -89,7 +89,9 @@ def test_whole_networks_need_no_math_kernel(which):
         )  # fmt: skip
         args: tuple = (torch.randn(2, 3, 16, 16), torch.tensor([5, 900]))
     elif which == "ddim":
-        net = DDIMUNet(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16)
+        net = DDIMUNet(
+            ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16
+        )
         args = (torch.randn(2, 3, 16, 16), torch.tensor([5.0, 900.0]))
     else:
         net = VQModel(ch=32, ch_mult=(1, 2), num_res_blocks=1, n_embed=16)

@@ -37,6 +37,7 @@ from lit_restore.resshift.degradations import (
 )
 from lit_restore.resshift.sampler import ResShiftSampler
 from lit_restore.resshift.schedule import ResShiftSchedule
+from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
 from lit_restore.utils.seeding import (
     STREAM_DEGRADATION,
     STREAM_SAMPLER,
@@ -67,7 +68,17 @@ class ResShiftModule(RestorationModule):
         lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (resolved offline
             by :mod:`lit_restore.weights`, ``vgg16``; ``False`` = random backbone, tests only).
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
-        chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px).
+        chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px);
+            ``chop_size="auto"`` (default) tiles only where tiles cost less per pixel than the
+            VQ autoencoder's global attention over the whole image (see
+            :func:`lit_restore.resshift.sampler.auto_chop_size`); ``null`` never tiles.
+        precision: ``fp32``, ``bf16`` (network and first stage under bf16 autocast, for
+            inference and training; the loss is summed in float32) or ``auto`` (inference in
+            bf16 on CUDA when the measured bf16 output difference is within the bound,
+            :mod:`lit_restore.runtime`; training then follows the Trainer's ``precision``).
+        compile: ``torch.compile`` the network and the first stage's encoder/decoder
+            (``true``/``default``, ``reduce-overhead`` = + CUDA graphs, ``max-autotune``).
+        channels_last: the network and first stage in the channels-last memory format.
         seed: base seed of the per-image sampler noise and training degradations.
         weights: a released network checkpoint (e.g. ``resshift_realsrx4_s4_v3.pth``) loaded
             strictly into ``network`` (``weights_only``; ``module.``/``_orig_mod.`` stripped).
@@ -92,7 +103,7 @@ class ResShiftModule(RestorationModule):
         lr_min: float = 2e-5,
         warmup_steps: int = 5000,
         weight_decay: float = 0.0,
-        chop_size: int | None = None,
+        chop_size: int | str | None = "auto",
         chop_overlap: int = 16,
         chop_bs: int = 1,
         padding_offset: int | None = None,
@@ -101,8 +112,12 @@ class ResShiftModule(RestorationModule):
         noise: NoiseModel | None = None,
         seed: int = 0,
         weights: str | None = None,
+        precision: str = "auto",
+        compile: bool | str = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
+        check_precision(precision)
         if degradation not in _DEGRADATIONS:
             raise ValueError(f"degradation={degradation!r}: use one of {_DEGRADATIONS}")
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
@@ -126,6 +141,24 @@ class ResShiftModule(RestorationModule):
             "realesrgan": RealESRGANDegradation(sf),
         }.get(degradation)
         self.lpips_nan_count = 0
+        self._runtime_device: torch.device | None = None
+
+    # ------------------------------------------------------------- runtime
+    def _networks(self) -> list[nn.Module]:
+        parts = [getattr(self.first_stage, n, None) for n in ("encoder", "decoder")]
+        return [self.network, *(p for p in parts if isinstance(p, nn.Module))]
+
+    def _bf16(self, device: torch.device, training: bool) -> torch.dtype | None:
+        """The autocast dtype of this call (``precision``; ``auto`` leaves training to the
+        Trainer's own ``precision`` setting)."""
+        hp = self.hparams
+        if self._runtime_device != device:
+            for net in self._networks():
+                prepare_network(net, device, compile=hp.compile, channels_last=hp.channels_last)
+            self._runtime_device = device
+        if training and hp.precision == "auto":
+            return None
+        return resolve_precision(hp.precision, device, "resshift")
 
     # ------------------------------------------------------------- loading
     @classmethod
@@ -204,12 +237,15 @@ class ResShiftModule(RestorationModule):
         mask_c = None
         if mask is not None:
             mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
-        pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond, mask=mask_c)
+        bf16 = self._bf16(hq.device, training=True)
+        with autocast(bf16, hq.device):
+            pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond, mask=mask_c)
         mse = (pred.float() - z0.float()).pow(2).flatten(1).mean(1)
         loss = mse
         if self.lpips_weight > 0:
-            dec = self.first_stage.decode(pred).clamp(-1, 1)
-            lp = self._lpips_net()(dec.float(), hq.float()).flatten()
+            with autocast(bf16, hq.device):
+                dec = self.first_stage.decode(pred).clamp(-1, 1)
+                lp = self._lpips_net()(dec.float(), hq.float()).float().flatten()
             if torch.isfinite(lp).all():
                 loss = mse + self.lpips_weight * lp
                 self.log("train/lpips", lp.mean(), on_step=True, prog_bar=False)
@@ -256,8 +292,11 @@ class ResShiftModule(RestorationModule):
         if mask is not None:
             lq = lq * mask - (1 - mask)
         gens = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device="cpu")
-        out = self.sampler.sample(self.network, self.first_stage, lq, gens, mask, self.count_nfe)
-        return out[..., : target[0], : target[1]]
+        with autocast(self._bf16(lq.device, training=False), lq.device):
+            out = self.sampler.sample(
+                self.network, self.first_stage, lq, gens, mask, self.count_nfe
+            )
+        return out[..., : target[0], : target[1]].float()
 
     def run_hparams(self) -> dict[str, Any]:
         return {
@@ -267,4 +306,5 @@ class ResShiftModule(RestorationModule):
             "latent": "pixel" if isinstance(self.first_stage, PixelSpace) else "vq",
             "degradation": self.degradation,
             "lpips_weight": self.lpips_weight,
+            "precision": self.hparams.precision,
         }

@@ -13,7 +13,13 @@ Additions over the official loop (all documented in the README):
 * tiled inference with a smooth (raised-cosine) blending window instead of the official uniform
   average; the last tile ends flush with the border;
 * optional colour correction (``wavelet``: low frequencies from the upsampled LQ; ``adain``:
-  per-channel mean/std of the upsampled LQ), which the official code does not have.
+  per-channel mean/std of the upsampled LQ), which the official code does not have;
+* ``chop_size="auto"``: tiles chosen so the cost per pixel stays flat with the image size
+  (:func:`auto_chop_size`). The Swin UNet is local (windowed attention, convolutions), but the
+  VQ autoencoder's mid block attends globally over the whole latent, so its cost per pixel grows
+  with the number of latent pixels N: ``a + b·N``. Tiles bound N at the price of recomputing
+  the overlaps; ``auto`` picks whichever of "untiled" and every admissible tile side has the
+  lowest modelled cost per output pixel.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_restore.nn.blocks import AttnBlock
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.utils.seeding import randn_per_image
 
@@ -45,6 +52,54 @@ def _starts(size: int, chop: int, stride: int) -> list[int]:
     starts = list(range(0, size - chop, stride))
     starts.append(size - chop)
     return sorted(set(starts))
+
+
+#: Latent side at which the global attention of the VQ-f4 autoencoder's mid blocks costs as much
+#: as the rest of a 4-step chain, per latent pixel. Measured with the released layouts (``VQModel()``
+#: and ``SwinUNet()``, fused SDPA, float32, 1 CPU thread; ``bench/bench_resshift_scaling.py``):
+#: VQ encode + decode 9.1 / 10.7 / 11.7 / 13.2 ms per latent pixel at sides 32 / 64 / 96 / 128,
+#: i.e. a + b·side² with a = 8.8 ms and b = 2.7e-4 ms (attention share 5 / 9 / 15 / 21 %), plus
+#: 4 × 0.93 ms for the UNet calls: √((8.8 + 3.7) / 2.7e-4) ≈ 215.
+ATTENTION_EQUAL_SIDE = 215
+
+
+def has_global_attention(module: nn.Module) -> bool:
+    """Whether ``module`` holds a spatial self-attention over the whole feature map."""
+    return any(isinstance(m, AttnBlock) for m in module.modules())
+
+
+def tiled_cost(
+    h: int, w: int, tile: int | None, overlap: int, latent_per_lq: float, equal_side: float
+) -> float:
+    """Modelled cost per output pixel (in units of the attention-free cost) of restoring an h×w
+    LQ image in ``tile``-sided tiles (LQ px; ``None`` = untiled), tiled as :meth:`ResShiftSampler.
+    sample` tiles: a tile with N latent pixels costs ``1 + N / equal_side²`` per pixel it
+    computes, and overlapping pixels are computed once per tile that holds them."""
+    if tile is None:
+        th, tw, n = h, w, 1
+    else:
+        th, tw = min(tile, h), min(tile, w)
+        n = len(_starts(h, th, tile - overlap)) * len(_starts(w, tw, tile - overlap))
+    tokens = th * tw * latent_per_lq**2
+    return n * th * tw / (h * w) * (1.0 + tokens / equal_side**2)
+
+
+def auto_chop_size(
+    h: int, w: int, multiple: int, overlap: int, latent_per_lq: float, stride_multiple: int = 1
+) -> int | None:
+    """``chop_size="auto"``: the tile side (LQ px) with the lowest :func:`tiled_cost`, or
+    ``None`` when not tiling is cheapest. Candidates are the multiples of ``multiple`` (the side
+    the network and first stage accept) larger than ``overlap`` whose stride ``tile − overlap``
+    is a multiple of ``stride_multiple`` (tiles must align with the latent grid)."""
+    best = None
+    best_cost = tiled_cost(h, w, None, overlap, latent_per_lq, ATTENTION_EQUAL_SIDE)
+    for tile in range(multiple, max(h, w), multiple):
+        if tile <= overlap or (tile - overlap) % stride_multiple:
+            continue
+        cost = tiled_cost(h, w, tile, overlap, latent_per_lq, ATTENTION_EQUAL_SIDE)
+        if cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def _window(h: int, w: int, device: torch.device) -> Tensor:
@@ -92,7 +147,8 @@ class ResShiftSampler(nn.Module):
         padding_offset: LQ side multiple the input is reflect-padded to (official: ``lq_size``;
             ``None`` = the smallest multiple the network and first stage accept).
         chop_size: tile side in LQ pixels; tiling starts when an LQ side exceeds it
-            (``None`` = never tile).
+            (``None`` = never tile; ``"auto"`` = :func:`auto_chop_size`, which tiles only
+            when the first stage attends globally and tiles are cheaper per pixel).
         chop_overlap: overlap between tiles in LQ pixels (official defaults: 64/32/16 for
             chop sizes 512/256/64).
         chop_bs: tile positions per forward (each holds the whole batch).
@@ -107,7 +163,7 @@ class ResShiftSampler(nn.Module):
         schedule: ResShiftSchedule,
         sf: int = 4,
         padding_offset: int | None = None,
-        chop_size: int | None = None,
+        chop_size: int | str | None = None,
         chop_overlap: int = 16,
         chop_bs: int = 1,
         color_fix: str | None = None,
@@ -120,7 +176,12 @@ class ResShiftSampler(nn.Module):
         self.blend = blend
         if color_fix not in (None, "wavelet", "adain"):
             raise ValueError(f"color_fix={color_fix!r}: use null, 'wavelet' or 'adain'")
-        if chop_size is not None and not 0 <= chop_overlap < chop_size:
+        if chop_size == "auto":
+            if chop_overlap < 0:
+                raise ValueError(f"chop_overlap={chop_overlap} must be >= 0")
+        elif isinstance(chop_size, str):
+            raise ValueError(f"chop_size={chop_size!r}: use an int (LQ pixels), 'auto' or null")
+        elif chop_size is not None and not 0 <= chop_overlap < chop_size:
             raise ValueError(f"chop_overlap={chop_overlap} must be in [0, chop_size={chop_size})")
         self.schedule = schedule
         self.sf = sf
@@ -204,10 +265,14 @@ class ResShiftSampler(nn.Module):
             (b, (self.schedule.steps + 1) * c, *lat), generators, device=lq.device
         )
         chop = self.chop_size
+        if chop == "auto":
+            chop = None
+            if has_global_attention(first_stage):
+                chop = auto_chop_size(hp, wp, off, self.chop_overlap, sf / ds, max(1, ds // sf))
         if chop is None or (hp <= chop and wp <= chop):
             out = self._chain(network, first_stage, lq_p, noise, mask_p, nfe)
         else:
-            out = self._tiled(network, first_stage, lq_p, noise, mask_p, nfe, ds)
+            out = self._tiled(network, first_stage, lq_p, noise, mask_p, nfe, ds, chop)
         out = out[..., : h * sf, : w * sf]
         if self.color_fix is not None:
             ref = F.interpolate(lq, scale_factor=sf, mode="bicubic") if sf != 1 else lq
@@ -226,12 +291,12 @@ class ResShiftSampler(nn.Module):
         mask: Tensor | None,
         nfe: Callable[[int], None] | None,
         ds: int,
+        chop: int,
     ) -> Tensor:
         from tqdm.auto import tqdm
 
         b, _, hp, wp = lq.shape
-        chop, sf = self.chop_size, self.sf
-        assert chop is not None
+        sf = self.sf
         stride = chop - self.chop_overlap
         th, tw = min(chop, hp), min(chop, wp)
         boxes = [(y, x) for y in _starts(hp, th, stride) for x in _starts(wp, tw, stride)]
