@@ -79,11 +79,15 @@ def resolve_precision(
 
 @contextlib.contextmanager
 def autocast(dtype: torch.dtype | None, device: torch.device | str) -> Iterator[None]:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
+    """Exactly this precision on ``device``'s type: ``torch.autocast(dtype)``, or autocast
+    *disabled* when ``dtype`` is None — so an enclosing autocast (a Trainer with
+    ``precision: bf16-mixed``) cannot reach code the flag keeps in float32."""
+    device_type = torch.device(device).type
     if dtype is None:
-        yield
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
         return
-    with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+    with torch.autocast(device_type=device_type, dtype=dtype):
         yield
 
 

@@ -190,3 +190,13 @@ def test_vq_codes_are_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         codes = vq.quantize.indices(z)
     assert torch.equal(codes, vq.quantize.indices(z))
+
+
+def test_trainer_autocast_does_not_reach_the_guidance_maths():
+    """Under an enclosing bf16 autocast (a Trainer with ``precision: bf16-mixed``) a float32
+    ``precision`` gives the float32 result: the flag is the one precision switch."""
+    batch = _batch()
+    x_32 = _module(_prior(), DDRM(steps=3), precision="fp32").restore(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_outer = _module(_prior(), DDRM(steps=3), precision="fp32").restore(batch)
+    assert torch.equal(x_outer, x_32)

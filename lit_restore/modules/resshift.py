@@ -17,6 +17,7 @@ validation runs on the EMA weights). ``restore`` runs the T-step sampler on ``ba
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -148,17 +149,17 @@ class ResShiftModule(RestorationModule):
         parts = [getattr(self.first_stage, n, None) for n in ("encoder", "decoder")]
         return [self.network, *(p for p in parts if isinstance(p, nn.Module))]
 
-    def _bf16(self, device: torch.device, training: bool) -> torch.dtype | None:
-        """The autocast dtype of this call (``precision``; ``auto`` leaves training to the
-        Trainer's own ``precision`` setting)."""
+    def _precision(self, device: torch.device, training: bool) -> AbstractContextManager:
+        """The precision context of this call (``precision``; ``auto`` leaves training to the
+        Trainer's own ``precision`` setting, e.g. ``bf16-mixed``)."""
         hp = self.hparams
         if self._runtime_device != device:
             for net in self._networks():
                 prepare_network(net, device, compile=hp.compile, channels_last=hp.channels_last)
             self._runtime_device = device
         if training and hp.precision == "auto":
-            return None
-        return resolve_precision(hp.precision, device, "resshift")
+            return nullcontext()
+        return autocast(resolve_precision(hp.precision, device, "resshift"), device)
 
     # ------------------------------------------------------------- loading
     @classmethod
@@ -237,13 +238,12 @@ class ResShiftModule(RestorationModule):
         mask_c = None
         if mask is not None:
             mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
-        bf16 = self._bf16(hq.device, training=True)
-        with autocast(bf16, hq.device):
+        with self._precision(hq.device, training=True):
             pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond, mask=mask_c)
         mse = (pred.float() - z0.float()).pow(2).flatten(1).mean(1)
         loss = mse
         if self.lpips_weight > 0:
-            with autocast(bf16, hq.device):
+            with self._precision(hq.device, training=True):
                 dec = self.first_stage.decode(pred).clamp(-1, 1)
                 lp = self._lpips_net()(dec.float(), hq.float()).float().flatten()
             if torch.isfinite(lp).all():
@@ -292,7 +292,7 @@ class ResShiftModule(RestorationModule):
         if mask is not None:
             lq = lq * mask - (1 - mask)
         gens = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device="cpu")
-        with autocast(self._bf16(lq.device, training=False), lq.device):
+        with self._precision(lq.device, training=False):
             out = self.sampler.sample(
                 self.network, self.first_stage, lq, gens, mask, self.count_nfe
             )

@@ -12,7 +12,8 @@ inference mode, so no ``trainer.inference_mode=False`` is needed.
 
 ``precision``, ``compile`` and ``channels_last`` change how the prior's network runs, not what the
 method computes (:mod:`lit_restore.runtime`); they are applied once, on the first batch, when the
-device is known.
+device is known. ``precision`` is the one precision switch: the Trainer's ``precision`` (e.g.
+``bf16-mixed``) does not reach the sampler, whose guidance maths stays float32.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lit_restore.modules.base import RestorationModule
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel
 from lit_restore.priors.base import DiffusionPrior
-from lit_restore.runtime import check_precision, prepare_network, resolve_precision
+from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
 from lit_restore.samplers.base import Sampler
 from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for
 
@@ -112,9 +113,12 @@ class ZeroShotRestoration(RestorationModule):
             y = batch["y"]
             self.prepare_runtime(y.device)
             generators = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device=y.device)
-            x = self.sampler.sample(
-                self.prior, operator, y, sigma_y=self.noise.model_sigma, generator=generators
-            )
+            # float32 outside the network call whatever the Trainer's precision: the sampler
+            # autocasts the network itself when `precision` says so
+            with autocast(None, y.device):
+                x = self.sampler.sample(
+                    self.prior, operator, y, sigma_y=self.noise.model_sigma, generator=generators
+                )
         self.count_nfe(self.sampler.nfe)
         if "hq" in batch and x.shape != batch["hq"].shape:
             raise RuntimeError(
