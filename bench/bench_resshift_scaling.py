@@ -8,7 +8,7 @@
 is global: cost ∝ N per pixel; everything else is local: constant per pixel), with the share of
 one mid attention printed alongside; plus one call of the released Swin UNet per latent pixel
 (local: constant). ``√((a + T·unet) / b)`` is the side at which the attention costs as much as
-the rest of a T-step chain — :data:`lit_restore.resshift.sampler.ATTENTION_EQUAL_SIDE`.
+the rest of a T-step chain — :data:`lit_restore.resshift.chain.ATTENTION_EQUAL_SIDE`.
 
 ``chain``: the whole ×4 restoration (bicubic↑, encode, T network calls, decode) at LQ sides
 ``--sizes``, untiled (``chop_size=None``, "before") and ``auto`` ("after"): seconds and peak
@@ -39,7 +39,7 @@ from bench.measure import (
     write_json,
 )
 from lit_restore.nn import SwinUNet, VQModel
-from lit_restore.resshift.sampler import auto_chop_size
+from lit_restore.resshift.chain import auto_chop_size
 
 
 @torch.no_grad()
@@ -77,7 +77,7 @@ def fit(sides: list[int], steps: int = 4) -> dict:
 def _restore(size: int, chop, tiny: bool):
     m = bench_resshift.build("cpu", tiny=tiny)
     m.eval()
-    m.sampler.chop_size = chop
+    m.chain.chop_size = chop
     lq = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     batch = {"lq": lq, "index": torch.tensor([0])}
 
@@ -96,9 +96,9 @@ def _chain_memory(size: int, chop, tiny: bool) -> tuple[float, str]:
 def auto_tile(size: int, tiny: bool) -> int | None:
     """The tile side ``chop_size="auto"`` picks for a ``size``² LQ image (None = untiled)."""
     m = bench_resshift.build("cpu", tiny=tiny)
-    s, ds = m.sampler, m.first_stage.downscale
+    s, ds = m.chain, m.first_stage.downscale
     off = s._offset(m.network, m.first_stage)
-    side = -(-size // off) * off  # padded as the sampler pads
+    side = -(-size // off) * off  # padded as the chain pads
     return auto_chop_size(side, side, off, s.chop_overlap, s.sf / ds, max(1, ds // s.sf))
 
 

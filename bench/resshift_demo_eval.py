@@ -14,7 +14,7 @@ start and end, and (diagnostic) the network's one-shot x0 prediction from the pr
 Why the defaults (κ=2, min_noise_level 1.2, ``norm_groups=8``): with the exact E[x0|x_t] the
 4-step chain does not return the posterior mean but E[x0 | x_1] along a sampled trajectory, so
 its MSE exceeds the posterior-mean MSE by the chain output's own conditional variance
-(closed form in ``tests/test_resshift_sampler.py``). A larger final noise κ√η_1 makes that last
+(closed form in ``tests/test_resshift_chain.py``). A larger final noise κ√η_1 makes that last
 step average more, which moves the chain towards the PSNR-optimal mean; the journal's 0.2 aims
 at perceptual quality instead. ``norm_groups=8``: see :class:`SwinUNet`.
 """
@@ -29,9 +29,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_restore.degradations import BicubicDegradation, imresize
 from lit_restore.modules.resshift import ResShiftModule
 from lit_restore.nn import SwinUNet
-from lit_restore.resshift.degradations import imresize
 
 
 def dead_leaves(g: torch.Generator, size: int = 64, n: int = 120) -> torch.Tensor:
@@ -58,7 +58,9 @@ class DeadLeavesSet(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return {"hq": dead_leaves(g, self.size), "index": i, "name": f"dl{i}"}
+        hq = dead_leaves(g, self.size)
+        lq = BicubicDegradation(4)(hq, None).lq  # the recipe's data degradation
+        return {"hq": hq, "lq": lq, "index": i, "name": f"dl{i}"}
 
 
 class LossLog(L.Callback):
@@ -96,7 +98,7 @@ def main() -> None:
                    attention_resolutions=(32,), num_head_channels=16, swin_embed_dim=32,
                    window_size=4, mlp_ratio=2.0, lq_size=args.size,
                    norm_groups=args.norm_groups)  # fmt: skip
-    module = ResShiftModule(network=net, sf=4, degradation="bicubic", lpips_weight=0.0,
+    module = ResShiftModule(network=net, sf=4, lpips_weight=0.0,
                             kappa=args.kappa, min_noise_level=args.min_noise_level,
                             lr=args.lr, lr_min=args.lr / 5, warmup_steps=50)  # fmt: skip
     train = DataLoader(DeadLeavesSet(100_000, 0, args.size), batch_size=args.batch)
@@ -114,29 +116,27 @@ def main() -> None:
     module.eval()
     ev = DataLoader(DeadLeavesSet(args.n_eval, 12345, args.size), batch_size=args.n_eval)
     batch = next(iter(ev))
-    hq = batch["hq"]
-    lq = imresize(hq, 0.25).clamp(-1, 1)  # as in training (BicubicDegradation clamps)
-    batch["lq"] = lq
+    hq, lq = batch["hq"], batch["lq"]  # LQ made as in training (BicubicDegradation)
     t0 = time.time()
     with torch.no_grad():
         out = module.restore(batch).clamp(-1, 1)
     infer_s = (time.time() - t0) / hq.shape[0]
     bic = imresize(lq, 4.0).clamp(-1, 1)
     # the wavelet colour fix takes the low frequencies from the upsampled LQ
-    module.sampler.color_fix = "wavelet"
+    module.color_fix = "wavelet"
     with torch.no_grad():
         out_fix = module.restore(batch).clamp(-1, 1)
     p_fix = psnr(out_fix, hq)
     # reference: the network's one-shot x0 prediction from the prior sample x_T (≈ the posterior
     # mean E[x0 | y], the PSNR optimum); the chain's output adds its own conditional variance
     sch, net = module.schedule, module.network
-    y_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
     t_last = torch.full((hq.shape[0],), sch.steps - 1, dtype=torch.long)
     with torch.no_grad():
+        cond = module.chain.condition(net, module.first_stage, lq)  # z_y = bicubic↑ LQ here
         x_T = sch.prior_sample(
-            y_up, torch.randn(hq.shape, generator=torch.Generator().manual_seed(1))
+            cond.z_y, torch.randn(hq.shape, generator=torch.Generator().manual_seed(1))
         )
-        one = net(sch.scale_model_input(x_T, t_last), t_last, lq=y_up).clamp(-1, 1)
+        one = net(sch.scale_model_input(x_T, t_last), t_last, lq=cond.lq).clamp(-1, 1)
     p_one = psnr(one, hq)
     p_rs, p_bic = psnr(out, hq), psnr(bic, hq)
     print(f"trained {trainer.global_step} steps (batch {args.batch}) in {train_s:.0f}s on CPU")

@@ -15,6 +15,8 @@ from lit_restore.data import (
     DeadLeaves,
     HFImageDataset,
     ImageFolder,
+    ImageSizeError,
+    ImageTooLargeError,
     ImageTooSmallError,
     LQFolder,
     PairedFolder,
@@ -470,6 +472,89 @@ def test_too_small_image_error_and_skip(tmp_path):
     assert "small" in names
 
 
+def test_any_degradation_draws_per_seed_index_and_epoch(tmp_path):
+    """The datamodule degrades with the one protocol for every model: a Real-ESRGAN training
+    item is exactly ``degradation(hq, g(seed, index, epoch))``; new draws every epoch."""
+    from lit_restore.degradations import RealESRGANDegradation
+    from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
+
+    dm = make_dm(tmp_path, degradation=RealESRGANDegradation(4), crop_size=16)
+    items = dm._items("train", dm.positions("train"), train=True)
+    e0, e0b, e1 = items[(2, 0)], items[(2, 0)], items[(2, 1)]
+    assert e0["lq"].shape == (3, 4, 4) and torch.equal(e0["lq"], e0b["lq"])
+    assert not torch.equal(e0["lq"], e1["lq"])
+    g = image_generator(7, 2, STREAM_DEGRADATION + 1000 * (0 + 1))
+    assert torch.equal(RealESRGANDegradation(4)(e0["hq"], g).lq, e0["lq"])
+    batch = next(iter(dm.test_dataloader()))  # evaluation: one fixed draw per image
+    g = image_generator(7, 0, STREAM_DEGRADATION)
+    assert torch.equal(RealESRGANDegradation(4)(batch["hq"][0], g).lq, batch["lq"][0])
+    assert torch.equal(batch["y"], batch["lq"]) and dm.operator is None
+
+
+def test_crop_the_degradation_cannot_take_is_refused_when_the_config_is_read(tmp_path):
+    from lit_restore.degradations import BicubicDegradation
+    from lit_restore.operators import BicubicSR
+
+    with pytest.raises(ValueError, match=r"crop_size=30 does not fit data\.init_args\.operator"):
+        make_dm(tmp_path, operator=BicubicSR(4), crop_size=30)
+    with pytest.raises(ValueError, match=r"crop_size=30.*data\.init_args\.degradation.*sf=4"):
+        make_dm(tmp_path, degradation=BicubicDegradation(4), crop_size=30)
+    with pytest.raises(ValueError, match=r"crop_size=18 is not a multiple of.*lq_scale=4"):
+        make_dm(tmp_path, crop_size=18, lq_scale=4)
+    with pytest.raises(ValueError, match="configured twice"):
+        make_dm(tmp_path, operator=Pool2(), degradation=BicubicDegradation(2))
+    make_dm(tmp_path, operator=BicubicSR(4), crop_size=16)  # a multiple: accepted
+
+
+def test_image_of_a_size_the_degradation_cannot_take_names_the_file(tmp_path):
+    from lit_restore.operators import BicubicSR
+
+    root = write_folder(tmp_path / "imgs", 2, size=(16, 16))
+    Image.fromarray(rgb_array(15, 16)).save(root / "odd.png")
+    dm = RestorationDataModule(
+        test_set=ImageFolder(root), operator=BicubicSR(4), crop_size=None, batch_size=1
+    )
+    with pytest.raises(ImageSizeError, match=r"odd\.png is 15×16.*sf|odd\.png is 15×16.*factor"):
+        list(dm.test_dataloader())
+    skip = RestorationDataModule(
+        test_set=ImageFolder(root, on_bad_image="skip"), operator=BicubicSR(4), crop_size=None,
+        batch_size=1, on_bad_image="skip",
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match=r"left out 1 of 3.*odd\.png"):
+        skip.setup("test")
+    assert [b["name"] for b in skip.test_dataloader()] == [["img00"], ["img01"]]
+
+
+def test_too_large_image_is_refused_naming_the_limit_and_the_fixes(tmp_path):
+    root = write_folder(tmp_path / "imgs", 1, size=(40, 50))
+    dm = RestorationDataModule(test_set=ImageFolder(root), crop_size=None, max_pixels=1999)
+    with pytest.raises(
+        ImageTooLargeError, match=r"img00\.png is 40×50.*max_pixels=1999.*crop_size.*resize"
+    ):
+        list(dm.test_dataloader())
+    for fix in (dict(crop_size=32), dict(max_pixels=2000), dict(max_pixels=None)):
+        args = dict(test_set=ImageFolder(root), crop_size=None, max_pixels=1999) | fix
+        assert len(list(RestorationDataModule(**args).test_dataloader())) == 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A camera JPEG stored landscape with EXIF Orientation 6 ("rotate 90° CW to view") loads
+    portrait, as viewers show it; the header size agrees."""
+    from lit_restore.data.io import image_size
+
+    arr = np.zeros((8, 16, 3), dtype=np.uint8)
+    arr[:, :8] = 255  # left half white as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(tmp_path / "cam.jpg", exif=exif, quality=100)
+    x = load_image(tmp_path / "cam.jpg")
+    assert x.shape == (3, 16, 8) and image_size(tmp_path / "cam.jpg") == (16, 8)
+    # 90° clockwise: the stored left half becomes the top half
+    assert x[:, :7].mean() > 0.95 and x[:, 9:].mean() < 0.05
+    Image.fromarray(arr).save(tmp_path / "plain.jpg", quality=100)
+    assert load_image(tmp_path / "plain.jpg").shape == (3, 8, 16)
+
+
 def test_collate_rejects_mixed_sizes():
     items = [
         {
@@ -495,8 +580,9 @@ def test_collate_rejects_mixed_sizes():
 def test_datamodule_operator_copy_stays_on_cpu(tmp_path):
     op = RandomMask()
     dm = make_dm(tmp_path, operator=op)
-    assert dm.operator is op and dm._data_operator is not op
-    assert dm._data_operator.mask.device.type == "cpu"
+    data_op = dm._data_degradation.operator
+    assert dm.operator is op and data_op is not op
+    assert data_op.mask.device.type == "cpu"
 
 
 # ------------------------------------------------------------- configs and Lightning
@@ -639,3 +725,42 @@ def test_workers_give_identical_batches(tmp_path):
         )
     for (i0, y0), (i1, y1) in zip(*out, strict=True):
         assert torch.equal(i0, i1) and torch.equal(y0, y1)
+
+
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("crop", r"crop_size=30 does not fit data\.init_args\.operator \(BicubicSR\)"),
+        ("odd", r"odd\.png is 30×32 \(H×W\): image size 30 is not divisible by the SR factor 4"),
+        ("large", r"big\.png is 48×64 \(3072 pixels\), above data\.init_args\.max_pixels=3000"),
+    ],
+)
+def test_size_errors_through_the_cli_are_one_line(tmp_path, capsys, monkeypatch, case, expect):
+    """Each size mistake, run as a user runs it, ends in exactly one ``error:`` line, exit 2."""
+    import re
+
+    from lit_restore.cli import SampleCLI, run_cli
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    size = {"crop": (32, 32), "odd": (30, 32), "large": (48, 64)}[case]
+    Image.fromarray(rgb_array(*size)).save(
+        root / {"odd": "odd.png", "large": "big.png"}.get(case, "a.png")
+    )
+    crop = {"crop": 30}.get(case, "null")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "trainer: {accelerator: cpu, devices: 1, logger: false, enable_progress_bar: false,\n"
+        f"          enable_checkpointing: false, callbacks: [], default_root_dir: {tmp_path}}}\n"
+        "model: {class_path: lit_restore.modules.PseudoInverse}\n"
+        "data:\n  class_path: lit_restore.data.RestorationDataModule\n  init_args:\n"
+        f"    test_set: {{class_path: lit_restore.data.ImageFolder, init_args: {{root: {root}}}}}\n"
+        "    operator: {class_path: lit_restore.operators.BicubicSR, init_args: {factor: 4}}\n"
+        f"    crop_size: {crop}\n    max_pixels: 3000\n    eval_batch_size: 1\n"
+    )
+    monkeypatch.setattr("sys.argv", ["sample.py"])
+    monkeypatch.delenv("LIT_RESTORE_DEBUG", raising=False)
+    assert run_cli(SampleCLI, ["test", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert sum(line.startswith("error:") for line in err.splitlines()) == 1, err
+    assert re.search(expect, err) and "Traceback" not in err, err

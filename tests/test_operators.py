@@ -45,6 +45,7 @@ CASES = {
     "inpaint_box": (lambda: Inpainting("box", box_size=3, margin=1), True),
     "inpaint_random": (lambda: Inpainting("random"), True),
     "inpaint_freeform": (lambda: Inpainting("freeform"), True),
+    "inpaint_mixed": (lambda: Inpainting("mixed"), True),
     "denoising": (lambda: Denoising(), True),
     "colorization": (lambda: Colorization(), True),
 }
@@ -78,6 +79,19 @@ def close(a, b, tol=1e-8) -> bool:
     return (a - b).abs().max().item() <= tol * max(1.0, b.abs().max().item())
 
 
+#: Bound on the relative defects of :meth:`LinearOperator.adjointness_test` in float64: an inner
+#: product of n ≤ 2·3·8·8 = 384 terms is exact to n·u ≈ 4e-14 relative to ‖a‖‖b‖ (Higham 2002,
+#: §3.1), and A x itself to ≤ 4 products of ≤ 64-term sums (≤ 256u ≈ 3e-14): 1e-12 covers both.
+ADJOINT_TOL = 1e-12
+#: Bound on the relative Penrose residuals of :meth:`LinearOperator.pinv_test` in float64: each
+#: identity chains ≤ 4 applications of A or A⁺, each ≤ 4 products of ≤ 64-term sums (≤ 256u),
+#: and A⁺ amplifies relative error by at most κ = s_max/s_min of the kept singular values (≤ 1e3:
+#: DDRM's 3e-2 threshold on both 1-D factors of the zero-padded Gaussian): 16·256·u·1e3 ≈ 1e-9.
+#: Conjugate-gradient pseudo-inverses (boundary "pad") stop at a relative residual of
+#: cg_tol = 1e-12 on AᵀA, which leaves an error ≤ cg_tol·κ(AᵀA) = 1e-12·83 ≈ 1e-10 (gauss_pad).
+PENROSE_TOL = 1e-9
+
+
 # --------------------------------------------------------------------------- identities
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_dense_and_is_adjoint(name):
@@ -88,9 +102,7 @@ def test_matches_dense_and_is_adjoint(name):
     assert tuple(y.shape) == op.measurement_shape(x.shape)
     assert torch.allclose(y.flatten(1), x.flatten(1) @ mat.T, atol=1e-10)
     v = randn(*y.shape, seed=2)
-    lhs = (y * v).sum()
-    rhs = (x * op.adjoint(v)).sum()
-    assert abs(lhs - rhs) <= 1e-10 * abs(lhs).clamp_min(1)
+    assert op.adjointness_test(x, v) <= ADJOINT_TOL
     assert torch.allclose(op.adjoint(v).flatten(1), v.flatten(1) @ mat, atol=1e-10)
 
 
@@ -99,17 +111,15 @@ def test_pinv_penrose(name):
     op, params = bound64(name)
     x = randn(2, *SHAPE)
     y = randn(*op.A(x).shape, seed=3)
-    ax = op.A(x)
     if not CASES[name][1]:
         # CG on the normal equations of an ill-conditioned blur: only the least-squares residual
         # is claimed to shrink, Aᵀ(A p − y) ≈ 0.
         p = op.pinv(y)
         assert op.adjoint(op.A(p) - y).norm() < 1e-3 * op.adjoint(y).norm()
         return
-    tol = 1e-6 if name.startswith("gauss_pad") else 1e-9
-    assert close(op.A(op.pinv(ax)), ax, tol)  # A A⁺ A = A
+    residuals = op.pinv_test(x, y)
+    assert max(residuals.values()) <= PENROSE_TOL, residuals
     p = op.pinv(y)
-    assert close(op.pinv(op.A(p)), p, tol)  # A⁺ A A⁺ = A⁺
     mat = dense(op, params)
     ref = torch.linalg.pinv(mat, rtol=1e-7)
     assert close(p.flatten(1), y.flatten(1) @ ref.T, 1e-5)
@@ -133,23 +143,32 @@ def test_svd_cases_cover_the_structured_operators():
     assert set(SVD_CASES) == {
         "bicubic_keys_x2", "bicubic_keys_x4", "bicubic_matlab_x4", "bicubic_keys_x8",
         "avgpool_x2", "avgpool_x4", "gauss_zero_svd", "uniform_zero_svd",
-        "inpaint_box", "inpaint_random", "inpaint_freeform", "denoising", "colorization",
+        "inpaint_box", "inpaint_random", "inpaint_freeform", "inpaint_mixed", "denoising",
+        "colorization",
     }  # fmt: skip
+
+
+def test_capabilities_are_declared_in_one_place():
+    """Every operator here has A⁺ and Aᵀ(AAᵀ+ηI)⁻¹; exactly the SVD cases declare "svd"."""
+    for name, (factory, _) in CASES.items():
+        caps = factory().capabilities
+        assert caps == ({"svd", "pinv", "pinv_reg"} if name in SVD_CASES else {"pinv", "pinv_reg"})
 
 
 @pytest.mark.parametrize("name", SVD_CASES)
 def test_svd_view(name):
     op, params = bound64(name)
     x = randn(2, *SHAPE)
+    op = op.at(x.shape)
     y = op.A(x)
     n, m = x[0].numel(), y[0].numel()
     z = op.Vt(x)
     s = op.singulars()
     assert z.shape == (2, n) and s.shape[-1] == n
     assert close(op.U(s * z), y.flatten(1).view_as(y), 1e-10)  # U diag(s) Vᵀ x = A x
-    assert close(op.V(z, like=x), x, 1e-10)  # V Vᵀ = I
+    assert close(op.V(z), x, 1e-10)  # V Vᵀ = I
     w = randn(2, n, seed=5)
-    assert close(op.Vt(op.V(w, like=x)), w, 1e-10)  # Vᵀ V = I
+    assert close(op.Vt(op.V(w)), w, 1e-10)  # Vᵀ V = I
     c = op.Ut(y)
     assert c.shape == (2, n) and (c[:, m:] == 0).all()
     assert close(op.U(c), y, 1e-10)
@@ -187,7 +206,7 @@ def test_no_svd_raises_capability_error():
 
 # ------------------------------------------------------------------- per-image params
 @pytest.mark.parametrize(
-    "name", ["motion_pad", "inpaint_box", "inpaint_random", "inpaint_freeform"]
+    "name", ["motion_pad", "inpaint_box", "inpaint_random", "inpaint_freeform", "inpaint_mixed"]
 )
 def test_params_are_seeded_per_image(name):
     op = CASES[name][0]()
@@ -324,8 +343,8 @@ def test_zero_boundary_svd_truncation_and_exact_conv():
     k2 = torch.outer(exact.kernel_1d, exact.kernel_1d)
     ref = F.conv2d(x, k2.expand(3, 1, 5, 5), padding=2, groups=3)
     assert torch.allclose(exact.A(x), ref, atol=1e-12)
-    truncated = GaussianBlur(5, 10.0, "zero").double()  # DDRM deblur_gauss: near-box kernel
     x = randn(1, 3, 64, 64)
+    truncated = GaussianBlur(5, 10.0, "zero").double().at(x.shape)  # DDRM deblur_gauss: box-like
     y = truncated.A(x)
     s = truncated.singulars()
     assert (s == 0).sum() > 0  # 1-D singular values < 3e-2 were zeroed …
@@ -379,6 +398,23 @@ def test_freeform_mask_has_strokes():
     mask = draw(op, [0], shape=(3, 64, 64))["mask"]
     frac = 1 - mask.mean().item()
     assert 0.0 < frac < 0.9 and set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_resshift_mixed_masks():
+    """ResShift's training masks: each kind is binary, partial, and a function of the generator."""
+    from lit_restore.operators.masks import mixed_mask
+
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for kind in ("box", "irregular", "outpaint", "mixed"):
+        m = mixed_mask(32, 32, g(), kind)
+        assert m.shape == (1, 32, 32) and set(m.unique().tolist()) <= {0.0, 1.0}
+        assert 0 < m.mean() < 1
+        assert torch.equal(m, mixed_mask(32, 32, g(), kind))
+    outpaint = mixed_mask(32, 32, g(), "outpaint")
+    kept = (outpaint[0] == 1).nonzero()  # one axis-aligned kept band of 40–80 %
+    assert 0.4**2 * 32 * 32 * 0.9 <= kept.shape[0] <= 0.8 * 32 * 32
+    with pytest.raises(ValueError, match="mask kind"):
+        mixed_mask(8, 8, g(), "star")
 
 
 def test_mask_file(tmp_path):
@@ -439,3 +475,131 @@ def test_state_dict_loads_strictly_into_a_fresh_operator(name):
     fresh = CASES[name][0]()
     fresh.load_state_dict(used.state_dict(), strict=True)
     used.load_state_dict(CASES[name][0]().state_dict(), strict=True)
+
+
+# ------------------------------------------------------------------ explicit image shapes
+@pytest.mark.parametrize("name", SVD_CASES)
+def test_svd_view_needs_an_explicit_shape(name):
+    """Nothing is remembered from earlier calls: V/U/singulars of an operator without an image
+    shape raise, whatever it was applied to before; ``at`` returns a view and leaves it alone."""
+    op, params = bound64(name)
+    x = randn(2, *SHAPE)
+    op.Vt(x), op.A(x)  # used on images: still no shape
+    for call in (op.singulars, lambda: op.V(op.at(x.shape).Vt(x)), lambda: op.U(op.Ut(op.A(x)))):
+        with pytest.raises(RuntimeError, match=r"operator\.at"):
+            call()
+    view = op.at(x.shape)
+    assert view.image_shape == SHAPE and op.image_shape is None
+    assert view.at(SHAPE) is view
+    if not params:  # a second shape from the same operator: its own SVD (masks fix the size)
+        big = op.at((3, 16, 16))
+        assert big.singulars().shape[-1] == 3 * 16 * 16 and view.singulars().shape[-1] == 3 * 8 * 8
+
+
+def test_at_rejects_images_the_operator_cannot_act_on():
+    with pytest.raises(ValueError, match="divisible"):
+        BicubicSR(4).at((3, 18, 18))
+    with pytest.raises(ValueError, match="3-channel"):
+        Colorization().at((1, 8, 8))
+    mask = Inpainting("random").bind({"mask": torch.ones(1, 1, 8, 8)})
+    with pytest.raises(ValueError, match="mask is"):
+        mask.at((3, 16, 16))
+    with pytest.raises(ValueError, match="acts on images"):
+        DenseOperator(torch.eye(12), (3, 2, 2)).at((3, 4, 4))
+
+
+# ------------------------------------------------------------------ a user's own operator
+class UserScale(LinearOperator):
+    """The minimal user operator of the base-class docstring: ``A`` and ``adjoint`` only."""
+
+    def A(self, x):
+        return 0.5 * x
+
+    def adjoint(self, y):
+        return 0.5 * y
+
+
+class UserDiagonal(LinearOperator):
+    """A user operator with an SVD: per-channel gains ``w`` (``A x = w_c x_c``), written as the
+    base-class docstring says (spectral layout: pixels with w > 0 first, then the null space)."""
+
+    has_svd = True
+
+    def __init__(self, gains):
+        super().__init__()
+        self.register_buffer("gains", torch.as_tensor(gains, dtype=torch.float64))
+
+    def _w(self, like):
+        return self.gains.to(like).view(1, -1, 1, 1)
+
+    def A(self, x):
+        return self._w(x) * x
+
+    def adjoint(self, y):
+        return self._w(y) * y
+
+    def _order(self):
+        c, h, w = self.image_shape
+        s = self.gains.view(-1, 1).expand(c, h * w).reshape(-1)
+        return torch.sort(-s, stable=True).indices, s
+
+    def Vt(self, x):
+        return x.flatten(1)[:, self._order()[0]]
+
+    def V(self, z):
+        perm, _ = self._order()
+        out = torch.empty_like(z)
+        out[:, perm] = z
+        return out.view(-1, *self.image_shape)
+
+    def Ut(self, y):
+        return self.Vt(y)
+
+    def U(self, z):
+        return self.V(z)
+
+    def singulars(self):
+        perm, s = self._order()
+        return s[perm]
+
+
+def test_user_operators_pass_the_checks_their_methods_need():
+    from lit_restore.operators import require_capabilities
+
+    x = randn(2, *SHAPE)
+    scale = UserScale()
+    assert scale.capabilities == frozenset()
+    assert scale.adjointness_test(x) <= ADJOINT_TOL
+    require_capabilities(scale, frozenset(), "DPS")  # A and Aᵀ are enough
+    with pytest.raises(OperatorCapabilityError, match=r"DDRM needs an SVD view.*UserScale"):
+        require_capabilities(scale, {"svd"}, "DDRM")
+    with pytest.raises(OperatorCapabilityError, match="UserScale"):
+        scale.pinv(x)
+    with pytest.raises(ValueError, match="needs a degradation operator"):
+        require_capabilities(None, frozenset(), "DPS")
+    require_capabilities(None, None, "DDPM")  # unconditional: no operator wanted
+
+    diag = UserDiagonal([2.0, 0.0, 0.5]).at(SHAPE)
+    assert diag.capabilities == {"svd", "pinv", "pinv_reg"}
+    require_capabilities(diag, {"svd", "pinv", "pinv_reg"}, "DDRM")
+    assert diag.adjointness_test(x) <= ADJOINT_TOL
+    assert max(diag.pinv_test(x).values()) <= PENROSE_TOL
+    # the base-class A⁺ and Aᵀ(AAᵀ+ηI)⁻¹ through the user's SVD, against closed forms
+    y = diag.A(x)
+    w = torch.tensor([2.0, 0.0, 0.5], dtype=torch.float64).view(1, 3, 1, 1)
+    assert close(diag.pinv(y), torch.where(w > 0, y / w.clamp_min(1e-30), 0 * y), 1e-14)
+    eta = torch.tensor([0.1, 0.3], dtype=torch.float64)  # one η per image
+    assert close(diag.pinv_reg(y, eta), w * y / (w * w + eta.view(2, 1, 1, 1)), 1e-14)
+
+
+def test_per_image_eta_broadcasts_in_every_operator():
+    """``pinv_reg(y, η)`` with one η per image equals applying each image's η alone."""
+    eta = torch.tensor([0.05, 0.5], dtype=torch.float64)
+    for name in CASES:
+        op, _ = bound64(name)
+        x = randn(2, *SHAPE)
+        y = op.at(x.shape).A(x) if op.image_shape is None else op.A(x)
+        both = op.pinv_reg(y, eta)
+        for b in range(2):
+            alone = op.pinv_reg(y[b : b + 1], float(eta[b]))
+            assert close(both[b : b + 1], alone, 1e-9), name

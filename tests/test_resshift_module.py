@@ -1,16 +1,20 @@
-"""ResShiftModule: pixel-space training with lightning.Trainer, loss decrease, exact resume."""
+"""ResShiftModule: pixel-space training with lightning.Trainer, loss decrease, exact resume,
+and the datamodule's degradation as its only source of LQ images."""
 
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_restore.degradations import BicubicDegradation, LinearDegradation
 from lit_restore.modules.resshift import ResShiftModule
 from lit_restore.nn import SwinUNet
+from lit_restore.operators import Inpainting
+from lit_restore.utils.seeding import generators_for
 
 
 class FixedBatch(Dataset):
-    """Four smooth 16×16 images (repeated), as protocol batches."""
+    """Four smooth 16×16 images (repeated), as protocol batches with a bicubic ×4 LQ."""
 
     def __init__(self, n=4, repeat=1):
         g = torch.Generator().manual_seed(0)
@@ -26,7 +30,8 @@ class FixedBatch(Dataset):
 
     def __getitem__(self, i):
         j = i % len(self.imgs)
-        return {"hq": self.imgs[j], "index": j, "name": f"img{j}"}
+        lq = BicubicDegradation(4)(self.imgs[j], None).lq
+        return {"hq": self.imgs[j], "lq": lq, "index": j, "name": f"img{j}"}
 
 
 def tiny_module(**kw):
@@ -61,7 +66,6 @@ def test_training_loss_decreases(tmp_path):
     assert len(losses) == 40 and last < 0.6 * first
     # restore(): 4 network calls per image, shape of hq, in range, deterministic per index
     batch = next(iter(DataLoader(FixedBatch(), batch_size=2)))
-    batch["lq"] = torch.nn.functional.avg_pool2d(batch["hq"], 4)
     m.eval()
     out = m._evaluate(batch)
     assert out["restored"].shape == batch["hq"].shape and out["nfe_per_image"] == 4
@@ -98,8 +102,13 @@ def test_lpips_random_backbone_and_bad_options():
     batch = next(iter(DataLoader(FixedBatch(), batch_size=2)))
     loss = m.training_step(batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
-    with pytest.raises(ValueError, match="degradation"):
-        tiny_module(degradation="jpeg")
+    with pytest.raises(ValueError, match="color_fix"):
+        tiny_module(color_fix="sepia")
+    batch["lq"] = batch["hq"]  # an LQ the size of the reference: the data does not shrink by sf
+    with pytest.raises(ValueError, match=r"sf=4.*data degradation"):
+        m.training_step(batch, 0)
+    with pytest.raises(KeyError, match="lq"):
+        m.restore({"hq": batch["hq"], "index": batch["index"]})
 
 
 def test_from_official_strict_load_with_prefix(tmp_path):
@@ -126,16 +135,20 @@ def test_inpainting_variant_trains_and_keeps_known_pixels():
     net = SwinUNet(image_size=16, model_channels=32, channel_mult=(1,), num_res_blocks=1,
                    attention_resolutions=(), swin_embed_dim=32, num_head_channels=32,
                    window_size=4, lq_size=16, cond_mask=True)  # fmt: skip
-    m = ResShiftModule(network=net, sf=1, degradation="none", inpainting=True, lpips_weight=0.0)
+    m = ResShiftModule(network=net, sf=1, inpainting=True, lpips_weight=0.0)
     batch = next(iter(DataLoader(FixedBatch(), batch_size=2)))
-    batch["lq"] = batch["hq"].clone()
-    loss = m.training_step(batch, 0)  # masks drawn per (seed, epoch, index)
-    assert torch.isfinite(loss)
+    with pytest.raises(KeyError, match="mask"):  # masks come from the data's operator
+        m.training_step({**batch, "lq": batch["hq"]}, 0)
+    # what the datamodule's Inpainting(mask_type="mixed") degradation gives: y = lq = m ⊙ x
+    degradation = LinearDegradation(Inpainting("mixed"))
+    degraded = degradation.degrade_batch(batch["hq"], generators_for(0, [0, 1]))
+    batch.update(lq=degraded.lq, mask=degraded.mask)
+    assert torch.isfinite(m.training_step(batch, 0))
     mask = torch.zeros(2, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
-    batch["mask"] = mask
+    batch.update(lq=batch["hq"] * mask, mask=mask)
     out = m.restore(batch)
-    assert torch.allclose(out * mask, batch["hq"] * mask)
+    assert torch.equal(out * mask, batch["hq"] * mask)
 
 
 def test_training_step_feeds_the_network_what_the_sampler_does():
@@ -146,7 +159,7 @@ def test_training_step_feeds_the_network_what_the_sampler_does():
     the network sees as LQ makes the per-sample MSE exceed that risk."""
     import warnings
 
-    from test_resshift_sampler import _M, _S, _Y, GaussianBayesX0
+    from test_resshift_chain import _M, _S, _Y, GaussianBayesX0
 
     class Recorder(GaussianBayesX0):
         def forward(self, x, t, lq=None, mask=None):
@@ -155,7 +168,7 @@ def test_training_step_feeds_the_network_what_the_sampler_does():
 
     torch.manual_seed(0)
     for kappa, level in ((2.0, 0.2), (0.5, 0.05)):
-        module = ResShiftModule(network=None, sf=1, degradation="none", lpips_weight=0.0,
+        module = ResShiftModule(network=None, sf=1, lpips_weight=0.0,
                                 kappa=kappa, min_noise_level=level)  # fmt: skip
         net = Recorder(module.schedule)
         module.network = net
@@ -173,3 +186,33 @@ def test_training_step_feeds_the_network_what_the_sampler_does():
         n = 3 * hw * hw
         assert len(set(net.t.tolist())) > 1
         assert torch.all((mse / risk - 1).abs() < 6 * (2 / n) ** 0.5), (net.t, mse, risk)
+
+
+@pytest.mark.parametrize(
+    "recipe,key,class_path",
+    [
+        ("resshift_realsr_x4", "degradation", "lit_restore.degradations.RealESRGANDegradation"),
+        ("resshift_bicubic_x4", "degradation", "lit_restore.degradations.BicubicDegradation"),
+        ("resshift_inpainting", "operator", "lit_restore.operators.Inpainting"),
+    ],
+)
+def test_recipes_configure_their_degradation_under_data(
+    recipe, key, class_path, capsys, monkeypatch
+):
+    """A model recipe puts its published degradation in the data config, in either order of
+    --config files (the data config's datasets and the recipe's degradation both survive)."""
+    import yaml
+
+    from lit_restore.cli import TrainCLI
+
+    monkeypatch.setattr("sys.argv", ["train.py"])  # the arguments come from args= alone
+    model, data = f"configs/model/{recipe}.yaml", "configs/data/div2k_train.yaml"
+    for first, second in ((model, data), (data, model)):
+        with pytest.raises(SystemExit) as info:
+            TrainCLI(args=["fit", "--config", first, "--config", second, "--print_config"])
+        assert info.value.code in (0, None)
+        cfg = yaml.safe_load(capsys.readouterr().out)
+        init = cfg["data"]["init_args"]
+        assert init[key]["class_path"] == class_path
+        assert init["train_set"]["init_args"]["root"] == "data/DIV2K/DIV2K_train_HR"
+        assert "degradation" not in cfg["model"]["init_args"]

@@ -465,3 +465,20 @@ def test_dps_paper_step_equals_code_step_with_double_scale():
         f"code(0.6) vs paper(0.3): {(a - b).abs().max():.2e}; code(0.3) vs paper(0.3): {(c - b).abs().max():.2e}"
     )
     assert (a - b).abs().max().item() < 1e-5 and (c - b).abs().max().item() > 1e-3
+
+
+def test_loop_gives_the_operator_its_image_shape():
+    """The loop binds the image shape (``operator.at``) for the run only: an operator used on
+    other sizes before, and never given a shape, serves the SVD methods; it keeps no shape."""
+    from lit_restore.operators import AvgPoolSR
+
+    prior, _, _, _, _ = _problem("sr")
+    op = AvgPoolSR(2)
+    op.A(torch.zeros(1, 1, 8, 8))  # another size first: nothing is remembered
+    y = op.A(prior.mean[None])
+    for sampler in (DDRM(steps=3), DDNM(steps=3), DDPG(steps=3)):
+        x = sampler.sample(prior, op, y, sigma_y=SIGMA_Y, generator=torch.Generator())
+        assert x.shape == (1, 1, 4, 4) and torch.isfinite(x).all()
+    assert op.image_shape is None
+    with pytest.raises(RuntimeError, match=r"operator\.at"):
+        op.singulars()

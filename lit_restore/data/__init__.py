@@ -1,6 +1,8 @@
 """Datasets and the LightningDataModule (see :mod:`lit_restore.data.datamodule`)."""
 
 from lit_restore.data.datamodule import (
+    ImageSizeError,
+    ImageTooLargeError,
     ImageTooSmallError,
     RestorationDataModule,
     RestorationItems,
@@ -19,6 +21,8 @@ __all__ = [
     "EpochTaggedSampler",
     "HFImageDataset",
     "ImageFolder",
+    "ImageSizeError",
+    "ImageTooLargeError",
     "ImageTooSmallError",
     "LQFolder",
     "PairedFolder",

@@ -10,21 +10,27 @@ Per item (:class:`RestorationItems`), with ``index`` the item's index in the *or
    the fix is ``resize``.
 3. **hflip** with probability ½ (training only, ``hflip``).
 4. to model space: ``x ↦ 2x − 1``.
-5. **degrade** (datasets with a reference only, when an operator is set)::
+5. **size checks**: an image above ``max_pixels`` raises :class:`ImageTooLargeError`, one the
+   degradation cannot take (an SR factor that does not divide its sides) :class:`ImageSizeError`,
+   both naming the file and the options that fix it. A ``crop_size`` the degradation cannot take
+   is refused when the config is read.
+6. **degrade** (datasets with a reference only) with the one degradation of every model
+   (:mod:`lit_restore.degradations`): ``operator`` + ``noise`` (a
+   :class:`~lit_restore.degradations.LinearDegradation`) or ``degradation`` (Real-ESRGAN,
+   bicubic, ...)::
 
-       g      = image_generator(seed, index, STREAM_DEGRADATION)        # evaluation
-       params = operator.sample_params(g, (C, H, W))                    # kernel, mask, ...
-       y      = noise(operator.bind(params[None]).A(hq[None]), g)[0]
-       lq     = operator.bind(params[None]).to_image(y[None])[0]
+       g        = image_generator(seed, index, STREAM_DEGRADATION)        # evaluation
+       degraded = degradation(hq, g)          # y, lq, mask?, params (kernel, mask, ...)
 
    so the measurement of image ``index`` is the same for any batch size, batch order, number of
    workers or of DDP ranks. Training draws crops/flips *and* degradations from generators of
    ``(seed, index, epoch)`` (streams offset by ``1000·epoch``): different every epoch, and
    reproducible. Paired data gives ``y = lq`` from files; LQ-only data gives ``y = lq`` and no
-   ``hq``; without an operator ``y = lq = hq``.
+   ``hq``; without a degradation ``y = lq = hq``.
 
-The operator used here is a private CPU deep copy of ``operator`` (the public ``.operator`` is
-handed to the model by the CLI and may move to a GPU; data workers must stay on the CPU).
+The degradation used here holds private CPU deep copies of ``operator``/``noise``/``degradation``
+(the public ``.operator`` is handed to the model by the CLI and may move to a GPU; data workers
+must stay on the CPU).
 
 Batches (:func:`collate`) follow the protocol of :mod:`lit_restore.modules.base`:
 ``{hq?, y, lq, mask?, params, index, name}``.
@@ -51,9 +57,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lit_restore.data.deadleaves import DeadLeaves
-from lit_restore.data.folders import LQFolder, check_on_bad_image
+from lit_restore.data.folders import LQFolder, PairedFolder, check_on_bad_image
 from lit_restore.data.io import BadImageError, image_size
 from lit_restore.data.samplers import EpochTaggedSampler, ShardSampler
+from lit_restore.degradations.base import Degradation
+from lit_restore.degradations.linear import LinearDegradation
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel, NoNoise
 from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
@@ -61,17 +69,53 @@ from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
 #: Stream of training crops/flips (per epoch: ``STREAM_AUGMENT + 1000·epoch``).
 STREAM_AUGMENT = 100
 _EPOCH_STRIDE = 1000
+#: Default ``max_pixels``: 2²³ ≈ 8.4 MP (e.g. 4096×2048). Measured: scoring one 4000×3000 image
+#: (12 MP) without a crop needed 11.5 GB of host memory, mostly for SSIM (≈ 1 kB per pixel).
+DEFAULT_MAX_PIXELS = 2**23
 
 
-class ImageTooSmallError(ValueError):
-    """An image is smaller than the crop. ``.path`` names it."""
+class ImageGeometryError(ValueError):
+    """An image's size does not fit the data config. ``.path`` names the image."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class ImageTooSmallError(ImageGeometryError):
+    """An image is smaller than the crop."""
 
     def __init__(self, path: str, size: tuple[int, int], crop: int) -> None:
-        self.path = path
         super().__init__(
+            path,
             f"image {path} is {size[0]}×{size[1]} (H×W), smaller than crop_size={crop}; set "
             f"data.init_args.resize (e.g. resize: {crop}) to upscale its shorter side first, "
-            "lower crop_size, or set on_bad_image: skip to leave such images out."
+            "lower crop_size, or set on_bad_image: skip to leave such images out.",
+        )
+
+
+class ImageSizeError(ImageGeometryError):
+    """The degradation cannot take an image of this size."""
+
+    def __init__(self, path: str, size: tuple[int, int], reason: str) -> None:
+        super().__init__(
+            path,
+            f"image {path} is {size[0]}×{size[1]} (H×W): {reason}. Set data.init_args.crop_size "
+            "to a size the degradation accepts (for SR: a multiple of the factor), or resize the "
+            "file; on_bad_image: skip leaves such images out.",
+        )
+
+
+class ImageTooLargeError(ImageGeometryError):
+    """An image has more pixels than ``max_pixels``."""
+
+    def __init__(self, path: str, size: tuple[int, int], limit: int) -> None:
+        super().__init__(
+            path,
+            f"image {path} is {size[0]}×{size[1]} ({size[0] * size[1]} pixels), above "
+            f"data.init_args.max_pixels={limit} (a 4000×3000 image needed 11.5 GB to score). Set "
+            "data.init_args.crop_size (e.g. 256) or data.init_args.resize, or raise "
+            "data.init_args.max_pixels (null = no limit) if the memory is there.",
         )
 
 
@@ -124,20 +168,20 @@ class RestorationItems(Dataset):
         dataset: Dataset,
         positions: Sequence[int],
         train: bool,
-        operator: LinearOperator | None,
-        noise: NoiseModel,
+        degradation: Degradation | None,
         crop_size: int | None,
         resize: int | None,
         random_crop: bool,
         hflip: bool,
         seed: int,
         lq_scale: int = 1,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.dataset = dataset
         self.positions = list(positions)
         self.train = train
-        self.operator = operator
-        self.noise = noise
+        self.degradation = degradation
+        self.max_pixels = max_pixels
         self.crop_size = crop_size
         self.resize = resize
         self.random_crop = random_crop
@@ -164,7 +208,22 @@ class RestorationItems(Dataset):
             return aug, deg
         return None, image_generator(self.seed, index, STREAM_DEGRADATION)
 
-    def process(self, raw: dict, index: int, epoch: int = 0) -> dict[str, Any]:
+    def check_size(self, label: str, shape: tuple[int, ...], degraded: bool) -> None:
+        """Refuse an item image of ``shape`` ``(C, H, W)`` (after resize/crop) above
+        ``max_pixels``, or one the degradation cannot take (``degraded``: it will be degraded)."""
+        c, h, w = (int(v) for v in shape[-3:])
+        if self.max_pixels is not None and h * w > self.max_pixels:
+            raise ImageTooLargeError(label, (h, w), self.max_pixels)
+        if degraded and self.degradation is not None:
+            try:
+                self.degradation.check_image_shape((c, h, w))
+            except ValueError as e:
+                raise ImageSizeError(label, (h, w), str(e)) from None
+
+    def process(
+        self, raw: dict, index: int, epoch: int = 0, degrade: bool = True
+    ) -> dict[str, Any]:
+        """Steps 1–6 of the module docstring (``degrade=False``: all but the degradation)."""
         name = str(raw.get("name", f"{index:05d}"))
         hq, lq = raw.get("image"), raw.get("lq")
         if hq is None and lq is None:
@@ -186,7 +245,8 @@ class RestorationItems(Dataset):
         if self.crop_size is not None:
             if self.crop_size % scale:
                 raise ValueError(
-                    f"crop_size={self.crop_size} is not a multiple of the LQ scale {scale}"
+                    f"data.init_args.crop_size={self.crop_size} is not a multiple of the LQ scale "
+                    f"{scale} of {_label(self.dataset, index, name)}; use a multiple of {scale}"
                 )
             ref = lq if lq is not None else hq
             c = self.crop_size // scale
@@ -210,23 +270,20 @@ class RestorationItems(Dataset):
         if lq is not None:
             item["lq"] = lq.contiguous() * 2 - 1
             item["y"] = item["lq"]
+        # 5. size checks
+        biggest = hq if hq is not None else lq
+        self.check_size(_label(self.dataset, index, name), tuple(biggest.shape), lq is None)
+        if lq is not None:
             return item
-        # 5. degrade
+        # 6. degrade
         x = item["hq"]
-        if self.operator is None:
+        if self.degradation is None or not degrade:
             item["y"] = item["lq"] = x
             return item
-        params = self.operator.sample_params(g_deg, tuple(x.shape))
-        bound = self.operator.bind({k: v[None] for k, v in params.items()})
-        with torch.no_grad():
-            y = self.noise(bound.A(x[None]), g_deg)
-            lq_img = bound.to_image(y)
-        item["y"] = y[0]
-        item["lq"] = lq_img[0]
-        item["params"] = params
-        if "mask" in params:
-            m = params["mask"]
-            item["mask"] = m[None] if m.dim() == 2 else m
+        degraded = self.degradation(x, g_deg)
+        item["y"], item["lq"], item["params"] = degraded.y, degraded.lq, degraded.params
+        if degraded.mask is not None:
+            item["mask"] = degraded.mask
         return item
 
     def _scale(self, hq: Tensor | None, lq: Tensor | None, index: int, name: str) -> int:
@@ -274,9 +331,14 @@ class RestorationDataModule(L.LightningDataModule):
         train_set, val_set, test_set, predict_set: datasets (any of :mod:`lit_restore.data`, or
             anything with items ``{"image"|"lq", "name"}``). ``predict_set`` defaults to
             ``test_set``.
-        operator: the degradation operator (``None``: identity, ``y = lq = hq``). The CLI hands
-            this same object to the model.
-        noise: measurement noise (default :class:`~lit_restore.operators.noise.NoNoise`).
+        operator: a linear degradation operator (``None``: identity, ``y = lq = hq``). The CLI
+            hands this same object to the model.
+        noise: measurement noise of ``operator`` (default
+            :class:`~lit_restore.operators.noise.NoNoise`).
+        degradation: a degradation that is not a linear operator + noise (e.g.
+            :class:`~lit_restore.degradations.RealESRGANDegradation`,
+            :class:`~lit_restore.degradations.BicubicDegradation`); give either this or
+            ``operator``.
         crop_size: square crop side in HQ pixels (``None``: no crop).
         resize: resize the shorter side to this before cropping (``None``: never resize).
         random_crop: random crops in training (else centre crops). Evaluation always centres.
@@ -290,6 +352,9 @@ class RestorationDataModule(L.LightningDataModule):
         pin_memory: pin batches (CUDA).
         lq_scale: HQ/LQ size ratio of LQ-only data (crops of ``crop_size // lq_scale`` LQ
             pixels); paired data infers it from the image sizes.
+        max_pixels: refuse an image with more pixels than this after resize/crop (the reference,
+            or the LQ input when there is none), naming the file and the fixes; ``None``: no
+            limit. Default 2²³ ≈ 8.4 MP (scoring a 12 MP image needed 11.5 GB).
     """
 
     def __init__(
@@ -311,11 +376,30 @@ class RestorationDataModule(L.LightningDataModule):
         on_bad_image: str = "error",
         pin_memory: bool = False,
         lq_scale: int = 1,
+        degradation: Degradation | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
-        for label, v in (("crop_size", crop_size), ("resize", resize)):
+        for label, v in (
+            ("crop_size", crop_size),
+            ("resize", resize),
+            ("lq_scale", lq_scale),
+            ("max_pixels", max_pixels),
+        ):
             if v is not None and v < 1:
-                raise ValueError(f"{label} must be a positive integer or null, got {v}")
+                raise ValueError(
+                    f"data.init_args.{label} must be a positive integer or null, got {v}"
+                )
+        if operator is not None and degradation is not None:
+            raise ValueError(
+                "the degradation is configured twice: give data.init_args.operator (+ noise) for "
+                "a linear operator, or data.init_args.degradation for another degradation, not both"
+            )
+        if crop_size is not None and crop_size % lq_scale:
+            raise ValueError(
+                f"data.init_args.crop_size={crop_size} is not a multiple of "
+                f"data.init_args.lq_scale={lq_scale}; use a multiple of {lq_scale}"
+            )
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError("batch_size and eval_batch_size must be >= 1")
         self.sets: dict[str, Dataset | None] = {
@@ -326,9 +410,15 @@ class RestorationDataModule(L.LightningDataModule):
         }
         self.operator = operator
         self.noise = noise if noise is not None else NoNoise()
+        self.degradation = degradation
         # private CPU copies for the data pipeline (the public ones may be moved to a GPU)
-        self._data_operator = copy.deepcopy(operator).cpu().eval() if operator is not None else None
-        self._data_noise = copy.deepcopy(self.noise).cpu()
+        self._data_degradation: Degradation | None = copy.deepcopy(degradation)
+        if operator is not None:
+            self._data_degradation = LinearDegradation(
+                copy.deepcopy(operator).cpu().eval(), copy.deepcopy(self.noise).cpu()
+            )
+        self._check_crop(crop_size)
+        self.max_pixels = max_pixels
         self.crop_size = crop_size
         self.resize = resize
         self.random_crop = random_crop
@@ -343,6 +433,20 @@ class RestorationDataModule(L.LightningDataModule):
         #: original indices to leave out of test/predict (images already done; resume).
         self.skip_indices: set[int] = set()
         self._positions: dict[str, list[int]] = {}
+
+    def _check_crop(self, crop_size: int | None) -> None:
+        """A crop the degradation cannot take is a config error, reported before any work."""
+        if crop_size is None or self._data_degradation is None:
+            return
+        try:  # every dataset gives RGB images (lit_restore.data.io)
+            self._data_degradation.check_image_shape((3, crop_size, crop_size))
+        except ValueError as e:
+            option = "operator" if self.operator is not None else "degradation"
+            what = type(self.operator if self.operator is not None else self.degradation).__name__
+            raise ValueError(
+                f"data.init_args.crop_size={crop_size} does not fit data.init_args.{option} "
+                f"({what}): {e}; choose a crop_size it accepts (for SR: a multiple of the factor)"
+            ) from None
 
     # ------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -375,19 +479,22 @@ class RestorationDataModule(L.LightningDataModule):
                 raise ImageTooSmallError(repr(ds), (ds.image_size,) * 2, c)
             return list(range(len(ds)))
         items = self._items(split, list(range(len(ds))), train=False)
-        items.operator = None  # decoding + geometry are what can fail; skip the degradation
         cheap = callable(getattr(ds, "path", None)) and getattr(ds, "on_bad_image", "") == "skip"
+        lq_only = isinstance(ds, LQFolder)
+        degraded = not isinstance(ds, (LQFolder, PairedFolder))  # these items carry their LQ
         good, bad = [], []
         for i in range(len(ds)):
             try:
                 if cheap and self.resize is None:  # decoded already by the dataset: header only
                     h, w = image_size(ds.path(i))
-                    c = (self.crop_size or 0) // (self.lq_scale if isinstance(ds, LQFolder) else 1)
+                    c = (self.crop_size or 0) // (self.lq_scale if lq_only else 1)
                     if min(h, w) < c:
                         raise ImageTooSmallError(str(ds.path(i)), (h, w), c)
-                else:
-                    items.process(ds[i], i)
-            except (BadImageError, ImageTooSmallError) as e:
+                    hw = (c, c) if c else (h, w)  # image files load as RGB (data.io)
+                    items.check_size(str(ds.path(i)), (3, *hw), degraded)
+                else:  # decoding + geometry are what can fail; skip the degradation itself
+                    items.process(ds[i], i, degrade=False)
+            except (BadImageError, ImageGeometryError) as e:
                 bad.append(getattr(e, "path", str(i)))
             else:
                 good.append(i)
@@ -395,7 +502,8 @@ class RestorationDataModule(L.LightningDataModule):
             shown = ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
             warnings.warn(
                 f"on_bad_image='skip': left out {len(bad)} of {len(ds)} {split} image(s) that are "
-                f"unreadable or smaller than crop_size={self.crop_size}: {shown}",
+                f"unreadable, smaller than crop_size={self.crop_size}, larger than "
+                f"max_pixels={self.max_pixels} or of a size the degradation cannot take: {shown}",
                 stacklevel=2,
             )
         if not good:
@@ -407,14 +515,14 @@ class RestorationDataModule(L.LightningDataModule):
             self.sets[split],
             positions,
             train=train,
-            operator=self._data_operator,
-            noise=self._data_noise,
+            degradation=self._data_degradation,
             crop_size=self.crop_size,
             resize=self.resize,
             random_crop=self.random_crop,
             hflip=self.hflip,
             seed=self.seed,
             lq_scale=self.lq_scale,
+            max_pixels=self.max_pixels,
         )
 
     # -------------------------------------------------------- distribution

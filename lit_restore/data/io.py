@@ -16,6 +16,10 @@ PIL mode          conversion
 ``YCbCr``, ...    PIL's ``convert("RGB")``
 ================  ==========================================================================
 
+**Orientation**: a JPEG/TIFF/WebP EXIF ``Orientation`` tag (a camera's "rotate 90°" flag) is
+applied first (``PIL.ImageOps.exif_transpose``), so the tensor is the image as viewers show it;
+:func:`image_size` reports that displayed size too.
+
 A file that PIL cannot decode completely (truncated, corrupt, not an image) raises
 :class:`BadImageError` naming the file; nothing is silently padded (PIL's
 ``LOAD_TRUNCATED_IMAGES`` is left off).
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from lit_restore.utils.tables import atomic_write_bytes
@@ -103,7 +107,7 @@ def load_image(path: str | os.PathLike) -> Tensor:
             img.load()  # decode fully now: a truncated file fails here, not later
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
-            return pil_to_tensor01(img)
+            return pil_to_tensor01(ImageOps.exif_transpose(img))
     except FileNotFoundError as e:
         raise BadImageError(path, "file not found") from e
     except UnidentifiedImageError as e:
@@ -112,14 +116,20 @@ def load_image(path: str | os.PathLike) -> Tensor:
         raise BadImageError(path, f"{type(e).__name__}: {e}") from e
 
 
+#: EXIF ``Orientation`` values that turn the image by 90° (transpose, 90° CW/CCW, transverse).
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(H, W)`` from the file header alone (cheap; no decoding)."""
+    """``(H, W)`` as :func:`load_image` returns it (EXIF orientation applied), from the file
+    header alone (cheap; no decoding)."""
     try:
         with Image.open(path) as img:
             w, h = img.size
+            orientation = img.getexif().get(0x0112)  # EXIF "Orientation"
     except (OSError, ValueError, SyntaxError) as e:
         raise BadImageError(path, f"{type(e).__name__}: {e}") from e
-    return h, w
+    return (w, h) if orientation in _QUARTER_TURNS else (h, w)
 
 
 def tensor_to_uint8(image01: Tensor) -> np.ndarray:

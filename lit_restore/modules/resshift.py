@@ -1,5 +1,11 @@
 """ResShiftModule: train and run the residual-shifting restoration model in Lightning.
 
+Like every model it consumes the datamodule's batches: ``hq`` and the degraded ``lq`` (and
+``mask`` for inpainting), made by the data config's degradation (:mod:`lit_restore.degradations`:
+``BicubicDegradation``, ``RealESRGANDegradation``, an ``Inpainting`` operator, ...), drawn per
+``(seed, index, epoch)``. The LQ is turned into the network's conditioning by the chain alone
+(:meth:`~lit_restore.resshift.chain.ResShiftChain.condition`), in training and in sampling.
+
 Training (zsyOAOA/ResShift ``trainer.py``: ``TrainerDifIR.training_step`` /
 ``TrainerDifIRLPIPS.backward_step``, journal recipe):
 
@@ -11,7 +17,9 @@ LPIPS gradients flow through the frozen decoder (straight-through quantiser); a 
 back to the MSE term and is counted (``train/lpips_nan_count``). AdamW (weight decay 0), lr 5e-5
 with linear warm-up then cosine to 2e-5 over ``trainer.max_steps``. EMA, bf16 and gradient
 accumulation come from the Trainer/callbacks (``EMAWeightAveraging`` in the configs, so
-validation runs on the EMA weights). ``restore`` runs the T-step sampler on ``batch["lq"]``.
+validation runs on the EMA weights). ``restore`` runs the T-step chain on ``batch["lq"]``, then
+the optional colour fix and, for inpainting, pastes the known pixels back
+(:mod:`lit_restore.postprocess`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_restore.checkpoints import read_state_dict
@@ -30,25 +37,12 @@ from lit_restore.modules.base import RestorationModule
 from lit_restore.nn import PixelSpace, SwinUNet, VQModel, freeze
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel
-from lit_restore.resshift.degradations import (
-    BicubicDegradation,
-    RealESRGANDegradation,
-    imresize,
-    random_mask,
-)
-from lit_restore.resshift.sampler import ResShiftSampler
+from lit_restore.postprocess import check_color_fix, color_fix, paste_known
+from lit_restore.resshift.chain import ResShiftChain
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
-from lit_restore.utils.seeding import (
-    STREAM_DEGRADATION,
-    STREAM_SAMPLER,
-    generators_for,
-    image_generator,
-    image_seed,
-)
+from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for
 from lit_restore.weights import resolve
-
-_DEGRADATIONS = ("bicubic", "realesrgan", "none")
 
 
 class ResShiftModule(RestorationModule):
@@ -61,18 +55,18 @@ class ResShiftModule(RestorationModule):
         autoencoder: path to ``autoencoder_vq_f4.pth`` (frozen VQ-f4 latent space) or ``None``
             for pixel space.
         vq_config: :class:`VQModel` kwargs when the autoencoder is not the f4 default.
-        degradation: how training LQ is made from ``hq``: ``bicubic`` (MATLAB imresize 1/sf),
-            ``realesrgan`` (second-order pipeline, per-image seeded), ``none`` (use batch["lq"]).
-        inpainting: train/run with masks (network needs ``cond_mask=True``); masks come from
-            ``batch["mask"]`` (1 = known) or :func:`random_mask`.
+        inpainting: train/run with masks (network needs ``cond_mask=True``): ``batch["mask"]``
+            (1 = known), from the data's ``Inpainting`` operator (e.g. ``mask_type: mixed``).
         lpips_weight: LPIPS-VGG weight (1 SR, 10 inpainting; 0 disables).
         lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (resolved offline
             by :mod:`lit_restore.weights`, ``vgg16``; ``False`` = random backbone, tests only).
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
-        chop_size, chop_overlap, chop_bs, padding_offset, color_fix: sampler options (LQ px);
+        chop_size, chop_overlap, chop_bs, padding_offset: chain options (LQ pixels);
             ``chop_size="auto"`` (default) tiles only where tiles cost less per pixel than the
             VQ autoencoder's global attention over the whole image (see
-            :func:`lit_restore.resshift.sampler.auto_chop_size`); ``null`` never tiles.
+            :func:`lit_restore.resshift.chain.auto_chop_size`); ``null`` never tiles.
+        color_fix: ``None``, ``"wavelet"`` or ``"adain"`` (:mod:`lit_restore.postprocess`),
+            with the bicubic-upsampled LQ as the colour reference.
         precision: ``fp32``, ``bf16`` (network and first stage under bf16 autocast, for
             inference and training; the loss is summed in float32) or ``auto`` (inference in
             bf16 on CUDA when the measured bf16 output difference is within the bound,
@@ -80,7 +74,7 @@ class ResShiftModule(RestorationModule):
         compile: ``torch.compile`` the network and the first stage's encoder/decoder
             (``true``/``default``, ``reduce-overhead`` = + CUDA graphs, ``max-autotune``).
         channels_last: the network and first stage in the channels-last memory format.
-        seed: base seed of the per-image sampler noise and training degradations.
+        seed: base seed of the per-image chain noise.
         weights: a released network checkpoint (e.g. ``resshift_realsrx4_s4_v3.pth``) loaded
             strictly into ``network`` (``weights_only``; ``module.``/``_orig_mod.`` stripped).
     """
@@ -96,7 +90,6 @@ class ResShiftModule(RestorationModule):
         sf: int = 4,
         autoencoder: str | None = None,
         vq_config: dict[str, Any] | None = None,
-        degradation: str = "bicubic",
         inpainting: bool = False,
         lpips_weight: float = 1.0,
         lpips_pretrained_backbone: bool = True,
@@ -119,8 +112,7 @@ class ResShiftModule(RestorationModule):
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
         check_precision(precision)
-        if degradation not in _DEGRADATIONS:
-            raise ValueError(f"degradation={degradation!r}: use one of {_DEGRADATIONS}")
+        self.color_fix = check_color_fix(color_fix)
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
         self.network = network if network is not None else SwinUNet()
         if weights is not None:  # released network weights, e.g. resshift_realsrx4_s4_v3.pth
@@ -131,16 +123,12 @@ class ResShiftModule(RestorationModule):
             self.first_stage: nn.Module = PixelSpace()
         else:
             self.first_stage = VQModel.from_pretrained(autoencoder, **(vq_config or {}))
-        self.sampler = ResShiftSampler(
-            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs, color_fix
+        self.chain = ResShiftChain(
+            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs
         )
-        self.sf, self.degradation, self.inpainting = sf, degradation, inpainting
+        self.sf, self.inpainting = sf, inpainting
         self.lpips_weight = lpips_weight
         self._lpips: list[nn.Module] = []  # kept out of state_dict/EMA (frozen, rebuilt on load)
-        self._degrade = {
-            "bicubic": BicubicDegradation(sf),
-            "realesrgan": RealESRGANDegradation(sf),
-        }.get(degradation)
         self.lpips_nan_count = 0
         self._runtime_device: torch.device | None = None
 
@@ -190,56 +178,40 @@ class ResShiftModule(RestorationModule):
             self._lpips.append(freeze(net))
         return self._lpips[0].to(self.device)
 
-    def _y(self, batch: dict, target_hw: tuple[int, int]) -> Tensor:
-        """The LQ input at ``target / sf`` size (see README: batch["lq"] → batch["y"] → resize)."""
-        want = (target_hw[0] // self.sf, target_hw[1] // self.sf)
-        for key in ("lq", "y"):
-            v = batch.get(key)
-            if isinstance(v, Tensor) and v.ndim == 4 and tuple(v.shape[-2:]) == want:
-                return v
-        if "lq" in batch and self.sf > 1 and tuple(batch["lq"].shape[-2:]) == tuple(target_hw):
-            return imresize(batch["lq"], 1 / self.sf)
-        if "lq" in batch:
-            return batch["lq"]
-        raise KeyError("ResShiftModule needs batch['lq'] (or 'hq' with a training degradation)")
-
-    def _training_lq(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        hq = batch["hq"]
-        mask = None
-        if self.inpainting:
-            mask = batch.get("mask")
-            if mask is None:
-                eseed = image_seed(self.seed, self.current_epoch, STREAM_DEGRADATION) % 2**62
-                gens = [image_generator(eseed, int(i), STREAM_DEGRADATION) for i in batch["index"]]
-                mask = torch.stack([random_mask(g, *hq.shape[-2:]) for g in gens]).to(hq)
-        if self._degrade is None:
-            lq = self._y(batch, tuple(hq.shape[-2:]))
-        else:
-            # a fresh degradation per epoch, still a pure function of (seed, epoch, index)
-            eseed = image_seed(self.seed, self.current_epoch, STREAM_DEGRADATION) % 2**62
-            lq = self._degrade((hq.float() + 1) / 2, eseed, batch["index"]) * 2 - 1
-        if mask is not None:  # ResShift inpainting input: missing pixels set to -1
-            lq = lq * mask - (1 - mask)
-        return lq.to(hq.dtype), mask
+    def _inputs(self, batch: dict) -> tuple[Tensor, Tensor | None]:
+        """``batch["lq"]`` (and ``batch["mask"]`` when inpainting), checked against ``sf``."""
+        if "lq" not in batch:
+            raise KeyError("ResShiftModule needs batch['lq'] (the datamodule's degraded input)")
+        lq = batch["lq"]
+        hq = batch.get("hq")
+        want = (lq.shape[-2] * self.sf, lq.shape[-1] * self.sf)
+        if hq is not None and tuple(hq.shape[-2:]) != want:
+            raise ValueError(
+                f"ResShiftModule(sf={self.sf}) got LQ images of {tuple(lq.shape[-2:])} for "
+                f"references of {tuple(hq.shape[-2:])}; the data degradation must shrink by sf "
+                "(data.init_args.degradation / operator, e.g. BicubicDegradation(sf))"
+            )
+        mask = batch.get("mask") if self.inpainting else None
+        if self.inpainting and mask is None:
+            raise KeyError(
+                "an inpainting ResShiftModule needs batch['mask'] (1 = known pixel): configure an "
+                "Inpainting operator in the data (e.g. mask_type: mixed)"
+            )
+        return lq, mask
 
     # ------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         hq = batch["hq"]
-        lq, mask = self._training_lq(batch)
+        lq, mask = self._inputs(batch)
         sch = self.schedule
         with torch.no_grad():
             z0 = self.first_stage.encode(hq)
-            y_up = F.interpolate(lq, scale_factor=self.sf, mode="bicubic") if self.sf != 1 else lq
-            z_y = self.first_stage.encode(y_up)
+            cond = self.chain.condition(self.network, self.first_stage, lq, mask)
         b = hq.shape[0]
         t = torch.randint(0, sch.steps, (b,), device=hq.device)
-        x_t = sch.q_sample(z0, z_y, t, torch.randn_like(z0))
-        cond = self.sampler._cond(self.network, lq, y_up, z0.shape[-2:])
-        mask_c = None
-        if mask is not None:
-            mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
+        x_t = sch.q_sample(z0, cond.z_y, t, torch.randn_like(z0))
         with self._precision(hq.device, training=True):
-            pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond, mask=mask_c)
+            pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond.lq, mask=cond.mask)
         mse = (pred.float() - z0.float()).pow(2).flatten(1).mean(1)
         loss = mse
         if self.lpips_weight > 0:
@@ -279,24 +251,18 @@ class ResShiftModule(RestorationModule):
 
     # ----------------------------------------------------------- inference
     def restore(self, batch: dict) -> Tensor:
-        ref = batch.get("hq")
-        if ref is not None:
-            target = tuple(ref.shape[-2:])
-        else:
-            lq0 = batch["lq"]
-            target = (lq0.shape[-2] * self.sf, lq0.shape[-1] * self.sf)
-        lq = self._y(batch, target)
-        mask = batch.get("mask") if self.inpainting else None
-        if self.inpainting and mask is None:
-            raise KeyError("an inpainting ResShiftModule needs batch['mask'] (1 = known pixel)")
-        if mask is not None:
-            lq = lq * mask - (1 - mask)
+        lq, mask = self._inputs(batch)
         gens = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device="cpu")
         with self._precision(lq.device, training=False):
-            out = self.sampler.sample(
-                self.network, self.first_stage, lq, gens, mask, self.count_nfe
+            out = self.chain.sample(self.network, self.first_stage, lq, gens, mask, self.count_nfe)
+        out = out.float()
+        if self.color_fix is not None:  # colours of the LQ the network saw, upsampled
+            out = color_fix(
+                out, self.chain.upsample(self.chain.masked_lq(lq, mask)), self.color_fix
             )
-        return out[..., : target[0], : target[1]].float()
+        if mask is not None:  # ResShift's mask_back: the known pixels are the input's
+            out = paste_known(out, lq, mask)
+        return out
 
     def run_hparams(self) -> dict[str, Any]:
         return {
@@ -304,7 +270,6 @@ class ResShiftModule(RestorationModule):
             "steps": self.schedule.steps,
             "kappa": self.schedule.kappa,
             "latent": "pixel" if isinstance(self.first_stage, PixelSpace) else "vq",
-            "degradation": self.degradation,
             "lpips_weight": self.lpips_weight,
             "precision": self.hparams.precision,
         }

@@ -1,6 +1,12 @@
 """Degradation operators ("physics"): ``A``, its adjoint, pseudo-inverses, SVD views, noise."""
 
-from .base import DenseOperator, LinearOperator, OperatorCapabilityError
+from .base import (
+    CAPABILITIES,
+    DenseOperator,
+    LinearOperator,
+    OperatorCapabilityError,
+    require_capabilities,
+)
 from .blur import Blur, GaussianBlur, MotionBlur, UniformBlur
 from .inpainting import Inpainting
 from .noise import GaussianNoise, NoiseModel, NoNoise, PoissonNoise
@@ -8,6 +14,7 @@ from .simple import Colorization, Denoising
 from .sr import AvgPoolSR, BicubicSR, SeparableOperator
 
 __all__ = [
+    "CAPABILITIES",
     "AvgPoolSR",
     "BicubicSR",
     "Blur",
@@ -25,4 +32,5 @@ __all__ = [
     "PoissonNoise",
     "SeparableOperator",
     "UniformBlur",
+    "require_capabilities",
 ]

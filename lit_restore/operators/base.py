@@ -1,38 +1,125 @@
 """The operator protocol: a linear degradation ``y = A x`` as an ``nn.Module``.
 
-Every degradation in lit_restore ("physics" in deepinv's words) is a :class:`LinearOperator`.
-Kernels and masks are buffers, so ``.to(device)`` and ``state_dict`` just work.
+Every linear degradation in lit_restore ("physics" in deepinv's words) is a
+:class:`LinearOperator`; :mod:`lit_restore.degradations` turns one (plus noise) into the data
+pipeline's per-image degradation. Kernels and masks are buffers, so ``.to(device)`` and
+``state_dict`` just work.
 
-Per-image randomness (a motion kernel, an inpainting mask) is *not* drawn inside ``A``: the data
-pipeline calls :meth:`LinearOperator.sample_params` once per image with a generator seeded by
-``(seed, index)``, the batch carries the parameters (``batch["params"]``), and whoever applies the
-operator to that batch first calls :meth:`LinearOperator.bind`. Measurement and guidance therefore
-always use the same kernel/mask (the mismatch of DPS issue #7 cannot happen).
+**Per-image parameters.** Randomness (a motion kernel, an inpainting mask) is *not* drawn inside
+``A``: the data pipeline calls :meth:`LinearOperator.sample_params` once per image with a
+generator seeded by ``(seed, index)``, the batch carries the parameters (``batch["params"]``),
+and whoever applies the operator to that batch first calls :meth:`LinearOperator.bind`.
+Measurement and guidance therefore always use the same kernel/mask (the mismatch of DPS issue #7
+cannot happen).
+
+**Explicit image shape.** ``A``, ``adjoint``, ``pinv`` and ``pinv_reg`` read every size from their
+argument. The SVD view's ``V``, ``U`` and ``singulars`` act on flat spectral vectors, which do not
+say which image they belong to, so they need the image shape ``(C, H, W)`` up front:
+:meth:`LinearOperator.at` returns a view of the operator for that shape (the sampler loop calls
+it once per batch), or the shape is fixed when the operator is built (``image_size=``). Nothing is
+remembered from earlier calls; without a shape these methods raise.
 
 Methods (all on NCHW tensors in model space):
 
 - ``A(x)``, ``adjoint(y)`` — exact adjoint: ``<A x, y> = <x, Aᵀ y>``.
 - ``pinv(y)`` — the Moore–Penrose pseudo-inverse ``A⁺ y`` (exact where the structure allows).
-- ``pinv_reg(y, eta)`` — ``Aᵀ (A Aᵀ + η I)⁻¹ y`` (DDPG's back-projection, ``A_pinv_add_eta``).
-- SVD view (``has_svd``): ``A = U diag(s) Vᵀ`` with ``Vt(x)``, ``V(z)``, ``Ut(y)``, ``U(z)`` and
-  ``singulars()``. The spectral vector is flat per image, shape ``[B, n]`` with ``n = numel(x)``;
-  ``singulars()`` has shape ``[n]`` or ``[B, n]`` and is zero on the null space. ``Ut(y)`` returns
-  the first ``numel(y)`` spectral coefficients padded with zeros to ``n``; ``U(z)`` reads the
-  first ``numel(y)``. This is the DDRM/DDNM ``H_funcs`` convention
+- ``pinv_reg(y, eta)`` — ``Aᵀ (A Aᵀ + η I)⁻¹ y`` (DDPG's back-projection, ``A_pinv_add_eta``);
+  ``eta`` is a number or one value per image (``[B]``).
+- SVD view: ``A = U diag(s) Vᵀ`` with ``Vt(x)``, ``V(z)``, ``Ut(y)``, ``U(z)`` and ``singulars()``.
+  The spectral vector is flat per image, shape ``[B, n]`` with ``n = numel(x)``; ``singulars()``
+  has shape ``[n]`` or ``[B, n]`` and is zero on the null space. ``Ut(y)`` returns the first
+  ``numel(y)`` spectral coefficients padded with zeros to ``n``; ``U(z)`` reads the first
+  ``numel(y)``. This is the DDRM/DDNM ``H_funcs`` convention
   (bahjat-kawar/ddrm ``functions/svd_replacement.py``).
+
+**Capabilities.** What an operator offers beyond ``A``/``Aᵀ`` is declared by three flags,
+``has_svd``, ``has_pinv`` and ``has_pinv_reg`` (the last two default to ``has_svd``: the base class
+computes ``A⁺`` and ``Aᵀ(AAᵀ+ηI)⁻¹`` through the SVD), collected in :attr:`LinearOperator.capabilities`.
+:func:`require_capabilities` is the one check of a method's needs against them; the sampler loop
+calls it before sampling.
+
+**A user's own operator.** The minimal class implements ``A`` and ``adjoint``; that is all DPS and
+SaFaRI need::
+
+    class Scale(LinearOperator):
+        def A(self, x):
+            return 0.5 * x
+
+        def adjoint(self, y):
+            return 0.5 * y
+
+Check it with ``Scale().adjointness_test(torch.randn(2, 3, 8, 8, dtype=torch.float64))`` (≈ 1e-16).
+For DDRM/DDNM/DDPG add an SVD: set ``has_svd = True`` and implement ``Vt``, ``V``, ``Ut``, ``U`` and
+``singulars`` in the layout above (``V``/``U``/``singulars`` read ``self.image_shape``); ``pinv``
+and ``pinv_reg`` then come from the base class, and :meth:`LinearOperator.pinv_test` checks the
+Penrose identities. A structured ``pinv``/``pinv_reg`` without an SVD (an FFT, say) overrides the
+method and sets ``has_pinv``/``has_pinv_reg = True``.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
+#: Every capability an operator may declare (see :attr:`LinearOperator.capabilities`).
+CAPABILITIES: dict[str, str] = {
+    "svd": "an SVD view (V, Vᵀ, U, Uᵀ, singular values)",
+    "pinv": "a pseudo-inverse A⁺",
+    "pinv_reg": "a regularised pseudo-inverse Aᵀ(AAᵀ+ηI)⁻¹",
+}
+
 
 class OperatorCapabilityError(NotImplementedError):
     """A method needs something the operator does not provide (e.g. an SVD)."""
+
+
+def require_capabilities(
+    operator: LinearOperator | None, needs: Iterable[str] | None, method: str
+) -> None:
+    """The one check of what ``method`` needs from ``operator``.
+
+    ``needs`` is ``None`` when the method takes no operator at all (unconditional sampling);
+    otherwise an operator is required and must declare every capability in ``needs``
+    (names from :data:`CAPABILITIES`).
+
+    Raises:
+        ValueError: an operator is needed and none was given.
+        OperatorCapabilityError: the operator lacks a needed capability (the message names the
+            method, the operator class, what is missing, and what to use instead).
+    """
+    if needs is None:
+        return
+    needs = frozenset(needs)
+    unknown = needs - CAPABILITIES.keys()
+    if unknown:
+        raise ValueError(
+            f"unknown operator capabilities {sorted(unknown)}; use {list(CAPABILITIES)}"
+        )
+    if operator is None:
+        raise ValueError(
+            f"{method} needs a degradation operator; set data.init_args.operator in the config "
+            "(or pass operator= in Python)"
+        )
+    missing = [c for c in CAPABILITIES if c in needs and c not in operator.capabilities]
+    if missing:
+        what = " and ".join(CAPABILITIES[c] for c in missing)
+        raise OperatorCapabilityError(
+            f"{method} needs {what}, but {type(operator).__name__} has none; use an operator that "
+            "has it (SVD: DenseOperator, BicubicSR, AvgPoolSR, Inpainting, Denoising, "
+            "Colorization, GaussianBlur/UniformBlur with boundary='zero'; pseudo-inverses also: "
+            "any Blur) or a method that needs only A and Aᵀ (DPS, SaFaRI)."
+        )
+
+
+def per_image(value: float | Tensor, like: Tensor) -> float | Tensor:
+    """``value`` ready to broadcast against the batch ``like``: a number stays a number, a
+    per-image tensor ``[B]`` becomes ``[B, 1, …, 1]`` (``like.dim()`` dimensions)."""
+    if isinstance(value, Tensor) and value.dim() > 0:
+        return value.view(-1, *([1] * (like.dim() - 1)))
+    return value
 
 
 class LinearOperator(nn.Module):
@@ -40,6 +127,25 @@ class LinearOperator(nn.Module):
 
     #: True when the subclass implements the SVD view (``V``, ``Vt``, ``U``, ``Ut``, ``singulars``).
     has_svd: bool = False
+    #: The image shape ``(C, H, W)`` the SVD view is for (:meth:`at`); ``None`` = not fixed.
+    image_shape: tuple[int, int, int] | None = None
+
+    # ---------------------------------------------------------- capabilities
+    @property
+    def has_pinv(self) -> bool:
+        """``pinv`` is available (default: through the SVD view)."""
+        return self.has_svd
+
+    @property
+    def has_pinv_reg(self) -> bool:
+        """``pinv_reg`` is available (default: through the SVD view)."""
+        return self.has_svd
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The declared capabilities, a subset of ``{"svd", "pinv", "pinv_reg"}``."""
+        flags = {"svd": self.has_svd, "pinv": self.has_pinv, "pinv_reg": self.has_pinv_reg}
+        return frozenset(name for name, present in flags.items() if present)
 
     # ----------------------------------------------------------------- core
     def A(self, x: Tensor) -> Tensor:
@@ -56,32 +162,56 @@ class LinearOperator(nn.Module):
         with torch.no_grad():
             return tuple(self.A(torch.zeros(tuple(x_shape), device=self._device())).shape)
 
+    # ----------------------------------------------------------- image shape
+    def at(self, x_shape: tuple[int, ...] | torch.Size) -> LinearOperator:
+        """This operator for images of shape ``x_shape`` (``(C, H, W)``; a leading batch
+        dimension is ignored): a view sharing every buffer, with :attr:`image_shape` set.
+
+        Raises ``ValueError`` when the operator cannot act on such images (an SR factor that
+        does not divide the size, a mask of another size, ...).
+        """
+        shape = tuple(int(v) for v in tuple(x_shape)[-3:])
+        if len(shape) != 3:
+            raise ValueError(f"at() needs an image shape (C, H, W), got {tuple(x_shape)}")
+        if self.image_shape == shape:
+            return self
+        self.check_image_shape(shape)
+        view = self._view()
+        view.image_shape = shape
+        return view
+
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        """Raise ``ValueError`` if the operator cannot act on images ``shape`` (default: any)."""
+
+    def _shape(self) -> tuple[int, int, int]:
+        """:attr:`image_shape`, or a clear error when it was never given."""
+        if self.image_shape is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: V, U and singulars need the image shape; use "
+                "operator.at(x.shape) (the sampler loop does) or build it with image_size=..."
+            )
+        return self.image_shape
+
     # ------------------------------------------------------- pseudo-inverses
     def pinv(self, y: Tensor) -> Tensor:
         """``A⁺ y``. Default: through the SVD view, ``V diag(1/s) Uᵀ y`` with 1/0 := 0."""
-        if not self.has_svd:
-            raise OperatorCapabilityError(
-                f"{type(self).__name__} has no pseudo-inverse; use an operator with an SVD or "
-                "FFT structure, or a method that needs only A and its adjoint (DPS, SaFaRI)."
-            )
+        require_capabilities(self, ("svd",), f"{type(self).__name__}.pinv")
         s = self.singulars()
         inv = torch.where(s > 0, 1.0 / s.clamp_min(1e-30), torch.zeros_like(s))
-        return self.V(inv * self.Ut(y), like=self._x_like(y))
+        return self.V(inv * self.Ut(y))
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
         """``Aᵀ (A Aᵀ + η I)⁻¹ y`` = ``V diag(s / (s² + η)) Uᵀ y`` through the SVD view."""
-        if not self.has_svd:
-            raise OperatorCapabilityError(
-                f"{type(self).__name__} has no regularised pseudo-inverse (no SVD/FFT structure)."
-            )
+        require_capabilities(self, ("svd",), f"{type(self).__name__}.pinv_reg")
         s = self.singulars()
-        return self.V(s / (s * s + eta) * self.Ut(y), like=self._x_like(y))
+        coeffs = self.Ut(y)
+        return self.V(s / (s * s + per_image(eta, coeffs)) * coeffs)
 
     # -------------------------------------------------------------- SVD view
     def Vt(self, x: Tensor) -> Tensor:
         raise OperatorCapabilityError(f"{type(self).__name__} has no SVD view")
 
-    def V(self, z: Tensor, like: Tensor | tuple[int, ...] | None = None) -> Tensor:
+    def V(self, z: Tensor) -> Tensor:
         raise OperatorCapabilityError(f"{type(self).__name__} has no SVD view")
 
     def Ut(self, y: Tensor) -> Tensor:
@@ -93,10 +223,6 @@ class LinearOperator(nn.Module):
     def singulars(self) -> Tensor:
         raise OperatorCapabilityError(f"{type(self).__name__} has no SVD view")
 
-    def _x_like(self, y: Tensor) -> tuple[int, ...] | None:
-        """Shape of the image ``x`` that produced measurement ``y`` (needed by ``V``)."""
-        return getattr(self, "x_shape_hint", None)
-
     # ------------------------------------------------------- per-image params
     def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
         """Per-image random parameters (unbatched tensors), drawn from ``generator``.
@@ -105,14 +231,6 @@ class LinearOperator(nn.Module):
         """
         return {}
 
-    def prepare(self, x_shape: tuple[int, ...]) -> None:
-        """Record the image shape ``(C, H, W)`` before the SVD view is used.
-
-        Samplers call this once per batch: an operator whose SVD depends on the image size
-        (separable SR, masks, point-wise operators) can then answer ``singulars()``/``U``/``V``
-        before ``A`` has ever been applied. Default: nothing to record.
-        """
-
     def bind(self, params: Mapping[str, Tensor] | None) -> LinearOperator:
         """A view of this operator with batched per-image parameters (leading dim B) set.
 
@@ -120,10 +238,7 @@ class LinearOperator(nn.Module):
         """
         if not params:
             return self
-        bound = copy.copy(self)
-        bound._buffers = dict(self._buffers)
-        bound._parameters = dict(self._parameters)
-        bound._modules = dict(self._modules)
+        bound = self._view()
         for key, value in params.items():
             if key not in self.param_names():
                 raise KeyError(
@@ -136,6 +251,70 @@ class LinearOperator(nn.Module):
     def param_names(self) -> set[str]:
         """Names of the per-image parameters that :meth:`sample_params` returns."""
         return set()
+
+    def _view(self) -> LinearOperator:
+        """A shallow copy whose buffer/parameter/module tables can be changed without touching
+        ``self`` (what :meth:`bind` and :meth:`at` return)."""
+        view = copy.copy(self)
+        view._buffers = dict(self._buffers)
+        view._parameters = dict(self._parameters)
+        view._modules = dict(self._modules)
+        return view
+
+    # ----------------------------------------------------------------- checks
+    def adjointness_test(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> float:
+        """Relative defect of ``<A x, y> = <x, Aᵀ y>``:
+        ``|<A x, y> − <x, Aᵀ y>| / max(‖A x‖‖y‖, ‖x‖‖Aᵀ y‖)``.
+
+        ``y`` defaults to standard normal noise of the measurement's shape. By Cauchy–Schwarz
+        both inner products are bounded by the denominator, so an exact adjoint gives round-off
+        only (≈ 1e-16 in float64); a wrong one gives O(1). Use float64 inputs to test.
+        """
+        with torch.no_grad():
+            ax = self.A(x)
+            if y is None:
+                y = torch.randn(ax.shape, generator=generator, dtype=ax.dtype).to(ax.device)
+            aty = self.adjoint(y)
+            lhs, rhs = (ax * y).sum(), (x * aty).sum()
+            scale = torch.maximum(ax.norm() * y.norm(), x.norm() * aty.norm())
+            return float((lhs - rhs).abs() / scale.clamp_min(torch.finfo(ax.dtype).tiny))
+
+    def pinv_test(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, float]:
+        """Relative residuals of the four Penrose identities of ``A⁺`` (zero for the exact
+        Moore–Penrose inverse, round-off otherwise):
+
+        - ``"A A+ A"``: ``‖A A⁺ A x − A x‖ / ‖A x‖``
+        - ``"A+ A A+"``: ``‖A⁺ A A⁺ y − A⁺ y‖ / ‖A⁺ y‖``
+        - ``"A A+ symmetric"``: ``|<A A⁺ u, v> − <u, A A⁺ v>| / (‖u‖‖v‖)`` (``u, v`` measurements)
+        - ``"A+ A symmetric"``: ``|<A⁺ A p, q> − <p, A⁺ A q>| / (‖p‖‖q‖)`` (``p, q`` images)
+
+        ``x`` is an image batch, ``y`` a measurement batch (standard normal by default); the
+        symmetry checks use ``u = y``, ``v = A x`` and ``p = x``, ``q = A⁺ y``. The projections
+        ``A A⁺`` and ``A⁺ A`` have norm 1, which bounds each symmetric inner product by ``‖·‖‖·‖``.
+        """
+
+        def rel(a: Tensor, b: Tensor) -> float:
+            return float((a - b).norm() / b.norm().clamp_min(torch.finfo(b.dtype).tiny))
+
+        def sym(f, u: Tensor, v: Tensor) -> float:
+            d = ((f(u) * v).sum() - (u * f(v)).sum()).abs()
+            return float(d / (u.norm() * v.norm()).clamp_min(torch.finfo(u.dtype).tiny))
+
+        with torch.no_grad():
+            ax = self.A(x)
+            if y is None:
+                y = torch.randn(ax.shape, generator=generator, dtype=ax.dtype).to(ax.device)
+            py = self.pinv(y)
+            return {
+                "A A+ A": rel(self.A(self.pinv(ax)), ax),
+                "A+ A A+": rel(self.pinv(self.A(py)), py),
+                "A A+ symmetric": sym(lambda u: self.A(self.pinv(u)), y, ax),
+                "A+ A symmetric": sym(lambda p: self.pinv(self.A(p)), x, py),
+            }
 
     # -------------------------------------------------------------- helpers
     def to_image(self, y: Tensor) -> Tensor:
@@ -158,7 +337,7 @@ class DenseOperator(LinearOperator):
     """An explicit matrix ``A ∈ R^{m×n}`` acting on flattened images (tests and tiny problems).
 
     Its SVD is computed exactly with ``torch.linalg.svd``; it is the reference every structured
-    operator can be checked against.
+    operator can be checked against. Its image shape is fixed by ``x_shape``.
     """
 
     has_svd = True
@@ -171,7 +350,7 @@ class DenseOperator(LinearOperator):
             n *= d
         if matrix.shape[1] != n:
             raise ValueError(f"matrix has {matrix.shape[1]} columns but x_shape {x_shape} has {n}")
-        self.x_shape_hint = tuple(x_shape)
+        self.image_shape = tuple(int(d) for d in x_shape)
         u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=True)
         self.register_buffer("matrix", matrix)
         self.register_buffer("_u", u.float())
@@ -186,17 +365,21 @@ class DenseOperator(LinearOperator):
     def m(self) -> int:
         return self.matrix.shape[0]
 
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        if shape != self.image_shape:
+            raise ValueError(f"this DenseOperator acts on images {self.image_shape}, not {shape}")
+
     def A(self, x: Tensor) -> Tensor:
         return x.flatten(1) @ self.matrix.T
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return (y.flatten(1) @ self.matrix).view(-1, *self.x_shape_hint)
+        return (y.flatten(1) @ self.matrix).view(-1, *self.image_shape)
 
     def Vt(self, x: Tensor) -> Tensor:
         return x.flatten(1) @ self._vh.T
 
-    def V(self, z: Tensor, like=None) -> Tensor:
-        return (z @ self._vh).view(-1, *self.x_shape_hint)
+    def V(self, z: Tensor) -> Tensor:
+        return (z @ self._vh).view(-1, *self.image_shape)
 
     def Ut(self, y: Tensor) -> Tensor:
         c = y.flatten(1) @ self._u

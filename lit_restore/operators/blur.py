@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LinearOperator, OperatorCapabilityError
+from .base import LinearOperator, OperatorCapabilityError, per_image
 from .cg import conjugate_gradient
 from .kernels import gaussian_kernel_1d, motion_kernel, uniform_kernel_1d
 from .separable import SeparableCache, SeparableSVD, toeplitz_matrix
@@ -72,7 +72,8 @@ class Blur(LinearOperator):
         cg_iters, cg_tol: conjugate-gradient budget for "pad" (and non-separable "zero").
         kernel_1d: the 1-D factor when the kernel is separable (enables the "zero"-mode SVD).
         svd_threshold: "zero" mode: 1-D singular values below it are zeroed.
-        image_size, channels: "zero" mode: pre-build the SVD for this size (optional).
+        image_size, channels: "zero" mode: fix the image shape of the SVD view (optional;
+            otherwise :meth:`~.base.LinearOperator.at` gives it).
     """
 
     def __init__(
@@ -101,13 +102,24 @@ class Blur(LinearOperator):
         self.pinv_threshold = float(pinv_threshold)
         self.cg_iters, self.cg_tol = int(cg_iters), float(cg_tol)
         self.kernel_1d = None if kernel_1d is None else kernel_1d.double()
+        #: exact SVD for a separable kernel with zero padding; every boundary has A⁺ and
+        #: Aᵀ(AAᵀ+ηI)⁻¹ (SVD, FFT, or conjugate gradients)
         self.has_svd = boundary == "zero" and self.kernel_1d is not None
         self.cache: SeparableCache | None = None
         if self.has_svd:
             self.cache = SeparableCache(self._matrices, svd_threshold)
             if image_size is not None:
                 hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-                self.cache.get((channels, *hw))
+                self.image_shape = (int(channels), int(hw[0]), int(hw[1]))
+                self.cache.get(self.image_shape)
+
+    @property
+    def has_pinv(self) -> bool:
+        return True
+
+    @property
+    def has_pinv_reg(self) -> bool:
+        return True
 
     # ------------------------------------------------------------------- helpers
     def _kernel(self) -> Tensor:
@@ -122,11 +134,7 @@ class Blur(LinearOperator):
         return toeplitz_matrix(h, self.kernel_1d), toeplitz_matrix(w, self.kernel_1d)
 
     def _svd(self, x: Tensor) -> SeparableSVD:
-        return self.cache.get(tuple(x.shape[1:]), like=x)
-
-    @property
-    def x_shape_hint(self) -> tuple[int, int, int] | None:
-        return None if self.cache is None else self.cache.current
+        return self.cache.get(tuple(x.shape[1:]))
 
     def _transfer(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """``K̂`` on the rfft grid, ``[1 or B, 1, H, W//2+1]``, for the kernel's orientation."""
@@ -201,8 +209,7 @@ class Blur(LinearOperator):
         )
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
+        eta = per_image(eta, y)
         if self.has_svd:
             return self._svd(y).pinv_reg(y, eta)
         if self.boundary == "circular":
@@ -222,24 +229,24 @@ class Blur(LinearOperator):
             )
         return self.cache
 
-    def Vt(self, x: Tensor) -> Tensor:
-        return self._need_svd().get(tuple(x.shape[1:]), like=x).Vt(x)
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        if self.has_svd:
+            self._need_svd().get(shape)  # build the SVD for this size now
 
-    def V(self, z: Tensor, like: Tensor | tuple[int, ...] | None = None) -> Tensor:
-        cache = self._need_svd()
-        if like is None:
-            return cache.last().V(z)
-        shape = tuple(like.shape) if isinstance(like, Tensor) else tuple(like)
-        return cache.get(shape[-3:], like=z).V(z)
+    def Vt(self, x: Tensor) -> Tensor:
+        return self._need_svd().get(tuple(x.shape[1:])).Vt(x)
+
+    def V(self, z: Tensor) -> Tensor:
+        return self._need_svd().get(self._shape()).V(z)
 
     def Ut(self, y: Tensor) -> Tensor:
-        return self._need_svd().get(tuple(y.shape[1:]), like=y).Ut(y)
+        return self._need_svd().get(tuple(y.shape[1:])).Ut(y)
 
     def U(self, z: Tensor) -> Tensor:
-        return self._need_svd().last().U(z)
+        return self._need_svd().get(self._shape()).U(z)
 
     def singulars(self) -> Tensor:
-        return self._need_svd().last().singulars()
+        return self._need_svd().get(self._shape()).singulars()
 
     def extra_repr(self) -> str:
         k = None if self.kernel is None else tuple(self.kernel.shape)

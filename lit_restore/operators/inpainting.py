@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import LinearOperator
-from .masks import box_mask, freeform_mask, load_mask_file, random_mask
+from .base import LinearOperator, per_image
+from .masks import box_mask, freeform_mask, load_mask_file, mixed_mask, random_mask
 
-MASK_TYPES = ("box", "random", "freeform", "file")
+MASK_TYPES = ("box", "random", "freeform", "mixed", "file")
 
 
 class Inpainting(LinearOperator):
@@ -22,14 +22,14 @@ class Inpainting(LinearOperator):
 
     Args:
         mask_type: "box" (DPS ``random_sq_bbox``), "random" (DPS random pixels), "freeform"
-            (brush strokes) or "file" (one user mask for every image).
+            (brush strokes), "mixed" (ResShift's box / irregular / outpainting training masks,
+            :func:`.masks.mixed_mask`) or "file" (one user mask for every image).
         box_size, margin: box side and minimum distance to the border (DPS: 128, 16 on 256²).
         drop_range: range of the random drop rate (DPS config: (0.3, 0.7); DPS paper: 0.92).
         mask_path: the mask file for ``mask_type="file"`` (image: white = known, .npy, .pt).
         invert_mask: swap known/missing in the file mask.
         max_strokes, max_vertices, stroke_width, stroke_length: free-form stroke options,
             widths and lengths as fractions of the image side (see :func:`.masks.freeform_mask`).
-        channels: channel count assumed by :meth:`singulars` before an image has been seen.
     """
 
     has_svd = True
@@ -46,7 +46,6 @@ class Inpainting(LinearOperator):
         max_vertices: int = 8,
         stroke_width: tuple[float, float] = (0.05, 0.15),
         stroke_length: tuple[float, float] = (0.1, 0.3),
-        channels: int = 3,
     ) -> None:
         super().__init__()
         if mask_type not in MASK_TYPES:
@@ -60,7 +59,6 @@ class Inpainting(LinearOperator):
             width_range=tuple(stroke_width),
             length_range=tuple(stroke_length),
         )
-        self.channels = int(channels)
         self.mask_path = mask_path
         mask = None
         if mask_type == "file":
@@ -78,6 +76,8 @@ class Inpainting(LinearOperator):
             mask = random_mask(h, w, self.drop_range, generator)
         elif self.mask_type == "freeform":
             mask = freeform_mask(h, w, generator, **self.stroke_opts)
+        elif self.mask_type == "mixed":
+            mask = mixed_mask(h, w, generator)
         else:
             mask = self.mask.cpu()
             if tuple(mask.shape[-2:]) != (h, w):
@@ -102,14 +102,16 @@ class Inpainting(LinearOperator):
             raise ValueError(
                 f"mask is {tuple(mask.shape[-2:])} but the image is {tuple(like.shape[-2:])}"
             )
-        self.x_shape_hint = tuple(like.shape[1:]) if like.dim() == 4 else None
         return mask
 
     def measurement_shape(self, x_shape) -> tuple[int, ...]:
         return tuple(x_shape)
 
-    def prepare(self, x_shape: tuple[int, ...]) -> None:
-        self.x_shape_hint = tuple(int(v) for v in x_shape[-3:])
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        if self.mask is not None and tuple(self.mask.shape[-2:]) != tuple(shape[-2:]):
+            raise ValueError(
+                f"mask is {tuple(self.mask.shape[-2:])} but the images are {tuple(shape[-2:])}"
+            )
 
     def A(self, x: Tensor) -> Tensor:
         return self._mask(x) * x
@@ -121,38 +123,24 @@ class Inpainting(LinearOperator):
         return self._mask(y) * y
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
-        return self._mask(y) * y / (1 + eta)
+        return self._mask(y) * y / (1 + per_image(eta, y))
 
     # --------------------------------------------------------------------- SVD view
-    def _shape(self, like) -> tuple[int, int, int]:
-        if like is not None:
-            shape = tuple(like.shape) if isinstance(like, Tensor) else tuple(like)
-            return shape[-3:]  # type: ignore[return-value]
-        if getattr(self, "x_shape_hint", None):
-            return self.x_shape_hint
-        if self.mask is None:
-            raise RuntimeError("bind a mask before using the SVD view of Inpainting")
-        return (self.channels, *self.mask.shape[-2:])
-
     def Vt(self, x: Tensor) -> Tensor:
-        self.x_shape_hint = tuple(x.shape[1:])
         return x.flatten(1)
 
-    def V(self, z: Tensor, like: Tensor | tuple[int, ...] | None = None) -> Tensor:
-        return z.view(z.shape[0], *self._shape(like))
+    def V(self, z: Tensor) -> Tensor:
+        return z.view(z.shape[0], *self._shape())
 
     def Ut(self, y: Tensor) -> Tensor:
-        self.x_shape_hint = tuple(y.shape[1:])
         return y.flatten(1)
 
     def U(self, z: Tensor) -> Tensor:
-        return z.view(z.shape[0], *self._shape(None))
+        return z.view(z.shape[0], *self._shape())
 
     def singulars(self) -> Tensor:
         """The mask broadcast over channels: ``[n]`` for one mask, ``[B, n]`` for a bound batch."""
-        c, h, w = self._shape(None)
+        c, h, w = self._shape()
         if self.mask is None:
             raise RuntimeError("bind a mask before using the SVD view of Inpainting")
         m = self.mask

@@ -6,6 +6,8 @@
   exactly ``int(H·W·p)`` pixels dropped in every channel.
 - :func:`freeform_mask` — our own brush strokes: polylines with random turns, drawn with a round
   brush of random width.
+- :func:`mixed_mask` — ResShift's inpainting training masks: a box, irregular strokes or an
+  outpainting band.
 - :func:`load_mask_file` — a user mask (PNG/JPEG/… image, ``.npy`` or ``.pt``), thresholded at ½.
 """
 
@@ -101,6 +103,52 @@ def freeform_mask(
             hole |= dist2 <= radius * radius
             x, y = nx, ny
     return (~hole).float()[None]
+
+
+def mixed_mask(
+    height: int, width: int, generator: torch.Generator | None = None, kind: str = "mixed"
+) -> Tensor:
+    """ResShift's inpainting training masks (after zsyOAOA/ResShift ``MixedMaskGenerator``).
+
+    ``box``: one rectangle of 10–50 % of each side; ``irregular``: 1–5 thick random brush
+    strokes; ``outpaint``: keep a random central/side band of 40–80 %; ``mixed``: one of the
+    three with probabilities (0.4, 0.4, 0.2).
+    """
+    g = generator
+    h, w = height, width
+    if kind == "mixed":
+        probs = torch.tensor([0.4, 0.4, 0.2], dtype=torch.float64)
+        kind = ["box", "irregular", "outpaint"][int(torch.multinomial(probs, 1, generator=g))]
+    hole = torch.zeros(h, w)
+    if kind == "box":
+        bh, bw = int(h * _uniform(0.1, 0.5, g)), int(w * _uniform(0.1, 0.5, g))
+        y, x = int(_uniform(0, h - bh, g)), int(_uniform(0, w - bw, g))
+        hole[y : y + bh, x : x + bw] = 1
+    elif kind == "irregular":
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        for _ in range(_randint(1, 6, g)):
+            y, x = _uniform(0, h, g), _uniform(0, w, g)
+            radius = max(1.0, _uniform(0.02, 0.08, g) * min(h, w))
+            for _ in range(_randint(4, 12, g)):
+                ang, length = _uniform(0, 2 * math.pi, g), _uniform(0.05, 0.25, g) * min(h, w)
+                for s in torch.linspace(0, 1, 8).tolist():
+                    cy, cx = y + s * length * math.sin(ang), x + s * length * math.cos(ang)
+                    hole[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 1
+                y = min(max(y + length * math.sin(ang), 0), h - 1)
+                x = min(max(x + length * math.cos(ang), 0), w - 1)
+    elif kind == "outpaint":
+        hole[:] = 1
+        frac = _uniform(0.4, 0.8, g)
+        if _uniform(0, 1, g) < 0.5:
+            kh, kw = int(h * frac), int(w * frac)
+            y, x = (h - kh) // 2, (w - kw) // 2
+            hole[y : y + kh, x : x + kw] = 0
+        else:
+            kw = int(w * frac)
+            hole[:, :kw] = 0
+    else:
+        raise ValueError(f"mask kind {kind!r}: use box, irregular, outpaint or mixed")
+    return (1 - hole)[None]
 
 
 def load_mask_file(path: str | Path, invert: bool = False) -> Tensor:

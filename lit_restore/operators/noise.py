@@ -1,6 +1,6 @@
 """Measurement noise models, ``y = A x + n``.
 
-Convention (DESIGN.md): noise levels are given in **[0, 1] image units**; tensors live in model
+Convention: noise levels are given in **[0, 1] image units**; tensors live in model
 space [-1, 1], so a Gaussian of ``sigma`` in image units has std ``2·sigma`` in model space.
 DPS's ``sigma: 0.05`` is applied on [-1, 1] (DPS issue #6), i.e. ``sigma=0.025`` here; DDRM,
 DDNM, DDPG and FDGR double their CLI value before use, so their ``--sigma_y 0.05`` is

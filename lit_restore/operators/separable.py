@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .base import per_image
 from .kernels import keys_cubic
 
 # --------------------------------------------------------------------------- 1-D matrices
@@ -45,7 +46,8 @@ def imresize_matrix(
     shrinking with antialiasing the Keys kernel is stretched by ``1/scale`` (``scale·W(scale·x)``);
     weights are normalised per output pixel and out-of-range taps are mirrored (half-sample
     symmetric), as MATLAB's ``imresize`` and DPS's ``util/resizer.py`` do. Any real ``scale``
-    (up or down): ResShift's degradations and the "matlab" SR operator share this one builder.
+    (up or down): :func:`lit_restore.degradations.bicubic.imresize` and the "matlab" SR operator
+    share this one builder.
     """
     kernel_scale = scale if (antialias and scale < 1) else 1.0
     width = 4.0 / kernel_scale
@@ -182,9 +184,7 @@ class SeparableSVD(nn.Module):
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
         s = self._m("s_grid", y)
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
-        return self.filtered_inverse(y, s / (s * s + eta))
+        return self.filtered_inverse(y, s / (s * s + per_image(eta, y)))
 
     def _embed(self, z: Tensor) -> Tensor:
         out = z.new_zeros(*z.shape[:-2], self.H, self.W)
@@ -222,10 +222,9 @@ class SeparableSVD(nn.Module):
 class SeparableCache(nn.Module):
     """Builds and keeps one :class:`SeparableSVD` per image shape ``(C, H, W)``.
 
-    The 1-D matrices depend on the image size, which an operator learns from the first tensor it
-    sees (or from ``image_size`` given up front). The SVDs are buffers; on ``.to()``/``.double()``
-    they are rebuilt from the float64 1-D matrices at the new dtype (casting float32 singular
-    vectors up would leave them orthonormal only to ~1e-7).
+    The 1-D matrices depend on the image size, which the caller states (:meth:`get`). The SVDs
+    are buffers; on ``.to()``/``.double()`` they are rebuilt from the float64 1-D matrices at the
+    new dtype (casting float32 singular vectors up would leave them orthonormal only to ~1e-7).
     """
 
     def __init__(self, build, threshold: float) -> None:
@@ -233,7 +232,6 @@ class SeparableCache(nn.Module):
         self.build = build  # (H, W) -> (mat_h, mat_w), float64
         self.threshold = float(threshold)
         self.svds = nn.ModuleDict()
-        self.current: tuple[int, int, int] | None = None
         self.register_buffer("probe", torch.zeros(()), persistent=False)  # tracks dtype/device
 
     def _make(self, key: str) -> SeparableSVD:
@@ -247,20 +245,11 @@ class SeparableCache(nn.Module):
         self.svds = nn.ModuleDict({key: self._make(key) for key in self.svds})
         return self
 
-    def get(self, shape: tuple[int, ...], like: Tensor | None = None) -> SeparableSVD:
-        """The SVD for images ``shape = (C, H, W)`` (``like`` is accepted for symmetry; the SVD
-        lives at the operator's dtype/device and is cast to the input's on use)."""
+    def get(self, shape: tuple[int, ...]) -> SeparableSVD:
+        """The SVD for images ``shape = (C, H, W)`` (built on first use; it lives at the
+        operator's dtype/device and is cast to the input's on use)."""
         c, h, w = (int(v) for v in shape)
         key = f"{c}x{h}x{w}"
         if key not in self.svds:
             self.svds[key] = self._make(key)
-        self.current = (c, h, w)
         return self.svds[key]
-
-    def last(self) -> SeparableSVD:
-        if self.current is None:
-            raise RuntimeError(
-                "the SVD of this operator depends on the image size, which it has not seen yet: "
-                "pass image_size=... when building it, or apply A/Vt to an image first"
-            )
-        return self.get(self.current)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import LinearOperator
+from .base import LinearOperator, per_image
 
 #: DDRM/DDNM/DDPG ``Colorization`` weights (``svd_replacement.py``): a near-uniform mean.
 DDNM_WEIGHTS = (0.3333, 0.3334, 0.3333)
@@ -14,34 +14,17 @@ BT601_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 class _Pointwise(LinearOperator):
-    """Shared shape bookkeeping for operators whose SVD view needs only the image shape."""
+    """Operators whose SVD view is the same at every pixel; ``image_size``/``channels`` fix the
+    image shape of the view (optional; otherwise :meth:`~.base.LinearOperator.at` gives it)."""
 
     has_svd = True
 
     def __init__(self, image_size: int | tuple[int, int] | None, channels: int) -> None:
         super().__init__()
         self.register_buffer("probe", torch.zeros(()), persistent=False)  # dtype/device tracker
-        self.x_shape_hint: tuple[int, int, int] | None = None
         if image_size is not None:
             hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-            self.x_shape_hint = (channels, *hw)
-
-    def _seen(self, x: Tensor) -> None:
-        self.x_shape_hint = tuple(x.shape[1:])
-
-    def prepare(self, x_shape: tuple[int, ...]) -> None:
-        self.x_shape_hint = tuple(int(v) for v in x_shape[-3:])
-
-    def _shape(self, like) -> tuple[int, int, int]:
-        if like is not None:
-            shape = tuple(like.shape) if isinstance(like, Tensor) else tuple(like)
-            return shape[-3:]  # type: ignore[return-value]
-        if self.x_shape_hint is None:
-            raise RuntimeError(
-                f"{type(self).__name__}: the SVD view needs the image shape; pass image_size=... "
-                "or apply A/Vt to an image first"
-            )
-        return self.x_shape_hint
+            self.image_shape = (int(channels), int(hw[0]), int(hw[1]))
 
 
 class Denoising(_Pointwise):
@@ -54,7 +37,6 @@ class Denoising(_Pointwise):
         return tuple(x_shape)
 
     def A(self, x: Tensor) -> Tensor:
-        self._seen(x)
         return x
 
     def adjoint(self, y: Tensor) -> Tensor:
@@ -64,26 +46,22 @@ class Denoising(_Pointwise):
         return y
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
-        return y / (1 + eta)
+        return y / (1 + per_image(eta, y))
 
     def Vt(self, x: Tensor) -> Tensor:
-        self._seen(x)
         return x.flatten(1)
 
-    def V(self, z: Tensor, like=None) -> Tensor:
-        return z.view(z.shape[0], *self._shape(like))
+    def V(self, z: Tensor) -> Tensor:
+        return z.view(z.shape[0], *self._shape())
 
     def Ut(self, y: Tensor) -> Tensor:
-        self._seen(y)
         return y.flatten(1)
 
     def U(self, z: Tensor) -> Tensor:
-        return z.view(z.shape[0], *self._shape(None))
+        return z.view(z.shape[0], *self._shape())
 
     def singulars(self) -> Tensor:
-        c, h, w = self._shape(None)
+        c, h, w = self._shape()
         return torch.ones(c * h * w, device=self.probe.device, dtype=self.probe.dtype)
 
 
@@ -128,15 +106,17 @@ class Colorization(_Pointwise):
         return (*x_shape[:-3], 1, *x_shape[-2:])
 
     def _check(self, x: Tensor) -> None:
-        if x.shape[1] != 3:
-            raise ValueError(f"Colorization needs 3-channel images, got {x.shape[1]} channels")
+        self.check_image_shape(tuple(x.shape[1:]))
+
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        if shape[0] != 3:
+            raise ValueError(f"Colorization needs 3-channel images, got {shape[0]} channels")
 
     def _w(self, like: Tensor) -> Tensor:
         return self.weights.to(dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
 
     def A(self, x: Tensor) -> Tensor:
         self._check(x)
-        self._seen(x)
         return (x * self._w(x)).sum(1, keepdim=True)
 
     def adjoint(self, y: Tensor) -> Tensor:
@@ -146,35 +126,31 @@ class Colorization(_Pointwise):
         return y * self._w(y) / self._svd(y)[1] ** 2
 
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
-        return y * self._w(y) / (self._svd(y)[1] ** 2 + eta)
+        return y * self._w(y) / (self._svd(y)[1] ** 2 + per_image(eta, y))
 
     def Vt(self, x: Tensor) -> Tensor:
         self._check(x)
-        self._seen(x)
         basis = self._svd(x)[0]
         z = torch.einsum("bchw,ck->bkhw", x, basis)  # per pixel: Vᵀ x_pixel
         return z.flatten(1)
 
-    def V(self, z: Tensor, like=None) -> Tensor:
-        _, h, w = self._shape(like)
+    def V(self, z: Tensor) -> Tensor:
+        _, h, w = self._shape()
         basis = self._svd(z)[0]
         return torch.einsum("bkhw,ck->bchw", z.view(z.shape[0], 3, h, w), basis)
 
     def Ut(self, y: Tensor) -> Tensor:
-        self.x_shape_hint = (3, *y.shape[-2:])
         flat = y.flatten(1)
         out = flat.new_zeros(flat.shape[0], 3 * flat.shape[1])
         out[:, : flat.shape[1]] = flat
         return out
 
     def U(self, z: Tensor) -> Tensor:
-        _, h, w = self._shape(None)
+        _, h, w = self._shape()
         return z[:, : h * w].reshape(z.shape[0], 1, h, w)
 
     def singulars(self) -> Tensor:
-        _, h, w = self._shape(None)
+        _, h, w = self._shape()
         s = torch.zeros(3 * h * w, device=self.probe.device, dtype=self.probe.dtype)
         s[: h * w] = self._svd(s)[1]
         return s

@@ -9,16 +9,17 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LinearOperator
+from .base import LinearOperator, per_image
 from .separable import SeparableCache, SeparableSVD, avgpool_matrix, cubic_downsample_matrix
 
 
 class SeparableOperator(LinearOperator):
     """A channel-wise separable operator ``X ↦ Aₕ X A_wᵀ`` whose 1-D matrices depend on the size.
 
-    Subclasses implement :meth:`matrices`. ``image_size`` (int or ``(H, W)``) and ``channels``
-    pre-build the SVD so that :meth:`singulars` works before any image has been seen; otherwise it
-    is built on first use and rebuilt for every new image size.
+    Subclasses implement :meth:`matrices`, :meth:`out_size` and :meth:`in_size`. ``A``, ``adjoint``,
+    ``pinv`` and ``pinv_reg`` take the size from their argument; ``V``, ``U`` and ``singulars`` use
+    :attr:`image_shape` (:meth:`~.base.LinearOperator.at`, or ``image_size`` and ``channels``
+    given here). The SVD of each image shape is built once and cached.
     """
 
     has_svd = True
@@ -34,7 +35,8 @@ class SeparableOperator(LinearOperator):
         self.cache = SeparableCache(self.matrices, threshold)
         if image_size is not None:
             hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-            self.cache.get((channels, *hw))
+            self.image_shape = (int(channels), int(hw[0]), int(hw[1]))
+            self.cache.get(self.image_shape)
 
     def matrices(self, h: int, w: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -48,20 +50,19 @@ class SeparableOperator(LinearOperator):
 
     # ---------------------------------------------------------------- plumbing
     def _svd_x(self, x: Tensor) -> SeparableSVD:
-        return self.cache.get(tuple(x.shape[1:]), like=x)
+        return self.cache.get(tuple(x.shape[1:]))
 
     def _svd_y(self, y: Tensor) -> SeparableSVD:
-        return self.cache.get((y.shape[1], *self.in_size(*y.shape[-2:])), like=y)
+        return self.cache.get((y.shape[1], *self.in_size(*y.shape[-2:])))
 
-    @property
-    def x_shape_hint(self) -> tuple[int, int, int] | None:
-        return self.cache.current
+    def _svd(self) -> SeparableSVD:
+        return self.cache.get(self._shape())
+
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        self.cache.get(shape)  # builds the SVD; raises ValueError for an incompatible size
 
     def measurement_shape(self, x_shape) -> tuple[int, ...]:
         return (*x_shape[:-2], *self.out_size(*x_shape[-2:]))
-
-    def prepare(self, x_shape: tuple[int, ...]) -> None:
-        self.cache.get(tuple(x_shape[-3:]))
 
     # ---------------------------------------------------------------- operator
     def A(self, x: Tensor) -> Tensor:
@@ -79,26 +80,20 @@ class SeparableOperator(LinearOperator):
     def Vt(self, x: Tensor) -> Tensor:
         return self._svd_x(x).Vt(x)
 
-    def V(self, z: Tensor, like: Tensor | tuple[int, ...] | None = None) -> Tensor:
-        svd = self.cache.get(_chw(like), like=z) if like is not None else self.cache.last()
-        return svd.V(z)
+    def V(self, z: Tensor) -> Tensor:
+        return self._svd().V(z)
 
     def Ut(self, y: Tensor) -> Tensor:
         return self._svd_y(y).Ut(y)
 
     def U(self, z: Tensor) -> Tensor:
-        return self.cache.last().U(z)
+        return self._svd().U(z)
 
     def singulars(self) -> Tensor:
-        return self.cache.last().singulars()
+        return self._svd().singulars()
 
     def to_image(self, y: Tensor) -> Tensor:
         return y
-
-
-def _chw(like: Tensor | tuple[int, ...]) -> tuple[int, int, int]:
-    shape = tuple(like.shape) if isinstance(like, Tensor) else tuple(like)
-    return shape[-3:]  # type: ignore[return-value]
 
 
 class BicubicSR(SeparableOperator):
@@ -117,7 +112,8 @@ class BicubicSR(SeparableOperator):
         threshold: 1-D singular values below it are zeroed and ``A`` is the truncated operator
             (DDRM's ``ZERO = 3e-2``; for bicubic SR no 1-D singular value is that small, so it does
             not change ``A``). Use 0 to keep every singular value.
-        image_size, channels: pre-build the SVD for this size (optional).
+        image_size, channels: fix the image shape of the SVD view (optional; otherwise
+            :meth:`~.base.LinearOperator.at` gives it).
     """
 
     def __init__(
@@ -184,7 +180,6 @@ class AvgPoolSR(SeparableOperator):
         f = self.factor
         if x.shape[-2] % f or x.shape[-1] % f:
             raise ValueError(f"image size {tuple(x.shape[-2:])} is not divisible by factor {f}")
-        self.cache.current = tuple(x.shape[1:])
         return F.avg_pool2d(x, f)
 
     def adjoint(self, y: Tensor) -> Tensor:
@@ -198,9 +193,7 @@ class AvgPoolSR(SeparableOperator):
     def pinv_reg(self, y: Tensor, eta: float | Tensor) -> Tensor:
         # A Aᵀ = I / f², so Aᵀ (A Aᵀ + η)⁻¹ y = Aᵀ y / (1/f² + η).
         f2 = float(self.factor**2)
-        if isinstance(eta, Tensor) and eta.dim() > 0:
-            eta = eta.view(-1, *([1] * (y.dim() - 1)))
-        return self.adjoint(y) / (1.0 / f2 + eta)
+        return self.adjoint(y) / (1.0 / f2 + per_image(eta, y))
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}"

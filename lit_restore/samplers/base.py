@@ -1,8 +1,10 @@
 """The one sampling loop every zero-shot method shares.
 
 A method implements :meth:`Sampler.step` (one reverse transition ``x_t → x_{t_next}``) and, if it
-needs them, :meth:`Sampler.init` (x_T), :meth:`Sampler.finalize` (the returned image) and
-:meth:`Sampler.check` (capabilities of the operator, e.g. an SVD). The loop owns respacing, the
+needs them, :meth:`Sampler.init` (x_T) and :meth:`Sampler.finalize` (the returned image); it
+declares what it needs from the operator in :attr:`Sampler.needs` (e.g. ``{"svd"}``). The loop
+checks those needs (:func:`~lit_restore.operators.base.require_capabilities`), gives the operator
+its image shape (:meth:`~lit_restore.operators.base.LinearOperator.at`), and owns respacing, the
 progress bar, the per-step callback, per-image noise and NFE counting.
 
 **Respacing** (:mod:`lit_restore.diffusion.respacing`). ``spacing="uniform"`` (alias
@@ -35,7 +37,7 @@ from tqdm.auto import tqdm
 
 from lit_restore import diffusion
 from lit_restore.diffusion import respace
-from lit_restore.operators.base import LinearOperator, OperatorCapabilityError
+from lit_restore.operators.base import LinearOperator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
 from lit_restore.utils.seeding import randn_per_image
@@ -119,6 +121,9 @@ class Sampler:
 
     #: short name used in logs / hparams
     name: str = "sampler"
+    #: what the method needs from the operator beyond ``A`` and ``Aᵀ`` (``"svd"``, ``"pinv"``,
+    #: ``"pinv_reg"``); ``None``: no operator at all (unconditional sampling).
+    needs: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -149,8 +154,10 @@ class Sampler:
         return list(zip(ts, [*ts[1:], -1]))
 
     # ----------------------------------------------------- method hooks
-    def check(self, prior: DiffusionPrior, operator: LinearOperator | None, sigma_y: float) -> None:
-        """Raise a clear error before sampling if the operator lacks a needed capability."""
+    def requirements(self, sigma_y: float) -> tuple[str, frozenset[str] | None]:
+        """``(method label, needs)`` for a run at noise level ``sigma_y`` (model space); the
+        loop checks them before sampling. Default: the class name and :attr:`needs`."""
+        return type(self).__name__, self.needs
 
     def init(self, ctx: SamplingContext) -> Tensor:
         """x_T; default N(0, I)."""
@@ -206,16 +213,6 @@ class Sampler:
         with torch.no_grad():
             return tuple(operator.adjoint(y).shape)  # Aᵀy lives in image space
 
-    @staticmethod
-    def require_svd(method: str, operator: LinearOperator | None) -> None:
-        if operator is None or not operator.has_svd:
-            name = type(operator).__name__ if operator is not None else "None"
-            raise OperatorCapabilityError(
-                f"{method} needs an operator with an SVD view (has_svd=True), but {name} has none; "
-                "use an SVD-capable operator (DenseOperator, SR, masks, separable blur) or a "
-                "method that needs only A and Aᵀ (DPS, SaFaRI)."
-            )
-
     # ------------------------------------------------------------- loop
     def sample(
         self,
@@ -232,7 +229,8 @@ class Sampler:
 
         Args:
             prior: a frozen :class:`DiffusionPrior`.
-            operator: the (bound) degradation operator.
+            operator: the degradation operator, bound to the batch's parameters; the loop
+                gives it the image shape (``operator.at``).
             y: the measurement, shaped as ``operator.A`` returns.
             sigma_y: noise std in **model space** ([-1, 1]; ``noise.model_sigma``).
             generator: one generator, or a list with one per image.
@@ -240,10 +238,11 @@ class Sampler:
             x_shape: image batch shape; inferred from ``Aᵀy`` when omitted (needed when
                 ``operator`` is None, i.e. unconditional sampling).
         """
-        self.check(prior, operator, float(sigma_y))
+        label, needs = self.requirements(float(sigma_y))
+        require_capabilities(operator, needs, label)
         shape = tuple(x_shape) if x_shape is not None else self.image_shape(prior, operator, y)
         if operator is not None:
-            operator.prepare(shape[1:])  # SVD views that depend on the image size
+            operator = operator.at(shape)  # the SVD view acts on images of this shape
         ctx = SamplingContext(
             prior=prior,
             operator=operator,

@@ -35,7 +35,6 @@ import itertools
 import torch
 from torch import Tensor
 
-from lit_restore.operators.base import LinearOperator, OperatorCapabilityError
 from lit_restore.samplers.base import Sampler, SamplingContext
 
 
@@ -92,17 +91,12 @@ class DDNM(Sampler):
         ]
         return list(itertools.pairwise(ts))
 
-    def check(self, prior, operator, sigma_y) -> None:
-        if operator is None:
-            raise ValueError("DDNM needs an operator")
+    def requirements(self, sigma_y: float) -> tuple[str, frozenset[str]]:
+        # noiseless DDNM needs only A⁺ (an SVD, or a structured one such as FFT); DDNM+ works
+        # per singular value
         if sigma_y > 0:
-            self.require_svd("DDNM+ (noisy DDNM)", operator)
-        elif not operator.has_svd and type(operator).pinv is LinearOperator.pinv:
-            # noiseless DDNM needs only A⁺ (an SVD, or a structured override such as FFT)
-            raise OperatorCapabilityError(
-                f"DDNM needs a pseudo-inverse A⁺, but {type(operator).__name__} has neither an SVD "
-                "view nor its own pinv; use an SVD/FFT-capable operator or DPS/SaFaRI."
-            )
+            return "DDNM+ (noisy DDNM)", frozenset({"svd"})
+        return "DDNM", frozenset({"pinv"})
 
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
@@ -133,12 +127,12 @@ class DDNM(Sampler):
         lam = torch.where(full, torch.ones_like(s), s * sig * (1 - eta**2) ** 0.5 / (a * sy))
         lam = torch.where(pos, lam, torch.zeros_like(lam))
         c_hat = c - lam * (c - ybar)
-        x0_hat = x0 + op.V(c_hat - c, like=x0.shape).view_as(x0)
+        x0_hat = x0 + op.V(c_hat - c).view_as(x0)
         d1 = torch.where(full, (sig**2 - thresh**2).clamp_min(0).sqrt(), sig * eta)
         d2 = torch.zeros_like(d1)
         d1 = torch.where(pos, d1, sig * eta)
         d2 = torch.where(pos, d2, sig * (1 - eta**2) ** 0.5)
-        noise = op.V(d1 * op.Vt(ctx.randn(x0)) + d2 * op.Vt(eps), like=x0.shape).view_as(x0)
+        noise = op.V(d1 * op.Vt(ctx.randn(x0)) + d2 * op.Vt(eps)).view_as(x0)
         return x0_hat, a * x0_hat + noise
 
     def travel(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> Tensor:

@@ -41,6 +41,7 @@ class DDPG(Sampler):
     """
 
     name = "ddpg"
+    needs = frozenset({"pinv_reg"})  # Aᵀ(AAᵀ+ηI)⁻¹: an SVD, an FFT or conjugate gradients
 
     def __init__(
         self,
@@ -72,10 +73,6 @@ class DDPG(Sampler):
     @property
     def method_name(self) -> str:
         return "DDPG" if self.inject_noise else "IDPG"
-
-    def check(self, prior, operator, sigma_y) -> None:
-        if not _has_pinv_reg(operator):  # Aᵀ(AAᵀ+ηI)⁻¹ needs an SVD (or an FFT override)
-            self.require_svd(type(self).__name__, operator)
 
     def eta_reg(self, sigma_y: float) -> float:
         if self.eta_tilde < 0:
@@ -168,12 +165,3 @@ class IDPG(DDPG):
             scale_ls=scale_ls,
             progress=progress,
         )
-
-
-def _has_pinv_reg(operator) -> bool:
-    """SVD operators have it; structured ones (FFT blur) may override ``pinv_reg`` without an SVD."""
-    if operator is None:
-        return False
-    from lit_restore.operators.base import LinearOperator
-
-    return operator.has_svd or type(operator).pinv_reg is not LinearOperator.pinv_reg

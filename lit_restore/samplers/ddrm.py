@@ -38,6 +38,7 @@ class DDRM(Sampler):
     """
 
     name = "ddrm"
+    needs = frozenset({"svd"})
 
     def __init__(
         self,
@@ -51,9 +52,6 @@ class DDRM(Sampler):
             steps=steps, spacing="uniform", eta=eta, clip_denoised=clip_denoised, progress=progress
         )
         self.eta_b = float(eta_b)
-
-    def check(self, prior, operator, sigma_y) -> None:
-        self.require_svd("DDRM", operator)
 
     def _spectral(self, ctx: SamplingContext):
         op = ctx.operator
@@ -79,7 +77,7 @@ class DDRM(Sampler):
         v = (
             torch.where(large, ybar, torch.zeros_like(ybar)) + remaining * ctx.operator.Vt(z)
         ) / sig_T
-        return ctx.operator.V(v, like=z.shape).view(ctx.shape)
+        return ctx.operator.V(v).view(ctx.shape)
 
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
@@ -103,7 +101,7 @@ class DDRM(Sampler):
             v_before = eta_b * ybar + (1 - eta_b) * c0 + diff * z
             v = torch.where(before, v_before, v)
             a_next = ctx.alpha_bar(t_next, x)
-            x_next = a_next.sqrt() * op.V(v, like=x.shape).view_as(x)
+            x_next = a_next.sqrt() * op.V(v).view_as(x)
         return x_next, x0
 
     def hparams(self) -> dict:

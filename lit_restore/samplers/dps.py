@@ -58,6 +58,7 @@ class DPS(Sampler):
     """
 
     name = "dps"
+    needs = frozenset()  # A and its autograd adjoint only
 
     def __init__(
         self,
@@ -77,10 +78,6 @@ class DPS(Sampler):
         self.scale = float(scale)
         self.step_rule = step
         self.fidelity = fidelity if fidelity is not None else PixelFidelity()
-
-    def check(self, prior, operator, sigma_y) -> None:
-        if operator is None:
-            raise ValueError(f"{type(self).__name__} needs an operator")
 
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():

@@ -1,17 +1,19 @@
-"""On-the-fly, per-image-seeded degradations for training ResShift (tensors on CPU or GPU).
+"""Real-ESRGAN's second-order degradation (Wang et al., ICCVW 2021, arXiv 2107.10833).
 
-* :func:`imresize` — MATLAB ``imresize`` bicubic (Keys a = -0.5, antialiased when downscaling,
-  symmetric boundary), written as two separable resampling matrices. (The operators package
-  has a ``BicubicSR`` operator; this stays self-contained — the lead may unify them.)
-* :class:`RealESRGANDegradation` — the Real-ESRGAN second-order pipeline (Wang et al. 2021,
-  basicsr ``data/degradations.py`` + ``realesrgan_model.py``) with the parameter ranges ResShift
-  trains with (research notes §4): blur (iso/aniso/generalized/plateau Gaussian, sinc) → random
-  resize → Gaussian/Poisson (+gray) noise → JPEG, a second such stage with probability 0.5, then
-  resize to the LQ size + sinc and JPEG in random order.
-* :func:`random_mask` — inpainting masks (box, irregular brush strokes, outpainting).
+The pipeline of xinntao/Real-ESRGAN ``realesrgan/models/realesrgan_model.py::feed_data`` with the
+kernels of XPixelGroup/BasicSR ``basicsr/data/degradations.py`` and the parameter ranges ResShift
+trains with (zsyOAOA/ResShift ``configs/realsr_swinunet_realesrgan256_journal.yaml``):
 
-Every random choice for image ``index`` comes from ``image_generator(seed, index,
-STREAM_DEGRADATION)``: the same image degrades the same way on any rank, in any batch.
+1. first stage: blur (iso/aniso/generalized/plateau Gaussian or sinc) → random resize →
+   Gaussian or Poisson noise (optionally gray) → JPEG;
+2. second stage, with probability ``second_order_prob``: blur → resize (relative to the LQ size)
+   → noise;
+3. resize to ``H/sf × W/sf`` + final sinc filter and JPEG, in random order; 8-bit quantisation.
+
+Our per-image version: every random choice for one image comes from its own generator (the
+datamodule's ``(seed, index)`` generator), so an image degrades identically on any rank and in
+any batch. The pipeline works on [0, 1] intensities (:meth:`RealESRGANDegradation.degrade01`);
+the protocol method converts from and to model space.
 """
 
 from __future__ import annotations
@@ -23,38 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lit_restore.operators.separable import imresize_matrix
-from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
-
-
-# ------------------------------------------------------------------ bicubic
-def imresize(
-    x: Tensor,
-    scale: float | None = None,
-    size: tuple[int, int] | None = None,
-    antialias: bool = True,
-) -> Tensor:
-    """MATLAB-style bicubic resize of ``[..., H, W]`` by ``scale`` (or to ``size``)."""
-    h, w = x.shape[-2:]
-    if size is None:
-        if scale is None:
-            raise ValueError("imresize: give scale or size")
-        size = (math.ceil(h * scale), math.ceil(w * scale))
-    sh = scale if scale is not None else size[0] / h
-    sw = scale if scale is not None else size[1] / w
-    mh = imresize_matrix(h, size[0], sh, antialias).to(x.device, torch.float32)
-    mw = imresize_matrix(w, size[1], sw, antialias).to(x.device, torch.float32)
-    return torch.einsum("oh,...hw,pw->...op", mh, x.float(), mw).to(x.dtype)
-
-
-class BicubicDegradation:
-    """LQ = MATLAB bicubic ``imresize(hq, 1/sf)`` (ResShift's BicSR data), deterministic."""
-
-    def __init__(self, sf: int = 4) -> None:
-        self.sf = sf
-
-    def __call__(self, hq: Tensor, seed: int = 0, indices=None) -> Tensor:
-        return imresize(hq, 1.0 / self.sf).clamp(0, 1)
+from lit_restore.degradations.base import Degradation, Degraded
 
 
 # ------------------------------------------------------------------ kernels
@@ -134,6 +105,11 @@ class BlurConfig:
     sinc_prob: float = 0.1
 
 
+def _shape_beta(g: torch.Generator, lo: float, hi: float) -> float:
+    """β of the generalized/plateau kernels: below or above 1 with probability ½ each."""
+    return _u(g, lo, 1) if float(torch.rand((), generator=g)) < 0.5 else _u(g, 1, hi)
+
+
 def random_blur_kernel(g: torch.Generator, cfg: BlurConfig, pad_to: int = 21) -> Tensor:
     """One Real-ESRGAN blur kernel (basicsr ``random_mixed_kernels`` + sinc), padded to 21."""
     sizes = list(range(cfg.kernel_range[0], cfg.kernel_range[1] + 1, 2))
@@ -148,19 +124,9 @@ def random_blur_kernel(g: torch.Generator, cfg: BlurConfig, pad_to: int = 21) ->
     theta = 0.0 if iso else _u(g, -math.pi, math.pi)
     beta, base = 1.0, "gaussian"
     if kind.startswith("generalized"):
-        base = "generalized"
-        beta = (
-            _u(g, cfg.betag[0], 1)
-            if float(torch.rand((), generator=g)) < 0.5
-            else _u(g, 1, cfg.betag[1])
-        )
+        base, beta = "generalized", _shape_beta(g, *cfg.betag)
     elif kind.startswith("plateau"):
-        base = "plateau"
-        beta = (
-            _u(g, cfg.betap[0], 1)
-            if float(torch.rand((), generator=g)) < 0.5
-            else _u(g, 1, cfg.betap[1])
-        )
+        base, beta = "plateau", _shape_beta(g, *cfg.betap)
     k = anisotropic_gaussian_kernel(size, sx, sy, theta, beta, base)
     p = (pad_to - size) // 2
     return F.pad(k, (p, p, p, p))
@@ -260,14 +226,35 @@ def _stage(x: Tensor, g: torch.Generator, cfg: StageConfig, base) -> Tensor:
     return jpeg(x[0], q)[None]
 
 
-class RealESRGANDegradation:
-    """Second-order Real-ESRGAN degradation ``hq [B,C,H,W] in [0,1] → lq [B,C,H/sf,W/sf]``."""
+class RealESRGANDegradation(Degradation):
+    """Second-order Real-ESRGAN degradation ``hq [C,H,W] → lq [C,H/sf,W/sf]``; ``y = lq``.
+
+    Args:
+        sf: the final downscaling factor (image sides must be multiples of it).
+        config: the stage parameters (default: ResShift's training values).
+    """
 
     def __init__(self, sf: int = 4, config: RealESRGANConfig | None = None) -> None:
-        self.sf = sf
+        if int(sf) != sf or sf < 1:
+            raise ValueError(f"RealESRGANDegradation sf must be a positive integer, got {sf}")
+        self.sf = int(sf)
         self.config = config or RealESRGANConfig()
 
-    def degrade_one(self, hq: Tensor, g: torch.Generator) -> Tensor:
+    def check_image_shape(self, shape: tuple[int, int, int]) -> None:
+        if shape[-2] % self.sf or shape[-1] % self.sf:
+            raise ValueError(
+                f"image size {shape[-2]}×{shape[-1]} is not divisible by the scale factor "
+                f"sf={self.sf}"
+            )
+
+    def degrade(self, hq: Tensor, generator: torch.Generator) -> Degraded:
+        self.check_image_shape(tuple(hq.shape))
+        lq01 = self.degrade01((hq.float() + 1) / 2, generator)
+        lq = lq01.to(hq.device, hq.dtype) * 2 - 1
+        return Degraded(y=lq, lq=lq)
+
+    def degrade01(self, hq: Tensor, g: torch.Generator) -> Tensor:
+        """The pipeline on one ``[C, H, W]`` image in [0, 1]; returns the LQ in [0, 1]."""
         cfg = self.config
         h, w = hq.shape[-2:]
         x = _stage(hq[None].float(), g, cfg.first, None)
@@ -297,53 +284,5 @@ class RealESRGANDegradation:
             x = filter2d(F.interpolate(x, size=size, mode=mode), sinc)
         return ((x.clamp(0, 1) * 255).round() / 255)[0]
 
-    def __call__(self, hq: Tensor, seed: int, indices) -> Tensor:
-        if isinstance(indices, Tensor):
-            indices = indices.tolist()
-        outs = [
-            self.degrade_one(hq[b], image_generator(seed, int(i), STREAM_DEGRADATION))
-            for b, i in enumerate(indices)
-        ]
-        return torch.stack(outs).to(hq.device, hq.dtype)
-
-
-# ------------------------------------------------------------------- masks
-def random_mask(g: torch.Generator, h: int, w: int, kind: str = "mixed") -> Tensor:
-    """Inpainting mask ``[1,h,w]``, 1 = known pixel (batch protocol), 0 = to fill.
-
-    ``box``: one rectangle of 10–50 % of each side; ``irregular``: 1–5 thick random brush
-    strokes; ``outpaint``: keep a random central/side band of 40–80 %; ``mixed``: one of the
-    three with probabilities (0.4, 0.4, 0.2) (after ResShift's ``MixedMaskGenerator``).
-    """
-    if kind == "mixed":
-        kind = ["box", "irregular", "outpaint"][_choice(g, [0.4, 0.4, 0.2])]
-    hole = torch.zeros(h, w)
-    if kind == "box":
-        bh, bw = int(h * _u(g, 0.1, 0.5)), int(w * _u(g, 0.1, 0.5))
-        y, x = int(_u(g, 0, h - bh)), int(_u(g, 0, w - bw))
-        hole[y : y + bh, x : x + bw] = 1
-    elif kind == "irregular":
-        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        for _ in range(int(torch.randint(1, 6, (), generator=g))):
-            y, x = _u(g, 0, h), _u(g, 0, w)
-            radius = max(1.0, _u(g, 0.02, 0.08) * min(h, w))
-            for _ in range(int(torch.randint(4, 12, (), generator=g))):
-                ang, length = _u(g, 0, 2 * math.pi), _u(g, 0.05, 0.25) * min(h, w)
-                for s in torch.linspace(0, 1, 8).tolist():
-                    cy, cx = y + s * length * math.sin(ang), x + s * length * math.cos(ang)
-                    hole[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 1
-                y = min(max(y + length * math.sin(ang), 0), h - 1)
-                x = min(max(x + length * math.cos(ang), 0), w - 1)
-    elif kind == "outpaint":
-        hole[:] = 1
-        frac = _u(g, 0.4, 0.8)
-        if float(torch.rand((), generator=g)) < 0.5:
-            kh, kw = int(h * frac), int(w * frac)
-            y, x = (h - kh) // 2, (w - kw) // 2
-            hole[y : y + kh, x : x + kw] = 0
-        else:
-            kw = int(w * frac)
-            hole[:, :kw] = 0
-    else:
-        raise ValueError(f"mask kind {kind!r}: use box, irregular, outpaint or mixed")
-    return (1 - hole)[None]
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sf={self.sf})"

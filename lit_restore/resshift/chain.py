@@ -1,10 +1,15 @@
-"""The ResShift sampler: T posterior steps from ``x_T = y + κ√η_T ε`` to the HQ estimate.
+"""The ResShift chain: T posterior steps from ``x_T = y + κ√η_T ε`` to the HQ estimate.
 
 Follows zsyOAOA/ResShift ``sampler.py`` / ``models/gaussian_diffusion.py``
 (``p_sample_loop_progressive``): the LQ is bicubic-upsampled by ``sf`` and encoded, the chain
 runs ``t = T-1 … 0`` with the x0-predicting network, and the last latent is decoded and clamped.
 
-Additions over the official loop (all documented in the README):
+:meth:`ResShiftChain.condition` is the one place where the LQ input becomes what the network is
+conditioned on (inpainting: missing pixels set to −1; bicubic ×sf upsampling; encoding to ``z_y``;
+the LQ at the network's ``lq_size``; the mask channel): training
+(:class:`~lit_restore.modules.resshift.ResShiftModule`) and sampling both call it.
+
+Additions over the official loop:
 
 * per-image noise: every random draw of image ``index`` comes from its own generator, and the
   noise is a *field over the whole (padded) latent image* — one ``[(T+1)·C, H, W]`` draw per
@@ -12,20 +17,22 @@ Additions over the official loop (all documented in the README):
   tiling or on batch mates;
 * tiled inference with a smooth (raised-cosine) blending window instead of the official uniform
   average; the last tile ends flush with the border;
-* optional colour correction (``wavelet``: low frequencies from the upsampled LQ; ``adain``:
-  per-channel mean/std of the upsampled LQ), which the official code does not have;
 * ``chop_size="auto"``: tiles chosen so the cost per pixel stays flat with the image size
   (:func:`auto_chop_size`). The Swin UNet is local (windowed attention, convolutions), but the
   VQ autoencoder's mid block attends globally over the whole latent, so its cost per pixel grows
   with the number of latent pixels N: ``a + b·N``. Tiles bound N at the price of recomputing
   the overlaps; ``auto`` picks whichever of "untiled" and every admissible tile side has the
   lowest modelled cost per output pixel.
+
+Colour fixes and pasting the known pixels back (``mask_back``) are generic post-processing
+(:mod:`lit_restore.postprocess`), applied by the module.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +79,8 @@ def tiled_cost(
     h: int, w: int, tile: int | None, overlap: int, latent_per_lq: float, equal_side: float
 ) -> float:
     """Modelled cost per output pixel (in units of the attention-free cost) of restoring an h×w
-    LQ image in ``tile``-sided tiles (LQ px; ``None`` = untiled), tiled as :meth:`ResShiftSampler.
-    sample` tiles: a tile with N latent pixels costs ``1 + N / equal_side²`` per pixel it
+    LQ image in ``tile``-sided tiles (LQ px; ``None`` = untiled), tiled as :meth:`ResShiftChain.sample`
+    tiles: a tile with N latent pixels costs ``1 + N / equal_side²`` per pixel it
     computes, and overlapping pixels are computed once per tile that holds them."""
     if tile is None:
         th, tw, n = h, w, 1
@@ -112,33 +119,16 @@ def _window(h: int, w: int, device: torch.device) -> Tensor:
     return ramp(h)[:, None] * ramp(w)[None, :]
 
 
-def wavelet_color_fix(x: Tensor, ref: Tensor, levels: int = 5) -> Tensor:
-    """Keep the high frequencies of ``x`` and take the low frequencies of ``ref``.
+@dataclass
+class Condition:
+    """What the network is conditioned on for one LQ batch (see :meth:`ResShiftChain.condition`)."""
 
-    A à-trous (dilated) 3×3 binomial pyramid of ``levels`` levels splits each image into
-    high-frequency detail and a low-pass residual; the result is ``detail(x) + lowpass(ref)``.
-    """
-
-    def lowpass(img: Tensor) -> Tensor:
-        k = torch.tensor([1.0, 2.0, 1.0], device=img.device, dtype=img.dtype)
-        k = (k[:, None] * k[None, :] / 16).expand(img.shape[1], 1, 3, 3)
-        for i in range(levels):
-            d = 2**i
-            pad = "reflect" if min(img.shape[-2:]) > d else "replicate"
-            img = F.conv2d(F.pad(img, (d, d, d, d), mode=pad), k, dilation=d, groups=img.shape[1])
-        return img
-
-    return x - lowpass(x) + lowpass(ref)
+    z_y: Tensor  #: the encoded bicubic-upsampled LQ, the chain's endpoint y
+    lq: Tensor  #: the LQ at the size the network's ``lq`` input expects
+    mask: Tensor | None  #: the network's mask input (1 = missing, in [-1, 1]) or None
 
 
-def adain_color_fix(x: Tensor, ref: Tensor, eps: float = 1e-5) -> Tensor:
-    """Match per-image, per-channel mean and std of ``x`` to ``ref``."""
-    mx, sx = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True) + eps
-    mr, sr = ref.mean((2, 3), keepdim=True), ref.std((2, 3), keepdim=True)
-    return (x - mx) / sx * sr + mr
-
-
-class ResShiftSampler(nn.Module):
+class ResShiftChain(nn.Module):
     """Run the ResShift chain on LQ images (optionally in tiles).
 
     Args:
@@ -152,7 +142,6 @@ class ResShiftSampler(nn.Module):
         chop_overlap: overlap between tiles in LQ pixels (official defaults: 64/32/16 for
             chop sizes 512/256/64).
         chop_bs: tile positions per forward (each holds the whole batch).
-        color_fix: ``None`` | ``"wavelet"`` | ``"adain"``.
         blend: tile weighting, ``"cosine"`` (raised-cosine window, default) or ``"uniform"``
             (the official plain average, which leaves steps where the tile count changes).
         progress: tqdm bar over tiles.
@@ -166,7 +155,6 @@ class ResShiftSampler(nn.Module):
         chop_size: int | str | None = None,
         chop_overlap: int = 16,
         chop_bs: int = 1,
-        color_fix: str | None = None,
         progress: bool = False,
         blend: str = "cosine",
     ) -> None:
@@ -174,8 +162,6 @@ class ResShiftSampler(nn.Module):
         if blend not in ("cosine", "uniform"):
             raise ValueError(f"blend={blend!r}: use 'cosine' or 'uniform'")
         self.blend = blend
-        if color_fix not in (None, "wavelet", "adain"):
-            raise ValueError(f"color_fix={color_fix!r}: use null, 'wavelet' or 'adain'")
         if chop_size == "auto":
             if chop_overlap < 0:
                 raise ValueError(f"chop_overlap={chop_overlap} must be >= 0")
@@ -187,20 +173,40 @@ class ResShiftSampler(nn.Module):
         self.sf = sf
         self.padding_offset = padding_offset
         self.chop_size, self.chop_overlap, self.chop_bs = chop_size, chop_overlap, chop_bs
-        self.color_fix = color_fix
         self.progress = progress
 
     # -------------------------------------------------------------- pieces
-    def _cond(
-        self, network: nn.Module, lq: Tensor, y_up: Tensor, latent_hw: Sequence[int]
-    ) -> Tensor:
-        """The LQ conditioning at the size the network expects (lq_size/image_size × latent)."""
+    def upsample(self, lq: Tensor) -> Tensor:
+        """Bicubic ×``sf`` upsampling of the LQ (official: ``F.interpolate``, bicubic)."""
+        return F.interpolate(lq, scale_factor=self.sf, mode="bicubic") if self.sf != 1 else lq
+
+    @staticmethod
+    def masked_lq(lq: Tensor, mask: Tensor | None) -> Tensor:
+        """The inpainting network input: missing pixels (``mask`` 0) set to −1 (black)."""
+        return lq if mask is None else lq * mask - (1 - mask)
+
+    def condition(
+        self, network: nn.Module, first_stage: nn.Module, lq: Tensor, mask: Tensor | None = None
+    ) -> Condition:
+        """Everything the network is conditioned on for the LQ batch ``lq`` (``mask``: 1 = known).
+
+        ``z_y = E(bicubic↑(lq))``; the LQ at the network's ``lq_size``/``image_size`` × latent
+        size (the LQ itself or its upsampling when one has that size, else a bicubic resize);
+        the mask as the network's extra channel (1 = missing, scaled to [-1, 1], official
+        convention).
+        """
+        lq = self.masked_lq(lq, mask)
+        y_up = self.upsample(lq)
+        z_y = first_stage.encode(y_up)
         ratio = getattr(network, "lq_size", 1) / getattr(network, "image_size", 1)
-        want = (round(latent_hw[0] * ratio), round(latent_hw[1] * ratio))
-        for c in (lq, y_up):
-            if tuple(c.shape[-2:]) == want:
-                return c
-        return F.interpolate(lq, size=want, mode="bicubic", align_corners=False)
+        want = (round(z_y.shape[-2] * ratio), round(z_y.shape[-1] * ratio))
+        cond = next((c for c in (lq, y_up) if tuple(c.shape[-2:]) == want), None)
+        if cond is None:
+            cond = F.interpolate(lq, size=want, mode="bicubic", align_corners=False)
+        mask_c = None
+        if mask is not None:
+            mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
+        return Condition(z_y=z_y, lq=cond, mask=mask_c)
 
     def _chain(
         self,
@@ -213,17 +219,12 @@ class ResShiftSampler(nn.Module):
     ) -> Tensor:
         """One (tile of a) batch: returns the decoded image in [-1, 1] at HQ size."""
         sch = self.schedule
-        y_up = F.interpolate(lq, scale_factor=self.sf, mode="bicubic") if self.sf != 1 else lq
-        z_y = first_stage.encode(y_up)
-        c = z_y.shape[1]
-        cond = self._cond(network, lq, y_up, z_y.shape[-2:])
-        mask_c = None
-        if mask is not None:  # network mask: 1 = missing, in [-1, 1] (official convention)
-            mask_c = F.interpolate(1 - mask, size=cond.shape[-2:], mode="nearest") * 2 - 1
-        x = sch.prior_sample(z_y, noise[:, :c])
+        cond = self.condition(network, first_stage, lq, mask)
+        c = cond.z_y.shape[1]
+        x = sch.prior_sample(cond.z_y, noise[:, :c])
         for i in reversed(range(sch.steps)):
             t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            x0 = network(sch.scale_model_input(x, t), t, lq=cond, mask=mask_c).to(x.dtype)
+            x0 = network(sch.scale_model_input(x, t), t, lq=cond.lq, mask=cond.mask).to(x.dtype)
             if nfe is not None:
                 nfe(1)
             k = sch.steps - i
@@ -249,8 +250,9 @@ class ResShiftSampler(nn.Module):
     ) -> Tensor:
         """Restore ``lq`` ([B,C,h,w] in [-1,1]) → [B,C,h·sf,w·sf] in [-1,1].
 
-        ``mask`` ([B,1,h,w], 1 = known pixel) enables inpainting: the network sees the mask and
-        the known pixels are pasted back (official ``mask_back``).
+        ``mask`` ([B,1,h,w], 1 = known pixel) enables inpainting: the network sees the masked LQ
+        and the mask (:meth:`condition`); pasting the known pixels back is post-processing
+        (:func:`lit_restore.postprocess.paste_known`).
         """
         b, _, h, w = lq.shape
         sf = self.sf
@@ -273,14 +275,7 @@ class ResShiftSampler(nn.Module):
             out = self._chain(network, first_stage, lq_p, noise, mask_p, nfe)
         else:
             out = self._tiled(network, first_stage, lq_p, noise, mask_p, nfe, ds, chop)
-        out = out[..., : h * sf, : w * sf]
-        if self.color_fix is not None:
-            ref = F.interpolate(lq, scale_factor=sf, mode="bicubic") if sf != 1 else lq
-            fix = wavelet_color_fix if self.color_fix == "wavelet" else adain_color_fix
-            out = fix(out, ref).clamp(-1, 1)
-        if mask is not None:  # mask_back: keep the known pixels
-            out = out * (1 - mask) + lq * mask
-        return out
+        return out[..., : h * sf, : w * sf]
 
     def _tiled(
         self,
