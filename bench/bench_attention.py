@@ -18,6 +18,7 @@ interleaved runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +68,7 @@ def _call(name: str, device: str, backend: list | None) -> Callable[[], torch.Te
     x = torch.randn(shape, device=device)
 
     def run() -> torch.Tensor:
-        ctx = sdpa_kernel(backend) if backend else sdpa_kernel(list(SDPBackend))
-        with ctx:
+        with sdpa_kernel(backend) if backend else contextlib.nullcontext():
             if backward:
                 xi = x.clone().requires_grad_(True)
                 out = block(xi)
@@ -81,9 +81,9 @@ def _call(name: str, device: str, backend: list | None) -> Callable[[], torch.Te
 
 
 def _memory(name: str, device: str, variant: str) -> tuple[float, str]:
-    fn = _call(name, device, BACKENDS[variant])
-    fn()  # allocator warm-up outside the window
-    return peak_memory(fn, device)
+    # no warm-up: a first call's buffers would be reused from the allocator's cache and the
+    # window would not see them (each variant runs in its own fresh child)
+    return peak_memory(_call(name, device, BACKENDS[variant]), device)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -97,22 +97,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     names = list(CASES)
     names = [names[i] for i in args.cases] if args.cases is not None else names
+
+    # every memory window first, each in a child forked from a parent that has not yet run a
+    # block: a child inherits its parent's allocator free lists, which would hide allocations
+    def memory(name: str, variant: str) -> tuple[float, str]:
+        if args.device == "cpu":
+            return run_forked(_memory, name, args.device, variant)
+        return _memory(name, args.device, variant)
+
+    mem = {(name, v): memory(name, v) for name in names for v in BACKENDS}
     rows = []
     for name in names:
-        mem = {}
-        for variant in BACKENDS:
-            if args.device == "cpu":
-                mem[variant] = run_forked(_memory, name, args.device, variant)
-            else:
-                mem[variant] = _memory(name, args.device, variant)
         fns = {v: _call(name, args.device, b) for v, b in BACKENDS.items()}
         outs = {v: fn() for v, fn in fns.items()}
         times = interleaved(fns, args.repeats, args.device)
         before, after = BACKENDS
         row = {
             "case": name,
-            "peak_mib": {v: m[0] for v, m in mem.items()},
-            "memory_kind": mem[after][1],
+            "peak_mib": {v: mem[name, v][0] for v in BACKENDS},
+            "memory_kind": mem[name, after][1],
             "seconds": {v: median(t) for v, t in times.items()},
             "speedup": median(times[before]) / median(times[after]),
             "max_abs_diff": (outs[before] - outs[after]).abs().max().item(),
