@@ -24,26 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_samplers import reduce  # one reduction rule for both benches (bench/ is on sys.path)
+
 from lit_restore.priors import ADMPrior
 from lit_restore.priors.registry import ADM_FFHQ256, ADM_IMAGENET256
 
 CONFIGS = {"adm-imagenet256-uncond": ADM_IMAGENET256, "adm-ffhq256-dps": ADM_FFHQ256}
-
-
-def reduce(cfg: dict, image_size: int, width_div: int) -> dict:
-    """Same topology at a smaller size: image_size → ``image_size`` (attention at the same
-    relative depths), widths ÷ ``width_div``."""
-    out = dict(cfg)
-    factor = cfg["image_size"] // image_size
-    res = [int(r) // factor for r in cfg["attention_resolutions"].split(",")]
-    out.update(
-        image_size=image_size,
-        num_channels=cfg["num_channels"] // width_div,
-        channel_mult="1,1,2,2,4,4",
-        attention_resolutions=",".join(str(max(r, 1)) for r in res),
-        num_head_channels=max(cfg["num_head_channels"] // width_div, 8),
-    )
-    return out
 
 
 def rss_mb() -> float:

@@ -118,7 +118,7 @@ def make_operator(task: str, image_size: int) -> LinearOperator:
 
 def reduce(cfg: dict, image_size: int, width_div: int) -> dict:
     """The same topology at ``image_size`` px (attention at the same relative depths, channel
-    multipliers of the 256 px layout) with widths ÷ ``width_div`` (as ``bench_prior.py``)."""
+    multipliers of the 256 px layout) with widths ÷ ``width_div`` (``bench_prior.py`` uses it too)."""
     out = dict(cfg)
     factor = cfg["image_size"] // image_size
     res = [int(r) // factor for r in cfg["attention_resolutions"].split(",")]

@@ -4,9 +4,9 @@
 
 (measured numbers: bench/README.md, section ResShift.)
 
-Self-contained (no datamodule needed): a dead-leaves generator (random opaque disks with
-power-law radii, the classic natural-image surrogate) gives 32×32 HQ images (``--size``); LQ = MATLAB
-bicubic ×1/4. Training uses the real ``ResShiftModule`` under ``lightning.Trainer`` with EMA;
+No datamodule needed: the library's dead-leaves images (:class:`lit_restore.data.DeadLeaves`,
+occluding discs with power-law radii, the classic natural-image surrogate) give 32×32 HQ images
+(``--size``); LQ = MATLAB bicubic ×1/4. Training uses the real ``ResShiftModule`` under ``lightning.Trainer`` with EMA;
 evaluation runs the 4-step sampler on held-out images and reports PSNR (dB, [0,1] range) of the
 restoration and of MATLAB-bicubic ×4 upsampling of the same LQ, plus the training loss at the
 start and end, and (diagnostic) the network's one-shot x0 prediction from the prior sample x_T.
@@ -29,38 +29,30 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_restore.data import DeadLeaves
 from lit_restore.degradations import BicubicDegradation, imresize
+from lit_restore.metrics import fidelity
 from lit_restore.modules.resshift import ResShiftModule
 from lit_restore.nn import SwinUNet
 
 
-def dead_leaves(g: torch.Generator, size: int = 64, n: int = 120) -> torch.Tensor:
-    """One dead-leaves image in [-1, 1]: disks drawn back to front, radius ~ r^-3 on [2, 24]."""
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    img = torch.rand(3, 1, 1, generator=g).expand(3, size, size).clone()
-    rmin, rmax = 2.0, size * 0.375
-    for _ in range(n):
-        u = float(torch.rand((), generator=g))
-        r = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5  # pdf ∝ r^-3
-        cy, cx = (torch.rand(2, generator=g) * size).tolist()
-        col = torch.rand(3, generator=g)
-        m = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        img[:, m] = col[:, None]
-    return img * 2 - 1
-
-
 class DeadLeavesSet(Dataset):
+    """:class:`lit_restore.data.DeadLeaves` items as ResShift training batches (``hq`` in [-1, 1]);
+    disc radii from 2 px to 3/8 of the side."""
+
     def __init__(self, length: int, seed: int, size: int = 32) -> None:
-        self.length, self.seed, self.size = length, seed, size
+        self.images = DeadLeaves(
+            length=length, image_size=size, seed=seed, rmin=2 / size, rmax=0.375
+        )
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        hq = dead_leaves(g, self.size)
+        item = self.images[i]
+        hq = item["image"] * 2 - 1
         lq = BicubicDegradation(4)(hq, None).lq  # the recipe's data degradation
-        return {"hq": hq, "lq": lq, "index": i, "name": f"dl{i}"}
+        return {"hq": hq, "lq": lq, "index": i, "name": item["name"]}
 
 
 class LossLog(L.Callback):
@@ -74,8 +66,8 @@ class LossLog(L.Callback):
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    mse = (((a + 1) / 2 - (b + 1) / 2) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse)
+    """Per-image PSNR (dB) of [-1, 1] images, by the library's metric on [0, 1]."""
+    return fidelity.psnr((a + 1) / 2, (b + 1) / 2)
 
 
 def main() -> None:

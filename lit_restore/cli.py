@@ -21,6 +21,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 
 from lit_restore.checkpoints import CheckpointError, check_readable
+from lit_restore.utils.errors import report_user_errors, user_errors  # noqa: F401 (public name)
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
@@ -90,25 +91,6 @@ class SampleCLI(LitRestoreCLI):
     )
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "the user must fix an input", reported without a traceback."""
-    from lit_restore.data.io import BadImageError
-    from lit_restore.operators.base import OperatorCapabilityError
-
-    errors: list[type[BaseException]] = [
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        ValueError,
-        KeyError,
-        FloatingPointError,
-        OperatorCapabilityError,
-        CheckpointError,
-    ]
-    return (*errors, BadImageError)
-
-
 def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> int:
     """Run a CLI; turn user errors into one clear line (exit 2) unless ``LIT_RESTORE_DEBUG``.
 
@@ -126,12 +108,4 @@ def run_cli(cli_class: type[LitRestoreCLI], argv: list[str] | None = None) -> in
         cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
         return 0
 
-    if os.environ.get("LIT_RESTORE_DEBUG"):
-        return run()
-    try:
-        return run()
-    except user_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {type(err).__name__}: {message}", file=sys.stderr)
-        print("       (set LIT_RESTORE_DEBUG=1 for the full traceback)", file=sys.stderr)
-        return 2
+    return report_user_errors(run)

@@ -11,8 +11,9 @@ A suite file is a YAML with a single top-level ``suite`` key::
 
 ``python sample.py test --config SUITE.yaml [flags]`` runs, for every entry,
 ``sample.py test --config BASE... --config RUN... [flags] --trainer.logger.init_args.version NAME``
-in its own process (so each run may use DDP), then ``python -m lit_restore.compare`` over the run
-directories. A run that fails does not stop the others; the command exits non-zero at the end
+in its own process (so each run may use DDP), then ``python -m lit_restore.evaluation.compare
+--allow-mismatch`` over the run directories (runs on different data, e.g. a σ_y sweep, are
+labelled by data group). A run that fails does not stop the others; the command exits non-zero at the end
 and says which failed. Paths in the suite are relative to the current directory.
 """
 
@@ -102,7 +103,15 @@ def run_suite(script: str, suite: Suite, argv: list[str]) -> int:
             continue
         run_dirs.append(_run_dir(cmd, name))
     if suite.compare and len(run_dirs) >= 1:
-        cmp = [sys.executable, "-m", "lit_restore.compare", *run_dirs, "--out", suite.compare]
+        cmp = [
+            sys.executable,
+            "-m",
+            "lit_restore.evaluation.compare",
+            *run_dirs,
+            "--out",
+            suite.compare,
+            "--allow-mismatch",  # a suite may sweep the data (σ_y): runs are labelled by group
+        ]
         print(f"[suite] compare: {' '.join(cmp[1:])}", flush=True)
         if subprocess.run(cmp, check=False).returncode != 0:
             failed.append("compare")

@@ -2,19 +2,22 @@
 
 ``FakeData`` emits protocol batches (``hq``, ``y``, ``lq``, ``index``, ``name``, ``params={}``) of
 32×32 RGB images (32 px is the smallest size AlexNet-LPIPS accepts) and shards
-val/test/predict itself without padding, honouring ``skip_indices`` like the real datamodule.
+val/test/predict itself without padding, honouring ``exclude(indices)`` like the real datamodule.
 ``NoisyIdentity`` restores ``hq + σ_i·n_i`` with noise seeded by the image index, so every number
 is a function of the index alone (independent of batch size, ranks and resumption).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lit_restore.callbacks import ImageGridLogger, RestorationMetrics, RestoredImageWriter
+from lit_restore.evaluation import ImageGridLogger, RestorationMetrics, RestoredImageWriter
 from lit_restore.metrics import LPIPS
 from lit_restore.modules.base import RestorationModule
 
@@ -58,13 +61,17 @@ class FakeData(L.LightningDataModule):
         super().__init__()
         self.with_hq = with_hq
         self.n, self.batch_size = n, batch_size
-        self.subset = subset
-        self.skip_indices: list[int] = []
+        # ``subset``: the images an interrupted run got to before it stopped (private: the data
+        # are the same ``n`` images, so a rerun with the full set resumes it)
+        self._subset = subset
+        self.excluded: set[int] = set()
         self.operator = torch.nn.AvgPool2d(2)  # stands in for an operator (HPARAMS name only)
 
+    def exclude(self, indices) -> None:
+        self.excluded = set(indices)
+
     def _loader(self) -> DataLoader:
-        skip = set(self.skip_indices)
-        todo = [i for i in (self.subset or range(self.n)) if i not in skip]
+        todo = [i for i in (self._subset or range(self.n)) if i not in self.excluded]
         rank, world = (
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
@@ -91,14 +98,16 @@ class NoisyIdentity(RestorationModule):
         self, fail_after: int | None = None, scale: float = 1.0, method: str = "noisy-identity"
     ) -> None:
         super().__init__()
-        self.fail_after, self.scale, self.method = fail_after, scale, method
-        self.restored: list[int] = []
-        self.batches = 0
+        self.scale, self.method = scale, method
+        # test instrumentation, not settings (private: left out of the run's fingerprint)
+        self._fail_after = fail_after
+        self._restored: list[int] = []
+        self._batches = 0
 
     def restore(self, batch: dict) -> torch.Tensor:
-        if self.fail_after is not None and self.batches >= self.fail_after:
+        if self._fail_after is not None and self._batches >= self._fail_after:
             raise RuntimeError("simulated interruption")
-        self.batches += 1
+        self._batches += 1
         out = []
         for k, i in enumerate(batch["index"].tolist()):
             g = torch.Generator().manual_seed(i)
@@ -107,9 +116,14 @@ class NoisyIdentity(RestorationModule):
             else:  # real-world input: upsample the measurement
                 base = F.interpolate(batch["lq"][k : k + 1], scale_factor=2)[0]
             out.append(base + self.scale * noise_level(i) * torch.randn(base.shape, generator=g))
-            self.restored.append(i)
+            self._restored.append(i)
         self.count_nfe(7)
         return torch.stack(out).clamp(-1, 1)
+
+    @property
+    def restored(self) -> list[int]:
+        """Indices restored by this module, in order."""
+        return self._restored
 
     def run_hparams(self) -> dict:
         return {"method": self.method, "steps": 7}
@@ -140,6 +154,27 @@ def make_metrics(fid: bool = True, **kw) -> RestorationMetrics:
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def registered_toy_metrics() -> Iterator[None]:
+    """Two metrics added the way a user adds one — a registry entry each — removed afterwards:
+    ``brightness`` (no-reference: mean intensity) and ``mean_gap`` (set-level: distance of the
+    mean features of the restored and the reference set)."""
+    from lit_restore.metrics import METRICS, MetricSpec, register
+
+    def brightness(o):
+        return lambda x: x.mean(dim=(1, 2, 3))
+
+    def mean_gap(o):
+        return lambda fake, real: {"mean_gap": float((fake.mean(0) - real.mean(0)).norm())}
+
+    register(MetricSpec("brightness", "no-reference", True, build=brightness))
+    register(MetricSpec("mean_gap", "set-level", False, build=mean_gap, features="inception"))
+    try:
+        yield
+    finally:
+        del METRICS["brightness"], METRICS["mean_gap"]
+
+
 def make_trainer(tmp, callbacks, **kw) -> L.Trainer:
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -157,4 +192,5 @@ __all__ = [
     "RestoredImageWriter",
     "make_metrics",
     "make_trainer",
+    "registered_toy_metrics",
 ]

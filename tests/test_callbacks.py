@@ -27,9 +27,10 @@ from metrics_fakes import (
     make_metrics,
     make_trainer,
     reference,
+    registered_toy_metrics,
 )
 
-from lit_restore.callbacks._io import read_rows
+from lit_restore.utils.tables import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 10
@@ -244,3 +245,18 @@ def test_predict_writes_pngs_and_cost_csv(tmp_path, capsys):
     assert Image.open(run_dir / "restored" / "img000.png").size == (32, 32)
     assert "predict metrics" in capsys.readouterr().out
     assert predict().restored == []
+
+
+def test_no_reference_metric_scores_real_world_inputs(tmp_path):
+    """A registered no-reference metric fills its CSV column for images without a reference,
+    where the full-reference ones stay NaN; its aggregate is the mean of the per-image values."""
+    from lit_restore.evaluation import RestorationMetrics
+
+    with registered_toy_metrics():
+        cb = RestorationMetrics(metrics=["psnr", "brightness"], perceptual=False)
+        module = NoisyIdentity()
+        make_trainer(tmp_path, [cb]).predict(module, datamodule=FakeData(n=4, with_hq=False))
+    rows = read_rows(tmp_path / "run" / "version_0" / "per_image_predict.csv")[1]
+    assert len(rows) == 4 and all(math.isnan(r["psnr"]) for r in rows)
+    assert all(0 < r["brightness"] < 1 for r in rows)
+    assert cb.summary["brightness"] == pytest.approx(np.mean([r["brightness"] for r in rows]))

@@ -99,7 +99,7 @@ def test_ddp_two_processes_restore_each_image_once_and_match(demo_runs):
        |ΔMSE| ≤ Σ_flipped (2|e_p|/255 + 1/255²) / N and |ΔPSNR| ≤ 10/ln 10 · |ΔMSE| / min MSE.
     """
     from lit_restore.data.io import load_image
-    from lit_restore.metrics.suite import MetricSuite
+    from lit_restore.metrics.scorer import MetricSuite
 
     one, two = demo_runs
     rows1, rows2 = _rows(one), _rows(two)
@@ -246,9 +246,9 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
         "    class_path: lightning.pytorch.loggers.TensorBoardLogger\n"
         f"    init_args: {{save_dir: {tmp_path / 'runs'}, name: resshift}}\n"
         "  callbacks:\n"
-        "    - class_path: lit_restore.callbacks.RestorationMetrics\n"
+        "    - class_path: lit_restore.evaluation.RestorationMetrics\n"
         "      init_args: {metrics: [psnr, ssim]}\n"
-        "    - class_path: lit_restore.callbacks.RestoredImageWriter\n"
+        "    - class_path: lit_restore.evaluation.RestoredImageWriter\n"
     )
     demo = ["--data.init_args.test_set", "lit_restore.data.ImageFolder",
             "--data.init_args.test_set.init_args.root", "data/demo", "--data.init_args.crop_size", "64"]  # fmt: skip

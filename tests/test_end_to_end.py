@@ -92,10 +92,10 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
             },
             "callbacks": [
                 {
-                    "class_path": "lit_restore.callbacks.RestorationMetrics",
+                    "class_path": "lit_restore.evaluation.RestorationMetrics",
                     "init_args": {"metrics": ["psnr", "ssim"]},
                 },
-                {"class_path": "lit_restore.callbacks.RestoredImageWriter"},
+                {"class_path": "lit_restore.evaluation.RestoredImageWriter"},
             ],
             **trainer,
         },

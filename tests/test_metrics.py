@@ -8,6 +8,8 @@ not LPIPS/FID values; they prove the plumbing (identity -> 0, monotone in distor
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,9 @@ from lit_restore.metrics import (
 )
 from lit_restore.metrics.fid import InceptionFeatures
 from lit_restore.weights import MissingWeightsError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from metrics_fakes import registered_toy_metrics
 
 
 def _pair(n: int = 4, size: int = 24, noise: float = 0.05, seed: int = 0):
@@ -253,3 +258,52 @@ def test_ssim_equals_torchmetrics_valid_region():
     got = ssim(x, ref)
     assert (got - want).abs().max().item() < 1e-9
     assert (ssim(x, ref.flip(-1)) - want).abs().max().item() > 1e-3  # not vacuous
+
+
+# ------------------------------------------------------------------------------ registry
+def test_registry_declares_what_each_metric_needs():
+    from lit_restore.metrics import METRICS, MetricOptions
+    from lit_restore.metrics.registry import needs_weights
+
+    o = MetricOptions()
+    table = {
+        n: (s.kind, s.higher_is_better, needs_weights(s, o), s.columns) for n, s in METRICS.items()
+    }
+    assert table["psnr"] == ("full-reference", True, False, ("psnr",))
+    assert table["ssim"] == ("full-reference", True, False, ("ssim",))
+    assert table["lpips"] == ("full-reference", False, True, ("lpips",))
+    assert table["fid"] == ("set-level", False, True, ("fid",))
+    assert table["kid"] == ("set-level", False, True, ("kid", "kid_std"))
+    assert METRICS["lpips"].weights(MetricOptions(lpips_net="vgg")) == ("vgg16",)
+    with pytest.raises(ValueError, match=r"unknown metric 'psnrr'.*'psnr'"):
+        MetricSuite(["psnrr"])
+
+
+@pytest.fixture
+def toy_metrics():
+    with registered_toy_metrics():
+        yield
+
+
+def test_no_reference_and_set_level_metrics_are_one_entry_each(toy_metrics):
+    """A no-reference metric scores an image alone (quantised to 8 bits like the others); a
+    set-level one is computed from the shared features, here an injected feature module."""
+    x, ref = _pair()
+    feats = _RandomFeatures().eval()
+    suite = MetricSuite(["psnr", "brightness", "mean_gap"], fid_features=feats)
+    assert suite.metrics == ["psnr", "brightness"] and suite.set_metrics == ["mean_gap"]
+    alone = suite.per_image(x)
+    assert sorted(alone) == ["brightness"]
+    q = (x * 255).round() / 255
+    assert torch.allclose(alone["brightness"], q.double().mean(dim=(1, 2, 3)), atol=1e-12)
+    both = suite.per_image(x, ref)
+    assert sorted(both) == ["brightness", "psnr"]
+    assert torch.equal(both["brightness"], alone["brightness"])
+    f_x, f_ref = suite.image_features(x), suite.image_features(ref)
+    want = float((f_x.mean(0) - f_ref.mean(0)).norm())
+    assert suite.set_level(f_x, f_ref) == {"mean_gap": pytest.approx(want)}
+    # perceptual=False keeps the weight-free entries only (the injected features need none)
+    assert MetricSuite(["psnr", "lpips", "brightness"], perceptual=False).metrics == [
+        "psnr",
+        "brightness",
+    ]

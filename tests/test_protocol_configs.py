@@ -279,9 +279,9 @@ def test_eval_callbacks_fragment_composes_with_a_protocol():
     )  # fmt: skip
     paths = [c["class_path"] for c in cfg["trainer"]["callbacks"]]
     assert paths == [
-        "lit_restore.callbacks.RestorationMetrics",
-        "lit_restore.callbacks.RestoredImageWriter",
-        "lit_restore.callbacks.ImageGridLogger",
+        "lit_restore.evaluation.RestorationMetrics",
+        "lit_restore.evaluation.RestoredImageWriter",
+        "lit_restore.evaluation.ImageGridLogger",
     ]
     metrics = cfg["trainer"]["callbacks"][0]["init_args"]
     assert metrics["metrics"] == ["psnr", "ssim", "lpips"] and metrics["fid"] is True

@@ -39,15 +39,15 @@ Distributed use: the CLI sets ``trainer.use_distributed_sampler: false``; the sa
 here from ``trainer.world_size``/``global_rank``: training uses ``DistributedSampler(shuffle=True,
 drop_last=True, seed=seed)`` (also on one process, for a reproducible shuffle), evaluation an
 unpadded :class:`~lit_restore.data.samplers.ShardSampler` (every image scored exactly once).
-``skip_indices`` (set by a resume callback before the dataloaders are built) removes finished
-images from test/predict.
+Resuming: :meth:`RestorationDataModule.exclude` (called by the evaluation records before the
+dataloaders are built) leaves finished images out of test/predict.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning as L
@@ -430,8 +430,8 @@ class RestorationDataModule(L.LightningDataModule):
         self.on_bad_image = check_on_bad_image(on_bad_image)
         self.pin_memory = pin_memory
         self.lq_scale = lq_scale
-        #: original indices to leave out of test/predict (images already done; resume).
-        self.skip_indices: set[int] = set()
+        #: original indices left out of test/predict (images already done; see :meth:`exclude`)
+        self.excluded: frozenset[int] = frozenset()
         self._positions: dict[str, list[int]] = {}
 
     def _check_crop(self, crop_size: int | None) -> None:
@@ -525,6 +525,11 @@ class RestorationDataModule(L.LightningDataModule):
             max_pixels=self.max_pixels,
         )
 
+    def exclude(self, indices: Iterable[int]) -> None:
+        """Leave these original indices out of the test/predict loaders built from now on (the
+        images a resumed run has done already); replaces any earlier exclusion."""
+        self.excluded = frozenset(int(i) for i in indices)
+
     # -------------------------------------------------------- distribution
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -557,13 +562,13 @@ class RestorationDataModule(L.LightningDataModule):
         return self._loader(items, sampler, self.batch_size, len(inner) >= self.batch_size)
 
     def eval_dataloader(self, split: str) -> DataLoader | list:
-        """Unpadded, sharded loader over ``split`` minus ``skip_indices`` (test/predict)."""
+        """Unpadded, sharded loader over ``split`` minus the excluded indices (test/predict)."""
         if self.sets[split] is None:
             return []
         full = self.positions(split)
         positions = full
-        if split in ("test", "predict") and self.skip_indices:
-            positions = [i for i in full if i not in self.skip_indices]
+        if split in ("test", "predict") and self.excluded:
+            positions = [i for i in full if i not in self.excluded]
         rank, world = self._world()
         if world > 1 and full and len(positions) < world:
             # Lightning refuses a rank with an empty loader under DDP. Idle ranks get an image

@@ -1,4 +1,5 @@
-"""Image-quality metrics (PSNR/SSIM/LPIPS/FID/KID); their backbone weights are resolved offline
+"""Image-quality metrics: a registry (full-reference, no-reference, set-level), PSNR/SSIM/LPIPS/
+FID/KID and the scorer the evaluation tools share; their backbone weights are resolved offline
 by :mod:`lit_restore.weights`."""
 
 from lit_restore.metrics.fid import (
@@ -8,18 +9,35 @@ from lit_restore.metrics.fid import (
 )
 from lit_restore.metrics.fidelity import prepare, psnr, rgb_to_y, ssim
 from lit_restore.metrics.perceptual import LPIPS
-from lit_restore.metrics.suite import MetricSuite, aggregate, quantize
+from lit_restore.metrics.registry import (
+    FEATURES,
+    METRICS,
+    FeatureSpec,
+    MetricOptions,
+    MetricSpec,
+    get_metric,
+    register,
+)
+from lit_restore.metrics.scorer import MetricSuite, quantize
+from lit_restore.utils.tables import aggregate
 
 __all__ = [
+    "FEATURES",
     "LPIPS",
+    "METRICS",
+    "FeatureSpec",
     "InceptionFeatures",
+    "MetricOptions",
+    "MetricSpec",
     "MetricSuite",
     "aggregate",
     "frechet_distance",
+    "get_metric",
     "kernel_inception_distance",
     "prepare",
     "psnr",
     "quantize",
+    "register",
     "rgb_to_y",
     "ssim",
 ]

@@ -8,12 +8,14 @@ import csv
 import io
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 COST_COLUMNS = ("seconds_per_image", "nfe_per_image", "peak_memory_mb")
+#: per-image flags (0/1) written beside the metrics: counted, not averaged
+FLAG_COLUMNS = ("diverged",)
 
 
 def aggregate(values: Iterable[float]) -> float:
@@ -30,20 +32,53 @@ def format_table(summary: dict[str, float], title: str = "") -> str:
     return "\n".join(line for line in lines if line)
 
 
+#: suffix of the temporary files of :func:`atomic_write_bytes` (``.<name>.<pid>.<random>.tmp``)
+TEMP_SUFFIX = ".tmp"
+
+
+class OutputWriteError(OSError):
+    """A result file could not be written (disk full, read-only or forbidden folder)."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        reason = err.strerror or str(err)
+        super().__init__(
+            err.errno,
+            f"cannot write {path}: {reason}; free space or make the folder writable, or write "
+            "the results elsewhere (a run: --trainer.logger.init_args.save_dir; the tools: "
+            "--out / --csv)",
+        )
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then ``os.replace`` (never torn)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, ``os.replace``: a
+    reader never sees a torn file.
+
+    The temp file is created with mode ``0o666`` filtered by the process umask — the mode an
+    ordinary ``open(path, "w")`` gives, so results follow the user's umask (``tempfile.mkstemp``
+    would make them ``0600``). An ``OSError`` (disk full, read-only folder) becomes one
+    :class:`OutputWriteError` naming the file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        if isinstance(err, OutputWriteError):
+            raise
+        raise OutputWriteError(path, err) from err
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -68,12 +103,15 @@ def rows_to_csv(rows: Iterable[dict], columns: Sequence[str], header: bool = Tru
 
 def append_rows(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Append rows (header first if new), flushed and fsynced: a crash tears at most the last line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(rows_to_csv(rows, columns, header=new))
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(rows_to_csv(rows, columns, header=new))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise OutputWriteError(path, err) from err
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict]]:

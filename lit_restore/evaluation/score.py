@@ -1,13 +1,17 @@
 """Score any folder of restored images against a folder of references (matched by file stem).
 
-``python -m lit_restore.score --restored DIR --reference DIR [--crop-border N] [--y-channel]
-[--metrics psnr ssim lpips] [--lpips-net alex|vgg] [--fid] [--no-perceptual] [--csv PATH]``
+``python -m lit_restore.evaluation.score --restored DIR --reference DIR [--crop-border N]
+[--y-channel] [--metrics psnr ssim lpips] [--lpips alex|vgg] [--fid] [--no-perceptual]
+[--csv PATH]``
 
 Uses exactly the metric code of the evaluation callbacks (:class:`lit_restore.metrics.MetricSuite`),
 so results of other codebases (or of our own runs) are scored with one convention. Images are
-read as 8-bit RGB (PNG/JPEG/BMP/TIFF/WebP, searched recursively; the stem is the path relative to
-the folder without its extension). Prints the table (mean of per-image values; FID/KID set-level)
-and writes a per-image CSV.
+found and read like every dataset (:class:`lit_restore.data.ImageFolder`,
+:func:`lit_restore.data.io.load_image`: PNG/JPEG/BMP/TIFF/WebP, searched recursively, alpha
+composited on white; an image's name is its path relative to the folder without extension).
+Prints the table (mean of per-image values; FID/KID set-level) and writes a per-image CSV.
+Errors a user can cause (a wrong folder, missing weights, an unwritable ``--csv``) end in one
+``error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,43 +20,30 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from lit_restore.metrics.suite import MetricSuite
+from lit_restore.data.folders import ImageFolder
+from lit_restore.metrics.scorer import MetricSuite
 from lit_restore.utils.tables import aggregate, atomic_write_text, format_table, rows_to_csv
+from lit_restore.weights import MissingWeightsError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
-
-def list_images(root: Path) -> dict[str, Path]:
-    """``{relative stem: path}`` of the images under ``root``."""
+def image_folder(root: Path, option: str) -> ImageFolder:
+    """The images under ``root`` (recursive, sorted; read by :func:`lit_restore.data.io.load_image`)."""
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            out[str(p.relative_to(root).with_suffix(""))] = p
-    return out
-
-
-def load_image(path: Path) -> torch.Tensor:
-    """[1,3,H,W] float in [0,1]."""
-    try:
-        a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    except Exception as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return torch.from_numpy(a).permute(2, 0, 1)[None]
+        raise FileNotFoundError(f"{option} {root} is not a directory; pass a folder of images")
+    return ImageFolder(root)
 
 
 def score_folders(
     restored: Path, reference: Path, suite: MetricSuite, allow_missing: bool = False
 ) -> tuple[list[dict], dict[str, float]]:
     """Per-image rows and the aggregate table."""
-    res, ref = list_images(restored), list_images(reference)
-    common = sorted(set(res) & set(ref))
-    missing = sorted(set(ref) - set(res))
+    res, ref = image_folder(restored, "--restored"), image_folder(reference, "--reference")
+    res_index = {n: i for i, n in enumerate(res.names)}
+    ref_index = {n: i for i, n in enumerate(ref.names)}
+    common = sorted(set(res_index) & set(ref_index))
+    missing = sorted(set(ref_index) - set(res_index))
     if not common:
         raise FileNotFoundError(f"no image stems in common between {restored} and {reference}")
     if missing and not allow_missing:
@@ -62,10 +53,12 @@ def score_folders(
         )
     rows, fake, real = [], [], []
     for name in common:
-        x, y = load_image(res[name]), load_image(ref[name])
+        i, j = res_index[name], ref_index[name]
+        x, y = res[i]["image"][None], ref[j]["image"][None]
         if x.shape != y.shape:
             raise ValueError(
-                f"{res[name]} is {tuple(x.shape[-2:])} but {ref[name]} is {tuple(y.shape[-2:])}"
+                f"{res.files[i]} is {tuple(x.shape[-2:])} but {ref.files[j]} is "
+                f"{tuple(y.shape[-2:])}"
             )
         vals = suite.per_image(x, y)
         rows.append({"name": name, **{k: float(v[0]) for k, v in vals.items()}})
@@ -82,7 +75,7 @@ def score_folders(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m lit_restore.score", description=__doc__.split("\n")[0]
+        prog="python -m lit_restore.evaluation.score", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--restored", type=Path, required=True)
     ap.add_argument("--reference", type=Path, required=True)
@@ -105,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         help="per-image CSV (default: scores.csv next to --restored)",
     )
     args = ap.parse_args(argv)
-    suite = MetricSuite(
-        metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
-        crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
-        lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
-    )  # fmt: skip
+    try:
+        suite = MetricSuite(
+            metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
+            crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
+            lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
+        )  # fmt: skip
+    except MissingWeightsError as err:
+        raise MissingWeightsError(
+            f"{err} Here: pass --no-perceptual to score PSNR/SSIM only, or --lpips-weights / "
+            "--inception-weights FILE."
+        ) from err
     rows, summary = score_folders(args.restored, args.reference, suite, args.allow_missing)
     csv_path = args.csv or args.restored.resolve().parent / f"scores_{args.restored.name}.csv"
     atomic_write_text(csv_path, rows_to_csv(rows, ["name", *suite.metrics]))
@@ -124,4 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from lit_restore.utils.errors import report_user_errors
+
+    sys.exit(report_user_errors(main))

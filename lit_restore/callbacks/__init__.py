@@ -1,7 +1,0 @@
-"""Evaluation callbacks: per-image metrics + CSV (resumable, DDP-exact), PNG writer, image grids."""
-
-from lit_restore.callbacks.grid import ImageGridLogger
-from lit_restore.callbacks.metrics import RestorationMetrics
-from lit_restore.callbacks.writer import RestoredImageWriter
-
-__all__ = ["ImageGridLogger", "RestorationMetrics", "RestoredImageWriter"]

@@ -1,0 +1,32 @@
+"""Evaluation: callbacks that score, write and show restorations, the per-image records they
+share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` tools.
+
+* :class:`RestorationMetrics` — per-image metrics + cost, aggregates, ``per_image_<stage>.csv``;
+* :class:`RestoredImageWriter` — restored (and measurement/reference) PNGs;
+* :class:`ImageGridLogger` — a grid of fixed images per run (TensorBoard + PNG);
+* :class:`RunRecords` — the run dir's per-image records, resume and fingerprint;
+* ``python -m lit_restore.evaluation.compare`` / ``python -m lit_restore.evaluation.score``.
+
+The names are imported on first use, so the command-line tools start without loading Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvaluationCallback": "lit_restore.evaluation.base",
+    "ImageGridLogger": "lit_restore.evaluation.grid",
+    "RestorationMetrics": "lit_restore.evaluation.metrics",
+    "RestoredImageWriter": "lit_restore.evaluation.writer",
+    "RunRecords": "lit_restore.evaluation.records",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
