@@ -1,92 +1,135 @@
 """ResShift speed/memory benchmark: the official ×4 topology (118.6 M UNet + VQ-f4), random weights.
 
     python bench/bench_resshift.py                 # GPU: batch 1 and 16, fp32 and bf16
-    python bench/bench_resshift.py --reduced       # CPU: batch 1, fewer repeats
+    python bench/bench_resshift.py --reduced       # CPU: batch 1, one timed iteration
 
-* training throughput: one optimisation step (VQ encode of HQ and bicubic↑LQ without grad,
+* training throughput: one optimisation step (VQ encoding of HQ and bicubic↑LQ without grad,
   UNet forward/backward, decode + LPIPS-VGG with a random backbone, AdamW) → images/s;
-* inference: the 4-step sampler (bicubic↑, VQ encode, 4 UNet calls, VQ decode) for a 64×64 LQ →
+* inference: the 4-step chain (bicubic↑, VQ encode, 4 UNet calls, VQ decode) for a 64×64 LQ →
   256×256 output → seconds per image;
-* peak memory: ``torch.cuda.max_memory_allocated`` on GPU, process max RSS on CPU.
+* peak memory (:mod:`bench.measure`): CUDA ``max_memory_allocated`` above the start, CPU peak-RSS
+  growth.
+
+Precision, compile and channels-last are :class:`~lit_restore.modules.ResShiftModule`'s own flags
+(``precision="bf16"``: the network, first stage and LPIPS under bf16 autocast), so the numbers are
+those of the library's code path. ``tiny=True`` builds a small topology of the same kind (Swin UNet
++ VQ autoencoder with global mid-block attention) for CPU smoke runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
+from torch import Tensor
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import peak_memory, randomise, sync
 from lit_restore.modules.resshift import ResShiftModule
-from lit_restore.nn import VQModel, freeze
+from lit_restore.nn import SwinUNet, VQModel, freeze
+
+#: a small network of the released kind (latent 16 px = LQ 16 px → HQ 64 px), for CPU smoke runs
+TINY_UNET = dict(
+    image_size=16, model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+    attention_resolutions=(16,), num_head_channels=16, swin_depth=2, swin_embed_dim=32,
+    window_size=4, mlp_ratio=2.0, lq_size=16, norm_groups=8,
+)  # fmt: skip
+TINY_VQ = dict(ch=32, ch_mult=(1, 2, 4), num_res_blocks=1, n_embed=64)
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _peak_mb(dev: torch.device) -> float:
-    if dev.type == "cuda":
-        return torch.cuda.max_memory_allocated(dev) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build(dev: torch.device) -> ResShiftModule:
-    m = ResShiftModule(lpips_weight=1.0, lpips_pretrained_backbone=False)
-    m.first_stage = freeze(VQModel())  # random weights, official f4 layout
+def build(
+    dev: torch.device | str,
+    *,
+    tiny: bool = False,
+    precision: str = "fp32",
+    compile: bool | str = False,
+    channels_last: bool = False,
+) -> ResShiftModule:
+    """The ×4 model (released layouts, or :data:`TINY_UNET`/:data:`TINY_VQ`), random weights."""
+    torch.manual_seed(0)
+    m = ResShiftModule(
+        network=SwinUNet(**TINY_UNET) if tiny else SwinUNet(),
+        lpips_weight=1.0, lpips_pretrained_backbone=False,
+        precision=precision, compile=compile, channels_last=channels_last,
+    )  # fmt: skip
+    m.first_stage = freeze(randomise(VQModel(**TINY_VQ) if tiny else VQModel()))
+    randomise(m.network)
     return m.to(dev)
 
 
-def bench_train(m: ResShiftModule, dev, bs: int, dtype, iters: int) -> dict:
+def hq_size(m: ResShiftModule) -> int:
+    return m.network.image_size * m.first_stage.downscale
+
+
+def bench_train(m: ResShiftModule, dev, bs: int, iters: int, warmup: int = 1) -> dict:
+    """Seconds per AdamW step at batch ``bs`` (HQ at the network's size), images/s, peak memory."""
+    dev = torch.device(dev)
     opt = torch.optim.AdamW(m.network.parameters(), lr=5e-5, weight_decay=0)
-    hq = torch.rand(bs, 3, 256, 256, device=dev) * 2 - 1
-    lq = torch.nn.functional.avg_pool2d(hq, 4)  # any ×4 LQ: the cost does not depend on it
-    batch = {"hq": hq, "lq": lq, "index": torch.arange(bs)}
+    size = hq_size(m)
+    g = torch.Generator().manual_seed(0)
+    hq = torch.rand(bs, 3, size, size, generator=g) * 2 - 1
+    lq = torch.nn.functional.avg_pool2d(hq, m.sf)  # any ×sf LQ: the cost does not depend on it
+    batch = {"hq": hq.to(dev), "lq": lq.to(dev), "index": torch.arange(bs)}
     m.log = lambda *a, **k: None  # no trainer attached
     m.train()
 
     def step() -> None:
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = m.training_step(batch, 0)
+        loss = m.training_step(batch, 0)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()  # warm-up
-    _sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+    for _ in range(warmup):
+        step()
+    peak, kind = peak_memory(step, dev)
+    sync(dev)
     t = time.perf_counter()
     for _ in range(iters):
         step()
-    _sync(dev)
+    sync(dev)
     dt = (time.perf_counter() - t) / iters
-    return {"images_per_s": bs / dt, "s_per_step": dt, "peak_mb": _peak_mb(dev)}
+    return {"images_per_s": bs / dt, "s_per_step": dt, "peak_mib": peak, "memory_kind": kind}
 
 
 @torch.no_grad()
-def bench_infer(m: ResShiftModule, dev, bs: int, dtype, iters: int) -> dict:
+def bench_infer(m: ResShiftModule, dev, bs: int, iters: int, warmup: int = 1) -> dict:
+    """Seconds per image of the T-step chain (LQ at the network's ``lq_size`` → ×4), peak memory;
+    ``output`` = the first restored image (for comparisons across settings)."""
+    dev = torch.device(dev)
     m.eval()
-    batch = {"lq": torch.rand(bs, 3, 64, 64, device=dev) * 2 - 1, "index": torch.arange(bs)}
-    with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+    lq_size = m.network.lq_size
+    g = torch.Generator().manual_seed(1)
+    lq = torch.rand(bs, 3, lq_size, lq_size, generator=g) * 2 - 1
+    batch = {"lq": lq.to(dev), "index": torch.arange(bs)}
+    out: list[Tensor] = []
+    for _ in range(warmup):
         m.restore(batch)
-        _sync(dev)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        t = time.perf_counter()
-        for _ in range(iters):
-            m.restore(batch)
-        _sync(dev)
+    peak, kind = peak_memory(lambda: out.append(m.restore(batch)), dev)
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(iters):
+        m.restore(batch)
+    sync(dev)
     dt = (time.perf_counter() - t) / iters
-    return {"s_per_image": dt / bs, "s_per_batch": dt, "peak_mb": _peak_mb(dev)}
+    return {
+        "s_per_image": dt / bs,
+        "images_per_s": bs / dt,
+        "s_per_batch": dt,
+        "peak_mib": peak,
+        "memory_kind": kind,
+        "output": out[0][:1].float().cpu(),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reduced", action="store_true", help="CPU: batch 1, 1 timed iteration")
+    ap.add_argument("--tiny", action="store_true", help="small topology (smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -95,16 +138,15 @@ def main() -> None:
     dev = torch.device(args.device)
     batches = [1] if args.reduced else [1, 16]
     iters = 1 if args.reduced else 10
-    m = build(dev)
-    n = sum(p.numel() for p in m.network.parameters()) / 1e6
-    print(f"device {dev}, UNet {n:.2f} M params, threads {torch.get_num_threads()}")
-    rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for precision in ("fp32", "bf16"):
+        m = build(dev, tiny=args.tiny, precision=precision)
+        n = sum(p.numel() for p in m.network.parameters()) / 1e6
+        print(f"device {dev}, UNet {n:.2f} M params, threads {torch.get_num_threads()}")
         for bs in batches:
-            tr = bench_train(m, dev, bs, dtype, iters)
-            inf = bench_infer(m, dev, bs, dtype, iters)
-            row = {"dtype": str(dtype).split(".")[-1], "batch": bs, "train": tr, "infer": inf}
-            rows.append(row)
+            tr = bench_train(m, dev, bs, iters)
+            inf = bench_infer(m, dev, bs, iters)
+            inf.pop("output")
+            row = {"precision": precision, "batch": bs, "train": tr, "infer": inf}
             print(json.dumps(row))
 
 

@@ -26,11 +26,12 @@ keeps one load spike on a shared machine from dominating). Without the override 
 run and timed in full. Before the timed run one untimed 1-step run warms caches (operator SVD/FFT
 transfer functions, allocator) unless ``--warmup 0``.
 
-**Precision.** ``fp32``, or ``bf16``: ``--bf16 autocast`` (default) is exactly what
-``ZeroShotRestoration(precision_bf16=True)`` does — the network call runs under
-``torch.autocast(bfloat16)``, guidance maths in float32; ``--bf16 torso`` instead builds
-``ADMPrior(dtype="bfloat16")`` (bfloat16 weights in the UNet torso; time MLP, GroupNorm and output
-head float32).
+**Precision.** ``fp32``, or ``bf16``: ``--bf16 flag`` (default) is what
+``ZeroShotRestoration(precision="bf16")`` does (:mod:`lit_restore.runtime`: ADM's bfloat16 torso —
+time MLP, GroupNorm and output head float32 — guidance maths float32); ``--bf16 autocast`` runs
+the float32 network under ``torch.autocast(bfloat16)``; ``--bf16 torso`` builds
+``ADMPrior(dtype="bfloat16")`` directly. ``--compile`` / ``--channels-last`` are the module's
+flags of the same names.
 
 **Peak memory.** GPU: ``torch.cuda.max_memory_allocated`` over the warm-up and timed runs (weights
 included). CPU: every row runs in a forked child process (the parent never runs a torch op, so no
@@ -60,22 +61,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import peak_rss, randomise, reset_peak_rss, run_forked, sync, write_json
+from lit_restore.modules import ZeroShotRestoration
 from lit_restore.operators import BicubicSR, GaussianBlur, GaussianNoise
 from lit_restore.operators.base import LinearOperator
 from lit_restore.priors import ADMPrior
@@ -137,101 +137,90 @@ def prior_config(name: str, args: argparse.Namespace) -> dict:
     return reduce(cfg, args.image_size, args.width_div) if args.reduced else cfg
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _proc_status_mib(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise KeyError(key)
-
-
-def reset_peak_rss() -> tuple[float, str]:
-    """Start a CPU peak-memory window; returns ``(baseline MiB, method)``.
-
-    Linux: writing ``5`` to ``/proc/self/clear_refs`` resets the peak-RSS mark ``VmHWM`` to the
-    current RSS, so the window's growth is ``VmHWM − VmRSS(now)`` — not masked by a higher peak
-    while the prior was built (e.g. the float32 → bfloat16 cast). Elsewhere: ``ru_maxrss``, which
-    cannot be reset (growth beyond the earlier peak only).
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _proc_status_mib("VmRSS"), "VmHWM"
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
-
-
-def peak_rss(method: str) -> float:
-    if method == "VmHWM":
-        return _proc_status_mib("VmHWM")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 _PRIOR_CACHE: dict[tuple, ADMPrior] = {}
 
 
 def build_prior(name: str, precision: str, args: argparse.Namespace, device) -> ADMPrior:
     torso_bf16 = precision == "bf16" and args.bf16 == "torso"
-    key = (name, torso_bf16, str(device))
+    compiled = getattr(args, "compile", False), getattr(args, "channels_last", False)
+    key = (name, precision, args.bf16, compiled, str(device))
     if key not in _PRIOR_CACHE:
         _PRIOR_CACHE.clear()  # one prior alive at a time (GPU memory)
         cfg = prior_config(name, args)
         prior = ADMPrior(**cfg, dtype="bfloat16" if torso_bf16 else None)
-        _PRIOR_CACHE[key] = prior.to(device)
+        _PRIOR_CACHE[key] = randomise(prior).to(device)
     return _PRIOR_CACHE[key]
 
 
+def measurement(batch: int, size: int, op: LinearOperator, sigma: float, device) -> Tensor:
+    """y = A(x) + σ n with x and n drawn per image (seed = index): image i is the same problem
+    at every batch size, so outputs of runs at different batch sizes can be compared."""
+    ys = []
+    for i in range(batch):
+        g = torch.Generator().manual_seed(i)
+        x = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+        y = op.to("cpu").A(x)
+        ys.append(y + sigma * torch.randn(y.shape, generator=g))
+    op.to(device)
+    return torch.cat(ys).to(device)
+
+
 def run_row(prior_name: str, method: str, batch: int, precision: str, args) -> dict:
-    """Time one (prior, method, batch, precision) combination in this process."""
+    """Time one (prior, method, batch, precision) combination in this process.
+
+    ``args.bf16``: ``flag`` = ``ZeroShotRestoration(precision=...)`` (the library's choice:
+    ADM's bf16 torso), ``autocast`` / ``torso`` = that mode explicitly. ``args.compile`` and
+    ``args.channels_last`` (optional) are the module's flags. The row's ``output`` (popped
+    before printing/JSON) is the restored first image, for comparisons across variants.
+    """
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     spec = METHODS[method]
     prior = build_prior(prior_name, precision, args, device)
     size = prior.image_size
-    op = make_operator(spec.task, size).to(device)
+    op = make_operator(spec.task, size)
     noise = GaussianNoise(NOISE_SIGMA)
-    g = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
     with torch.no_grad():
-        y = op.A(x)
-        y = y + noise.model_sigma * torch.randn(y.shape, generator=g).to(device)
+        y = measurement(batch, size, op, noise.model_sigma, device)
     steps = args.steps_override or spec.published_steps
     steps = min(steps, spec.published_steps)
 
-    def sample(n: int) -> tuple[float, int, list[float]]:
+    def sample(n: int) -> tuple[float, int, list[float], Tensor]:
         sampler = spec.make(n)
+        flag = precision if args.bf16 == "flag" else "fp32"
+        module = ZeroShotRestoration(
+            prior, sampler, operator=op, noise=noise, precision=flag,
+            compile=getattr(args, "compile", False),
+            channels_last=getattr(args, "channels_last", False),
+        )  # fmt: skip
+        module.prepare_runtime(device)  # what restore() does on its first batch
         if precision == "bf16" and args.bf16 == "autocast":
-            sampler.autocast_dtype = torch.bfloat16  # = ZeroShotRestoration(precision_bf16=True)
+            sampler.autocast_dtype = torch.bfloat16
         gens = [torch.Generator(device=device).manual_seed(i) for i in range(batch)]
         marks: list[float] = []
 
         def mark(_info) -> None:  # end of each step (synchronised: honest per-step times)
-            _sync(device)
+            sync(device)
             marks.append(time.perf_counter())
 
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         out = sampler.sample(prior, op, y, sigma_y=noise.model_sigma, generator=gens, callback=mark)
-        _sync(device)
+        sync(device)
         elapsed = time.perf_counter() - start
         if not torch.isfinite(out).all():
             raise RuntimeError(f"{method}: non-finite output")
         # step k's duration; the first also holds init (x_T draw), which is negligible
         steps_s = [b - a for a, b in zip([start, *marks[:-1]], marks)]
-        return elapsed, sampler.nfe, steps_s
+        return elapsed, sampler.nfe, steps_s, out[:1].detach().float().cpu()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss0, rss_method = reset_peak_rss()
     for _ in range(args.warmup):
         sample(1)
-    elapsed, nfe, steps_s = sample(steps)
+    elapsed, nfe, steps_s, output = sample(steps)
     if device.type == "cuda":
         mem = torch.cuda.max_memory_allocated(device) / 2**20
         mem_kind = "cuda_max_allocated_mib"
@@ -256,6 +245,8 @@ def run_row(prior_name: str, method: str, batch: int, precision: str, args) -> d
         "params_m": sum(p.numel() for p in prior.parameters()) / 1e6,
         "batch": batch,
         "precision": precision if precision == "fp32" else f"bf16-{args.bf16}",
+        "compile": getattr(args, "compile", False),
+        "channels_last": getattr(args, "channels_last", False),
         "published_steps": spec.published_steps,
         "timed_steps": steps,
         "extrapolated": steps != spec.published_steps,
@@ -265,34 +256,13 @@ def run_row(prior_name: str, method: str, batch: int, precision: str, args) -> d
         "nfe_per_image": nfe * scale,
         "peak_memory_mib": mem,
         "memory_kind": mem_kind,
+        "output": output,
     }
 
 
-def _child(conn, *row_args) -> None:
-    try:
-        conn.send(("ok", run_row(*row_args)))
-    except BaseException:  # report any failure to the parent instead of hanging it
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
 def run_isolated(*row_args) -> dict:
-    """:func:`run_row` in a forked child: a clean ``ru_maxrss`` per row (see module docstring)."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, *row_args))
-    proc.start()
-    child.close()
-    try:
-        status, payload = parent.recv()
-    except EOFError:
-        proc.join()
-        raise RuntimeError(f"bench row {row_args[:4]} died (exit code {proc.exitcode})") from None
-    proc.join()
-    if status != "ok":
-        raise RuntimeError(f"bench row {row_args[:4]} failed:\n{payload}")
-    return payload
+    """:func:`run_row` in a forked child: its own peak RSS (see module docstring)."""
+    return run_forked(run_row, *row_args)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -330,11 +300,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument(
         "--bf16",
-        choices=["autocast", "torso"],
-        default="autocast",
-        help="bf16 = sampler autocast (ZeroShotRestoration(precision_bf16=True)) or "
-        "ADMPrior(dtype='bfloat16')",
+        choices=["flag", "autocast", "torso"],
+        default="flag",
+        help="bf16 = ZeroShotRestoration(precision='bf16') (flag), the network under autocast, "
+        "or ADMPrior(dtype='bfloat16') (torso)",
     )
+    ap.add_argument("--compile", default=False, help="ZeroShotRestoration(compile=...)")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last network")
     ap.add_argument("--reduced", action="store_true", help="small image size / widths (CPU)")
     ap.add_argument("--image-size", type=int, default=64, help="image size with --reduced")
     ap.add_argument("--width-div", type=int, default=4, help="width divisor with --reduced")
@@ -380,6 +352,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for batch in args.batches:
                     row_args = (prior_name, method, batch, precision, args)
                     row = run_isolated(*row_args) if isolated else run_row(*row_args)
+                    row.pop("output")
                     rows.append(row)
                     print(markdown([row]).splitlines()[-1], flush=True)
     print()
@@ -400,9 +373,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
             ),
         }
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        os.replace(tmp, args.json)
+        write_json(args.json, {"meta": meta, "rows": rows})
     return rows
 
 

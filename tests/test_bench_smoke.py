@@ -100,3 +100,50 @@ def test_forked_row_reports_its_own_memory(bench):
     row = bench.run_isolated("adm-ffhq256-dps", "ddrm", 1, "fp32", args)
     assert row["nfe_per_image"] == 20 and row["memory_kind"].startswith("cpu_peak_rss_growth")
     assert row["peak_memory_mib"] > 0
+
+
+def _run_gpu_smoke(tmp_path, rows: str) -> tuple[dict, str]:
+    from bench import run_gpu
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{run_gpu.BEGIN}\nold table\n{run_gpu.END}\noutro\n")
+    threads = torch.get_num_threads()
+    try:
+        out = run_gpu.main(
+            ["--smoke", "--device", "cpu", "--rows", rows, "--no-compile",
+             "--json", str(tmp_path / "r.json"), "--readme", str(readme)]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == rows.split(",") and saved["meta"]["smoke"]
+    nfe = {"dps-ffhq": 1000, "safari-ffhq": 1000, "dps-imagenet": 1000, "safari-imagenet": 1000,
+           "ddrm-ffhq": 20, "ddnm-ffhq": 100, "ddpg-ffhq": 100, "resshift-infer": 4}  # fmt: skip
+    for r in out["rows"]:
+        off, fast = r["official"], r["fast"]
+        assert off["settings"] == {"precision": "fp32", "compile": False, "channels_last": False}
+        assert fast["settings"]["precision"] == "bf16" and fast["settings"]["channels_last"]
+        assert off["s_per_image"] > 0 and fast["s_per_image"] > 0 and r["speedup"] > 0
+        assert off["peak_mib_per_image"] == off["peak_mib"] / off["batch"]
+        if r["row"] in nfe:
+            assert off["nfe_per_image"] == fast["nfe_per_image"] == nfe[r["row"]]
+            assert set(r["fast_vs_official"]) == {"max_abs", "psnr_db"}
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert all(f"| {name} |" in text for name in rows.split(","))
+    return out, text
+
+
+def test_run_gpu_smoke(tmp_path):
+    """``python -m bench.run_gpu --smoke``: the one-command GPU benchmark on CPU-sized networks
+    (DPS through the gradient path, ResShift inference): both variants run through the library's
+    flags, JSON written, the README block between the markers replaced. Every row:
+    ``test_run_gpu_smoke_all_rows`` (slow)."""
+    _run_gpu_smoke(tmp_path, "dps-ffhq,resshift-infer")
+
+
+@pytest.mark.slow
+def test_run_gpu_smoke_all_rows(tmp_path):
+    from bench import run_gpu
+
+    _run_gpu_smoke(tmp_path, ",".join(r.name for r in run_gpu.ROWS))

@@ -241,6 +241,25 @@ def test_lpips_too_small_clear_error_and_gray_y():
     assert torch.equal(rgb_to_y(g), g)  # grayscale already is the luma
 
 
+def test_ssim_equals_torchmetrics_valid_region():
+    """Our banded-matrix SSIM computes the same float64 sums as torchmetrics' grouped conv2d; the
+    two differ only in summation order. Each local moment is a sum of 121 products of terms in
+    [0, 1], so it moves by δ ≤ 121·2⁻⁵³ ≈ 1.3e-14. On these uniform-noise images the SSIM
+    denominator is ≥ 1e-2 (local means ≈ 0.5, variances ≈ 1/12) and the numerator ≤ 4, so the
+    per-pixel ratio moves by ≤ δ·(1/1e-2 + 4/1e-4) ≈ 5e-10 < 1e-9."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    x, ref = _pair(size=40)
+    _, full = structural_similarity_index_measure(
+        x.double(), ref.double(), data_range=1.0, gaussian_kernel=True, sigma=1.5,
+        reduction="none", return_full_image=True,
+    )  # fmt: skip
+    want = full[..., 5:-5, 5:-5].mean(dim=(1, 2, 3))
+    got = ssim(x, ref)
+    assert (got - want).abs().max().item() < 1e-9
+    assert (ssim(x, ref.flip(-1)) - want).abs().max().item() > 1e-3  # not vacuous
+
+
 # ------------------------------------------------------------------------------ registry
 def test_registry_declares_what_each_metric_needs():
     from lit_restore.metrics import METRICS, MetricOptions

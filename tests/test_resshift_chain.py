@@ -216,3 +216,61 @@ def test_gaussian_bayes_predictor_chain_matches_closed_form(kappa):
     mc_m, mc_v = flat.mean(1).float(), flat.var(1).float()
     assert torch.all((mc_m - exact_m).abs() < 5 * (exact_v / n) ** 0.5), (mc_m, exact_m)
     assert torch.all((mc_v / exact_v - 1).abs() < 5 * (2 / n) ** 0.5), (mc_v, exact_v)
+
+
+# ------------------------------------------------------------------ chop_size="auto"
+def test_auto_chop_minimises_the_cost_model_and_keeps_it_flat():
+    """The chosen tile is the cheapest of all admissible candidates (and of not tiling) under
+    the model, and the modelled cost per pixel stays bounded where untiled grows with N: for the
+    released ×4 model (tiles in multiples of 64 LQ px, overlap 16, latent = LQ grid) it is
+    ≤ 2.2× the attention-free cost up to 2048 px, against 1 + N/215² untiled (91× at 2048)."""
+    from lit_restore.resshift.chain import ATTENTION_EQUAL_SIDE, auto_chop_size, tiled_cost
+
+    for h, w in [(64, 64), (192, 192), (256, 256), (200, 520), (512, 512), (2048, 2048)]:
+        tile = auto_chop_size(h, w, 64, 16, 1.0)
+        cands = [None, *range(64, max(h, w), 64)]
+        costs = {c: tiled_cost(h, w, c, 16, 1.0, ATTENTION_EQUAL_SIDE) for c in cands}
+        assert costs[tile] == min(costs.values()), (h, w, tile)
+        assert costs[tile] <= 2.2, (h, w, costs[tile])
+    assert auto_chop_size(128, 128, 64, 16, 1.0) is None  # small images: never worth tiling
+    assert tiled_cost(2048, 2048, None, 16, 1.0, ATTENTION_EQUAL_SIDE) > 90
+
+
+def test_auto_chop_tiles_only_first_stages_with_global_attention(monkeypatch):
+    """PixelSpace (no global attention) never tiles under ``auto``; a VQ first stage tiles with
+    the side :func:`auto_chop_size` chose (the break-even side lowered so a test-sized image
+    crosses it)."""
+    from lit_restore.nn import VQModel
+    from lit_restore.resshift import chain as rs
+
+    class Counting(nn.Module):
+        image_size = lq_size = 1
+        size_multiple = 4
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x, t, lq=None, mask=None):
+            self.calls += 1
+            return x * 0.5
+
+    sch = ResShiftSchedule(steps=2)
+    lq = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    net = Counting()
+    ResShiftChain(sch, sf=1, chop_size="auto", chop_overlap=4).sample(net, PixelSpace(), lq)
+    assert net.calls == 2
+    monkeypatch.setattr(rs, "ATTENTION_EQUAL_SIDE", 4)
+    vq = VQModel(ch=32, ch_mult=(1, 2), num_res_blocks=1, n_embed=16).eval()
+    assert rs.has_global_attention(vq) and not rs.has_global_attention(PixelSpace())
+    tile = rs.auto_chop_size(32, 32, 4, 4, 0.5, 2)
+    assert tile is not None and tile < 32
+    tiles = len(rs._starts(32, tile, tile - 4)) ** 2
+    net = Counting()
+    out = ResShiftChain(sch, sf=1, chop_size="auto", chop_overlap=4).sample(net, vq, lq)
+    assert out.shape == lq.shape and net.calls == 2 * tiles
+
+
+def test_bad_chop_size():
+    with pytest.raises(ValueError, match="chop_size='big'"):
+        ResShiftChain(ResShiftSchedule(steps=2), chop_size="big")

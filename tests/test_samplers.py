@@ -426,7 +426,7 @@ def test_sampler_configs_and_presets_instantiate():
 def test_bf16_network_and_noiseless_ddnm_error():
     prior, op, y, _, _ = _problem("sr")
     module = ZeroShotRestoration(
-        prior, DDRM(steps=10), operator=op, noise=GaussianNoise(0.05), precision_bf16=True
+        prior, DDRM(steps=10), operator=op, noise=GaussianNoise(0.05), precision="bf16"
     )
     batch = {"y": y, "index": torch.tensor([0]), "name": ["a"], "params": {}}
     x_bf16 = module.restore(batch)

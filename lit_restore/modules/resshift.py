@@ -36,6 +36,7 @@ official`` reproduces the official tiled inference (:mod:`lit_restore.resshift.c
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -50,6 +51,7 @@ from lit_restore.operators.noise import NoiseModel
 from lit_restore.postprocess import check_color_fix, color_fix, paste_known
 from lit_restore.resshift.chain import ResShiftChain
 from lit_restore.resshift.schedule import ResShiftSchedule
+from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
 from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for, training_step_rng
 from lit_restore.weights import resolve
 
@@ -91,11 +93,21 @@ class ResShiftModule(RestorationModule):
         lpips_pretrained_backbone: load torchvision's ImageNet VGG16 for LPIPS (resolved offline
             by :mod:`lit_restore.weights`, ``vgg16``; ``False`` = random backbone, tests only).
         lr, lr_min, warmup_steps, weight_decay: AdamW + warm-up + cosine schedule.
-        chop_size, chop_overlap, chop_bs, padding_offset: chain options (LQ pixels).
+        chop_size, chop_overlap, chop_bs, padding_offset: chain options (LQ pixels);
+            ``chop_size="auto"`` (default) tiles only where tiles cost less per pixel than the
+            VQ autoencoder's global attention over the whole image (see
+            :func:`lit_restore.resshift.chain.auto_chop_size`); ``null`` never tiles.
         tiling: ``"cosine"`` (default), ``"uniform"`` or ``"official"`` (ResShift's own tiled
             inference, for reproducing the released models' numbers; :mod:`lit_restore.resshift.chain`).
         color_fix: ``None``, ``"wavelet"`` or ``"adain"`` (:mod:`lit_restore.postprocess`),
             with the bicubic-upsampled LQ as the colour reference.
+        precision: ``fp32``, ``bf16`` (network and first stage under bf16 autocast, for
+            inference and training; the loss is summed in float32) or ``auto`` (inference in
+            bf16 on CUDA when the measured bf16 output difference is within the bound,
+            :mod:`lit_restore.runtime`; training then follows the Trainer's ``precision``).
+        compile: ``torch.compile`` the network and the first stage's encoder/decoder
+            (``true``/``default``, ``reduce-overhead`` = + CUDA graphs, ``max-autotune``).
+        channels_last: the network and first stage in the channels-last memory format.
         seed: base seed of the per-image chain noise.
         weights: a released network checkpoint (e.g. ``resshift_realsrx4_s4_v3.pth``) loaded
             strictly into ``network`` (``weights_only``; ``module.``/``_orig_mod.`` stripped).
@@ -119,7 +131,7 @@ class ResShiftModule(RestorationModule):
         lr_min: float = 2e-5,
         warmup_steps: int = 5000,
         weight_decay: float = 0.0,
-        chop_size: int | None = None,
+        chop_size: int | str | None = "auto",
         chop_overlap: int = 16,
         chop_bs: int = 1,
         padding_offset: int | None = None,
@@ -129,8 +141,12 @@ class ResShiftModule(RestorationModule):
         noise: NoiseModel | None = None,
         seed: int = 0,
         weights: str | None = None,
+        precision: str = "auto",
+        compile: bool | str = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
+        check_precision(precision)
         self.color_fix = check_color_fix(color_fix)
         self.save_hyperparameters(ignore=["network", "operator", "noise"])
         self.network = network if network is not None else SwinUNet()
@@ -149,6 +165,24 @@ class ResShiftModule(RestorationModule):
         self.lpips_weight = lpips_weight
         self._lpips: list[nn.Module] = []  # kept out of state_dict/EMA (frozen, rebuilt on load)
         self.lpips_nan_count = 0
+        self._runtime_device: torch.device | None = None
+
+    # ------------------------------------------------------------- runtime
+    def _networks(self) -> list[nn.Module]:
+        parts = [getattr(self.first_stage, n, None) for n in ("encoder", "decoder")]
+        return [self.network, *(p for p in parts if isinstance(p, nn.Module))]
+
+    def _precision(self, device: torch.device, training: bool) -> AbstractContextManager:
+        """The precision context of this call (``precision``; ``auto`` leaves training to the
+        Trainer's own ``precision`` setting, e.g. ``bf16-mixed``)."""
+        hp = self.hparams
+        if self._runtime_device != device:
+            for net in self._networks():
+                prepare_network(net, device, compile=hp.compile, channels_last=hp.channels_last)
+            self._runtime_device = device
+        if training and hp.precision == "auto":
+            return nullcontext()
+        return autocast(resolve_precision(hp.precision, device, "resshift"), device)
 
     # ------------------------------------------------------------- loading
     @classmethod
@@ -215,12 +249,14 @@ class ResShiftModule(RestorationModule):
         b = hq.shape[0]
         t = torch.randint(0, sch.steps, (b,), device=hq.device)
         x_t = sch.q_sample(z0, cond.z_y, t, torch.randn_like(z0))
-        pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond.lq, mask=cond.mask)
+        with self._precision(hq.device, training=True):
+            pred = self.network(sch.scale_model_input(x_t, t), t, lq=cond.lq, mask=cond.mask)
         mse = (pred.float() - z0.float()).pow(2).flatten(1).mean(1)
         loss = mse
         if self.lpips_weight > 0:
-            dec = self.first_stage.decode(pred).clamp(-1, 1)
-            lp = self._lpips_net()(dec.float(), hq.float()).flatten()
+            with self._precision(hq.device, training=True):
+                dec = self.first_stage.decode(pred).clamp(-1, 1)
+                lp = self._lpips_net()(dec.float(), hq.float()).float().flatten()
             if torch.isfinite(lp).all():
                 loss = mse + self.lpips_weight * lp
                 self.log("train/lpips", lp.mean(), on_step=True, prog_bar=False)
@@ -251,7 +287,9 @@ class ResShiftModule(RestorationModule):
     def restore(self, batch: dict) -> Tensor:
         lq, mask = self._inputs(batch)
         gens = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device="cpu")
-        out = self.chain.sample(self.network, self.first_stage, lq, gens, mask, self.count_nfe)
+        with self._precision(lq.device, training=False):
+            out = self.chain.sample(self.network, self.first_stage, lq, gens, mask, self.count_nfe)
+        out = out.float()
         if self.color_fix is not None:  # colours of the LQ the network saw, upsampled
             out = color_fix(
                 out, self.chain.upsample(self.chain.masked_lq(lq, mask)), self.color_fix
@@ -267,4 +305,5 @@ class ResShiftModule(RestorationModule):
             "kappa": self.schedule.kappa,
             "latent": "pixel" if isinstance(self.first_stage, PixelSpace) else "vq",
             "lpips_weight": self.lpips_weight,
+            "precision": self.hparams.precision,
         }

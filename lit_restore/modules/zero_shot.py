@@ -9,6 +9,11 @@ Gradient methods (DPS, SaFaRI) differentiate through the network. Lightning runs
 ``torch.inference_mode()``; :meth:`ZeroShotRestoration.restore` leaves it locally
 (``torch.inference_mode(False)`` + ``torch.enable_grad()``) and clones the batch tensors out of
 inference mode, so no ``trainer.inference_mode=False`` is needed.
+
+``precision``, ``compile`` and ``channels_last`` change how the prior's network runs, not what the
+method computes (:mod:`lit_restore.runtime`); they are applied once, on the first batch, when the
+device is known. ``precision`` is the one precision switch: the Trainer's ``precision`` (e.g.
+``bf16-mixed``) does not reach the sampler, whose guidance maths stays float32.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lit_restore.modules.base import RestorationModule
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel
 from lit_restore.priors.base import DiffusionPrior
+from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
 from lit_restore.samplers.base import Sampler
 from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for
 
@@ -45,7 +51,13 @@ class ZeroShotRestoration(RestorationModule):
         sampler: a :class:`~lit_restore.samplers.base.Sampler` (DPS, SaFaRI, DDNM, DDRM, DDPG, ...).
         operator, noise: normally attached from the datamodule by the CLI.
         seed: base seed of the per-image sampler noise.
-        precision_bf16: run the network under bf16 autocast (guidance maths stays fp32).
+        precision: ``fp32``, ``bf16`` (the network in bfloat16: the prior's bf16 torso where it
+            has one, else autocast; guidance maths stays float32) or ``auto`` (bf16 on CUDA for
+            methods whose bf16 output was measured within the bound, else float32); see
+            :mod:`lit_restore.runtime`.
+        compile: ``torch.compile`` the prior's network (``true``/``default``,
+            ``reduce-overhead`` = + CUDA graphs, ``max-autotune``); ``false`` = eager.
+        channels_last: the prior's network in the channels-last memory format.
         step_progress: a per-step progress bar of the sampler (rank 0 only) below Lightning's
             per-batch bar: a 1000-step DPS batch otherwise shows nothing for minutes.
     """
@@ -57,7 +69,9 @@ class ZeroShotRestoration(RestorationModule):
         operator: LinearOperator | None = None,
         noise: NoiseModel | None = None,
         seed: int = 0,
-        precision_bf16: bool = False,
+        precision: str = "auto",
+        compile: bool | str = False,
+        channels_last: bool = False,
         step_progress: bool = True,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
@@ -67,9 +81,24 @@ class ZeroShotRestoration(RestorationModule):
             )
         self.prior = prior.freeze()
         self.sampler = sampler
-        self.precision_bf16 = precision_bf16
+        self.precision = check_precision(precision)
+        self.compile, self.channels_last = compile, channels_last
         self.step_progress = step_progress
-        sampler.autocast_dtype = torch.bfloat16 if precision_bf16 else None
+        self._runtime_device: torch.device | None = None
+
+    def prepare_runtime(self, device: torch.device) -> None:
+        """Apply ``precision``/``compile``/``channels_last`` for ``device`` (once per device)."""
+        if self._runtime_device == device:
+            return
+        dtype = resolve_precision(self.precision, device, self.sampler.name)
+        # a bf16 torso (ADM) is faster than autocasting a float32 one; other networks autocast.
+        # float32 leaves the prior as configured (e.g. an explicit ADMPrior(dtype=...)).
+        torso = dtype is not None and self.prior.set_torso_dtype(dtype)
+        self.sampler.autocast_dtype = None if torso else dtype
+        net = getattr(self.prior, "net", None)
+        if isinstance(net, nn.Module):
+            prepare_network(net, device, compile=self.compile, channels_last=self.channels_last)
+        self._runtime_device = device
 
     def restore(self, batch: dict) -> Tensor:
         # the step bar follows Lightning's progress bar (off in scripts, tests and other ranks)
@@ -82,10 +111,14 @@ class ZeroShotRestoration(RestorationModule):
             batch = _normal_tensors(batch)
             operator = self.bound_operator(batch)
             y = batch["y"]
+            self.prepare_runtime(y.device)
             generators = generators_for(self.seed, batch["index"], STREAM_SAMPLER, device=y.device)
-            x = self.sampler.sample(
-                self.prior, operator, y, sigma_y=self.noise.model_sigma, generator=generators
-            )
+            # float32 outside the network call whatever the Trainer's precision: the sampler
+            # autocasts the network itself when `precision` says so
+            with autocast(None, y.device):
+                x = self.sampler.sample(
+                    self.prior, operator, y, sigma_y=self.noise.model_sigma, generator=generators
+                )
         self.count_nfe(self.sampler.nfe)
         if "hq" in batch and x.shape != batch["hq"].shape:
             raise RuntimeError(
@@ -96,4 +129,9 @@ class ZeroShotRestoration(RestorationModule):
 
     def run_hparams(self) -> dict[str, Any]:
         prior_name = getattr(self.prior, "name", None) or type(self.prior).__name__
-        return {**self.sampler.hparams(), "prior": str(prior_name), "seed": self.seed}
+        return {
+            **self.sampler.hparams(),
+            "prior": str(prior_name),
+            "seed": self.seed,
+            "precision": self.precision,
+        }

@@ -123,11 +123,16 @@ class AttentionBlock(nn.Module):
         x = x.reshape(b, c, -1)
         qkv = self.qkv(self.norm(x))  # [B, 3C, L]
         length, heads, ch = qkv.shape[-1], self.num_heads, c // self.num_heads
+        # one copy to [B, L, 3C] makes the per-head channel axis contiguous, so q/k/v reach
+        # SDPA with stride 1 in their last dimension, which its fused kernels (flash /
+        # memory-efficient / CPU flash) require; strided views would fall back to the math
+        # kernel and store the whole L×L matrix.
+        qkv = qkv.transpose(1, 2).contiguous()
         if self.new_order:
-            qkv = qkv.reshape(b, 3, heads, ch, length).permute(1, 0, 2, 4, 3)
+            qkv = qkv.reshape(b, length, 3, heads, ch).permute(2, 0, 3, 1, 4)
         else:
-            qkv = qkv.reshape(b, heads, 3, ch, length).permute(2, 0, 1, 4, 3)
-        q, k, v = qkv.unbind(0)  # each [B, heads, L, ch]
+            qkv = qkv.reshape(b, length, heads, 3, ch).permute(3, 0, 2, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, heads, L, ch], last dimension contiguous
         h = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, ch]
         h = h.permute(0, 1, 3, 2).reshape(b, c, length)
         return (x + self.proj_out(h)).reshape(b, c, *spatial)

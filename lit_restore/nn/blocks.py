@@ -304,8 +304,12 @@ class AttnBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         n = self.norm(x)
+        # tokens-major [B, 1, HW, C] with the channel axis contiguous: SDPA's fused kernels
+        # (flash / memory-efficient / CPU flash) need stride 1 in the last dimension; a strided
+        # view would fall back to the math kernel, which stores the whole HW×HW matrix.
         q, k, v = (
-            conv(n).reshape(b, 1, c, h * w).transpose(-1, -2) for conv in (self.q, self.k, self.v)
+            conv(n).reshape(b, 1, c, h * w).transpose(-1, -2).contiguous()
+            for conv in (self.q, self.k, self.v)
         )
         out = F.scaled_dot_product_attention(q, k, v)  # [B, 1, HW, C]
         return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, h, w))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -129,9 +130,11 @@ class VectorQuantizer(nn.Module):
         nn.init.uniform_(self.embedding.weight, -1.0 / n_embed, 1.0 / n_embed)
 
     def indices(self, z: Tensor) -> Tensor:
-        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
-        e = self.embedding.weight.float()
-        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
+        # float32 even under bf16 autocast: near-equidistant codes would otherwise swap
+        with torch.autocast(z.device.type, enabled=False):
+            flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
+            e = self.embedding.weight.float()
+            d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
         return d.argmin(1).view(z.shape[0], z.shape[2], z.shape[3])
 
     def forward(self, z: Tensor) -> Tensor:

@@ -114,6 +114,12 @@ class ADMPrior(DiffusionPrior):
         if frozen:
             self.freeze()
 
+    def set_torso_dtype(self, dtype: torch.dtype) -> bool:
+        """The ADM torso in ``dtype`` (:meth:`ADMUNet.set_dtype`: guided-diffusion's
+        ``convert_to_fp16`` split, GroupNorm/time MLP/output head stay float32)."""
+        self.net.set_dtype(dtype)
+        return True
+
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         self.check_input(x_t)
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])

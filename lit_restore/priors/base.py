@@ -76,6 +76,12 @@ class DiffusionPrior(nn.Module):
         """x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε."""
         return diffusion.q_sample(x0, noise, self.alpha_bar(t, x0))
 
+    def set_torso_dtype(self, dtype: torch.dtype) -> bool:
+        """Cast the network's torso to ``dtype`` if this prior has one that keeps its precision-
+        sensitive parts (normalisation, time embedding, output head) in float32; returns whether
+        it did. The base class has none (callers then run the network under autocast)."""
+        return False
+
     def freeze(self) -> DiffusionPrior:
         """Eval mode, no gradients to parameters (gradients w.r.t. inputs still flow, for DPS)."""
         return freeze(self)

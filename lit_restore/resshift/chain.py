@@ -16,7 +16,13 @@ Additions over the official loop:
   image — so tiles read the same noise where they overlap and the result does not depend on the
   tiling or on batch mates;
 * tiled inference with a smooth (raised-cosine) blending window instead of the official uniform
-  average; the last tile ends flush with the border.
+  average; the last tile ends flush with the border;
+* ``chop_size="auto"``: tiles chosen so the cost per pixel stays flat with the image size
+  (:func:`auto_chop_size`). The Swin UNet is local (windowed attention, convolutions), but the
+  VQ autoencoder's mid block attends globally over the whole latent, so its cost per pixel grows
+  with the number of latent pixels N: ``a + b·N``. Tiles bound N at the price of recomputing
+  the overlaps; ``auto`` picks whichever of "untiled" and every admissible tile side has the
+  lowest modelled cost per output pixel.
 
 Tiling modes (``tiling``):
 
@@ -49,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_restore.nn.blocks import AttnBlock
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.utils.seeding import randn_per_image
 
@@ -74,6 +81,54 @@ def _starts(size: int, chop: int, stride: int) -> list[int]:
     starts = list(range(0, size - chop, stride))
     starts.append(size - chop)
     return sorted(set(starts))
+
+
+#: Latent side at which the global attention of the VQ-f4 autoencoder's mid blocks costs as much
+#: as the rest of a 4-step chain, per latent pixel. Measured with the released layouts (``VQModel()``
+#: and ``SwinUNet()``, fused SDPA, float32, 1 CPU thread; ``bench/bench_resshift_scaling.py``):
+#: VQ encode + decode 9.1 / 10.7 / 11.7 / 13.2 ms per latent pixel at sides 32 / 64 / 96 / 128,
+#: i.e. a + b·side² with a = 8.8 ms and b = 2.7e-4 ms (attention share 5 / 9 / 15 / 21 %), plus
+#: 4 × 0.93 ms for the UNet calls: √((8.8 + 3.7) / 2.7e-4) ≈ 215.
+ATTENTION_EQUAL_SIDE = 215
+
+
+def has_global_attention(module: nn.Module) -> bool:
+    """Whether ``module`` holds a spatial self-attention over the whole feature map."""
+    return any(isinstance(m, AttnBlock) for m in module.modules())
+
+
+def tiled_cost(
+    h: int, w: int, tile: int | None, overlap: int, latent_per_lq: float, equal_side: float
+) -> float:
+    """Modelled cost per output pixel (in units of the attention-free cost) of restoring an h×w
+    LQ image in ``tile``-sided tiles (LQ px; ``None`` = untiled), tiled as :meth:`ResShiftChain.sample`
+    tiles: a tile with N latent pixels costs ``1 + N / equal_side²`` per pixel it
+    computes, and overlapping pixels are computed once per tile that holds them."""
+    if tile is None:
+        th, tw, n = h, w, 1
+    else:
+        th, tw = min(tile, h), min(tile, w)
+        n = len(_starts(h, th, tile - overlap)) * len(_starts(w, tw, tile - overlap))
+    tokens = th * tw * latent_per_lq**2
+    return n * th * tw / (h * w) * (1.0 + tokens / equal_side**2)
+
+
+def auto_chop_size(
+    h: int, w: int, multiple: int, overlap: int, latent_per_lq: float, stride_multiple: int = 1
+) -> int | None:
+    """``chop_size="auto"``: the tile side (LQ px) with the lowest :func:`tiled_cost`, or
+    ``None`` when not tiling is cheapest. Candidates are the multiples of ``multiple`` (the side
+    the network and first stage accept) larger than ``overlap`` whose stride ``tile − overlap``
+    is a multiple of ``stride_multiple`` (tiles must align with the latent grid)."""
+    best = None
+    best_cost = tiled_cost(h, w, None, overlap, latent_per_lq, ATTENTION_EQUAL_SIDE)
+    for tile in range(multiple, max(h, w), multiple):
+        if tile <= overlap or (tile - overlap) % stride_multiple:
+            continue
+        cost = tiled_cost(h, w, tile, overlap, latent_per_lq, ATTENTION_EQUAL_SIDE)
+        if cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def _window(h: int, w: int, device: torch.device) -> Tensor:
@@ -104,7 +159,8 @@ class ResShiftChain(nn.Module):
         padding_offset: LQ side multiple the input is reflect-padded to (official: ``lq_size``;
             ``None`` = the smallest multiple the network and first stage accept).
         chop_size: tile side in LQ pixels; tiling starts when an LQ side exceeds it
-            (``None`` = never tile).
+            (``None`` = never tile; ``"auto"`` = :func:`auto_chop_size`, which tiles only
+            when the first stage attends globally and tiles are cheaper per pixel).
         chop_overlap: overlap between tiles in LQ pixels (official defaults: 64/32/16 for
             chop sizes 512/256/64).
         chop_bs: tile positions per forward (each holds the whole batch).
@@ -117,7 +173,7 @@ class ResShiftChain(nn.Module):
         schedule: ResShiftSchedule,
         sf: int = 4,
         padding_offset: int | None = None,
-        chop_size: int | None = None,
+        chop_size: int | str | None = None,
         chop_overlap: int = 16,
         chop_bs: int = 1,
         progress: bool = False,
@@ -127,7 +183,12 @@ class ResShiftChain(nn.Module):
         if tiling not in TILINGS:
             raise ValueError(f"tiling={tiling!r}: use one of {TILINGS}")
         self.tiling = tiling
-        if chop_size is not None and not 0 <= chop_overlap < chop_size:
+        if chop_size == "auto":
+            if chop_overlap < 0:
+                raise ValueError(f"chop_overlap={chop_overlap} must be >= 0")
+        elif isinstance(chop_size, str):
+            raise ValueError(f"chop_size={chop_size!r}: use an int (LQ pixels), 'auto' or null")
+        elif chop_size is not None and not 0 <= chop_overlap < chop_size:
             raise ValueError(f"chop_overlap={chop_overlap} must be in [0, chop_size={chop_size})")
         self.schedule = schedule
         self.sf = sf
@@ -198,14 +259,23 @@ class ResShiftChain(nn.Module):
         return max(1, math.ceil(need / self.sf))
 
     # ---------------------------------------------------------------- main
-    def _tiles_needed(self, h: int, w: int) -> bool:
-        return self.chop_size is not None and (h > self.chop_size or w > self.chop_size)
-
-    def _grid(self, h: int, w: int) -> tuple[int, int, int, list[tuple[int, int]]]:
-        """``(tile height, tile width, stride, tile origins)`` over an ``h × w`` LQ: a tile every
-        ``chop_size − chop_overlap``, the last flush with the border (module docstring)."""
+    def _chop(self, first_stage: nn.Module, h: int, w: int, off: int) -> int | None:
+        """The tile side for an ``h × w`` LQ, or ``None`` when it is restored whole
+        (``chop_size="auto"`` resolved by :func:`auto_chop_size`)."""
         chop = self.chop_size
-        assert chop is not None
+        if chop == "auto":
+            chop = None
+            if has_global_attention(first_stage):
+                ds = getattr(first_stage, "downscale", 1)
+                chop = auto_chop_size(
+                    h, w, off, self.chop_overlap, self.sf / ds, max(1, ds // self.sf)
+                )
+        assert chop is None or isinstance(chop, int)
+        return None if chop is None or (h <= chop and w <= chop) else chop
+
+    def _grid(self, h: int, w: int, chop: int) -> tuple[int, int, int, list[tuple[int, int]]]:
+        """``(tile height, tile width, stride, tile origins)`` over an ``h × w`` LQ: a tile every
+        ``chop − chop_overlap``, the last flush with the border (module docstring)."""
         stride = chop - self.chop_overlap
         th, tw = min(chop, h), min(chop, w)
         return (
@@ -247,17 +317,20 @@ class ResShiftChain(nn.Module):
                 return randn_per_image(shape, generators, device=lq.device)
 
         off = self._offset(network, first_stage)
-        if self.tiling == "official" and self._tiles_needed(h, w):
-            return self._official_tiled(network, first_stage, lq, mask, noise, nfe, off)
+        if self.tiling == "official":  # the tiling is decided on the unpadded LQ
+            chop = self._chop(first_stage, h, w, off)
+            if chop is not None:
+                return self._official_tiled(network, first_stage, lq, mask, noise, nfe, off, chop)
         lq_p = _pad_to(lq, off)
         mask_p = _pad_to(mask, off) if mask is not None else None
         hp, wp = lq_p.shape[-2:]
         field = noise(self._noise_shape(first_stage, lq_p))
-        if self.tiling == "official" or not self._tiles_needed(hp, wp):
+        chop = None if self.tiling == "official" else self._chop(first_stage, hp, wp, off)
+        if chop is None:
             out = self._chain(network, first_stage, lq_p, field, mask_p, nfe)
         else:
             ds = getattr(first_stage, "downscale", 1)
-            out = self._tiled(network, first_stage, lq_p, field, mask_p, nfe, ds)
+            out = self._tiled(network, first_stage, lq_p, field, mask_p, nfe, ds, chop)
         return out[..., : h * self.sf, : w * self.sf]
 
     def _official_tiled(
@@ -269,6 +342,7 @@ class ResShiftChain(nn.Module):
         noise: NoiseFn,
         nfe: Callable[[int], None] | None,
         off: int,
+        chop: int,
     ) -> Tensor:
         """ResShift's tiling (module docstring): tiles of the unpadded LQ, each padded to
         ``off`` and sampled with its own noise (``chop_bs`` tiles per forward, tile-major like
@@ -277,7 +351,7 @@ class ResShiftChain(nn.Module):
 
         b, _, h, w = lq.shape
         sf = self.sf
-        th, tw, _, boxes = self._grid(h, w)
+        th, tw, _, boxes = self._grid(h, w, chop)
         out = torch.zeros(b, lq.shape[1], h * sf, w * sf, device=lq.device)
         count = torch.zeros(1, 1, h * sf, w * sf, device=lq.device)
         for i in tqdm(range(0, len(boxes), self.chop_bs), disable=not self.progress, desc="tiles"):
@@ -304,12 +378,13 @@ class ResShiftChain(nn.Module):
         mask: Tensor | None,
         nfe: Callable[[int], None] | None,
         ds: int,
+        chop: int,
     ) -> Tensor:
         from tqdm.auto import tqdm
 
         b, _, hp, wp = lq.shape
         sf = self.sf
-        th, tw, stride, boxes = self._grid(hp, wp)
+        th, tw, stride, boxes = self._grid(hp, wp, chop)
         if sf < ds and stride % (ds // sf):
             raise ValueError(
                 f"chop_size - chop_overlap = {stride} must be a multiple of {ds // sf} so tiles "

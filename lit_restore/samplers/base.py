@@ -39,6 +39,7 @@ from lit_restore import diffusion
 from lit_restore.diffusion import respace
 from lit_restore.operators.base import LinearOperator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
+from lit_restore.runtime import autocast
 from lit_restore.utils.seeding import randn_per_image
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -91,7 +92,7 @@ class SamplingContext:
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         dtype = self.sampler.autocast_dtype
         if dtype is not None:
-            with torch.autocast(device_type=x.device.type, dtype=dtype):
+            with autocast(dtype, x.device):
                 return self.prior.eps(x, tt).float()
         return self.prior.eps(x, tt)
 
@@ -139,7 +140,8 @@ class Sampler:
         self.clip_denoised = clip_denoised
         self.progress = progress
         self.nfe = 0
-        #: set by ZeroShotRestoration(precision_bf16=True): network calls run under autocast.
+        #: set by ZeroShotRestoration(precision="bf16") for priors without a bf16 torso: network
+        #: calls run under autocast (lit_restore.runtime).
         self.autocast_dtype: torch.dtype | None = None
 
     # ---------------------------------------------------------- schedule

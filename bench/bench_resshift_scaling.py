@@ -1,0 +1,157 @@
+"""ResShift's cost per pixel against the image size, untiled and with ``chop_size="auto"``.
+
+    python -m bench.bench_resshift_scaling fit                       # released layouts, the model
+    python -m bench.bench_resshift_scaling chain --tiny --sizes 64 128 256
+
+``fit``: the released VQ-f4 autoencoder (``VQModel()``) encodes and decodes latents of side
+``--sides``; the time per latent pixel is fitted as ``a + b·side²`` (its mid blocks' attention
+is global: cost ∝ N per pixel; everything else is local: constant per pixel), with the share of
+one mid attention printed alongside; plus one call of the released Swin UNet per latent pixel
+(local: constant). ``√((a + T·unet) / b)`` is the side at which the attention costs as much as
+the rest of a T-step chain — :data:`lit_restore.resshift.chain.ATTENTION_EQUAL_SIDE`.
+
+``chain``: the whole ×4 restoration (bicubic↑, encode, T network calls, decode) at LQ sides
+``--sizes``, untiled (``chop_size=None``, "before") and ``auto`` ("after"): seconds and peak
+memory per output megapixel (CPU: peak-RSS growth in a forked child; CUDA:
+``max_memory_allocated``), medians of ``--repeats`` interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import bench_resshift
+from bench.measure import (
+    interleaved,
+    machine,
+    median,
+    peak_memory,
+    run_forked,
+    timed,
+    write_json,
+)
+from lit_restore.nn import SwinUNet, VQModel
+from lit_restore.resshift.chain import auto_chop_size
+
+
+@torch.no_grad()
+def fit(sides: list[int], steps: int = 4) -> dict:
+    vq = VQModel().eval()
+    rows = []
+    for side in sides:
+        z = torch.randn(1, 3, side, side)
+        x = torch.randn(1, 3, 4 * side, 4 * side)
+        h = vq.decoder.mid.block_1(vq.decoder.conv_in(vq.post_quant_conv(z)))
+        t = {
+            "decode": timed(partial(vq.decode, z, quantize=False)),
+            "encode": timed(partial(vq.encode, x)),
+            "attention": timed(partial(vq.decoder.mid.attn_1, h)),
+        }
+        per_px = (t["decode"] + t["encode"]) / side**2 * 1e3
+        rows.append({"side": side, **t, "ms_per_latent_px": per_px,
+                     "attention_share": 2 * t["attention"] / (t["decode"] + t["encode"])})  # fmt: skip
+        print(rows[-1], flush=True)
+    # least squares of ms/px = a + b·side²
+    n2 = torch.tensor([float(r["side"] ** 2) for r in rows], dtype=torch.float64)
+    cost = torch.tensor([r["ms_per_latent_px"] for r in rows], dtype=torch.float64)
+    design = torch.stack([torch.ones_like(n2), n2], 1)
+    a, b = torch.linalg.lstsq(design, cost[:, None]).solution.flatten().tolist()
+    net = SwinUNet().eval()
+    z = torch.randn(1, 3, 64, 64)
+    t_net = interleaved({"u": lambda: net(z, torch.tensor([1]), lq=z)}, 3)["u"]
+    unet_ms = median(t_net) / 64**2 * 1e3
+    equal = ((a + steps * unet_ms) / b) ** 0.5
+    out = {"rows": rows, "a_ms": a, "b_ms": b, "unet_ms_per_px": unet_ms, "equal_side": equal}
+    print(f"a = {a:.2f} ms, b = {b:.2e} ms, UNet {unet_ms:.2f} ms/px → equal side {equal:.0f}")
+    return out
+
+
+def _restore(size: int, chop, tiny: bool):
+    m = bench_resshift.build("cpu", tiny=tiny)
+    m.eval()
+    m.chain.chop_size = chop
+    lq = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batch = {"lq": lq, "index": torch.tensor([0])}
+
+    def run() -> None:
+        with torch.no_grad():
+            m.restore(batch)
+
+    return run
+
+
+def _chain_memory(size: int, chop, tiny: bool) -> tuple[float, str]:
+    run = _restore(size, chop, tiny)
+    return peak_memory(run, "cpu")
+
+
+def auto_tile(size: int, tiny: bool) -> int | None:
+    """The tile side ``chop_size="auto"`` picks for a ``size``² LQ image (None = untiled)."""
+    m = bench_resshift.build("cpu", tiny=tiny)
+    s, ds = m.chain, m.first_stage.downscale
+    off = s._offset(m.network, m.first_stage)
+    side = -(-size // off) * off  # padded as the chain pads
+    return auto_chop_size(side, side, off, s.chop_overlap, s.sf / ds, max(1, ds // s.sf))
+
+
+def chain(sizes: list[int], tiny: bool, repeats: int) -> list[dict]:
+    variants = {"untiled": None, "auto": "auto"}
+    # memory first, in children of a parent that has run nothing yet (a forked child inherits
+    # its parent's allocator free lists, which would hide its allocations)
+    mems = {
+        (size, v): run_forked(_chain_memory, size, c, tiny)[0]
+        for size in sizes
+        for v, c in variants.items()
+    }
+    rows = []
+    for size in sizes:
+        mem = {v: mems[size, v] for v in variants}
+        fns = {v: _restore(size, c, tiny) for v, c in variants.items()}
+        times = interleaved(fns, repeats)
+        mpx = (4 * size) ** 2 / 1e6
+        row = {
+            "lq": size,
+            "out_mpx": mpx,
+            "s_per_mpx": {v: median(t) / mpx for v, t in times.items()},
+            "peak_mib_per_mpx": {v: m / mpx for v, m in mem.items()},
+            "auto_tile_lq_px": auto_tile(size, tiny),
+        }
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["fit", "chain"])
+    ap.add_argument("--sides", type=int, nargs="+", default=[32, 64, 96, 128])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    result = (
+        fit(args.sides)
+        if args.mode == "fit"
+        else {"rows": chain(args.sizes, args.tiny, args.repeats)}
+    )
+    meta = {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
+            "wall_s": time.perf_counter() - start}  # fmt: skip
+    if args.json:
+        write_json(args.json, {"meta": meta, **result})
+    return result
+
+
+if __name__ == "__main__":
+    main()

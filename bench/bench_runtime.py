@@ -1,0 +1,210 @@
+"""Each runtime option's output difference against float32, and its speed, per method (CPU).
+
+    python -m bench.bench_runtime --json bench/results/runtime_cpu.json
+
+For every zero-shot method (SaFaRI, DPS, DDNM, DDRM, DDPG, IDPG, FDGR) and for ResShift, the
+same restoration is run with plain float32 and with each option of :mod:`lit_restore.runtime`
+(``channels_last``, ``precision="bf16"``; ``compile`` where ``--compile`` is given) — same inputs,
+same per-image noise — and the table reports the max abs difference (model space [-1, 1]) and
+the PSNR (dB, [0, 1]) between the option's output and the float32 output, and the option's
+speed relative to float32 (median of ``--repeats`` interleaved runs).
+
+**Why a trained prior.** With random weights a sampler's trajectory is meaningless and often
+diverges (x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ with an ε of the wrong scale), so a precision difference
+measured on it says nothing. The prior here is the ADM FFHQ-256 topology at ``--size`` px
+(width ``--width``) trained for ``--train-steps`` steps as an ε-predictor on the library's
+dead-leaves images (a minute or two): a weak but real denoiser, whose trajectories behave like
+a trained prior's. The measurement: the 8 demo images (``data/demo``, centre crop, area-resized
+to ``--size``), SR×4 ``BicubicSR(4)`` + Gaussian noise σ = 0.025 — the demo's task — and
+``--steps`` respaced steps of each method at its default settings; speed is the ratio of medians
+of ``--repeats`` interleaved runs of a ``--time-steps`` chain (every step costs the same). ResShift uses random weights
+in a small topology of the released kind (its chain mixes x̂0 into x_t and stays bounded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import bench_resshift
+from bench.bench_samplers import reduce
+from bench.measure import difference, interleaved, machine, median, write_json
+from lit_restore import runtime
+from lit_restore.data import DeadLeaves
+from lit_restore.data.io import load_image
+from lit_restore.modules import ZeroShotRestoration
+from lit_restore.operators import BicubicSR, GaussianNoise
+from lit_restore.priors import ADMPrior
+from lit_restore.priors.registry import REGISTRY
+from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS: dict[str, Callable[[int], object]] = {
+    "safari": lambda n: SaFaRI(steps=n, scale=0.3),
+    "dps": lambda n: DPS(steps=n, scale=0.3),
+    "ddnm": lambda n: DDNM(steps=n),
+    "ddrm": lambda n: DDRM(steps=n),
+    "ddpg": lambda n: DDPG(steps=n),
+    "idpg": lambda n: IDPG(steps=n),
+    "fdgr": lambda n: FDGR(steps=n),
+}
+OPTIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}}
+
+
+def prior_config(size: int, width: int) -> dict:
+    return reduce(dict(REGISTRY["adm-ffhq256-dps"].config), size, 256 // width)
+
+
+def trained_prior(size: int, width: int, steps: int, seed: int = 0) -> ADMPrior:
+    """ADM FFHQ topology at ``size`` px trained briefly on dead leaves (ε-prediction, Adam)."""
+    torch.manual_seed(seed)
+    prior = ADMPrior(**prior_config(size, width), frozen=False)
+    data = DeadLeaves(length=256, image_size=size, seed=seed)
+    pool = torch.stack([data[i]["image"] for i in range(len(data))]) * 2 - 1
+    opt = torch.optim.Adam(prior.net.parameters(), lr=5e-4)
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        x0 = pool[torch.randint(len(pool), (8,), generator=g)]
+        t = torch.randint(prior.num_timesteps, (8,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        loss = F.mse_loss(prior.eps(prior.q_sample(x0, t, noise), t), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            print(f"prior training step {step}: loss {loss.item():.3f}", flush=True)
+    return prior.freeze()
+
+
+def demo_images(size: int, count: int) -> Tensor:
+    """The first ``count`` demo images: centre square, area-resized to ``size``, in [-1, 1]."""
+    files = sorted((ROOT / "data" / "demo").glob("*.png"))[:count]
+    imgs = []
+    for f in files:
+        x = load_image(f)  # [C,H,W] in [0, 1]
+        s = min(x.shape[-2:])
+        top, left = (x.shape[-2] - s) // 2, (x.shape[-1] - s) // 2
+        x = x[:, top : top + s, left : left + s]
+        imgs.append(F.interpolate(x[None], size=(size, size), mode="area")[0])
+    return torch.stack(imgs) * 2 - 1
+
+
+def compare(modules: dict, batch: dict, repeats: int, timing: dict | None = None) -> dict:
+    """Output of every module's ``restore(batch)`` against ``fp32``'s, and each option's speed
+    relative to fp32: medians of ``repeats`` interleaved runs of ``timing`` (modules of a
+    shorter chain — every step of these methods costs the same, so the ratio is the whole run's;
+    default: ``modules`` themselves)."""
+    outs = {name: m.restore(batch) for name, m in modules.items()}
+    timing = timing or modules
+
+    def runner(name: str) -> Callable[[], None]:
+        return lambda: timing[name].restore(batch)
+
+    times = interleaved({n: runner(n) for n in timing}, repeats)
+    base = median(times["fp32"])
+    row: dict = {"fp32_s": base}
+    for name in modules:
+        if name != "fp32":
+            speed = {"speedup": base / median(times[name])}
+            row[name] = {**difference(outs[name], outs["fp32"]), **speed}
+    return row
+
+
+def zero_shot_rows(args) -> list[dict]:
+    state = trained_prior(args.size, args.width, args.train_steps).state_dict()
+    x = demo_images(args.size, args.images)
+    op, noise = BicubicSR(4), GaussianNoise(0.025)
+    y = op.A(x)
+    y = y + noise.model_sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    batch = {"y": y, "index": torch.arange(len(x)), "name": [str(i) for i in range(len(x))]}
+    options = dict(OPTIONS)
+    if args.compile:
+        options["compile"] = {"compile": True}
+
+    def module(make: Callable, steps: int, opts: dict) -> ZeroShotRestoration:
+        prior = ADMPrior(**prior_config(args.size, args.width))
+        prior.load_state_dict(state)
+        kw = {"precision": "fp32", **opts}
+        return ZeroShotRestoration(prior.freeze(), make(steps), operator=op, noise=noise, **kw)
+
+    rows = []
+    for method, make in METHODS.items():
+        full = {name: module(make, args.steps, o) for name, o in options.items()}
+        short = {name: module(make, args.time_steps, o) for name, o in options.items()}
+        row = {
+            "method": method,
+            "steps": args.steps,
+            "timed_steps": args.time_steps,
+            **compare(full, batch, args.repeats, short),
+        }
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def resshift_row(args) -> dict:
+    lq = torch.rand(args.images, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    batch = {"lq": lq, "index": torch.arange(args.images)}
+    modules = {n: bench_resshift.build("cpu", tiny=True, **o) for n, o in OPTIONS.items()}
+    with torch.no_grad():
+        row = {"method": "resshift (tiny, random weights)", "steps": 4}
+        row.update(compare(modules, batch, args.repeats))
+    print(row, flush=True)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    opts = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    cols = " | ".join(f"{o}: max abs · PSNR · speed-up" for o in opts)
+    lines = [f"| method | steps | fp32 s (timed chain) | {cols} |", "|---" * (3 + len(opts)) + "|"]
+    for r in rows:
+        cells = " | ".join(
+            f"{r[o]['max_abs']:.2g} · {r[o]['psnr_db']:.1f} dB · {r[o]['speedup']:.2f}×"
+            for o in opts
+        )
+        lines.append(f"| {r['method']} | {r['steps']} | {r['fp32_s']:.2f} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--width", type=int, default=32, help="ADM base width (num_channels)")
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--time-steps", type=int, default=2, help="chain length of the timed runs")
+    ap.add_argument("--train-steps", type=int, default=150)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (inductor)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for m in set(METHODS) - set(args.methods.split(",")):
+        METHODS.pop(m)
+    start = time.perf_counter()
+    rows = [*zero_shot_rows(args), resshift_row(args)]
+    meta = {
+        "machine": machine(),
+        "args": {**vars(args), "json": str(args.json)},
+        "wall_s": time.perf_counter() - start,
+        "bf16_auto_bound_db": runtime.BF16_AUTO_BOUND_DB,
+    }
+    print(markdown(rows))
+    if args.json:
+        write_json(args.json, {"meta": meta, "rows": rows})
+    return {"meta": meta, "rows": rows}
+
+
+if __name__ == "__main__":
+    main()
