@@ -172,6 +172,10 @@ REPOS = {
     "ddpg": ("tirer-lab/DDPG", "fcd17382d6b2d084b4bd2686c531b61e392cc1a9"),
     "fdgr": ("Anonymous-CodeSub/FDGR", "ecd85b3551dd54a93bbc7a4b385aa74c487a8fd3"),
     "resshift": ("zsyOAOA/ResShift", "3ce1d81e8402fd50083809ae288a3977f6921bdd"),
+    "bkse": (
+        "VinAIResearch/blur-kernel-space-exploring",
+        "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
+    ),
 }
 
 #: the top-level package names the official repositories reuse (purged between repositories)
