@@ -154,14 +154,20 @@ def fixture_prior(inner):
     sqrt_abar = torch.from_numpy(np.sqrt(abar)).float()
 
     class FixturePrior(DiffusionPrior):
+        learned_variance = inner.learned_variance  # channels 3:6 pass through unchanged
+
         def __init__(self) -> None:
             super().__init__(image_size=inner.image_size, channels=3)
             self.inner = inner
 
-        def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def eps_and_variance(self, x_t: torch.Tensor, t: torch.Tensor):
             idx = torch.as_tensor(t).long().reshape(-1).expand(x_t.shape[0])
             c, w = coef[idx].view(-1, 1, 1, 1), 0.1 * sqrt_abar[idx].view(-1, 1, 1, 1)
-            return c * x_t + w * self.inner.eps(x_t, t)
+            eps, v = self.inner.eps_and_variance(x_t, t)
+            return c * x_t + w * eps, v
+
+        def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.eps_and_variance(x_t, t)[0]
 
     return FixturePrior().freeze()
 
@@ -240,7 +246,10 @@ def _run_dps(name: str, dtype: torch.dtype = torch.float32) -> tuple[float, dict
         betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
         prior.alphas_cumprod = torch.cumprod(1 - betas, 0)
     steps = len(meta["timesteps"])
-    sampler = DPS(scale=meta["scale"], step="code", steps=steps, spacing="linspace", eta=1.0)
+    # the defaults are the official ones: space_timesteps, variance learned_range when the
+    # network has the channels (DPS configs/diffusion_config.yaml), fixed_small otherwise
+    sampler = DPS(scale=meta["scale"], step="code", steps=steps)
+    assert sampler.resolve_variance(prior) == meta["model_var_type"]
     assert sampler.timesteps() == sorted(meta["timesteps"], reverse=True)
     draws = official_noise(meta, arrays["noise_shapes"])
     # official: x_T, then per step an image and a measurement draw (the last image draw unused);

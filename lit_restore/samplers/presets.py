@@ -46,10 +46,10 @@ def _table(rows: dict[str, Preset]) -> Mapping[str, Preset]:
 _DPS_REPO = (
     "DPS2022/diffusion-posterior-sampling configs/{}_config.yaml (conditioning.params.scale; "
     "the non-squared residual norm = step 'code'), configs/diffusion_config.yaml (1000 DDPM steps, "
-    "timestep_respacing 1000). The paper's App. D.1 ζ′ = 1.0 for FFHQ SR×4 is step 'paper' "
+    "timestep_respacing 1000, model_var_type learned_range = variance 'auto'). The paper's App. D.1 ζ′ = 1.0 for FFHQ SR×4 is step 'paper' "
     "(code scale 2ζ′)."
 )
-_DPS_1000 = {"step": "code", "steps": 1000, "spacing": "linspace", "eta": 1.0}
+_DPS_1000 = {"step": "code", "steps": 1000, "spacing": "guided_diffusion", "variance": "auto"}
 
 DPS_PRESETS = _table(
     {
@@ -71,7 +71,7 @@ DPS_PRESETS = _table(
 # choice; the per-task presets were chosen by measurement with bench/tune_safari.py on an analytic
 # Gaussian prior (a proxy, not the paper's ADM protocol): bench/README.md, "SaFaRI defaults (how
 # they were chosen)", holds the search, the criterion and the measured PSNR / SSIM / hf_err.
-_SAFARI_1000 = {"step": "code", "steps": 1000, "spacing": "linspace"}
+_SAFARI_1000 = {"step": "code", "steps": 1000, "spacing": "guided_diffusion", "variance": "auto"}
 _TUNED = "bench/tune_safari.py --tasks {} (bench/results/tune_safari_{}.json; bench/README.md)."
 
 SAFARI_PRESETS = _table(
