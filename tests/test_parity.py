@@ -214,6 +214,22 @@ def _rows(arrays: dict, key: str) -> list[list[int]]:
     return [flat[offs[i] : offs[i + 1]].tolist() for i in range(len(offs) - 1)]
 
 
+@pytest.mark.parametrize("key,spacing", [("space_timesteps", "guided_diffusion"), ("ddrm", "ddrm")])
+def test_named_respacing_rules_equal_the_official_tables(key, spacing):
+    """guided-diffusion ``space_timesteps(1000, [N])`` and DDRM's untruncated
+    ``range(0, 1000, 1000 // N)``, for every N in 1 … 1000, exactly (N = 1 → {0} for the former;
+    more than N steps for 984 N for the latter)."""
+    from lit_restore.diffusion import respace
+
+    _, arrays = load("respacing")
+    rows = _rows(arrays, key)
+    assert len(rows) == 1000
+    for n, official in enumerate(rows, start=1):
+        assert respace(1000, n, spacing) == sorted(official, reverse=True), n
+    assert respace(1000, 1, "guided_diffusion") == [0]
+    assert sum(len(r) > n for n, r in enumerate(_rows(arrays, "ddrm"), start=1)) == 984
+
+
 def test_leading_respacing_equals_the_official_tables():
     """The official DDRM table ``range(0, 1000, 1000 // N)`` (``respacing.npz``) truncated to N
     steps is DDNM/DDPG/FDGR's schedule (``get_schedule_jump`` · ``1000 // N``) and ours
@@ -236,15 +252,12 @@ def _dps_operator(meta: dict, arrays: dict):
     return Inpainting(mask_type="box").bind({"mask": tensor(arrays["mask"])})
 
 
-def _run_dps(name: str, dtype: torch.dtype = torch.float32) -> tuple[float, dict]:
+def _run_dps(name: str) -> tuple[float, dict]:
     from lit_restore.samplers import DPS
 
     meta, arrays = load(name)
     learned = meta["model_var_type"] == "learned_range"
-    prior = fixture_prior(adm_prior(learned)).to(dtype)
-    if dtype == torch.float64:  # the schedule itself in float64 (ours stores ᾱ as float32)
-        betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
-        prior.alphas_cumprod = torch.cumprod(1 - betas, 0)
+    prior = fixture_prior(adm_prior(learned))
     steps = len(meta["timesteps"])
     # the defaults are the official ones: space_timesteps, variance learned_range when the
     # network has the channels (DPS configs/diffusion_config.yaml), fixed_small otherwise
@@ -254,31 +267,40 @@ def _run_dps(name: str, dtype: torch.dtype = torch.float32) -> tuple[float, dict
     draws = official_noise(meta, arrays["noise_shapes"])
     # official: x_T, then per step an image and a measurement draw (the last image draw unused);
     # ours: x_T, then one image draw per step except the last
-    ours = [d.to(dtype) for d in [draws[0], *draws[1 : 1 + 2 * (steps - 1) : 2]]]
-    operator = _dps_operator(meta, arrays).to(dtype)
+    ours = [draws[0], *draws[1 : 1 + 2 * (steps - 1) : 2]]
     with replay(ours):
-        out = sampler.sample(prior, operator, tensor(arrays["y"]).to(dtype))
+        out = sampler.sample(prior, _dps_operator(meta, arrays), tensor(arrays["y"]))
     return max_abs(out, arrays["out"]), meta
+
+
+def test_dps_learned_range_variance_equals_official():
+    """DPS with ``model_var_type: learned_range`` (its ``configs/diffusion_config.yaml``) on the
+    ``learn_sigma`` ADM: the network's channels 3:6 interpolate log β and log β̃ of the respaced
+    100-step chain. ``variance="auto"`` picks it from the prior. Observed 4.2e-7 (official
+    float32 round-off 5.6e-7); with the variance channels dropped (β̃) ours was 0.16 away."""
+    err, meta = _run_dps("dps_learned_inpaint_100")
+    assert meta["model_var_type"] == "learned_range"
+    assert err <= TOL, err
 
 
 def test_dps_fixed_variance_equals_official():
     """DPS (``ps``, scale 0.5, ``fixed_small``) on the ADM without learned sigma, a respaced
-    100-step chain (``space_timesteps(1000, [100])`` = ours) and a box mask. Observed 3.0e-6
+    100-step chain (``space_timesteps(1000, [100])``) and a box mask. Observed 5.4e-7
     (official float32 round-off 4.8e-7)."""
     err, _ = _run_dps("dps_fixed_inpaint_100")
     assert err <= TOL, err
 
 
 @pytest.mark.slow
-def test_dps_fixed_variance_1000_steps_with_a_float64_schedule():
-    """The 1000-step chain with DPS's ``Resizer`` SR×4 (``dps_fixed_sr4_1000``). In float32 ours
-    ends 2.1e-5 from the official output — over the tolerance — because ``DiffusionPrior`` keeps
-    ᾱ in float32 and the transition forms 1 − ᾱ' and √(1 − ᾱ' − σ²) from it (at t' = 0,
-    1 − ᾱ' = 1e-4 carries ~6e-4 relative error), where guided-diffusion computes its
-    coefficients in float64. With the schedule and the arithmetic in float64 the loop lands
-    1.7e-6 from the official float32 output (its own float32 round-off is 1.7e-6): the
-    algorithm agrees, the precision of the schedule does not. ~2 min, hence ``slow``."""
-    err, _ = _run_dps("dps_fixed_sr4_1000", torch.float64)
+@pytest.mark.parametrize("name", ["dps_learned_sr4_1000", "dps_fixed_sr4_1000"])
+def test_dps_1000_steps_equals_official(name):
+    """The full 1000-step chain with DPS's ``Resizer`` SR×4, learned-range and fixed-small, in
+    float32. The ancestral step's coefficients come from float64 tables cast once, as
+    guided-diffusion's (``diffusion/variance.py``); with coefficients formed from a float32 ᾱ
+    (the DDIM-form transition) the fixed-small chain ended 2.1e-5 away (at t' = 0, 1 − ᾱ' = 1e-4
+    carries ~6e-4 relative error). Observed 1.0e-6 (learned; official round-off 1.9e-6).
+    ~3 min each on a loaded 2-core box, hence ``slow``; the 100-step chains above run in CI."""
+    err, _ = _run_dps(name)
     assert err <= TOL, err
 
 
@@ -308,6 +330,31 @@ def _run(sampler, prior, meta: dict, arrays: dict, sigma_y: float, noise) -> tor
                               sigma_y=sigma_y)  # fmt: skip
 
 
+def test_ddrm_official_mode_on_thresholded_singulars_equals_official():
+    """DDRM σ_y = 0.1 on the Gaussian deblurring operator (5 taps, σ = 10, 1-D singular values
+    below 3e-2 zeroed: 372 of the 3072 products are 0). Our operator has the official singular
+    values (sorted, to float32 round-off) and measures all 3072 components; ``mode="official"``
+    gives the zeroed ones the "less noisy than y" rule as ``denoising.py`` L74-75 does and lands
+    6.1e-6 from the official output (its float32 round-off 5.9e-6); ``mode="svd"`` (zeroed =
+    unmeasured) is 0.46 away — the difference the mode exists for."""
+    from lit_restore.samplers import DDRM
+
+    meta, arrays = load("ddrm_deblur_noisy")
+    op = _svd_operator(meta, arrays).at((1, 3, 32, 32))
+    s = op.singulars()
+    assert max_abs(s.sort().values, np.sort(arrays["singulars"])) <= TOL
+    assert int((s == 0).sum()) == int((arrays["singulars"] == 0).sum()) == 372
+    assert bool(op.measured().all())
+    errs = {}
+    for mode in ("official", "svd"):
+        noise = official_noise(meta, arrays["noise_shapes"])
+        sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"], mode=mode)
+        out = _run(sampler, fixture_prior(ddim_prior()), meta, arrays, meta["sigma_0"], noise)
+        errs[mode] = max_abs(out, arrays["out"])
+    assert errs["official"] <= TOL, errs
+    assert errs["svd"] > 0.1, errs
+
+
 @pytest.mark.parametrize(
     "name", ["ddrm_sr4", "ddrm_sr4_noisy", "ddrm_inpaint", "ddrm_inpaint_noisy"]
 )
@@ -320,7 +367,7 @@ def test_ddrm_equals_official(name):
 
     meta, arrays = load(name)
     noise = official_noise(meta, arrays["noise_shapes"])
-    sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"])
+    sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"], mode="official")
     assert sampler.timesteps() == sorted(meta["timesteps"], reverse=True)
     out = _run(sampler, fixture_prior(ddim_prior()), meta, arrays, meta["sigma_0"], noise)
     err = max_abs(out, arrays["out"])
@@ -332,7 +379,7 @@ def _ddnm(name: str) -> tuple[float, dict]:
 
     meta, arrays = load(name)
     noise = official_noise(meta, arrays["noise_shapes"])
-    sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"],
+    sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"], lambda_noise="official",
                    travel_length=meta["travel_length"], travel_repeat=meta["travel_repeat"])  # fmt: skip
     out = _run(sampler, fixture_prior(adm_prior(True)), meta, arrays, meta["sigma_y"], noise)
     return max_abs(out, arrays["out"]), meta
@@ -351,6 +398,27 @@ def test_ddnm_equals_official(name):
     Observed ≤ 6.2e-6 (official float32 round-off ≤ 6.4e-6)."""
     err, _ = _ddnm(name)
     assert err <= TOL, err
+
+
+@pytest.mark.parametrize("name", ["ddnm_plus_sr4_avgpool", "ddnm_plus_color"])
+def test_ddnm_plus_official_lambda_noise_equals_official(name):
+    """DDNM+ at σ_y = 0.1 with the official ``Lambda_noise`` (raw pixel blocks scaled by d and
+    rotated by the block's official V, ``svd_operators.py`` L572-624 / L695-736): average-pooling
+    SR×4 and colorization, 50 steps, η 0.85. ``lambda_noise="official"`` lands ≤ 2.9e-6 from
+    the official output (its float32 round-off ≤ 4.1e-6); ``"svd"`` (V[d ⊙ Vᵀz]) is > 1 away,
+    the difference the mode exists for."""
+    from lit_restore.samplers import DDNM
+
+    meta, arrays = load(name)
+    errs = {}
+    for mode in ("official", "svd"):
+        noise = official_noise(meta, arrays["noise_shapes"])
+        sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"], lambda_noise=mode,
+                       travel_length=meta["travel_length"], travel_repeat=meta["travel_repeat"])  # fmt: skip
+        out = _run(sampler, fixture_prior(adm_prior(True)), meta, arrays, meta["sigma_y"], noise)
+        errs[mode] = max_abs(out, arrays["out"])
+    assert errs["official"] <= TOL, errs
+    assert errs["svd"] > 1.0, errs
 
 
 def _ddpg(name: str) -> tuple[float, dict]:

@@ -88,9 +88,7 @@ class AncestralChain:
         """μ̃ = c1 x̂0 + c2 x_t for the step from ``t`` to the chain's previous timestep."""
         return self._get("coef_x0", t, x0) * x0 + self._get("coef_xt", t, x_t) * x_t
 
-    def log_variance(
-        self, variance: str, t: int, like: Tensor, v: Tensor | None = None
-    ) -> Tensor:
+    def log_variance(self, variance: str, t: int, like: Tensor, v: Tensor | None = None) -> Tensor:
         """log σ² of the step from ``t`` (``variance`` in :data:`VARIANCE_TYPES`; ``v``: the
         network's variance channels, needed by ``learned_range``)."""
         if variance == "fixed_small":

@@ -248,6 +248,9 @@ class Blur(LinearOperator):
     def singulars(self) -> Tensor:
         return self._need_svd().get(self._shape()).singulars()
 
+    def measured(self) -> Tensor:
+        return self._need_svd().get(self._shape()).measured()
+
     def extra_repr(self) -> str:
         k = None if self.kernel is None else tuple(self.kernel.shape)
         return f"kernel={k}, boundary={self.boundary!r}"

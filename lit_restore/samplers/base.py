@@ -314,7 +314,9 @@ class Sampler:
         pairs = self.schedule(prior.num_timesteps)
         ctx.variance = self.resolve_variance(prior)
         if ctx.variance != "ddim":
-            ctx.chain = AncestralChain(_alphas_cumprod64(prior), self.timesteps(prior.num_timesteps))
+            ctx.chain = AncestralChain(
+                _alphas_cumprod64(prior), self.timesteps(prior.num_timesteps)
+            )
         with torch.no_grad():
             x = self.init(ctx)
         bar = tqdm(pairs, desc=type(self).__name__, disable=not self.progress, leave=False)
