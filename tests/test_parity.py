@@ -643,6 +643,24 @@ def test_face_vq_f8_builds_loads_strictly_and_equals_resshift():
 
 
 # ============================================================================ degradations
+def test_motionblur_kernels_equal_the_motionblur_package():
+    """``motionblur_kernel(61, 0.5, RandomState(s))`` is ``np.random.seed(s);
+    Kernel((61, 61), 0.5).kernelMatrix`` (LeviBorodenko/motionblur, as DPS and DDPG call it) for
+    the fixture's seeds 0, 10, 20, 30: the same draws in the same order and the same Pillow
+    rasterisation, so bit-equal (observed 0). ``MotionBlur(trajectory="motionblur",
+    kernel_seed=s)`` holds that kernel (DDPG's image i: s = 10·i)."""
+    from lit_restore.operators import MotionBlur
+    from lit_restore.operators.kernels import motionblur_kernel
+
+    meta, arrays = load("motionblur")
+    assert (meta["size"], meta["intensity"]) == (61, 0.5)
+    for i, seed in enumerate(meta["seeds"]):
+        k = motionblur_kernel(61, 0.5, np.random.RandomState(seed))
+        assert torch.equal(k, tensor(arrays["kernel"][i])), seed
+    op = MotionBlur(61, 0.5, kernel_seed=meta["seeds"][1], trajectory="motionblur")
+    assert torch.equal(op.kernel.float(), tensor(arrays["kernel"][1]))
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_matlab_bicubic_operator_equals_dps_resizer(factor):
     """DPS's SR operator (Shocher's ``Resizer``, MATLAB antialiased bicubic, float32 weights)

@@ -27,7 +27,9 @@ scales entry k of each block by d_k of singular value k, and applies the block's
 Vᵀ first — so the realisation of the noise differs from ours (its distribution does not for z,
 but ε is not isotropic: the ε term of the null space differs in law too). The block basis is
 the SVD the official code takes (of the 1×r² averaging row, of the colorization weights).
-Where Vᵀ·raw is a permutation (inpainting, denoising), the two modes coincide. ``"svd"``
+Where Vᵀ·raw is a permutation (inpainting, denoising), the two modes coincide; for other
+operators the official mode uses ours (the official bicubic ``SRConv`` has no DDNM+ noise term).
+``"svd"``
 (default) is the form of the paper's Eq. 19 applied in the operator's SVD basis. The official
 deblurring ``Lambda_noise`` (L1044-1092) also uses the un-thresholded 1-D singular values and
 pairs them channel-major with pixel-major vectors (a bug); it is not offered (official DDNM+
@@ -73,7 +75,7 @@ class DDNM(Sampler):
         travel_length, travel_repeat: RePaint time travel (1, 1 = off).
         clip_denoised: clamp x0 before the projection (the repo does not; default False).
         lambda_noise: DDNM+'s noise term, ``"svd"`` or ``"official"`` (module docstring;
-            average-pooling SR and colorization differ, inpainting/denoising do not).
+            only average-pooling SR and colorization differ).
     """
 
     name = "ddnm"
@@ -208,9 +210,9 @@ class _RawBlocks:
 
 
 def _official_blocks(op) -> _RawBlocks | None:
-    """The raw-block structure of ``op`` for the official ``Lambda_noise``; ``None`` where the
-    official noise term equals ours (inpainting, denoising). Other operators: an error."""
-    from lit_restore.operators import AvgPoolSR, Colorization, Denoising, Inpainting
+    """The raw-block structure of ``op`` for the official ``Lambda_noise``; ``None`` where
+    ours is used (see the comment at the end)."""
+    from lit_restore.operators import AvgPoolSR, Colorization
 
     if isinstance(op, AvgPoolSR):
         r = op.factor
@@ -235,9 +237,7 @@ def _official_blocks(op) -> _RawBlocks | None:
             return p.transpose(1, 2).reshape(shape)
 
         return _RawBlocks(op.weights[None], split_c, merge_c)
-    if isinstance(op, (Inpainting, Denoising)):
-        return None
-    raise ValueError(
-        f"DDNM lambda_noise='official' is defined for AvgPoolSR, Colorization, Inpainting and "
-        f"Denoising, not {type(op).__name__}; use lambda_noise: svd"
-    )
+    # Inpainting, Denoising: the official term equals ours. Bicubic SR: the official SRConv has
+    # no Lambda_noise (DDNM+ raises NotImplementedError there). Deblurring: the official one
+    # pairs singular values channel-major with pixel-major vectors (module docstring). Ours.
+    return None

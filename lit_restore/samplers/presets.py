@@ -208,9 +208,10 @@ FDGR_PRESETS = _table(
 DDRM_PRESETS = _table(
     {
         "main_defaults": Preset(
-            {"steps": 20, "eta": 0.85, "eta_b": 1.0},
-            "bahjat-kawar/ddrm main.py / README: --timesteps 20 --eta 0.85 --etaB 1. Needs an SVD "
-            "operator.",
+            {"steps": 20, "eta": 0.85, "eta_b": 1.0, "spacing": "ddrm", "mode": "official"},
+            "bahjat-kawar/ddrm main.py / README: --timesteps 20 --eta 0.85 --etaB 1, "
+            "seq = range(0, 1000, 1000 // N), zeroed singular values measured as in "
+            "functions/denoising.py (mode 'official'). Needs an SVD operator.",
         )
     }
 )
@@ -218,9 +219,16 @@ DDRM_PRESETS = _table(
 DDNM_PRESETS = _table(
     {
         "configs_default": Preset(
-            {"steps": 100, "eta": 0.85, "travel_length": 1, "travel_repeat": 1},
+            {
+                "steps": 100,
+                "eta": 0.85,
+                "travel_length": 1,
+                "travel_repeat": 1,
+                "lambda_noise": "official",
+            },
             "wyhuai/DDNM configs (time_travel: T_sampling 100, travel_length 1, travel_repeat 1) "
-            "and main.py --eta 0.85. DDNM+ (σ_y > 0) needs an SVD operator.",
+            "and main.py --eta 0.85; DDNM+ noise term as functions/svd_operators.py "
+            "(lambda_noise 'official'). DDNM+ (σ_y > 0) needs an SVD operator.",
         )
     }
 )
