@@ -45,8 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lit_restore import diffusion
-from lit_restore.diffusion import respace
-from lit_restore.diffusion.variance import VARIANCE_TYPES, AncestralChain
+from lit_restore.diffusion import VARIANCE_TYPES, AncestralChain, respace
 from lit_restore.operators.base import LinearOperator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
