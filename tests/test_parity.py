@@ -8,12 +8,10 @@ with the same noise and compare.
 **Noise replay.** The official code drew its noise from a prescribed stream
 (``numpy.random.RandomState(seed).standard_normal``, frozen by NumPy's compatibility policy); a
 fixture stores the seed, the shape of every call and a SHA-256 of the stream, and
-:func:`official_noise` regenerates and verifies it. ``ResShiftChain.sample`` takes a noise
-source (``noise=``; :func:`recorded` serves the official draws). The zero-shot samplers draw
-through ``torch.randn`` with a generator and offer no way to inject a sequence, so
-:func:`replay` patches ``torch.randn`` / ``randn_like`` for the duration of one ``sample`` call
-and hands out the recorded tensors in order (checking each shape, and that all were consumed);
-the same kind of source accepted by ``SamplingContext`` would make that unnecessary.
+:func:`official_noise` regenerates and verifies it. ``Sampler.sample`` and
+``ResShiftChain.sample`` take a noise source in place of a generator (``noise=``, a
+:data:`lit_restore.utils.seeding.NoiseFn`); :func:`replayed` serves the official draws in order,
+checking each shape, and the tests check that all were consumed.
 
 **The model.** Sampler fixtures run the script's ``FixtureModel`` (:func:`fixture_prior`): the
 exact ε of Gaussian data plus 0.1·√ᾱ_t times the tiny network, so x̂₀ and the outputs are O(1)
@@ -31,10 +29,9 @@ network and kernel tests compare a single evaluation: their differences are a fe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,31 +71,19 @@ def official_noise(meta: dict, shapes: np.ndarray) -> list[torch.Tensor]:
     return out
 
 
-@contextlib.contextmanager
-def replay(tensors: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Serve ``tensors`` in order to every ``torch.randn``/``randn_like`` call (module docstring)."""
+def replayed(tensors: Sequence[torch.Tensor]):
+    """A noise source (``noise(shape)``, :data:`lit_restore.utils.seeding.NoiseFn`) serving
+    ``tensors`` in order, each checked against the shape asked for; the caller checks that the
+    list was consumed."""
     queue = list(tensors)
-    randn, randn_like = torch.randn, torch.randn_like
 
-    def take(shape, dtype=None, device=None) -> torch.Tensor:
-        assert queue, "the sampler drew more noise than the official loop"
+    def noise(shape) -> torch.Tensor:
+        assert queue, "drew more noise than the official code"
         z = queue.pop(0)
         assert tuple(z.shape) == tuple(shape), f"noise shape {tuple(shape)} != recorded {z.shape}"
-        return z.to(dtype=dtype or torch.float32, device=device or "cpu")
+        return z
 
-    def _randn(*size, generator=None, dtype=None, device=None, **kw):
-        shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
-        return take(shape, dtype, device)
-
-    def _randn_like(x, dtype=None, device=None, **kw):
-        return take(x.shape, dtype or x.dtype, device or x.device)
-
-    torch.randn, torch.randn_like = _randn, _randn_like
-    try:
-        yield
-    finally:
-        torch.randn, torch.randn_like = randn, randn_like
-    assert not queue, f"{len(queue)} recorded noise tensors were not consumed"
+    return noise, queue
 
 
 def max_abs(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -268,8 +253,9 @@ def _run_dps(name: str) -> tuple[float, dict]:
     # official: x_T, then per step an image and a measurement draw (the last image draw unused);
     # ours: x_T, then one image draw per step except the last
     ours = [draws[0], *draws[1 : 1 + 2 * (steps - 1) : 2]]
-    with replay(ours):
-        out = sampler.sample(prior, _dps_operator(meta, arrays), tensor(arrays["y"]))
+    noise, left = replayed(ours)
+    out = sampler.sample(prior, _dps_operator(meta, arrays), tensor(arrays["y"]), noise=noise)
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
     return max_abs(out, arrays["out"]), meta
 
 
@@ -325,9 +311,11 @@ def _svd_operator(meta: dict, arrays: dict):
 
 
 def _run(sampler, prior, meta: dict, arrays: dict, sigma_y: float, noise) -> torch.Tensor:
-    with replay(noise):
-        return sampler.sample(prior, _svd_operator(meta, arrays), tensor(arrays["y"]),
-                              sigma_y=sigma_y)  # fmt: skip
+    source, left = replayed(noise)
+    out = sampler.sample(prior, _svd_operator(meta, arrays), tensor(arrays["y"]),
+                         sigma_y=sigma_y, noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    return out
 
 
 def test_ddrm_official_mode_on_thresholded_singulars_equals_official():
@@ -539,22 +527,11 @@ def test_resshift_sampler_equals_official():
     chain = ResShiftChain(schedule, sf=d["sf"], padding_offset=meta["padding_offset"])
     net, _ = swin_unet()
     fields = [torch.cat(official_noise(meta, arrays["noise_shapes"]), 1)]
-    out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]), noise=recorded(fields))
-    assert not fields  # consumed
+    noise, left = replayed(fields)
+    out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]), noise=noise)
+    assert not left  # consumed
     err = max_abs(out, arrays["out"])
     assert err <= TOL, err
-
-
-def recorded(fields: list[torch.Tensor]):
-    """``ResShiftChain.sample``'s noise source serving ``fields`` in order (shapes checked)."""
-
-    def noise(shape):
-        assert fields, "the chain drew more noise than the official code"
-        z = fields.pop(0)
-        assert tuple(z.shape) == tuple(shape), (tuple(z.shape), tuple(shape))
-        return z
-
-    return noise
 
 
 def test_official_tiling_equals_resshift_inference():
@@ -578,8 +555,9 @@ def test_official_tiling_equals_resshift_inference():
     lq = torch.from_numpy(lq).permute(2, 0, 1)[None]
     chain = ResShiftChain(ResShiftSchedule(4, 2.0, 0.2, 0.99, 0.3), sf=4, padding_offset=16,
                           chop_size=chop, chop_overlap=chop - stride, tiling="official")  # fmt: skip
-    out = chain.sample(swin_unet()[0], StandInFirstStage(), lq, noise=recorded(fields))
-    assert not fields  # every tile's noise consumed
+    noise, left = replayed(fields)
+    out = chain.sample(swin_unet()[0], StandInFirstStage(), lq, noise=noise)
+    assert not left  # every tile's noise consumed
     err = max_abs(out * 0.5 + 0.5, arrays["out01"])
     assert err <= TOL, err
 

@@ -49,7 +49,7 @@ from lit_restore.diffusion import VARIANCE_TYPES, AncestralChain, respace
 from lit_restore.operators.base import LinearOperator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
-from lit_restore.utils.seeding import randn_per_image
+from lit_restore.utils.seeding import NoiseFn, randn_per_image
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -79,6 +79,8 @@ class SamplingContext:
     num_timesteps: int
     sampler: Sampler
     state: dict[str, Any] = field(default_factory=dict)
+    #: a noise source that replaces the generators (``Sampler.sample(noise=...)``)
+    noise: NoiseFn | None = None
     #: the respaced chain's float64 tables (variance types other than ``"ddim"``)
     chain: AncestralChain | None = None
     #: the resolved variance type of this run (``"auto"`` decided against the prior)
@@ -88,6 +90,8 @@ class SamplingContext:
         """Standard normal noise of the image shape (or ``like``'s), one generator per image."""
         shape = tuple(like.shape) if like is not None else self.shape
         dev = like.device if like is not None else self.device
+        if self.noise is not None:
+            return self.noise(shape).to(dev)
         return randn_per_image(shape, self.generator, device=dev)
 
     @property
@@ -280,6 +284,7 @@ class Sampler:
         generator: Generators = None,
         callback: Callable[[StepInfo], None] | None = None,
         x_shape: Sequence[int] | None = None,
+        noise: NoiseFn | None = None,
     ) -> Tensor:
         """Restore ``y``; returns x̂0 in model space.
 
@@ -293,6 +298,8 @@ class Sampler:
             callback: called after each step with a :class:`StepInfo`.
             x_shape: image batch shape; inferred from ``Aᵀy`` when omitted (needed when
                 ``operator`` is None, i.e. unconditional sampling).
+            noise: a noise source ``noise(shape)`` serving every draw in place of
+                ``generator`` (:data:`~lit_restore.utils.seeding.NoiseFn`).
         """
         label, needs = self.requirements(float(sigma_y))
         require_capabilities(operator, needs, label)
@@ -308,6 +315,7 @@ class Sampler:
             shape=shape,
             num_timesteps=prior.num_timesteps,
             sampler=self,
+            noise=noise,
         )
         self.nfe = 0
         pairs = self.schedule(prior.num_timesteps)
