@@ -637,6 +637,12 @@ def test_motionblur_kernels_equal_the_motionblur_package():
         assert torch.equal(k, tensor(arrays["kernel"][i])), seed
     op = MotionBlur(61, 0.5, kernel_seed=meta["seeds"][1], trajectory="motionblur")
     assert torch.equal(op.kernel.float(), tensor(arrays["kernel"][1]))
+    # below size 53 the model's line width int(D/150) is 0 (an empty official kernel); ours
+    # draws 1 px there, so small kernels (the CI smoke runs) stay proper kernels
+    for size in (3, 5, 31):
+        k = motionblur_kernel(size, 0.5, np.random.RandomState(1))
+        assert k.shape == (size, size) and k.min() >= 0
+        assert abs(float(k.sum()) - 1) <= 1e-6
 
 
 @pytest.mark.parametrize("factor", [2, 4])

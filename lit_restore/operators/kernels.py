@@ -142,9 +142,13 @@ def motionblur_kernel(size: int, intensity: float, rng: np.random.RandomState) -
        of the previous heading flipped with probability j;
     3. the path is the cumulative sum of the steps as complex increments, centred on its mean,
        rotated by U(0, π) and moved to the canvas centre;
-    4. rasterised as a 1-px polyline (width int(D/150)), Gaussian-blurred with radius
+    4. rasterised as a polyline of width int(D/150), Gaussian-blurred with radius
        int(0.01·D), resized to ``size`` with Lanczos, taken as 8-bit luma and normalised to sum 1
        (Pillow's ``ImageDraw.line``, ``GaussianBlur``, ``LANCZOS``, ``convert("L")``).
+
+    Below size 53 the model's line width int(D/150) is 0, Pillow draws nothing and the official
+    kernel is 0/0; we draw width 1 there (sizes ≥ 53, DPS's and DDPG's 61 included, are the
+    model's own).
     """
     from PIL import Image, ImageDraw, ImageFilter
 
@@ -171,7 +175,8 @@ def motionblur_kernel(size: int, intensity: float, rng: np.random.RandomState) -
     path = path - sum(path) / len(steps)  # the mean, summed left to right as the model does
     path = path * np.exp(1j * rng.uniform(0, math.pi)) + (side + 1j * side) / 2
     canvas = Image.new("RGB", (side, side))
-    ImageDraw.Draw(canvas).line(xy=[(p.real, p.imag) for p in path], width=int(diagonal / 150))
+    width = max(int(diagonal / 150), 1)
+    ImageDraw.Draw(canvas).line(xy=[(p.real, p.imag) for p in path], width=width)
     canvas = canvas.filter(ImageFilter.GaussianBlur(radius=int(diagonal * 0.01)))
     gray = canvas.resize((size, size), resample=Image.LANCZOS).convert("L")
     kernel = np.asarray(gray, dtype=np.float32)
