@@ -1,5 +1,6 @@
 """Degradation operators ("physics"): ``A``, its adjoint, pseudo-inverses, SVD views, noise."""
 
+from .banks import load_kernel_bank, load_mask_bank
 from .base import (
     CAPABILITIES,
     DenseOperator,
@@ -7,7 +8,7 @@ from .base import (
     OperatorCapabilityError,
     require_capabilities,
 )
-from .blur import Blur, GaussianBlur, MotionBlur, UniformBlur
+from .blur import Blur, GaussianBlur, KernelBankBlur, MotionBlur, UniformBlur
 from .inpainting import Inpainting
 from .noise import GaussianNoise, NoiseModel, NoNoise, PoissonNoise
 from .simple import Colorization, Denoising
@@ -24,6 +25,7 @@ __all__ = [
     "GaussianBlur",
     "GaussianNoise",
     "Inpainting",
+    "KernelBankBlur",
     "LinearOperator",
     "MotionBlur",
     "NoNoise",
@@ -32,5 +34,7 @@ __all__ = [
     "PoissonNoise",
     "SeparableOperator",
     "UniformBlur",
+    "load_kernel_bank",
+    "load_mask_bank",
     "require_capabilities",
 ]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .banks import bank_choice, load_kernel_bank
 from .base import LinearOperator, OperatorCapabilityError, per_image
 from .cg import conjugate_gradient
 from .kernels import gaussian_kernel_1d, motion_kernel, motionblur_kernel, uniform_kernel_1d
@@ -350,3 +351,30 @@ class MotionBlur(Blur):
 
     def param_names(self) -> set[str]:
         return {"kernel"}
+
+
+class KernelBankBlur(Blur):
+    """Blur with kernels from a bank on disk (:func:`~.banks.load_kernel_bank`: ``.npy``,
+    ``.mat``, kernel images or a folder of them), one drawn per image from its generator
+    (:func:`~.banks.bank_choice`) — for protocols that ship their kernels, or kernels made once
+    with an official generator.
+
+    Args:
+        path: the bank file or folder.
+        boundary: "pad", "circular" or "zero" (no SVD: a general kernel is not separable).
+        key: the variable of a ``.mat`` file with several.
+    """
+
+    def __init__(self, path: str, boundary: str = "pad", key: str | None = None, **kwargs) -> None:
+        super().__init__(None, boundary, **kwargs)
+        self.path, self.key = str(path), key
+        self.register_buffer("bank", load_kernel_bank(path, key), persistent=False)
+
+    def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
+        return {"kernel": self.bank[bank_choice(len(self.bank), generator)].cpu()}
+
+    def param_names(self) -> set[str]:
+        return {"kernel"}
+
+    def extra_repr(self) -> str:
+        return f"path={self.path!r}, kernels={len(self.bank)}, boundary={self.boundary!r}"
