@@ -57,7 +57,7 @@ class DiffusionPrior(nn.Module):
         self.register_buffer("alphas_cumprod", diffusion.alphas_cumprod(b), persistent=False)
         # ᾱ in float64 for the coefficient tables of the ancestral step (guided-diffusion keeps
         # its schedule in float64); a plain attribute, so that .to(dtype) leaves it exact
-        self.alphas_cumprod64 = torch.cumprod(1 - b.cpu(), 0)
+        self.alphas_cumprod64 = torch.cumprod(1 - b, 0)
 
     @property
     def num_timesteps(self) -> int:
