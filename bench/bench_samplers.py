@@ -9,7 +9,7 @@ Gaussian measurement noise σ = 0.05 (image units), at the method's published st
     ========  =====  =====================================================================
     method    steps  task (operator)
     ========  =====  =====================================================================
-    dps       1000   SR×4 ``BicubicSR(4)`` (DPS paper, ``linspace`` chain of 1000)
+    dps       1000   SR×4 ``BicubicSR(4)`` (DPS paper, full 1000-step chain)
     safari    1000   SR×4 ``BicubicSR(4)`` (DPS + spatial-frequency fidelity)
     ddrm        20   SR×4 ``BicubicSR(4)`` (README ``--timesteps 20``)
     ddnm       100   SR×4 ``BicubicSR(4)``; σ_y > 0 makes it DDNM+ (SVD path)

@@ -66,24 +66,23 @@ this script). Where ours differs, the fixture key a later implementation must ma
    ``log σ²_t = f·log β_t + (1−f)·log β̃_t^clip``, ``f = (v+1)/2`` (v = channels 3:6, not clamped),
    β and β̃ of the (respaced: recomputed ``1 − ᾱ_t/ᾱ_prev``, L318-325) chain; ``p_sample``
    (L365-372) adds ``exp(½ log σ²)·z`` except at respaced index 0, then ``ps`` subtracts
-   ``scale·∇‖y − A x̂₀‖``. Ours drops channels 3:6 (``priors/adm_prior.py::ADMPrior.eps``) and
-   always uses β̃ (``samplers/base.py::Sampler.transition``, η = 1): 2.4e-2 max abs off on the
-   1000-step fixture, 0.16 on the 100-step one. With ``fixed_small`` ours agrees on the 100-step
-   fixture (3e-6) but is 2.1e-5 off on ``dps_fixed_sr4_1000`` in float32: ᾱ is stored in float32
-   and the transition forms 1 − ᾱ' and √(1 − ᾱ' − σ²) from it (1 − ᾱ'= 1e-4 at t' = 0 keeps
-   ~6e-4 relative error), whereas DPS builds its coefficients in float64 (L89-104) and casts
-   them per lookup (``extract_and_expand`` L463-464); with a float64 schedule ours is 1.7e-6 off.
+   ``scale·∇‖y − A x̂₀‖``. DPS builds its coefficients in float64 (L89-104) and casts them per
+   lookup (``extract_and_expand`` L463-464). lit_restore now does the same
+   (``diffusion/variance.py``, ``DPS(variance="auto")``, ``ADMPrior.eps_and_variance``):
+   ≤ 1.0e-6 on all four DPS fixtures in float32. (Before: channels 3:6 dropped, 2.4e-2 / 0.16
+   off; fixed-small with a float32 ᾱ 2.1e-5 off at 1000 steps.)
 2. Respacing — ``respacing``. guided-diffusion ``respace.py::space_timesteps(1000, [N])``
    L49-57: ``cur_idx += 999/(N−1)`` accumulated in floating point, ``round`` (ties to even);
-   N = 1 → {0}. Ours (``spacing="linspace"``) differs for 279 of the 1000 N (e.g. N = 1: 999,
+   N = 1 → {0}; ``spacing="linspace"`` differs for 279 of the 1000 N (e.g. N = 1: 999,
    21, 23, 31, …). DDRM ``runners/diffusion.py`` L334-335: ``range(0, 1000, 1000 // N)`` —
-   more than N steps for 984 of the 1000 N (N = 3 → 0, 333, 666, 999); ours truncates to N.
-   DDNM/DDPG/FDGR (``(N−1..0)·(1000 // N)``) equal ours for every N.
+   more than N steps for 984 of the 1000 N (N = 3 → 0, 333, 666, 999). lit_restore now offers
+   both by name (``spacing="guided_diffusion"``, ``"ddrm"``; equal for every N).
+   DDNM/DDPG/FDGR (``(N−1..0)·(1000 // N)``) equal ``"leading"`` for every N.
 3. DDRM with σ_y > 0 on thresholded singular values — ``ddrm_deblur_noisy``. ddrm
    ``functions/denoising.py`` L74-75 classify by ``singulars * sigma_next >/< sigma_0`` with the
    thresholded zeros (``svd_replacement.py`` L417-418, ``ZERO = 3e-2``), so a zeroed component
-   takes the "less noisy than y" rule L91-92, ``(Uᵀy − 0)/σ_y``; ours treats it as missing
-   (0.46 max abs on the fixture). The fixture runs DDRM's ``Deblurring`` with two bugs fixed
+   takes the "less noisy than y" rule L91-92, ``(Uᵀy − 0)/σ_y``; lit_restore's
+   ``DDRM(mode="official")`` does too (6.1e-6), ``mode="svd"`` treats it as missing (0.46 off). The fixture runs DDRM's ``Deblurring`` with two bugs fixed
    (``_paired``, ``_all_taps``): ``singulars()`` L460-461 ``_singulars.repeat(1, 3)`` pairs the
    values channel-major while ``Vt`` (L434-440) orders vectors pixel-major, and the Toeplitz loop
    L412 ``range(i − L//2, i + L//2)`` drops the last tap of odd kernels (DDPG's "our fix").
@@ -97,15 +96,17 @@ this script). Where ours differs, the fixture key a later implementation must ma
    (L389-440) permutes (= ``Vᵀ``) and agrees with ours (``ddnm_plus_inpaint``).
    ``Deblurring.Lambda``/``Lambda_noise`` (L1016-1091) use the un-thresholded singular values
    (``_singulars_orig``, down to ~1e-9 here) in ``a σ_y / s``: the official float32 and float64
-   runs differ by 0.94, so there is no DDNM+ deblurring fixture. Ours: ``V diag(d) Vᵀ`` on both
-   noise and ε, thresholded values.
+   runs differ by 0.94, so there is no DDNM+ deblurring fixture. lit_restore:
+   ``DDNM(lambda_noise="official")`` reproduces the raw-block form for average pooling and
+   colorization (≤ 2.9e-6); ``"svd"`` is ``V diag(d) Vᵀ`` on both noise and ε.
 5. Motion blur — ``motionblur``. LeviBorodenko/motionblur ``motionblur.py::Kernel`` (L78-321):
    a random trajectory from ``numpy.random`` (global state: ``uniform``, ``beta``,
    ``triangular``), drawn with PIL on a 2× canvas (line width int(diag/150)), PIL Gaussian blur
    (radius int(diag·0.01)), LANCZOS down to 61×61, L, normalised. DPS builds one kernel per run
    (``measurements.py`` L99-100, operator built once in ``sample_condition.py`` L57); DDPG seeds
-   ``np.random.seed(10·image index)``. Ours (``operators/kernels.py::motion_kernel``) is a
-   different generator.
+   ``np.random.seed(10·image index)``. lit_restore's ``operators/kernels.py::motionblur_kernel``
+   (``MotionBlur(trajectory="motionblur")``) gives the same kernels bit for bit; its
+   ``motion_kernel`` (``trajectory="walk"``) is a different generator.
 6. ResShift tiled inference — ``resshift_tiled``. ``sampler.py`` L186 tiles when the *unpadded*
    LQ exceeds ``chop_size``; ``utils/util_image.py::ImageSpliterTh`` (L889-979) takes starts
    ``range(0, L, stride)`` clipped to ``L − pch`` and de-duplicated ({0, 8, 16, 24} for L = 40,

@@ -270,7 +270,7 @@ def test_suite_stops_at_the_first_failing_run_and_keeps_going_on_request(cli, tm
 
 
 def test_protocol_suite_without_weights_reports_once(cli, tmp_path):
-    """The DDPG protocol suite on a machine without the prior: one error line, not 13."""
+    """The DDPG protocol suite on a machine without the prior: one error line, not 15."""
     code, err = cli(
         "test", "--config", "configs/experiment/suite_ddpg_protocol_celebahq256_sr4.yaml",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),

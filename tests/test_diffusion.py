@@ -139,3 +139,71 @@ def test_ddim_eta_one_is_ancestral_sampling():
     one = torch.ones_like(a)
     s = diffusion.ddim_sigma(a, one, 1.0)
     assert (s == 0).all() and torch.equal(diffusion.ddim_mean(x0, eps, one, s), x0)
+
+
+# ------------------------------------------------------------------ variance types (variance.py)
+def _chain(steps: int):
+    from lit_restore.diffusion import AncestralChain
+
+    ac = torch.cumprod(1 - make_betas("linear", T), 0)  # float64
+    return ac, AncestralChain(ac, respace(T, steps, "guided_diffusion"))
+
+
+@pytest.mark.parametrize("steps", [1000, 50])
+def test_ancestral_chain_is_the_posterior_of_the_respaced_chain(steps):
+    """Respaced β_k = 1 − ᾱ_{t_k}/ᾱ_{t_{k−1}}; then c1 x0 + c2 x_t is μ̃ of
+    :func:`diffusion.posterior_mean` and exp(fixed_small) is β̃ of
+    :func:`diffusion.posterior_variance` for every step but the first of the chain (t_0: β̃ = 0,
+    the clipped log takes β̃ of t_1), all in float64 to 1e-12 relative."""
+    ac, chain = _chain(steps)
+    ts = chain.timesteps
+    x0, xt = torch.randn(2, 1, 3, 4, 4, dtype=torch.float64)
+    for k, t in enumerate(ts):
+        a = ac[t].view(1, 1, 1, 1)
+        a_prev = (ac[ts[k - 1]] if k else torch.tensor(1.0, dtype=torch.float64)).view(1, 1, 1, 1)
+        mu = chain.posterior_mean(x0, xt, t)
+        torch.testing.assert_close(
+            mu, diffusion.posterior_mean(x0, xt, a, a_prev), rtol=1e-12, atol=1e-12
+        )
+        x0_hat = chain.predict_x0(xt, t, x0)
+        torch.testing.assert_close(x0_hat, diffusion.x0_from_eps(xt, x0, a), rtol=1e-10, atol=1e-10)
+        var = chain.log_variance("fixed_small", t, xt).exp()
+        ref_k = k if k else 1  # the clipped first entry
+        a_r = ac[ts[ref_k]]
+        a_rp = ac[ts[ref_k - 1]] if ref_k else torch.tensor(1.0, dtype=torch.float64)
+        if len(ts) > 1:
+            torch.testing.assert_close(
+                var, diffusion.posterior_variance(a_r, a_rp), rtol=1e-12, atol=0
+            )
+
+
+def test_fixed_large_and_learned_range_variances():
+    """fixed_large: β_k of the respaced chain, with β̃_1 at k = 0 (guided-diffusion);
+    learned_range: v = 1 gives log β_k, v = −1 the clipped log β̃_k, v = 0 their midpoint."""
+    ac, chain = _chain(10)
+    ts = chain.timesteps
+    like = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    for k, t in enumerate(ts):
+        beta = 1 - ac[t] / (ac[ts[k - 1]] if k else 1.0)
+        small = chain.log_variance("fixed_small", t, like)
+        large = chain.log_variance("fixed_large", t, like)
+        torch.testing.assert_close(large, small if k == 0 else beta.log(), rtol=1e-12, atol=0)
+        for v, ref in ((1.0, beta.log()), (-1.0, small), (0.0, (beta.log() + small) / 2)):
+            got = chain.log_variance("learned_range", t, like, torch.full_like(like, v))
+            torch.testing.assert_close(got, ref.expand_as(like), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="learn_sigma"):
+        chain.log_variance("learned_range", ts[0], like)
+
+
+def test_learned_range_needs_the_variance_channels():
+    """A sampler asked for learned_range on a prior without variance channels says so; 'auto'
+    falls back to fixed_small."""
+    from lit_restore.priors import GaussianPrior
+    from lit_restore.samplers import DPS
+
+    prior = GaussianPrior()
+    assert DPS(steps=10).resolve_variance(prior) == "fixed_small"
+    with pytest.raises(ValueError, match="variance channels"):
+        DPS(steps=10, variance="learned_range").resolve_variance(prior)
+    with pytest.raises(ValueError, match="unknown variance"):
+        DPS(steps=10, variance="large")

@@ -8,7 +8,7 @@ network calls per image for one restoration):
 DPS        N (one ε(x_t) per step; its gradient reuses the same forward's graph)
 SaFaRI     N (DPS with another fidelity)
 DDNM       N + (r−1)·L·#{jump points} (RePaint time travel; N without travel)
-DDRM       N
+DDRM       |range(0, T, T // N)| (its runners/diffusion.py seq: N when N divides T, else more)
 DDPG/IDPG  N
 FDGR       N (DDPG + a regulariser of x̂0, no extra call)
 ResShift   T per tile group (T when untiled)
@@ -53,7 +53,7 @@ METHODS = {
     "safari": (lambda: SaFaRI(steps=N), N),
     "ddnm": (lambda: DDNM(steps=N), N),
     "ddnm_travel": (lambda: DDNM(steps=N, travel_length=2, travel_repeat=3), _ddnm_definition(N, 2, 3)),
-    "ddrm": (lambda: DDRM(steps=N), N),
+    "ddrm": (lambda: DDRM(steps=N), len(range(0, 1000, 1000 // N))),  # 7 for N = 6
     "ddpg": (lambda: DDPG(steps=N), N),
     "idpg": (lambda: IDPG(steps=N), N),
     "fdgr": (lambda: FDGR(steps=N), N),

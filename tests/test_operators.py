@@ -604,3 +604,69 @@ def test_per_image_eta_broadcasts_in_every_operator():
         for b in range(2):
             alone = op.pinv_reg(y[b : b + 1], float(eta[b]))
             assert close(both[b : b + 1], alone, 1e-9), name
+
+
+# ------------------------------------------------------------------ kernel and mask banks
+def test_kernel_bank_formats_load_the_same_kernels(tmp_path):
+    """A bank as ``.npy`` [N, k, k], as a ``.mat`` stacked [k, k, N] (MATLAB's layout), as a
+    ``.mat`` cell array and as a folder of 8-bit images gives the same normalised kernels (the
+    images: their 8-bit gray levels q, normalised, q / Σq)."""
+    import numpy as np
+    from PIL import Image
+    from scipy.io import savemat
+
+    from lit_restore.operators import load_kernel_bank
+
+    g = torch.Generator().manual_seed(0)
+    raw = torch.rand(3, 5, 5, generator=g, dtype=torch.float64)
+    want = (raw / raw.sum((1, 2), keepdim=True)).float()
+    np.save(tmp_path / "bank.npy", raw.numpy())
+    savemat(tmp_path / "stack.mat", {"kernels": raw.permute(1, 2, 0).numpy()})
+    cells = np.empty((1, 3), dtype=object)
+    for i in range(3):
+        cells[0, i] = raw[i].numpy()
+    savemat(tmp_path / "cells.mat", {"k": cells, "other": np.ones((1, 4))})
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    levels = (raw / raw.amax((1, 2), keepdim=True) * 255).round()
+    for i in range(3):
+        Image.fromarray(levels[i].to(torch.uint8).numpy()).save(folder / f"k{i}.png")
+    torch.testing.assert_close(load_kernel_bank(tmp_path / "bank.npy"), want)
+    torch.testing.assert_close(load_kernel_bank(tmp_path / "stack.mat"), want)
+    torch.testing.assert_close(load_kernel_bank(tmp_path / "cells.mat", key="k"), want)
+    quantised = (levels / levels.sum((1, 2), keepdim=True)).float()
+    torch.testing.assert_close(load_kernel_bank(folder), quantised)
+    with pytest.raises(ValueError, match="odd-sized"):
+        np.save(tmp_path / "even.npy", np.ones((2, 4, 4)))
+        load_kernel_bank(tmp_path / "even.npy")
+
+
+def test_banks_draw_one_entry_per_image_from_its_generator(tmp_path):
+    """KernelBankBlur / Inpainting(mask_type='bank') give image i the bank entry its own
+    generator draws: the same generator state, the same entry; and over many images every
+    entry is used (a uniform choice over 4 entries misses one in 200 draws with p < 4·(3/4)^200)."""
+    import numpy as np
+
+    from lit_restore.operators import Inpainting, KernelBankBlur
+    from lit_restore.operators.banks import bank_choice
+
+    kernels = np.zeros((4, 3, 3))
+    for i in range(4):
+        kernels[i].flat[i] = 1.0
+    np.save(tmp_path / "k.npy", kernels)
+    masks = (np.arange(4)[:, None, None] <= np.arange(8)[None, :, None]) * np.ones((4, 8, 8))
+    np.save(tmp_path / "m.npy", np.concatenate([masks, masks[:1]]))  # 5 masks
+    blur = KernelBankBlur(str(tmp_path / "k.npy"), boundary="circular")
+    inp = Inpainting(mask_type="bank", mask_path=str(tmp_path / "m.npy"))
+    assert inp.bank.shape == (5, 1, 8, 8)
+    seen = set()
+    for i in range(200):
+        k = blur.sample_params(torch.Generator().manual_seed(i), (3, 8, 8))["kernel"]
+        j = bank_choice(4, torch.Generator().manual_seed(i))
+        assert torch.equal(k, blur.bank[j])
+        seen.add(j)
+        m = inp.sample_params(torch.Generator().manual_seed(i), (3, 8, 8))["mask"]
+        assert torch.equal(m, inp.bank[bank_choice(5, torch.Generator().manual_seed(i))])
+    assert seen == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="images are"):
+        inp.sample_params(torch.Generator().manual_seed(0), (3, 16, 16))

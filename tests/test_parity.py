@@ -8,12 +8,10 @@ with the same noise and compare.
 **Noise replay.** The official code drew its noise from a prescribed stream
 (``numpy.random.RandomState(seed).standard_normal``, frozen by NumPy's compatibility policy); a
 fixture stores the seed, the shape of every call and a SHA-256 of the stream, and
-:func:`official_noise` regenerates and verifies it. ``ResShiftChain.sample`` takes a noise
-source (``noise=``; :func:`recorded` serves the official draws). The zero-shot samplers draw
-through ``torch.randn`` with a generator and offer no way to inject a sequence, so
-:func:`replay` patches ``torch.randn`` / ``randn_like`` for the duration of one ``sample`` call
-and hands out the recorded tensors in order (checking each shape, and that all were consumed);
-the same kind of source accepted by ``SamplingContext`` would make that unnecessary.
+:func:`official_noise` regenerates and verifies it. ``Sampler.sample`` and
+``ResShiftChain.sample`` take a noise source in place of a generator (``noise=``, a
+:data:`lit_restore.utils.seeding.NoiseFn`); :func:`replayed` serves the official draws in order,
+checking each shape, and the tests check that all were consumed.
 
 **The model.** Sampler fixtures run the script's ``FixtureModel`` (:func:`fixture_prior`): the
 exact ε of Gaussian data plus 0.1·√ᾱ_t times the tiny network, so x̂₀ and the outputs are O(1)
@@ -31,10 +29,9 @@ network and kernel tests compare a single evaluation: their differences are a fe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,31 +71,19 @@ def official_noise(meta: dict, shapes: np.ndarray) -> list[torch.Tensor]:
     return out
 
 
-@contextlib.contextmanager
-def replay(tensors: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Serve ``tensors`` in order to every ``torch.randn``/``randn_like`` call (module docstring)."""
+def replayed(tensors: Sequence[torch.Tensor]):
+    """A noise source (``noise(shape)``, :data:`lit_restore.utils.seeding.NoiseFn`) serving
+    ``tensors`` in order, each checked against the shape asked for; the caller checks that the
+    list was consumed."""
     queue = list(tensors)
-    randn, randn_like = torch.randn, torch.randn_like
 
-    def take(shape, dtype=None, device=None) -> torch.Tensor:
-        assert queue, "the sampler drew more noise than the official loop"
+    def noise(shape) -> torch.Tensor:
+        assert queue, "drew more noise than the official code"
         z = queue.pop(0)
         assert tuple(z.shape) == tuple(shape), f"noise shape {tuple(shape)} != recorded {z.shape}"
-        return z.to(dtype=dtype or torch.float32, device=device or "cpu")
+        return z
 
-    def _randn(*size, generator=None, dtype=None, device=None, **kw):
-        shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
-        return take(shape, dtype, device)
-
-    def _randn_like(x, dtype=None, device=None, **kw):
-        return take(x.shape, dtype or x.dtype, device or x.device)
-
-    torch.randn, torch.randn_like = _randn, _randn_like
-    try:
-        yield
-    finally:
-        torch.randn, torch.randn_like = randn, randn_like
-    assert not queue, f"{len(queue)} recorded noise tensors were not consumed"
+    return noise, queue
 
 
 def max_abs(a: torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -154,14 +139,20 @@ def fixture_prior(inner):
     sqrt_abar = torch.from_numpy(np.sqrt(abar)).float()
 
     class FixturePrior(DiffusionPrior):
+        learned_variance = inner.learned_variance  # channels 3:6 pass through unchanged
+
         def __init__(self) -> None:
             super().__init__(image_size=inner.image_size, channels=3)
             self.inner = inner
 
-        def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def eps_and_variance(self, x_t: torch.Tensor, t: torch.Tensor):
             idx = torch.as_tensor(t).long().reshape(-1).expand(x_t.shape[0])
             c, w = coef[idx].view(-1, 1, 1, 1), 0.1 * sqrt_abar[idx].view(-1, 1, 1, 1)
-            return c * x_t + w * self.inner.eps(x_t, t)
+            eps, v = self.inner.eps_and_variance(x_t, t)
+            return c * x_t + w * eps, v
+
+        def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.eps_and_variance(x_t, t)[0]
 
     return FixturePrior().freeze()
 
@@ -208,6 +199,22 @@ def _rows(arrays: dict, key: str) -> list[list[int]]:
     return [flat[offs[i] : offs[i + 1]].tolist() for i in range(len(offs) - 1)]
 
 
+@pytest.mark.parametrize("key,spacing", [("space_timesteps", "guided_diffusion"), ("ddrm", "ddrm")])
+def test_named_respacing_rules_equal_the_official_tables(key, spacing):
+    """guided-diffusion ``space_timesteps(1000, [N])`` and DDRM's untruncated
+    ``range(0, 1000, 1000 // N)``, for every N in 1 … 1000, exactly (N = 1 → {0} for the former;
+    more than N steps for 984 N for the latter)."""
+    from lit_restore.diffusion import respace
+
+    _, arrays = load("respacing")
+    rows = _rows(arrays, key)
+    assert len(rows) == 1000
+    for n, official in enumerate(rows, start=1):
+        assert respace(1000, n, spacing) == sorted(official, reverse=True), n
+    assert respace(1000, 1, "guided_diffusion") == [0]
+    assert sum(len(r) > n for n, r in enumerate(_rows(arrays, "ddrm"), start=1)) == 984
+
+
 def test_leading_respacing_equals_the_official_tables():
     """The official DDRM table ``range(0, 1000, 1000 // N)`` (``respacing.npz``) truncated to N
     steps is DDNM/DDPG/FDGR's schedule (``get_schedule_jump`` · ``1000 // N``) and ours
@@ -230,46 +237,56 @@ def _dps_operator(meta: dict, arrays: dict):
     return Inpainting(mask_type="box").bind({"mask": tensor(arrays["mask"])})
 
 
-def _run_dps(name: str, dtype: torch.dtype = torch.float32) -> tuple[float, dict]:
+def _run_dps(name: str) -> tuple[float, dict]:
     from lit_restore.samplers import DPS
 
     meta, arrays = load(name)
     learned = meta["model_var_type"] == "learned_range"
-    prior = fixture_prior(adm_prior(learned)).to(dtype)
-    if dtype == torch.float64:  # the schedule itself in float64 (ours stores ᾱ as float32)
-        betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
-        prior.alphas_cumprod = torch.cumprod(1 - betas, 0)
+    prior = fixture_prior(adm_prior(learned))
     steps = len(meta["timesteps"])
-    sampler = DPS(scale=meta["scale"], step="code", steps=steps, spacing="linspace", eta=1.0)
+    # the defaults are the official ones: space_timesteps, variance learned_range when the
+    # network has the channels (DPS configs/diffusion_config.yaml), fixed_small otherwise
+    sampler = DPS(scale=meta["scale"], step="code", steps=steps)
+    assert sampler.resolve_variance(prior) == meta["model_var_type"]
     assert sampler.timesteps() == sorted(meta["timesteps"], reverse=True)
     draws = official_noise(meta, arrays["noise_shapes"])
     # official: x_T, then per step an image and a measurement draw (the last image draw unused);
     # ours: x_T, then one image draw per step except the last
-    ours = [d.to(dtype) for d in [draws[0], *draws[1 : 1 + 2 * (steps - 1) : 2]]]
-    operator = _dps_operator(meta, arrays).to(dtype)
-    with replay(ours):
-        out = sampler.sample(prior, operator, tensor(arrays["y"]).to(dtype))
+    ours = [draws[0], *draws[1 : 1 + 2 * (steps - 1) : 2]]
+    noise, left = replayed(ours)
+    out = sampler.sample(prior, _dps_operator(meta, arrays), tensor(arrays["y"]), noise=noise)
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
     return max_abs(out, arrays["out"]), meta
+
+
+def test_dps_learned_range_variance_equals_official():
+    """DPS with ``model_var_type: learned_range`` (its ``configs/diffusion_config.yaml``) on the
+    ``learn_sigma`` ADM: the network's channels 3:6 interpolate log β and log β̃ of the respaced
+    100-step chain. ``variance="auto"`` picks it from the prior. Observed 4.2e-7 (official
+    float32 round-off 5.6e-7); with the variance channels dropped (β̃) ours was 0.16 away."""
+    err, meta = _run_dps("dps_learned_inpaint_100")
+    assert meta["model_var_type"] == "learned_range"
+    assert err <= TOL, err
 
 
 def test_dps_fixed_variance_equals_official():
     """DPS (``ps``, scale 0.5, ``fixed_small``) on the ADM without learned sigma, a respaced
-    100-step chain (``space_timesteps(1000, [100])`` = ours) and a box mask. Observed 3.0e-6
+    100-step chain (``space_timesteps(1000, [100])``) and a box mask. Observed 5.4e-7
     (official float32 round-off 4.8e-7)."""
     err, _ = _run_dps("dps_fixed_inpaint_100")
     assert err <= TOL, err
 
 
 @pytest.mark.slow
-def test_dps_fixed_variance_1000_steps_with_a_float64_schedule():
-    """The 1000-step chain with DPS's ``Resizer`` SR×4 (``dps_fixed_sr4_1000``). In float32 ours
-    ends 2.1e-5 from the official output — over the tolerance — because ``DiffusionPrior`` keeps
-    ᾱ in float32 and the transition forms 1 − ᾱ' and √(1 − ᾱ' − σ²) from it (at t' = 0,
-    1 − ᾱ' = 1e-4 carries ~6e-4 relative error), where guided-diffusion computes its
-    coefficients in float64. With the schedule and the arithmetic in float64 the loop lands
-    1.7e-6 from the official float32 output (its own float32 round-off is 1.7e-6): the
-    algorithm agrees, the precision of the schedule does not. ~2 min, hence ``slow``."""
-    err, _ = _run_dps("dps_fixed_sr4_1000", torch.float64)
+@pytest.mark.parametrize("name", ["dps_learned_sr4_1000", "dps_fixed_sr4_1000"])
+def test_dps_1000_steps_equals_official(name):
+    """The full 1000-step chain with DPS's ``Resizer`` SR×4, learned-range and fixed-small, in
+    float32. The ancestral step's coefficients come from float64 tables cast once, as
+    guided-diffusion's (``diffusion/variance.py``); with coefficients formed from a float32 ᾱ
+    (the DDIM-form transition) the fixed-small chain ended 2.1e-5 away (at t' = 0, 1 − ᾱ' = 1e-4
+    carries ~6e-4 relative error). Observed 1.0e-6 (learned; official round-off 1.9e-6).
+    ~3 min each on a loaded 2-core box, hence ``slow``; the 100-step chains above run in CI."""
+    err, _ = _run_dps(name)
     assert err <= TOL, err
 
 
@@ -294,9 +311,36 @@ def _svd_operator(meta: dict, arrays: dict):
 
 
 def _run(sampler, prior, meta: dict, arrays: dict, sigma_y: float, noise) -> torch.Tensor:
-    with replay(noise):
-        return sampler.sample(prior, _svd_operator(meta, arrays), tensor(arrays["y"]),
-                              sigma_y=sigma_y)  # fmt: skip
+    source, left = replayed(noise)
+    out = sampler.sample(prior, _svd_operator(meta, arrays), tensor(arrays["y"]),
+                         sigma_y=sigma_y, noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    return out
+
+
+def test_ddrm_official_mode_on_thresholded_singulars_equals_official():
+    """DDRM σ_y = 0.1 on the Gaussian deblurring operator (5 taps, σ = 10, 1-D singular values
+    below 3e-2 zeroed: 372 of the 3072 products are 0). Our operator has the official singular
+    values (sorted, to float32 round-off) and measures all 3072 components; ``mode="official"``
+    gives the zeroed ones the "less noisy than y" rule as ``denoising.py`` L74-75 does and lands
+    6.1e-6 from the official output (its float32 round-off 5.9e-6); ``mode="svd"`` (zeroed =
+    unmeasured) is 0.46 away — the difference the mode exists for."""
+    from lit_restore.samplers import DDRM
+
+    meta, arrays = load("ddrm_deblur_noisy")
+    op = _svd_operator(meta, arrays).at((1, 3, 32, 32))
+    s = op.singulars()
+    assert max_abs(s.sort().values, np.sort(arrays["singulars"])) <= TOL
+    assert int((s == 0).sum()) == int((arrays["singulars"] == 0).sum()) == 372
+    assert bool(op.measured().all())
+    errs = {}
+    for mode in ("official", "svd"):
+        noise = official_noise(meta, arrays["noise_shapes"])
+        sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"], mode=mode)
+        out = _run(sampler, fixture_prior(ddim_prior()), meta, arrays, meta["sigma_0"], noise)
+        errs[mode] = max_abs(out, arrays["out"])
+    assert errs["official"] <= TOL, errs
+    assert errs["svd"] > 0.1, errs
 
 
 @pytest.mark.parametrize(
@@ -311,7 +355,7 @@ def test_ddrm_equals_official(name):
 
     meta, arrays = load(name)
     noise = official_noise(meta, arrays["noise_shapes"])
-    sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"])
+    sampler = DDRM(steps=meta["steps"], eta=meta["eta"], eta_b=meta["eta_b"], mode="official")
     assert sampler.timesteps() == sorted(meta["timesteps"], reverse=True)
     out = _run(sampler, fixture_prior(ddim_prior()), meta, arrays, meta["sigma_0"], noise)
     err = max_abs(out, arrays["out"])
@@ -323,7 +367,7 @@ def _ddnm(name: str) -> tuple[float, dict]:
 
     meta, arrays = load(name)
     noise = official_noise(meta, arrays["noise_shapes"])
-    sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"],
+    sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"], lambda_noise="official",
                    travel_length=meta["travel_length"], travel_repeat=meta["travel_repeat"])  # fmt: skip
     out = _run(sampler, fixture_prior(adm_prior(True)), meta, arrays, meta["sigma_y"], noise)
     return max_abs(out, arrays["out"]), meta
@@ -342,6 +386,27 @@ def test_ddnm_equals_official(name):
     Observed ≤ 6.2e-6 (official float32 round-off ≤ 6.4e-6)."""
     err, _ = _ddnm(name)
     assert err <= TOL, err
+
+
+@pytest.mark.parametrize("name", ["ddnm_plus_sr4_avgpool", "ddnm_plus_color"])
+def test_ddnm_plus_official_lambda_noise_equals_official(name):
+    """DDNM+ at σ_y = 0.1 with the official ``Lambda_noise`` (raw pixel blocks scaled by d and
+    rotated by the block's official V, ``svd_operators.py`` L572-624 / L695-736): average-pooling
+    SR×4 and colorization, 50 steps, η 0.85. ``lambda_noise="official"`` lands ≤ 2.9e-6 from
+    the official output (its float32 round-off ≤ 4.1e-6); ``"svd"`` (V[d ⊙ Vᵀz]) is > 1 away,
+    the difference the mode exists for."""
+    from lit_restore.samplers import DDNM
+
+    meta, arrays = load(name)
+    errs = {}
+    for mode in ("official", "svd"):
+        noise = official_noise(meta, arrays["noise_shapes"])
+        sampler = DDNM(steps=meta["T_sampling"], eta=meta["eta"], lambda_noise=mode,
+                       travel_length=meta["travel_length"], travel_repeat=meta["travel_repeat"])  # fmt: skip
+        out = _run(sampler, fixture_prior(adm_prior(True)), meta, arrays, meta["sigma_y"], noise)
+        errs[mode] = max_abs(out, arrays["out"])
+    assert errs["official"] <= TOL, errs
+    assert errs["svd"] > 1.0, errs
 
 
 def _ddpg(name: str) -> tuple[float, dict]:
@@ -462,22 +527,11 @@ def test_resshift_sampler_equals_official():
     chain = ResShiftChain(schedule, sf=d["sf"], padding_offset=meta["padding_offset"])
     net, _ = swin_unet()
     fields = [torch.cat(official_noise(meta, arrays["noise_shapes"]), 1)]
-    out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]), noise=recorded(fields))
-    assert not fields  # consumed
+    noise, left = replayed(fields)
+    out = chain.sample(net, StandInFirstStage(), tensor(arrays["lq"]), noise=noise)
+    assert not left  # consumed
     err = max_abs(out, arrays["out"])
     assert err <= TOL, err
-
-
-def recorded(fields: list[torch.Tensor]):
-    """``ResShiftChain.sample``'s noise source serving ``fields`` in order (shapes checked)."""
-
-    def noise(shape):
-        assert fields, "the chain drew more noise than the official code"
-        z = fields.pop(0)
-        assert tuple(z.shape) == tuple(shape), (tuple(z.shape), tuple(shape))
-        return z
-
-    return noise
 
 
 def test_official_tiling_equals_resshift_inference():
@@ -501,8 +555,9 @@ def test_official_tiling_equals_resshift_inference():
     lq = torch.from_numpy(lq).permute(2, 0, 1)[None]
     chain = ResShiftChain(ResShiftSchedule(4, 2.0, 0.2, 0.99, 0.3), sf=4, padding_offset=16,
                           chop_size=chop, chop_overlap=chop - stride, tiling="official")  # fmt: skip
-    out = chain.sample(swin_unet()[0], StandInFirstStage(), lq, noise=recorded(fields))
-    assert not fields  # every tile's noise consumed
+    noise, left = replayed(fields)
+    out = chain.sample(swin_unet()[0], StandInFirstStage(), lq, noise=noise)
+    assert not left  # every tile's noise consumed
     err = max_abs(out * 0.5 + 0.5, arrays["out01"])
     assert err <= TOL, err
 
@@ -566,6 +621,30 @@ def test_face_vq_f8_builds_loads_strictly_and_equals_resshift():
 
 
 # ============================================================================ degradations
+def test_motionblur_kernels_equal_the_motionblur_package():
+    """``motionblur_kernel(61, 0.5, RandomState(s))`` is ``np.random.seed(s);
+    Kernel((61, 61), 0.5).kernelMatrix`` (LeviBorodenko/motionblur, as DPS and DDPG call it) for
+    the fixture's seeds 0, 10, 20, 30: the same draws in the same order and the same Pillow
+    rasterisation, so bit-equal (observed 0). ``MotionBlur(trajectory="motionblur",
+    kernel_seed=s)`` holds that kernel (DDPG's image i: s = 10·i)."""
+    from lit_restore.operators import MotionBlur
+    from lit_restore.operators.kernels import motionblur_kernel
+
+    meta, arrays = load("motionblur")
+    assert (meta["size"], meta["intensity"]) == (61, 0.5)
+    for i, seed in enumerate(meta["seeds"]):
+        k = motionblur_kernel(61, 0.5, np.random.RandomState(seed))
+        assert torch.equal(k, tensor(arrays["kernel"][i])), seed
+    op = MotionBlur(61, 0.5, kernel_seed=meta["seeds"][1], trajectory="motionblur")
+    assert torch.equal(op.kernel.float(), tensor(arrays["kernel"][1]))
+    # below size 53 the model's line width int(D/150) is 0 (an empty official kernel); ours
+    # draws 1 px there, so small kernels (the CI smoke runs) stay proper kernels
+    for size in (3, 5, 31):
+        k = motionblur_kernel(size, 0.5, np.random.RandomState(1))
+        assert k.shape == (size, size) and k.min() >= 0
+        assert abs(float(k.sum()) - 1) <= 1e-6
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_matlab_bicubic_operator_equals_dps_resizer(factor):
     """DPS's SR operator (Shocher's ``Resizer``, MATLAB antialiased bicubic, float32 weights)

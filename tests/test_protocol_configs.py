@@ -184,11 +184,13 @@ def check_protocol(name: str, cfg: dict) -> None:
     assert noise["class_path"] == "lit_restore.operators.GaussianNoise"
     a = op["init_args"]
     if name.startswith(("dps_", "safari_")):
-        # DPS σ = 0.05 on [-1, 1] = 0.025 in [0, 1] units; 1000-step DDPM chain
+        # DPS σ = 0.05 on [-1, 1] = 0.025 in [0, 1] units; 1000-step DDPM chain with DPS's
+        # space_timesteps and learned-range variance (configs/diffusion_config.yaml)
         assert noise["init_args"]["sigma"] == pytest.approx(0.025)
         method, args = _sampler_preset(cfg)
         assert method == ("DPS" if name.startswith("dps_") else "SaFaRI")
-        assert args["steps"] == 1000 and args["spacing"] == "linspace"
+        assert args["steps"] == 1000 and args["spacing"] == "guided_diffusion"
+        assert args["variance"] == "auto"
         task = name.removesuffix(".yaml").split("_", 2)[2]
         preset = {"box_inpaint": "inpaint", "random_inpaint": "inpaint"}.get(task, task)
         if method == "SaFaRI" and task == "motion_deblur":  # no motion tuning: the deblur preset
@@ -209,16 +211,18 @@ def check_protocol(name: str, cfg: dict) -> None:
             assert a["mask_type"] == "random" and list(a["drop_range"]) == [0.3, 0.7]
         elif task == "gauss_deblur":
             assert (a["kernel_size"], a["sigma"], a["boundary"]) == (61, 3.0, "pad")
-        else:
+        else:  # the motionblur package's trajectory model, as DPS
             assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "pad")
+            assert a["trajectory"] == "motionblur"
     else:  # DDPG / FDGR protocol base: no sampler, σ_y default 0.05, FFT/SVD operators
         assert noise["init_args"]["sigma"] == pytest.approx(0.05)
         if "sr4" in name:
             assert (a["factor"], a["mode"]) == (4, "keys")
         elif "gauss_deblur" in name:  # DDPG deblur_gauss: 5 taps, σ = 10, FFT
             assert (a["kernel_size"], a["sigma"], a["boundary"]) == (5, 10.0, "circular")
-        else:
+        else:  # DDPG's Kernel(size=(61, 61), intensity=0.5) of the motionblur package
             assert (a["kernel_size"], a["intensity"], a["boundary"]) == (61, 0.5, "circular")
+            assert a["trajectory"] == "motionblur"
         prior = model["prior"]
         if "celebahq" in name:
             assert prior["class_path"] == "lit_restore.priors.DDIMPrior"
@@ -281,16 +285,15 @@ def test_every_protocol_row_has_its_file():
 
 
 def test_suites_run_every_published_ddpg_row():
-    """Each DDPG / IDPG preset at σ_y ∈ {0, 0.05, 0.1} is a run of its suite (0.01 rows are
-    presets only: the DDPG protocol tables report 0 / 0.05 / 0.1)."""
+    """Each DDPG / IDPG preset — every line of the official ``evaluation_DDPG.sh`` /
+    ``evaluation_IDPG.sh``, the CelebA σ_y = 0.01 rows included — is a run of its suite."""
     runs = {
         (s.removeprefix("suite_ddpg_protocol_").removesuffix(".yaml"), r) for s, r in SUITE_RUNS
     }
     for method in ("DDPG", "IDPG"):
         for name in PRESETS[method]:
             base, _, sigma = name.partition("_sigma")
-            if sigma in ("0", "0.05", "0.1"):
-                assert (base, f"{method.lower()}_sigma{sigma.replace('.', 'p')}") in runs, name
+            assert (base, f"{method.lower()}_sigma{sigma.replace('.', 'p')}") in runs, name
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -1,17 +1,21 @@
 """The variance-preserving (VP) diffusion maths, once: β schedules and ᾱ
 (:mod:`~lit_restore.diffusion.schedule`), the relations between x_t, x0 and ε, the forward
-process, the posterior and the DDIM(η) step (:mod:`~lit_restore.diffusion.vp`), and the rules
+process, the posterior and the DDIM(η) step (:mod:`~lit_restore.diffusion.vp`), guided-diffusion's
+ancestral step with its variance types (:mod:`~lit_restore.diffusion.variance`), and the rules
 that choose the timesteps of a shortened chain (:mod:`~lit_restore.diffusion.respacing`).
 
 Priors, the zero-shot sampling loop and prior training all call these functions."""
 
 from lit_restore.diffusion.respacing import (
     SPACINGS,
+    ddrm_timesteps,
     leading_timesteps,
     linspace_timesteps,
     respace,
+    space_timesteps,
 )
 from lit_restore.diffusion.schedule import alpha_bar, alphas_cumprod, make_betas
+from lit_restore.diffusion.variance import VARIANCE_TYPES, AncestralChain
 from lit_restore.diffusion.vp import (
     ddim_mean,
     ddim_sigma,
@@ -24,10 +28,13 @@ from lit_restore.diffusion.vp import (
 
 __all__ = [
     "SPACINGS",
+    "VARIANCE_TYPES",
+    "AncestralChain",
     "alpha_bar",
     "alphas_cumprod",
     "ddim_mean",
     "ddim_sigma",
+    "ddrm_timesteps",
     "eps_from_x0",
     "leading_timesteps",
     "linspace_timesteps",
@@ -36,5 +43,6 @@ __all__ = [
     "posterior_variance",
     "q_sample",
     "respace",
+    "space_timesteps",
     "x0_from_eps",
 ]

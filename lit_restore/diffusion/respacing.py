@@ -1,18 +1,25 @@
 """Which timesteps a shortened chain of N steps visits, out of the T training steps.
 
 Each rule returns original timesteps in sampling order (descending); the chain then ends at
-``t = −1`` (ᾱ = 1). Two rules are in use, named after where they come from:
+``t = −1`` (ᾱ = 1). The rules are named after where they come from, so that a method's config can
+use the one its official code uses:
 
-* :func:`leading_timesteps` — ermongroup/ddim ``runners/diffusion.py`` (``skip_type="uniform"``:
-  ``seq = range(0, T, T // N)``), also DDRM, DDNM and DDPG/FDGR; diffusers calls it "leading".
+* ``"leading"`` (alias ``"uniform"``) — :func:`leading_timesteps`, ermongroup/ddim
+  ``runners/diffusion.py`` (``skip_type="uniform"``: ``range(0, T, T // N)``) truncated to its
+  first N entries: DDNM (``get_schedule_jump``) and DDPG/FDGR; diffusers calls it "leading".
   T = 1000, N = 100 gives 990, 980, …, 0; N that does not divide T leaves the top of the chain
   unvisited (N = 300: skip 3, 897 … 0).
-* :func:`linspace_timesteps` — N points spread evenly over [0, T−1]: ``round(i·(T−1)/(N−1))``
-  (Python's round, half to even), so N = T is the full chain 999 … 0 that DPS uses. It is close
-  to, but not the same as, openai/guided-diffusion ``respace.py::space_timesteps(T, [N])``, which
-  accumulates the stride by repeated float addition and so rounds differently at some N (278 of
-  N = 2 … 1000 for T = 1000, the first N = 21) and takes ``[0]`` for N = 1 where this rule takes
-  ``[T−1]``.
+* ``"ddrm"`` — :func:`ddrm_timesteps`, bahjat-kawar/ddrm ``runners/diffusion.py``
+  (``seq = range(0, T, T // N)`` *untruncated*): when N does not divide T the chain has more than
+  N steps (N = 300: skip 3, 334 steps 999 … 0; 984 of N = 1 … 1000 for T = 1000). DDRM's
+  published numbers were made with it.
+* ``"guided_diffusion"`` — :func:`space_timesteps`, openai/guided-diffusion
+  ``guided_diffusion/respace.py::space_timesteps(T, [N])`` (also DPS's copy): the stride
+  (T−1)/(N−1) is accumulated by repeated float addition and each partial sum rounded with Python's
+  ``round``; N = 1 takes ``{0}``.
+* ``"linspace"`` — :func:`linspace_timesteps`, ``round(i·(T−1)/(N−1))``; close to, but not the
+  same as, ``space_timesteps`` (the rounding of the partial sums differs at 278 of N = 2 … 1000
+  for T = 1000, the first N = 21, and N = 1 gives ``[T−1]``). Kept for configs that name it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,23 @@ def leading_timesteps(num_timesteps: int, steps: int) -> list[int]:
     """DDIM's rule: ``range(0, T, T // N)``, first N, descending."""
     skip = num_timesteps // steps
     return list(range(0, num_timesteps, skip))[:steps][::-1]
+
+
+def ddrm_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """DDRM's rule: all of ``range(0, T, T // N)``, descending (more than N when N ∤ T)."""
+    return list(range(0, num_timesteps, num_timesteps // steps))[::-1]
+
+
+def space_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """guided-diffusion ``space_timesteps(T, [N])`` (one section), descending.
+
+    ``cur = 0.0; repeat N times: take round(cur); cur += (T−1)/(N−1)`` (stride 1 for N = 1)."""
+    stride = 1.0 if steps <= 1 else (num_timesteps - 1) / (steps - 1)
+    taken, cur = set(), 0.0
+    for _ in range(steps):
+        taken.add(round(cur))
+        cur += stride
+    return sorted(taken, reverse=True)
 
 
 def linspace_timesteps(num_timesteps: int, steps: int) -> list[int]:
@@ -38,6 +62,8 @@ def linspace_timesteps(num_timesteps: int, steps: int) -> list[int]:
 SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "leading": leading_timesteps,
     "uniform": leading_timesteps,
+    "ddrm": ddrm_timesteps,
+    "guided_diffusion": space_timesteps,
     "linspace": linspace_timesteps,
 }
 
@@ -51,7 +77,5 @@ def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[in
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
     if spacing not in SPACINGS:
-        raise ValueError(
-            f"unknown spacing {spacing!r}; choose 'uniform' (= 'leading') or 'linspace'"
-        )
+        raise ValueError(f"unknown spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
     return SPACINGS[spacing](num_timesteps, steps)

@@ -1,6 +1,7 @@
 """Degradation operators ("physics"): ``A``, its adjoint, pseudo-inverses, SVD views, noise; the
 nonlinear ones (JPEG, the DPS paper's nonlinear blur and phase retrieval) for DPS and SaFaRI."""
 
+from .banks import load_kernel_bank, load_mask_bank
 from .base import (
     CAPABILITIES,
     DenseOperator,
@@ -9,7 +10,7 @@ from .base import (
     OperatorCapabilityError,
     require_capabilities,
 )
-from .blur import Blur, GaussianBlur, MotionBlur, UniformBlur
+from .blur import Blur, GaussianBlur, KernelBankBlur, MotionBlur, UniformBlur
 from .inpainting import Inpainting
 from .jpeg import JPEG
 from .noise import GaussianNoise, NoiseModel, NoNoise, PoissonNoise
@@ -30,6 +31,7 @@ __all__ = [
     "GaussianBlur",
     "GaussianNoise",
     "Inpainting",
+    "KernelBankBlur",
     "LinearOperator",
     "MotionBlur",
     "NoNoise",
@@ -41,5 +43,7 @@ __all__ = [
     "PoissonNoise",
     "SeparableOperator",
     "UniformBlur",
+    "load_kernel_bank",
+    "load_mask_bank",
     "require_capabilities",
 ]

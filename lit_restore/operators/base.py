@@ -325,6 +325,14 @@ class LinearOperator(Operator):
     def singulars(self) -> Tensor:
         raise OperatorCapabilityError(f"{type(self).__name__} has no SVD view")
 
+    def measured(self) -> Tensor:
+        """Which components of ``Vt(x)`` the measurement covers (bool, as ``singulars()``):
+        those with a singular value of the *untruncated* operator, including any that a
+        threshold zeroed (DDRM/DDNM's official operators keep them in their ``singulars()``
+        as 0; DDRM's official noisy update treats them as measured). Default: ``singulars() > 0``
+        (operators without a threshold)."""
+        return self.singulars() > 0
+
     # ----------------------------------------------------------------- checks
     def adjointness_test(
         self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None

@@ -22,13 +22,15 @@ Orientation: ``y[p] = Σ_u k[u] · x[p + u − c]`` with ``c = k//2`` (cross-cor
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .banks import bank_choice, load_kernel_bank
 from .base import LinearOperator, OperatorCapabilityError, per_image
 from .cg import conjugate_gradient
-from .kernels import gaussian_kernel_1d, motion_kernel, uniform_kernel_1d
+from .kernels import gaussian_kernel_1d, motion_kernel, motionblur_kernel, uniform_kernel_1d
 from .separable import SeparableCache, SeparableSVD, toeplitz_matrix
 
 BOUNDARIES = ("pad", "circular", "zero")
@@ -248,6 +250,9 @@ class Blur(LinearOperator):
     def singulars(self) -> Tensor:
         return self._need_svd().get(self._shape()).singulars()
 
+    def measured(self) -> Tensor:
+        return self._need_svd().get(self._shape()).measured()
+
     def extra_repr(self) -> str:
         k = None if self.kernel is None else tuple(self.kernel.shape)
         return f"kernel={k}, boundary={self.boundary!r}"
@@ -278,19 +283,42 @@ class UniformBlur(Blur):
         self.kernel_size = kernel_size
 
 
+def _motion(
+    trajectory: str,
+    size: int,
+    intensity: float,
+    generator: torch.Generator,
+    numpy_seed: int | None = None,
+) -> Tensor:
+    """One kernel of :class:`MotionBlur`'s ``trajectory`` model (``"motionblur"``: from
+    ``RandomState(numpy_seed)``, or from a NumPy seed drawn from ``generator``)."""
+    if trajectory == "walk":
+        return motion_kernel(size, intensity, generator).float()
+    if numpy_seed is None:
+        numpy_seed = int(torch.randint(0, 2**32, (1,), generator=generator))
+    return motionblur_kernel(size, intensity, np.random.RandomState(numpy_seed))
+
+
 class MotionBlur(Blur):
-    """Random camera-shake blur with a kernel drawn per image (:func:`~.kernels.motion_kernel`).
+    """Random camera-shake blur with a kernel drawn per image.
 
     ``sample_params(generator, (C, H, W))`` returns ``{"kernel": [k, k]}``; the data pipeline
     draws it from the image's ``(seed, index)`` generator and the sampler binds the batch of
     kernels ``[B, k, k]`` (DDPG draws one kernel per image too). ``kernel_seed`` instead fixes one
     kernel for the whole run, as DPS does (its operator is built once, ``sample_condition.py``).
 
+    ``trajectory`` chooses the kernel model: ``"motionblur"`` is LeviBorodenko/motionblur's
+    (:func:`~.kernels.motionblur_kernel`), the generator DPS and DDPG draw from — per image from
+    a ``numpy.random.RandomState`` seeded by the image's generator, or with ``kernel_seed`` s the
+    kernel of ``np.random.seed(s)`` (DDPG's image i: s = 10·i). ``"walk"`` is our own heading
+    random walk (:func:`~.kernels.motion_kernel`).
+
     Args:
         kernel_size: odd kernel side (DPS/DDPG: 61).
         intensity: trajectory irregularity in [0, 1] (DPS/DDPG: 0.5).
         boundary: "pad" (DPS), "circular" (DDPG FFT) or "zero"; no SVD (not separable).
         kernel_seed: draw one shared kernel from this seed instead of one per image.
+        trajectory: ``"motionblur"`` or ``"walk"`` (above).
     """
 
     def __init__(
@@ -299,21 +327,54 @@ class MotionBlur(Blur):
         intensity: float = 0.5,
         boundary: str = "pad",
         kernel_seed: int | None = None,
+        trajectory: str = "walk",
         **kwargs,
     ) -> None:
+        if trajectory not in ("walk", "motionblur"):
+            raise ValueError(
+                f"MotionBlur trajectory must be 'walk' or 'motionblur', got {trajectory!r}"
+            )
         kernel = None
         if kernel_seed is not None:
             g = torch.Generator().manual_seed(int(kernel_seed))
-            kernel = motion_kernel(kernel_size, intensity, g).float()
+            kernel = _motion(trajectory, kernel_size, intensity, g, numpy_seed=int(kernel_seed))
         else:
             motion_kernel(kernel_size, intensity, torch.Generator())  # validate arguments early
         super().__init__(kernel, boundary, **kwargs)
         self.kernel_size, self.intensity, self.kernel_seed = kernel_size, intensity, kernel_seed
+        self.trajectory = trajectory
 
     def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
         if self.kernel_seed is not None:
             return {}
-        return {"kernel": motion_kernel(self.kernel_size, self.intensity, generator).float()}
+        return {"kernel": _motion(self.trajectory, self.kernel_size, self.intensity, generator)}
 
     def param_names(self) -> set[str]:
         return {"kernel"}
+
+
+class KernelBankBlur(Blur):
+    """Blur with kernels from a bank on disk (:func:`~.banks.load_kernel_bank`: ``.npy``,
+    ``.mat``, kernel images or a folder of them), one drawn per image from its generator
+    (:func:`~.banks.bank_choice`) — for protocols that ship their kernels, or kernels made once
+    with an official generator.
+
+    Args:
+        path: the bank file or folder.
+        boundary: "pad", "circular" or "zero" (no SVD: a general kernel is not separable).
+        key: the variable of a ``.mat`` file with several.
+    """
+
+    def __init__(self, path: str, boundary: str = "pad", key: str | None = None, **kwargs) -> None:
+        super().__init__(None, boundary, **kwargs)
+        self.path, self.key = str(path), key
+        self.register_buffer("bank", load_kernel_bank(path, key), persistent=False)
+
+    def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
+        return {"kernel": self.bank[bank_choice(len(self.bank), generator)].cpu()}
+
+    def param_names(self) -> set[str]:
+        return {"kernel"}
+
+    def extra_repr(self) -> str:
+        return f"path={self.path!r}, kernels={len(self.bank)}, boundary={self.boundary!r}"

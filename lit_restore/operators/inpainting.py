@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .banks import bank_choice, load_mask_bank
 from .base import LinearOperator, per_image
 from .masks import box_mask, freeform_mask, load_mask_file, mixed_mask, random_mask
 
-MASK_TYPES = ("box", "random", "freeform", "mixed", "file")
+MASK_TYPES = ("box", "random", "freeform", "mixed", "file", "bank")
 
 
 class Inpainting(LinearOperator):
@@ -23,10 +24,12 @@ class Inpainting(LinearOperator):
     Args:
         mask_type: "box" (DPS ``random_sq_bbox``), "random" (DPS random pixels), "freeform"
             (brush strokes), "mixed" (ResShift's box / irregular / outpainting training masks,
-            :func:`.masks.mixed_mask`) or "file" (one user mask for every image).
+            :func:`.masks.mixed_mask`), "file" (one user mask for every image) or "bank" (masks
+            from a folder or ``.npy`` stack, one drawn per image, :func:`.banks.load_mask_bank`).
         box_size, margin: box side and minimum distance to the border (DPS: 128, 16 on 256²).
         drop_range: range of the random drop rate (DPS config: (0.3, 0.7); DPS paper: 0.92).
-        mask_path: the mask file for ``mask_type="file"`` (image: white = known, .npy, .pt).
+        mask_path: the mask file for ``mask_type="file"`` (image: white = known, .npy, .pt),
+            the folder or stack for ``"bank"``.
         invert_mask: swap known/missing in the file mask.
         max_strokes, max_vertices, stroke_width, stroke_length: free-form stroke options,
             widths and lengths as fractions of the image side (see :func:`.masks.freeform_mask`).
@@ -65,7 +68,13 @@ class Inpainting(LinearOperator):
             if mask_path is None:
                 raise ValueError("Inpainting(mask_type='file') needs mask_path=<mask image file>")
             mask = load_mask_file(mask_path, invert=invert_mask)
+        bank = None
+        if mask_type == "bank":
+            if mask_path is None:
+                raise ValueError("Inpainting(mask_type='bank') needs mask_path=<folder or .npy>")
+            bank = load_mask_bank(mask_path, invert=invert_mask)
         self.register_buffer("mask", mask)
+        self.register_buffer("bank", bank, persistent=False)
 
     # ------------------------------------------------------------ per-image masks
     def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
@@ -78,6 +87,13 @@ class Inpainting(LinearOperator):
             mask = freeform_mask(h, w, generator, **self.stroke_opts)
         elif self.mask_type == "mixed":
             mask = mixed_mask(h, w, generator)
+        elif self.mask_type == "bank":
+            mask = self.bank[bank_choice(len(self.bank), generator)].cpu()
+            if tuple(mask.shape[-2:]) != (h, w):
+                raise ValueError(
+                    f"mask bank {self.mask_path!r} holds {tuple(mask.shape[-2:])} masks but the "
+                    f"images are {(h, w)}; set the data crop_size/resize to match"
+                )
         else:
             mask = self.mask.cpu()
             if tuple(mask.shape[-2:]) != (h, w):

@@ -1,4 +1,6 @@
-"""Filter kernels: Keys cubic, Gaussian, box, and a seeded random motion-blur trajectory.
+"""Filter kernels: Keys cubic, Gaussian, box, and two seeded random motion-blur trajectories
+(:func:`motion_kernel`, ours; :func:`motionblur_kernel`, the model of LeviBorodenko/motionblur
+that DPS and DDPG draw their kernels from).
 
 All functions return float64 tensors on the CPU unless told otherwise; operators cast them to
 their buffers' dtype. Kernels are indexed so that the centre tap of an odd kernel of length ``k``
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -121,3 +124,60 @@ def motion_kernel(
     ):
         kernel.index_put_((y0 + dy, x0 + dx), w, accumulate=True)
     return kernel / kernel.sum()
+
+
+def motionblur_kernel(size: int, intensity: float, rng: np.random.RandomState) -> Tensor:
+    """A motion-blur kernel ``[size, size]`` from the random-trajectory model of
+    LeviBorodenko/motionblur ``motionblur.py::Kernel`` (used by DPS ``measurements.py``
+    ``MotionBlurOperator`` and DDPG ``guided_diffusion/diffusion.py``, size 61, intensity 0.5),
+    drawn from ``rng`` in the model's order, so ``RandomState(s)`` gives the kernel that
+    ``np.random.seed(s); Kernel(...)`` gives (DDPG seeds image i with 10·i).
+
+    The model, on a canvas of twice the kernel size (side 2·size, diagonal D), intensity I:
+
+    1. path length L = 0.75·D·(U(0,1) + U(0, I²)); step lengths β(1, 30)·(1 − I + 0.1)·D,
+       drawn until they add up to L (a draw that alone exceeds L is discarded);
+    2. the largest angle Θ ~ U(0, I·π) and a sign-flip probability j ~ β(2, 20); the first
+       heading ~ U(−Θ, Θ), each next one triangular(0, I·Θ, Θ + 0.1) in magnitude, with the sign
+       of the previous heading flipped with probability j;
+    3. the path is the cumulative sum of the steps as complex increments, centred on its mean,
+       rotated by U(0, π) and moved to the canvas centre;
+    4. rasterised as a polyline of width int(D/150), Gaussian-blurred with radius
+       int(0.01·D), resized to ``size`` with Lanczos, taken as 8-bit luma and normalised to sum 1
+       (Pillow's ``ImageDraw.line``, ``GaussianBlur``, ``LANCZOS``, ``convert("L")``).
+
+    Below size 53 the model's line width int(D/150) is 0, Pillow draws nothing and the official
+    kernel is 0/0; we draw width 1 there (sizes ≥ 53, DPS's and DDPG's 61 included, are the
+    model's own).
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    if size < 3:
+        raise ValueError(f"motion kernel_size must be >= 3, got {size}")
+    if not 0.0 <= intensity <= 1.0:
+        raise ValueError(f"motion blur intensity must be in [0, 1], got {intensity}")
+    side = 2 * size
+    diagonal = (2 * side**2) ** 0.5
+    max_len = 0.75 * diagonal * (rng.uniform() + rng.uniform(0, intensity**2))
+    steps: list[float] = []
+    while sum(steps) < max_len:
+        step = rng.beta(1, 30) * (1 - intensity + 0.1) * diagonal
+        if step < max_len:
+            steps.append(step)
+    max_angle = rng.uniform(0, intensity * math.pi)
+    flip = rng.beta(2, 20)
+    angles = [rng.uniform(low=-max_angle, high=max_angle)]
+    while len(angles) < len(steps):
+        angle = rng.triangular(0, intensity * max_angle, max_angle + 0.1)
+        sign = np.sign(angles[-1])
+        angles.append(angle * (-sign if rng.uniform() < flip else sign))
+    path = np.cumsum(np.asarray(steps) * np.exp(1j * np.asarray(angles)))
+    path = path - sum(path) / len(steps)  # the mean, summed left to right as the model does
+    path = path * np.exp(1j * rng.uniform(0, math.pi)) + (side + 1j * side) / 2
+    canvas = Image.new("RGB", (side, side))
+    width = max(int(diagonal / 150), 1)
+    ImageDraw.Draw(canvas).line(xy=[(p.real, p.imag) for p in path], width=width)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(radius=int(diagonal * 0.01)))
+    gray = canvas.resize((size, size), resample=Image.LANCZOS).convert("L")
+    kernel = np.asarray(gray, dtype=np.float32)
+    return torch.from_numpy(kernel / kernel.sum())

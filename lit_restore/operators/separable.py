@@ -218,6 +218,10 @@ class SeparableSVD(nn.Module):
     def singulars(self) -> Tensor:
         return self.s_full
 
+    def measured(self) -> Tensor:
+        """The first ``C·h·w`` components (the measurement's dimension), thresholded or not."""
+        return torch.arange(self.s_full.numel(), device=self.s_full.device) < self.perm_m.numel()
+
 
 class SeparableCache(nn.Module):
     """Builds and keeps one :class:`SeparableSVD` per image shape ``(C, H, W)``.

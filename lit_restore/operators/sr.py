@@ -92,6 +92,9 @@ class SeparableOperator(LinearOperator):
     def singulars(self) -> Tensor:
         return self._svd().singulars()
 
+    def measured(self) -> Tensor:
+        return self._svd().measured()
+
     def to_image(self, y: Tensor) -> Tensor:
         return y
 

@@ -1,6 +1,8 @@
 """Frozen priors around the two published UNet families: ADM (guided-diffusion) and the DDIM
-"simple" UNet. Both predict ε; ADM checkpoints with ``learn_sigma`` output ``[ε, v]`` and the
-variance channels are dropped (the samplers use fixed variances, as DPS/DDRM/DDNM do).
+"simple" UNet. Both predict ε; ADM checkpoints with ``learn_sigma`` output ``[ε, v]``:
+:meth:`ADMPrior.eps` returns ε and :meth:`ADMPrior.eps_and_variance` both, for the samplers that
+use the learned variance (DPS/SaFaRI with ``variance="learned_range"``, as official DPS
+``configs/diffusion_config.yaml``); DDRM/DDNM/DDPG use ε only.
 
 ``checkpoint`` is a file path or a registered name (``adm-imagenet256-uncond`` …), resolved by
 :func:`lit_restore.weights.resolve` (explicit path → cache dir → a clear error saying what to
@@ -120,14 +122,24 @@ class ADMPrior(DiffusionPrior):
         self.net.set_dtype(dtype)
         return True
 
-    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+    @property
+    def learned_variance(self) -> bool:  # type: ignore[override]
+        return bool(self.net.learn_sigma)
+
+    def eps_and_variance(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(ε̂, v)``: output channels ``0:C`` and, with ``learn_sigma``, ``C:2C``."""
         self.check_input(x_t)
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         y = None
         if self.class_label is not None:
             y = torch.full((x_t.shape[0],), self.class_label, device=x_t.device, dtype=torch.long)
         out = self.net(x_t, t, y)
-        return out[:, : self.channels].to(x_t.dtype)
+        c = self.channels
+        v = out[:, c : 2 * c].to(x_t.dtype) if self.net.learn_sigma else None
+        return out[:, :c].to(x_t.dtype), v
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.eps_and_variance(x_t, t)[0]
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **overrides: Any) -> ADMPrior:

@@ -1,8 +1,11 @@
 """The frozen-prior protocol: a VP (variance-preserving) diffusion model over images in [-1, 1].
 
 ``x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε`` with a 1000-step schedule (Ho et al. 2020, Eq. 4). A prior exposes
-``eps(x_t, t)`` — the ε-prediction of its network with learned-sigma channels dropped — and the
-``alphas_cumprod`` buffer. Samplers only ever talk to this interface; they never see which network
+``eps(x_t, t)`` — the ε-prediction of its network — and the ``alphas_cumprod`` buffer; a prior
+whose network also outputs guided-diffusion's variance interpolation (``learn_sigma``) says so
+with :attr:`~DiffusionPrior.learned_variance` and returns it from
+:meth:`~DiffusionPrior.eps_and_variance` (the ``learned_range`` variance type,
+:mod:`lit_restore.diffusion.variance`). Samplers only ever talk to this interface; they never see which network
 is inside. The maths (schedules, ᾱ lookup, x0↔ε, q_sample) is :mod:`lit_restore.diffusion`'s.
 
 Timesteps ``t`` are *original* indices in ``[0, num_timesteps)`` even when a sampler uses a
@@ -31,6 +34,9 @@ class DiffusionPrior(nn.Module):
         betas: explicit β (overrides ``beta_schedule``), e.g. from a diffusers scheduler.
     """
 
+    #: True when :meth:`eps_and_variance` returns the network's variance channels
+    learned_variance: bool = False
+
     def __init__(
         self,
         image_size: int | None = 256,
@@ -49,6 +55,9 @@ class DiffusionPrior(nn.Module):
         ).to(torch.float64)
         self.register_buffer("betas", b.float(), persistent=False)
         self.register_buffer("alphas_cumprod", diffusion.alphas_cumprod(b), persistent=False)
+        # ᾱ in float64 for the coefficient tables of the ancestral step (guided-diffusion keeps
+        # its schedule in float64); a plain attribute, so that .to(dtype) leaves it exact
+        self.alphas_cumprod64 = torch.cumprod(1 - b, 0)
 
     @property
     def num_timesteps(self) -> int:
@@ -57,6 +66,12 @@ class DiffusionPrior(nn.Module):
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
         """ε-prediction at original timesteps ``t`` (long, shape [B]); ``channels`` channels."""
         raise NotImplementedError
+
+    def eps_and_variance(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """ε-prediction and, for networks trained with learned sigma, the variance channels
+        v ∈ [−1, 1] (guided-diffusion ``learned_range``) from one evaluation; ``None`` when the
+        network has none."""
+        return self.eps(x_t, t), None
 
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.eps(x_t, t)

@@ -58,12 +58,10 @@ from torch import Tensor, nn
 from lit_restore.nn.blocks import AttnBlock
 from lit_restore.resshift.schedule import ResShiftSchedule
 from lit_restore.tiling import raised_cosine_window, tile_grid, tile_starts
-from lit_restore.utils.seeding import randn_per_image
+from lit_restore.utils.seeding import NoiseFn, randn_per_image
 
 #: tiling modes (module docstring)
 TILINGS = ("cosine", "uniform", "official")
-#: ``noise(shape) -> Tensor``: standard normal noise of ``shape`` (first dim: the images)
-NoiseFn = Callable[[tuple[int, ...]], Tensor]
 
 
 def _pad_to(x: Tensor, multiple: int) -> Tensor:

@@ -7,16 +7,25 @@ checks those needs (:func:`~lit_restore.operators.base.require_capabilities`), g
 its image shape (:meth:`~lit_restore.operators.base.Operator.at`), and owns respacing, the
 progress bar, the per-step callback, per-image noise and NFE counting.
 
-**Respacing** (:mod:`lit_restore.diffusion.respacing`). ``spacing="uniform"`` (alias
-``"leading"``) is the DDIM/DDRM/DDNM/DDPG rule ``range(0, T, T // N)`` — T=1000, N=100 gives
-990, 980, …, 0 — followed by ``t = −1`` with ᾱ₋₁ = 1 (DDIM ``compute_alpha``; DDNM
-``get_schedule_jump``). ``spacing="linspace"`` spreads N steps evenly over [0, T−1], so N = T
-reproduces the full 1000-step chain 999 … 0 that DPS uses.
+**Respacing** (:mod:`lit_restore.diffusion.respacing`, rules by the name of their source).
+``spacing="uniform"`` (alias ``"leading"``) is the DDIM/DDNM/DDPG rule ``range(0, T, T // N)``
+truncated to N — T=1000, N=100 gives 990, 980, …, 0 — followed by ``t = −1`` with ᾱ₋₁ = 1
+(DDIM ``compute_alpha``; DDNM ``get_schedule_jump``); ``"ddrm"`` the same range untruncated
+(DDRM); ``"guided_diffusion"`` guided-diffusion's ``space_timesteps`` (DPS; N = T is the full
+chain 999 … 0); ``"linspace"`` N steps spread evenly over [0, T−1].
 
-**Generic transition**: the DDIM(η) step of :mod:`lit_restore.diffusion.vp` (Song et al. 2021,
-Eq. 12) with ε̂ = (x_t − √ᾱ_t x̂0)/√(1−ᾱ_t); η = 1 is DDPM ancestral sampling with the posterior
-variance β̃ on the respaced chain (Ho et al. 2020, Eq. 7), η = 0 deterministic DDIM.
-Recomputing ε̂ from a clamped x̂0 mirrors guided-diffusion ``ddim_sample`` / ``p_sample``.
+**Generic transition** (``variance=``):
+
+* ``"ddim"`` — the DDIM(η) step of :mod:`lit_restore.diffusion.vp` (Song et al. 2021, Eq. 12)
+  with ε̂ = (x_t − √ᾱ_t x̂0)/√(1−ᾱ_t); η = 1 is DDPM ancestral sampling with the posterior
+  variance β̃ on the respaced chain (Ho et al. 2020, Eq. 7), η = 0 deterministic DDIM.
+  Recomputing ε̂ from a clamped x̂0 mirrors guided-diffusion ``ddim_sample``. The methods whose
+  official code takes DDIM-type steps (DDRM, DDNM, DDPG, FDGR) use it.
+* ``"fixed_small"``, ``"fixed_large"``, ``"learned_range"`` — guided-diffusion's ``p_sample``
+  (``μ̃ + σ z`` with that variance type, coefficient tables in float64 on the respaced chain,
+  :mod:`lit_restore.diffusion.variance`); ``"auto"`` picks ``learned_range`` when the prior
+  outputs variance channels (:attr:`DiffusionPrior.learned_variance`) and ``fixed_small``
+  otherwise — what DPS's ``configs/diffusion_config.yaml`` does with its ADM checkpoints.
 Unconditional sampling (checking a prior) is this loop without guidance: :class:`DDPM`,
 :class:`DDIM` with ``operator=None, y=None, x_shape=…``.
 
@@ -36,11 +45,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lit_restore import diffusion
-from lit_restore.diffusion import respace
+from lit_restore.diffusion import VARIANCE_TYPES, AncestralChain, respace
 from lit_restore.operators.base import Operator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
-from lit_restore.utils.seeding import randn_per_image
+from lit_restore.utils.seeding import NoiseFn, randn_per_image
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -70,11 +79,19 @@ class SamplingContext:
     num_timesteps: int
     sampler: Sampler
     state: dict[str, Any] = field(default_factory=dict)
+    #: a noise source that replaces the generators (``Sampler.sample(noise=...)``)
+    noise: NoiseFn | None = None
+    #: the respaced chain's float64 tables (variance types other than ``"ddim"``)
+    chain: AncestralChain | None = None
+    #: the resolved variance type of this run (``"auto"`` decided against the prior)
+    variance: str = "ddim"
 
     def randn(self, like: Tensor | None = None) -> Tensor:
         """Standard normal noise of the image shape (or ``like``'s), one generator per image."""
         shape = tuple(like.shape) if like is not None else self.shape
         dev = like.device if like is not None else self.device
+        if self.noise is not None:
+            return self.noise(shape).to(dev)
         return randn_per_image(shape, self.generator, device=dev)
 
     @property
@@ -95,6 +112,18 @@ class SamplingContext:
             with autocast(dtype, x.device):
                 return self.prior.eps(x, tt).float()
         return self.prior.eps(x, tt)
+
+    def eps_and_variance(self, x: Tensor, t: int) -> tuple[Tensor, Tensor | None]:
+        """ε̂(x, t) and the network's variance channels (``None`` without ``learn_sigma``);
+        one network evaluation."""
+        self.sampler.nfe += 1
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        dtype = self.sampler.autocast_dtype
+        if dtype is not None:
+            with autocast(dtype, x.device):
+                eps, v = self.prior.eps_and_variance(x, tt)
+            return eps.float(), None if v is None else v.float()
+        return self.prior.eps_and_variance(x, tt)
 
     def x0_from_eps(self, x: Tensor, t: int, eps: Tensor) -> Tensor:
         return diffusion.x0_from_eps(x, eps, self.alpha_bar(t, x))
@@ -117,6 +146,9 @@ class Sampler:
         eta: DDIM η of the generic transition (1 = DDPM ancestral, 0 = deterministic DDIM).
         clip_denoised: clamp x̂0 to [-1, 1] before the transition.
         progress: show a tqdm bar.
+        variance: ``"ddim"`` (the DDIM(η) transition), ``"fixed_small"``, ``"fixed_large"``,
+            ``"learned_range"`` or ``"auto"`` (guided-diffusion's ancestral step; module
+            docstring).
     """
 
     #: short name used in logs / hparams
@@ -132,8 +164,14 @@ class Sampler:
         eta: float = 1.0,
         clip_denoised: bool = True,
         progress: bool = False,
+        variance: str = "ddim",
     ) -> None:
         respace(1000, steps, spacing)  # validate early
+        if variance not in ("ddim", "auto", *VARIANCE_TYPES):
+            raise ValueError(
+                f"unknown variance {variance!r}; choose 'ddim', 'auto' or one of {VARIANCE_TYPES}"
+            )
+        self.variance = variance
         self.steps = int(steps)
         self.spacing = spacing
         self.eta = float(eta)
@@ -179,8 +217,23 @@ class Sampler:
     # -------------------------------------------------- shared pieces
     def denoise(self, ctx: SamplingContext, x: Tensor, t: int) -> Tensor:
         """Tweedie x̂0 from the prior's ε̂ (clamped if ``clip_denoised``)."""
-        x0 = ctx.x0_from_eps(x, t, ctx.eps(x, t))
-        return x0.clamp(-1, 1) if self.clip_denoised else x0
+        return self.denoise_with_variance(ctx, x, t)[0]
+
+    def denoise_with_variance(
+        self, ctx: SamplingContext, x: Tensor, t: int
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`denoise` and the network's variance channels when the run's variance type is
+        ``learned_range`` (else ``None``). With a guided-diffusion variance type x̂0 comes from
+        the chain's float64 coefficients (``_predict_xstart_from_eps``)."""
+        if ctx.chain is None:
+            x0, v = ctx.x0_from_eps(x, t, ctx.eps(x, t)), None
+        else:
+            if ctx.variance == "learned_range":
+                eps, v = ctx.eps_and_variance(x, t)
+            else:
+                eps, v = ctx.eps(x, t), None
+            x0 = ctx.chain.predict_x0(x, t, eps)
+        return (x0.clamp(-1, 1) if self.clip_denoised else x0), v
 
     def transition(
         self,
@@ -191,8 +244,15 @@ class Sampler:
         t_next: int,
         eta: float | None = None,
         eps: Tensor | None = None,
+        v: Tensor | None = None,
     ) -> Tensor:
-        """The generic DDIM(η) transition (module docstring); η = 1 is DDPM ancestral."""
+        """The generic transition (module docstring): guided-diffusion's ancestral step with the
+        run's variance type (``v``: the variance channels for ``learned_range``), or the DDIM(η)
+        step (η = 1 is DDPM ancestral)."""
+        if ctx.chain is not None and eta is None and eps is None:
+            last = t_next < 0
+            noise = None if last else ctx.randn(x)
+            return ctx.chain.step(x0, x, t, last, noise, ctx.variance, v)
         eta = self.eta if eta is None else eta
         a = ctx.alpha_bar(t, x)
         a_next = ctx.alpha_bar(t_next, x)
@@ -223,6 +283,7 @@ class Sampler:
         generator: Generators = None,
         callback: Callable[[StepInfo], None] | None = None,
         x_shape: Sequence[int] | None = None,
+        noise: NoiseFn | None = None,
     ) -> Tensor:
         """Restore ``y``; returns x̂0 in model space.
 
@@ -236,6 +297,8 @@ class Sampler:
             callback: called after each step with a :class:`StepInfo`.
             x_shape: image batch shape; inferred from ``Aᵀy`` when omitted (needed when
                 ``operator`` is None, i.e. unconditional sampling).
+            noise: a noise source ``noise(shape)`` serving every draw in place of
+                ``generator`` (:data:`~lit_restore.utils.seeding.NoiseFn`).
         """
         label, needs = self.requirements(float(sigma_y))
         require_capabilities(operator, needs, label)
@@ -251,9 +314,15 @@ class Sampler:
             shape=shape,
             num_timesteps=prior.num_timesteps,
             sampler=self,
+            noise=noise,
         )
         self.nfe = 0
         pairs = self.schedule(prior.num_timesteps)
+        ctx.variance = self.resolve_variance(prior)
+        if ctx.variance != "ddim":
+            ctx.chain = AncestralChain(
+                _alphas_cumprod64(prior), self.timesteps(prior.num_timesteps)
+            )
         with torch.no_grad():
             x = self.init(ctx)
         bar = tqdm(pairs, desc=type(self).__name__, disable=not self.progress, leave=False)
@@ -271,8 +340,29 @@ class Sampler:
         with torch.no_grad():
             return self.finalize(ctx, x)
 
+    def resolve_variance(self, prior: DiffusionPrior) -> str:
+        """The variance type of a run with ``prior`` (``"auto"``: ``learned_range`` when the
+        prior outputs variance channels, else ``fixed_small``)."""
+        if self.variance == "auto":
+            return "learned_range" if prior.learned_variance else "fixed_small"
+        if self.variance == "learned_range" and not prior.learned_variance:
+            raise ValueError(
+                f"{type(self).__name__}(variance='learned_range') needs a prior with variance "
+                f"channels (an ADM with learn_sigma=True); {type(prior).__name__} has none — "
+                "use variance: auto or fixed_small"
+            )
+        return self.variance
+
     def hparams(self) -> dict[str, Any]:
         return {"method": self.name, "steps": self.steps, "eta": self.eta}
+
+
+def _alphas_cumprod64(prior: DiffusionPrior) -> Tensor:
+    """ᾱ in float64: the prior's exact table when it still describes its schedule."""
+    exact = getattr(prior, "alphas_cumprod64", None)
+    if exact is not None and exact.numel() == prior.alphas_cumprod.numel():
+        return exact
+    return prior.alphas_cumprod.double()
 
 
 class DDPM(Sampler):

@@ -34,7 +34,7 @@ class DDPG(Sampler):
         gamma: γ of δ_t = ᾱ_{t−1}^γ.
         zeta: ζ, the fraction of fresh noise (DDPG only).
         eta_tilde: η̃ of η_reg = max(1e-4, η̃σ_y²); negative selects the ``xi`` rule.
-        xi: ξ of the η̃ < 0 rule.
+        xi: ξ of the η̃ < 0 rule (main.py default 1e-5).
         step_size_mode: 0, 1 or 2 (module docstring).
         inject_noise: True = DDPG, False = IDPG.
         scale_ls: c, the least-squares step (code comment: ≤ 1/s_max²).
@@ -49,7 +49,7 @@ class DDPG(Sampler):
         gamma: float = 8.0,
         zeta: float = 0.5,
         eta_tilde: float = 0.7,
-        xi: float = 1e-4,
+        xi: float = 1e-5,
         step_size_mode: int = 1,
         inject_noise: bool = True,
         scale_ls: float = 1.0,
@@ -149,7 +149,7 @@ class IDPG(DDPG):
         steps: int = 100,
         gamma: float = 16.0,
         eta_tilde: float = 0.2,
-        xi: float = 1e-4,
+        xi: float = 1e-5,
         step_size_mode: int = 0,
         scale_ls: float = 1.0,
         progress: bool = False,

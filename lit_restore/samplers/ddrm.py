@@ -15,6 +15,19 @@ spectral component i of v = Vᵀ x̄_{t−1} is
 and x_{t−1} = √ᾱ_{t−1} V v (components matching none of the strict inequalities, e.g. every one at
 the last step when σ_y = 0, take the "missing" rule, as in the code).
 
+**Thresholded singular values** (``mode``). DDRM's operators zero the singular values below a
+threshold (``Deblurring``/``SRConv``: 3e-2) but keep those components among their
+``singulars()``; with σ_y > 0 the official update tests ``s_i σ_{t−1} < σ_y``, which a zeroed
+s_i passes, so they take the "less noisy than y" rule with ``s_i = 0``: the coefficient
+``(Uᵀy)_i/σ_y`` of a direction the truncated operator does not see is injected
+(``denoising.py`` L74-75, L79). ``mode="official"`` reproduces that (the components are the
+operator's :meth:`~lit_restore.operators.base.LinearOperator.measured`); ``mode="svd"`` treats a
+zeroed value as unmeasured (the "missing" rule), as the paper's Eq. 7 reads for s_i = 0. They
+differ only for σ_y > 0 on operators with a threshold (deblurring, bicubic SR). The official
+``Deblurring`` also pairs its singular values channel-major (``singulars()`` repeats each value
+over the 3 channels, L460-461) with V-coordinates ordered pixel-major, and drops a kernel tap
+(L412): bugs not reproduced — our operators pair each value with its own vector.
+
 Initialisation (Eq. 12, code ``init_y``): with σ_T at the first visited t,
 x_T = V[(ȳ_i 1{s_iσ_T>σ_y} + √(σ_T² − (σ_y/s_i)² 1{s_iσ_T>σ_y}) z_i)/σ_T]. The output is the
 last iterate (ᾱ₋₁ = 1).
@@ -35,6 +48,10 @@ class DDRM(Sampler):
         steps: number of timesteps (README: 20).
         eta: η (= η_A = η_C in the code), default 0.85.
         eta_b: η_b (``--etaB``), default 1.
+        spacing: respacing rule; ``"ddrm"`` = the official ``range(0, 1000, 1000 // N)``
+            (more than N steps when N does not divide 1000).
+        mode: ``"svd"`` or ``"official"`` (module docstring; equal for σ_y = 0 and operators
+            without a singular-value threshold).
     """
 
     name = "ddrm"
@@ -47,11 +64,16 @@ class DDRM(Sampler):
         eta_b: float = 1.0,
         clip_denoised: bool = False,
         progress: bool = False,
+        spacing: str = "ddrm",
+        mode: str = "svd",
     ) -> None:
         super().__init__(
-            steps=steps, spacing="uniform", eta=eta, clip_denoised=clip_denoised, progress=progress
+            steps=steps, spacing=spacing, eta=eta, clip_denoised=clip_denoised, progress=progress
         )
+        if mode not in ("svd", "official"):
+            raise ValueError(f"DDRM mode must be 'svd' or 'official', got {mode!r}")
         self.eta_b = float(eta_b)
+        self.mode = mode
 
     def _spectral(self, ctx: SamplingContext):
         op = ctx.operator
@@ -91,7 +113,8 @@ class DDRM(Sampler):
             c0 = op.Vt(x0)
             z = op.Vt(ctx.randn(x))
             before = pos & (s * sig_n > sy)  # noisier than y
-            after = pos & (s * sig_n < sy)  # less noisy than y
+            measured = op.measured() if self.mode == "official" else pos
+            after = measured & (s * sig_n < sy)  # less noisy than y
             tilde = (1 - eta**2) ** 0.5 * sig_n
             v = c0 + tilde * op.Vt(eps) + eta * sig_n * z  # missing
             if sy > 0:
@@ -105,4 +128,4 @@ class DDRM(Sampler):
         return x_next, x0
 
     def hparams(self) -> dict:
-        return {**super().hparams(), "eta_b": self.eta_b}
+        return {**super().hparams(), "eta_b": self.eta_b, "mode": self.mode}

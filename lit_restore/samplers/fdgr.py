@@ -105,7 +105,7 @@ class FDGR(DDPG):
         gamma: float = 8.0,
         zeta: float = 0.5,
         eta_tilde: float = 0.7,
-        xi: float = 1e-4,
+        xi: float = 1e-5,
         step_size_mode: int = 1,
         inject_noise: bool = True,
         scale_ls: float = 1.0,

@@ -46,10 +46,10 @@ def _table(rows: dict[str, Preset]) -> Mapping[str, Preset]:
 _DPS_REPO = (
     "DPS2022/diffusion-posterior-sampling configs/{}_config.yaml (conditioning.params.scale; "
     "the non-squared residual norm = step 'code'), configs/diffusion_config.yaml (1000 DDPM steps, "
-    "timestep_respacing 1000). The paper's App. D.1 ζ′ = 1.0 for FFHQ SR×4 is step 'paper' "
+    "timestep_respacing 1000, model_var_type learned_range = variance 'auto'). The paper's App. D.1 ζ′ = 1.0 for FFHQ SR×4 is step 'paper' "
     "(code scale 2ζ′)."
 )
-_DPS_1000 = {"step": "code", "steps": 1000, "spacing": "linspace", "eta": 1.0}
+_DPS_1000 = {"step": "code", "steps": 1000, "spacing": "guided_diffusion", "variance": "auto"}
 
 DPS_PRESETS = _table(
     {
@@ -75,7 +75,7 @@ DPS_PRESETS = _table(
 # choice; the per-task presets were chosen by measurement with bench/tune_safari.py on an analytic
 # Gaussian prior (a proxy, not the paper's ADM protocol): bench/README.md, "SaFaRI defaults (how
 # they were chosen)", holds the search, the criterion and the measured PSNR / SSIM / hf_err.
-_SAFARI_1000 = {"step": "code", "steps": 1000, "spacing": "linspace"}
+_SAFARI_1000 = {"step": "code", "steps": 1000, "spacing": "guided_diffusion", "variance": "auto"}
 _TUNED = "bench/tune_safari.py --tasks {} (bench/results/tune_safari_{}.json; bench/README.md)."
 
 SAFARI_PRESETS = _table(
@@ -212,9 +212,10 @@ FDGR_PRESETS = _table(
 DDRM_PRESETS = _table(
     {
         "main_defaults": Preset(
-            {"steps": 20, "eta": 0.85, "eta_b": 1.0},
-            "bahjat-kawar/ddrm main.py / README: --timesteps 20 --eta 0.85 --etaB 1. Needs an SVD "
-            "operator.",
+            {"steps": 20, "eta": 0.85, "eta_b": 1.0, "spacing": "ddrm", "mode": "official"},
+            "bahjat-kawar/ddrm main.py / README: --timesteps 20 --eta 0.85 --etaB 1, "
+            "seq = range(0, 1000, 1000 // N), zeroed singular values measured as in "
+            "functions/denoising.py (mode 'official'). Needs an SVD operator.",
         )
     }
 )
@@ -222,9 +223,16 @@ DDRM_PRESETS = _table(
 DDNM_PRESETS = _table(
     {
         "configs_default": Preset(
-            {"steps": 100, "eta": 0.85, "travel_length": 1, "travel_repeat": 1},
+            {
+                "steps": 100,
+                "eta": 0.85,
+                "travel_length": 1,
+                "travel_repeat": 1,
+                "lambda_noise": "official",
+            },
             "wyhuai/DDNM configs (time_travel: T_sampling 100, travel_length 1, travel_repeat 1) "
-            "and main.py --eta 0.85. DDNM+ (σ_y > 0) needs an SVD operator.",
+            "and main.py --eta 0.85; DDNM+ noise term as functions/svd_operators.py "
+            "(lambda_noise 'official'). DDNM+ (σ_y > 0) needs an SVD operator.",
         )
     }
 )

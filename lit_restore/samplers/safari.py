@@ -117,7 +117,8 @@ class SpatialFrequencyFidelity(Fidelity):
 
 class SaFaRI(DPS):
     """DPS with the spatial-frequency fidelity ψ (arguments as :class:`SpatialFrequencyFidelity`
-    plus DPS's ``scale``, ``step``, ``steps``, ``spacing``, ``eta``)."""
+    plus DPS's ``scale``, ``step``, ``steps``, ``spacing``, ``variance``, ``eta``; the transition
+    is DPS's: learned-range variance when the prior has it, ``space_timesteps`` respacing)."""
 
     name = "safari"
 
@@ -126,7 +127,7 @@ class SaFaRI(DPS):
         scale: float = 0.3,
         step: str = "code",
         steps: int = 1000,
-        spacing: str = "linspace",
+        spacing: str = "guided_diffusion",
         eta: float = 1.0,
         r0: float = 0.25,
         rho_low: Schedule = 1.0,
@@ -135,6 +136,7 @@ class SaFaRI(DPS):
         upsample_factor: int | None = None,
         normalize_upsampling: bool = True,
         progress: bool = False,
+        variance: str = "auto",
     ) -> None:
         fidelity = SpatialFrequencyFidelity(
             r0=r0,
@@ -152,6 +154,7 @@ class SaFaRI(DPS):
             eta=eta,
             fidelity=fidelity,
             progress=progress,
+            variance=variance,
         )
 
     def hparams(self) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -62,6 +62,13 @@ def generators_for(
     if isinstance(indices, Tensor):
         indices = indices.tolist()
     return [image_generator(seed, int(i), stream, device) for i in indices]
+
+
+#: ``noise(shape) -> Tensor``: a source of standard normal noise of ``shape`` (first dim: the
+#: images), accepted where a generator is (``Sampler.sample(noise=...)``,
+#: ``ResShiftChain.sample(noise=...)``) — e.g. to replay the draws an official implementation
+#: consumed (the parity tests)
+NoiseFn = Callable[[tuple[int, ...]], Tensor]
 
 
 def randn_per_image(
