@@ -9,6 +9,7 @@ from lit_restore.diffusion.respacing import (
     SPACINGS,
     leading_timesteps,
     linspace_timesteps,
+    quad_timesteps,
     respace,
 )
 from lit_restore.diffusion.schedule import alpha_bar, alphas_cumprod, make_betas
@@ -35,6 +36,7 @@ __all__ = [
     "posterior_mean",
     "posterior_variance",
     "q_sample",
+    "quad_timesteps",
     "respace",
     "x0_from_eps",
 ]
