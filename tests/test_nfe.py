@@ -11,6 +11,9 @@ DDNM       N + (r−1)·L·#{jump points} (RePaint time travel; N without travel
 DDRM       N
 DDPG/IDPG  N
 FDGR       N (DDPG + a regulariser of x̂0, no extra call)
+DiffPIR    N (one x̂0 per step; the data step is a closed form)
+ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
+DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -27,7 +30,7 @@ from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.priors import ADMPrior
-from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
+from lit_restore.samplers import DDNM, DDPG, DDRM, DDS, DPS, FDGR, IDPG, DiffPIR, PiGDM, SaFaRI
 
 N = 6
 
@@ -57,6 +60,9 @@ METHODS = {
     "ddpg": (lambda: DDPG(steps=N), N),
     "idpg": (lambda: IDPG(steps=N), N),
     "fdgr": (lambda: FDGR(steps=N), N),
+    "diffpir": (lambda: DiffPIR(steps=N), N),
+    "pgdm": (lambda: PiGDM(steps=N), N),
+    "dds": (lambda: DDS(steps=N), N),
 }  # fmt: skip
 
 

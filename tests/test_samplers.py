@@ -240,15 +240,27 @@ class _NoSVD(LinearOperator):
 
 
 @pytest.mark.parametrize(
-    "sampler,name", [(DDRM(), "DDRM"), (DDNM(), "DDNM+"), (DDPG(), "DDPG"), (FDGR(), "FDGR")]
+    "sampler,name",
+    [
+        (DDRM(), "DDRM"),
+        (DDNM(), "DDNM+"),
+        (DDPG(), "DDPG"),
+        (FDGR(), "FDGR"),
+        (DiffPIR(), "DiffPIR needs a regularised pseudo-inverse"),
+        (PiGDM(), "ΠGDM \\(noisy\\) needs a regularised pseudo-inverse"),
+    ],
 )
 def test_clear_error_without_svd(sampler, name):
     prior = _prior()
     with pytest.raises(OperatorCapabilityError, match=name) as info:
         sampler.sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.1)
     assert "_NoSVD" in str(info.value)
-    # DPS only needs A: it runs
+    # DPS and DDS only need A and Aᵀ: they run
     DPS(steps=3).sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.1)
+    DDS(steps=3).sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.1)
+    # noiseless ΠGDM needs A⁺ instead
+    with pytest.raises(OperatorCapabilityError, match="ΠGDM needs a pseudo-inverse"):
+        PiGDM(steps=3).sample(prior, _NoSVD(), torch.zeros(2, 1, 4, 4), sigma_y=0.0)
 
 
 def test_sampler_schedules():
@@ -443,7 +455,7 @@ def test_sampler_configs_and_presets_instantiate():
         cfg = parser.parse_object({"sampler": resolved})
         sampler = parser.instantiate_classes(cfg).sampler
         assert isinstance(sampler, Sampler), label
-        assert sampler.steps == resolved["init_args"]["steps"] in (20, 100, 1000), label
+        assert sampler.steps == resolved["init_args"]["steps"] in (20, 50, 100, 1000), label
 
 
 def test_bf16_network_and_noiseless_ddnm_error():
