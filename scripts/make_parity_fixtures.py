@@ -28,12 +28,13 @@ option              repository                                   commit
 --ddpg              tirer-lab/DDPG                               fcd17382d6b2d084b4bd2686c531b61e392cc1a9
 --fdgr              Anonymous-CodeSub/FDGR                       ecd85b3551dd54a93bbc7a4b385aa74c487a8fd3
 --resshift          zsyOAOA/ResShift (branch journal)            3ce1d81e8402fd50083809ae288a3977f6921bdd
+--reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
-ResShift's ``sampler.py``), installed apart with ``pip install --target <dir>`` and put on
+ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
 (mapped to the CPU); ``matplotlib`` (DPS saves PNGs with it; a stub, nothing is saved);
@@ -172,6 +173,7 @@ REPOS = {
     "ddpg": ("tirer-lab/DDPG", "fcd17382d6b2d084b4bd2686c531b61e392cc1a9"),
     "fdgr": ("Anonymous-CodeSub/FDGR", "ecd85b3551dd54a93bbc7a4b385aa74c487a8fd3"),
     "resshift": ("zsyOAOA/ResShift", "3ce1d81e8402fd50083809ae288a3977f6921bdd"),
+    "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
 }
 
 #: the top-level package names the official repositories reuse (purged between repositories)
@@ -189,6 +191,7 @@ _CLASHING = (
     "datapipe",
     "sampler",
     "data",
+    "algos",
 )
 
 
@@ -1507,6 +1510,83 @@ def fx_imresize(paths, out: Path) -> None:
     save(out, "imresize", meta, **arrays)
 
 
+@contextlib.contextmanager
+def namespace_packages(repo: Path, *names: str) -> Iterator[None]:
+    """Register ``names`` as bare packages of ``repo`` (their ``__init__`` not run): RED-diff's
+    ``models/__init__.py`` imports hydra and its training stack, ``algos/__init__.py`` every
+    algorithm; the files we need import only torch, numpy and omegaconf."""
+    for name in names:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(repo / name)]  # type: ignore[attr-defined]
+        sys.modules[name] = pkg
+    yield
+
+
+def fx_pigdm(paths, out: Path) -> None:
+    """ΠGDM, NVlabs/RED-diff ``algos/pgdm.py::PGDM.sample`` (``awd`` True, ``cond_awd`` False,
+    ``mcg`` False, ``grad_term_weight`` 1: ``_configs/algo/pgdm.yaml``), 50 steps
+    (``utils/functions.py::get_timesteps``: ``range(0, 1000, 20)``), on the tiny ADM through
+    RED-diff's ``ClassifierGuidanceModel`` (no classifier) and ``Diffusion``; the operator is
+    RED-diff's ``utils/degredations.py::SuperResolution`` (average pooling ×4, deg ``sr4``),
+    σ_y = 0 (the code has no measurement-noise term). η = 0 (the config) and η = 0.5."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = paths.reddiff
+    cases = [("pgdm_sr4_avgpool", 0.0), ("pgdm_sr4_avgpool_eta", 0.5)]
+    steps = 50
+    with (
+        official(repo),
+        cpu_for_cuda(),
+        stub_modules(),
+        namespace_packages(repo, "models", "utils", "algos"),
+    ):
+        degredations = importlib.import_module("utils.degredations")
+        functions = importlib.import_module("utils.functions")
+        cgm = importlib.import_module("models.classifier_guidance_model")
+        diffusion_mod = importlib.import_module("models.diffusion")
+        pgdm = importlib.import_module("algos.pgdm")
+        exp = SimpleNamespace(start_step=1000, end_step=0, num_steps=steps)
+        ts = functions.get_timesteps(SimpleNamespace(exp=exp))
+        for k, (name, eta) in enumerate(cases):
+            g = torch.Generator().manual_seed(500 + k)
+            x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+            y0 = degredations.SuperResolution(3, 32, 4, "cpu").H(x_ref)
+
+            def run(dtype, y0=y0, eta=eta, k=k):
+                with precision(dtype, model), PrescribedNoise(seed=5000 + k) as noise:
+                    diffusion = diffusion_mod.Diffusion(beta_start=1e-4, beta_end=2e-2)
+                    cg_model = cgm.ClassifierGuidanceModel(model, None, diffusion, None)
+                    algo = object.__new__(pgdm.PGDM)  # its __init__ builds H from a hydra cfg
+                    algo.model, algo.diffusion = cg_model, diffusion
+                    algo.H = degredations.SuperResolution(3, 32, 4, "cpu")
+                    algo.cfg = SimpleNamespace(algo=SimpleNamespace(deg="sr4"))
+                    algo.awd, algo.cond_awd, algo.mcg = True, False, False
+                    algo.grad_term_weight, algo.eta = 1.0, eta
+                    x = torch.zeros(1, 3, 32, 32)  # shape only (initialize: H_pinv(y_0).view)
+                    xs, _ = algo.sample(x, None, ts, y_0=y0.to(dtype))
+                return xs[0], noise
+
+            final, noise = run(torch.float32)
+            kappa = roundoff(lambda d, run=run: run(d)[0], final)
+            assert len(noise.shapes) == 1 + steps
+            meta = {
+                "source": source("reddiff", "algos/pgdm.py::PGDM.sample"),
+                "network": "FixtureModel(net_adm) via models/classifier_guidance_model.py",
+                "operator": "utils/degredations.py::SuperResolution(3, 32, 4) (deg sr4)",
+                "kind": "sr4_avgpool",
+                "sigma_y": 0.0,
+                "eta": eta,
+                "grad_term_weight": 1.0,
+                "timesteps": list(ts),
+                "noise": noise.meta(),
+                "float32_roundoff": kappa,
+                "noise_calls": "initialize: randn_like(x_0) for x_T = √ᾱ_T A⁺y + √(1−ᾱ_T) z, "
+                "then one randn_like(xt) per step (multiplied by c1 = 0 when η = 0)",
+            }
+            arrays = dict(out=final, noise_shapes=noise.shape_table())
+            arrays.update(_operator_arrays(None, "sr4_avgpool", (1, 3, 32, 32), y0))
+            save(out, name, meta, **arrays)
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -1519,6 +1599,7 @@ FIXTURES: dict[str, Callable] = {
     "resshift": fx_resshift,
     "realesrgan": fx_realesrgan,
     "imresize": fx_imresize,
+    "pigdm": fx_pigdm,
 }
 
 
@@ -1535,6 +1616,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "resshift": ("resshift",),
     "realesrgan": ("resshift",),
     "imresize": ("dps", "resshift"),
+    "pigdm": ("guided_diffusion", "reddiff"),
 }
 
 
