@@ -14,6 +14,7 @@ FDGR       N (DDPG + a regulariser of x̂0, no extra call)
 DiffPIR    N (one x̂0 per step; the data step is a closed form)
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
+RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -30,7 +31,19 @@ from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.priors import ADMPrior
-from lit_restore.samplers import DDNM, DDPG, DDRM, DDS, DPS, FDGR, IDPG, DiffPIR, PiGDM, SaFaRI
+from lit_restore.samplers import (
+    DDNM,
+    DDPG,
+    DDRM,
+    DDS,
+    DPS,
+    FDGR,
+    IDPG,
+    DiffPIR,
+    PiGDM,
+    REDDiff,
+    SaFaRI,
+)
 
 N = 6
 
@@ -63,6 +76,7 @@ METHODS = {
     "diffpir": (lambda: DiffPIR(steps=N), N),
     "pgdm": (lambda: PiGDM(steps=N), N),
     "dds": (lambda: DDS(steps=N), N),
+    "reddiff": (lambda: REDDiff(steps=N), N),
 }  # fmt: skip
 
 

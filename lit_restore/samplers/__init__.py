@@ -9,6 +9,7 @@ from lit_restore.samplers.diffpir import DiffPIR
 from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
 from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
 from lit_restore.samplers.pigdm import PiGDM
+from lit_restore.samplers.reddiff import REDDiff
 from lit_restore.samplers.safari import SaFaRI, SpatialFrequencyFidelity
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Fidelity",
     "PiGDM",
     "PixelFidelity",
+    "REDDiff",
     "SaFaRI",
     "Sampler",
     "SamplingContext",

@@ -264,6 +264,24 @@ PIGDM_PRESETS = _table(
     }
 )
 
+# -------------------------------------------------------------------------------------- RED-diff
+REDDIFF_PRESETS = _table(
+    {
+        "readme": Preset(
+            {"steps": 100, "lr": 0.5, "grad_term_weight": 0.25, "obs_weight": 1.0,
+             "weighting": "linear", "sigma_x0": 0.0},
+            "NVlabs/RED-diff @ 66482f2 README run (exp.num_steps 100, algo.lr 0.5, "
+            "algo.grad_term_weight λ 0.25) with _configs/algo/reddiff.yaml (obs_weight 1, "
+            "denoise_term_weight linear, sigma_x0 0).",
+        ),
+        "config_defaults": Preset(
+            {"steps": 100, "lr": 0.1, "grad_term_weight": 0.25, "obs_weight": 1.0,
+             "weighting": "linear", "sigma_x0": 0.0},
+            "NVlabs/RED-diff @ 66482f2 _configs/algo/reddiff.yaml as written (lr 0.1), 100 steps.",
+        ),
+    }
+)  # fmt: skip
+
 # ------------------------------------------------------------------------------------------- DDS
 DDS_PRESETS = _table(
     {
@@ -290,6 +308,7 @@ PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
         "DiffPIR": DIFFPIR_PRESETS,
         "PiGDM": PIGDM_PRESETS,
         "DDS": DDS_PRESETS,
+        "REDDiff": REDDIFF_PRESETS,
     }
 )
 
