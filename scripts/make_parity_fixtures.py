@@ -145,6 +145,11 @@ this script). Where ours differs, the fixture key a later implementation must ma
     CT/MRI data on disk; run unchanged with its operator swapped (``fx_dds``). Its CG stops on
     the *batch* residual (``utils.py::CG``, ‖r‖ < 1e-5); the step into t = 0 returns x̃0
     without re-noising (``if j != 0``). ``--sigma_y`` only selects the branch (no noise added).
+13. RED-diff — no fixture. ``algos/reddiff.py::REDDIFF.sample`` (README lr 0.5, λ 0.25; run here
+    the same way as ΠGDM: avg-pool SR×4, 50 steps, tiny ADM) is ill-conditioned in float32: its
+    Adam step lr·m̂/(√v̂ + 1e-8) divides by gradient magnitudes that cross zero, and the official
+    float32 output was 7.0e-3 from its own float64 run, so no implementation can be held to
+    1e-5. Its output is ``x0_pred`` of the last step, before that step's Adam update.
 """
 
 from __future__ import annotations
