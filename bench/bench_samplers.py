@@ -1,6 +1,6 @@
 """Seconds per image, NFE per image and peak memory of every zero-shot sampler.
 
-Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR, DiffPIR, ΠGDM, DDS) on the real
+Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR, DiffPIR, ΠGDM, DDS, RED-diff) on the real
 :class:`lit_restore.priors.ADMPrior` built from the registry's published constructor flags
 (``REGISTRY["adm-imagenet256-uncond"]`` / ``REGISTRY["adm-ffhq256-dps"]``, random weights: speed
 and memory do not depend on the values) and a real operator from :mod:`lit_restore.operators`, with
@@ -19,6 +19,7 @@ Gaussian measurement noise σ = 0.05 (image units), at the method's published st
     diffpir    100   same as ddpg (λ 7, ζ 0.3, quad spacing: the deblur preset)
     pgdm       100   SR×4 ``BicubicSR(4)``; σ_y > 0: Aᵀ(AAᵀ+ηI)⁻¹ through the SVD, VJP through the UNet
     dds         50   same as ddpg (5 CG iterations on (I + AᵀA), only A and Aᵀ)
+    reddiff    100   SR×4 ``BicubicSR(4)`` (Adam on μ; one forward per step, no backward through it)
     ========  =====  =====================================================================
 
 **Step-count extrapolation.** ``--steps-override K`` runs K (respaced) steps instead of the
@@ -93,6 +94,7 @@ from lit_restore.samplers import (
     IDPG,
     DiffPIR,
     PiGDM,
+    REDDiff,
     SaFaRI,
     Sampler,
 )
@@ -121,6 +123,7 @@ METHODS: dict[str, Method] = {
     "diffpir": Method(lambda n: DiffPIR(steps=n), 100, "blur-circ"),
     "pgdm": Method(lambda n: PiGDM(steps=n), 100, "sr4"),
     "dds": Method(lambda n: DDS(steps=n), 50, "blur-circ"),
+    "reddiff": Method(lambda n: REDDiff(steps=n), 100, "sr4"),
 }
 
 
