@@ -1,7 +1,8 @@
 """Every pretrained weight file lit_restore uses, and the one way to find or fetch it.
 
 :data:`WEIGHTS` registers each file by name: the published priors (guided-diffusion ADM
-ImageNet 256, DPS's FFHQ 256 ADM, SDEdit's CelebA-HQ DDPM UNet), the ResShift release files
+ImageNet 256, DPS's FFHQ 256 ADM, SDEdit's CelebA-HQ DDPM UNet), the DPS paper's nonlinear blur
+network (bkse GOPRO), the ResShift release files
 (zsyOAOA/ResShift release v2.0, the ``_LINK`` table of ``inference_resshift.py``: the journal ×4
 network and the LDM VQ-f4 autoencoder) and the metric backbones (torchvision AlexNet / VGG16 for
 LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and URLs as torchvision
@@ -61,7 +62,7 @@ class WeightFile:
         url: direct download URL, or the web page to download from when ``manual``.
         purpose: what the file is, for messages.
         source: where the URL comes from (repository and file/README).
-        folder: ``"priors"``/``"resshift"`` (under ``$LIT_RESTORE_HOME``) or ``"hub"`` (the torch
+        folder: ``"priors"``/``"resshift"``/``"operators"`` (under ``$LIT_RESTORE_HOME``) or ``"hub"`` (the torch
             hub cache, then ``$LIT_RESTORE_HOME/checkpoints``).
         sha256: full published SHA-256, if any.
         sha256_prefix: a published SHA-256 prefix (torchvision's file-name convention), if any.
@@ -134,6 +135,19 @@ WEIGHTS: dict[str, WeightFile] = {
             source="zsyOAOA/ResShift README and inference_resshift.py _LINK['vqgan'] (release v2.0)",
             folder="resshift",
             notes="no published sha256",
+        ),
+        WeightFile(
+            name="bkse-gopro-wvae",
+            file_name="GOPRO_wVAE.pth",
+            url="https://drive.google.com/file/d/1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy/view",
+            purpose="the DPS paper's nonlinear blur network (bkse KernelWizard, GOPRO, with VAE)",
+            source="VinAIResearch/blur-kernel-space-exploring README, Model Zoo 'GOPRO wVAE' "
+            "(the DPS README clones bkse and points options/generate_blur/default.yml at it)",
+            folder="operators",
+            manual=True,
+            without="Use another operator, or NonlinearBlur(checkpoint=null) for random weights "
+            "(tests only)",
+            notes="Google Drive needs a browser or gdown; no published sha256",
         ),
         WeightFile(
             name="alexnet",

@@ -189,6 +189,10 @@ REPOS = {
     "resshift": ("zsyOAOA/ResShift", "3ce1d81e8402fd50083809ae288a3977f6921bdd"),
     "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
     "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
+    "bkse": (
+        "VinAIResearch/blur-kernel-space-exploring",
+        "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
+    ),
 }
 
 #: the top-level package names the official repositories reuse (purged between repositories)

@@ -149,10 +149,11 @@ def test_svd_cases_cover_the_structured_operators():
 
 
 def test_capabilities_are_declared_in_one_place():
-    """Every operator here has A⁺ and Aᵀ(AAᵀ+ηI)⁻¹; exactly the SVD cases declare "svd"."""
+    """Every operator here is linear with A⁺ and Aᵀ(AAᵀ+ηI)⁻¹; exactly the SVD cases declare
+    "svd"."""
     for name, (factory, _) in CASES.items():
         caps = factory().capabilities
-        assert caps == ({"svd", "pinv", "pinv_reg"} if name in SVD_CASES else {"pinv", "pinv_reg"})
+        assert caps == {"linear", "pinv", "pinv_reg"} | ({"svd"} if name in SVD_CASES else set())
 
 
 @pytest.mark.parametrize("name", SVD_CASES)
@@ -568,7 +569,7 @@ def test_user_operators_pass_the_checks_their_methods_need():
 
     x = randn(2, *SHAPE)
     scale = UserScale()
-    assert scale.capabilities == frozenset()
+    assert scale.capabilities == {"linear"}
     assert scale.adjointness_test(x) <= ADJOINT_TOL
     require_capabilities(scale, frozenset(), "DPS")  # A and Aᵀ are enough
     with pytest.raises(OperatorCapabilityError, match=r"DDRM needs an SVD view.*UserScale"):
@@ -580,7 +581,7 @@ def test_user_operators_pass_the_checks_their_methods_need():
     require_capabilities(None, None, "DDPM")  # unconditional: no operator wanted
 
     diag = UserDiagonal([2.0, 0.0, 0.5]).at(SHAPE)
-    assert diag.capabilities == {"svd", "pinv", "pinv_reg"}
+    assert diag.capabilities == {"linear", "svd", "pinv", "pinv_reg"}
     require_capabilities(diag, {"svd", "pinv", "pinv_reg"}, "DDRM")
     assert diag.adjointness_test(x) <= ADJOINT_TOL
     assert max(diag.pinv_test(x).values()) <= PENROSE_TOL

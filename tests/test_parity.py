@@ -534,12 +534,12 @@ def test_official_tiling_equals_resshift_inference():
     per-tile ``[(T+1)·C]`` field is their concatenation), averaged uniformly. Observed 3.4e-6
     (one sampler run's float32 round-off, ~4e-6 in the fixture's ``resshift_sample``)."""
     from lit_restore.resshift import ResShiftChain, ResShiftSchedule
-    from lit_restore.resshift.chain import _starts
+    from lit_restore.tiling import tile_starts
 
     meta, arrays = load("resshift_tiled")
     assert meta["sf"] == 4 and meta["chop_bs"] == 1 and meta["padding_offset"] == 16
     chop, stride = meta["chop_size"], meta["chop_stride"]
-    starts = _starts(40, chop, stride)
+    starts = tile_starts(40, chop, stride)
     assert [[y, x] for y in starts for x in starts] == meta["tile_starts"]
     draws = official_noise(meta, arrays["noise_shapes"])
     fields = [torch.cat(draws[i : i + 5], 1) for i in range(0, len(draws), 5)]

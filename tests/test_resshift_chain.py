@@ -265,7 +265,7 @@ def test_auto_chop_tiles_only_first_stages_with_global_attention(monkeypatch):
     assert rs.has_global_attention(vq) and not rs.has_global_attention(PixelSpace())
     tile = rs.auto_chop_size(32, 32, 4, 4, 0.5, 2)
     assert tile is not None and tile < 32
-    tiles = len(rs._starts(32, tile, tile - 4)) ** 2
+    tiles = len(rs.tile_starts(32, tile, tile - 4)) ** 2
     net = Counting()
     out = ResShiftChain(sch, sf=1, chop_size="auto", chop_overlap=4).sample(net, vq, lq)
     assert out.shape == lq.shape and net.calls == 2 * tiles

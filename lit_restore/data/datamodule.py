@@ -63,7 +63,7 @@ from lit_restore.data.pair_pool import TrainingPairPool
 from lit_restore.data.samplers import EpochTaggedSampler, ResumableDataLoader, ShardSampler
 from lit_restore.degradations.base import Degradation
 from lit_restore.degradations.linear import LinearDegradation
-from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.base import Operator
 from lit_restore.operators.noise import NoiseModel, NoNoise
 from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
 
@@ -377,11 +377,11 @@ class RestorationDataModule(L.LightningDataModule):
         train_set, val_set, test_set, predict_set: datasets (any of :mod:`lit_restore.data`, or
             anything with items ``{"image"|"lq", "name"}``). ``predict_set`` defaults to
             ``test_set``.
-        operator: a linear degradation operator (``None``: identity, ``y = lq = hq``). The CLI
-            hands this same object to the model.
+        operator: a degradation operator, linear or (for DPS/SaFaRI) nonlinear (``None``:
+            identity, ``y = lq = hq``). The CLI hands this same object to the model.
         noise: measurement noise of ``operator`` (default
             :class:`~lit_restore.operators.noise.NoNoise`).
-        degradation: a degradation that is not a linear operator + noise (e.g.
+        degradation: a degradation that is not an operator + noise (e.g.
             :class:`~lit_restore.degradations.RealESRGANDegradation`,
             :class:`~lit_restore.degradations.BicubicDegradation`); give either this or
             ``operator``.
@@ -417,7 +417,7 @@ class RestorationDataModule(L.LightningDataModule):
         val_set: Dataset | None = None,
         test_set: Dataset | None = None,
         predict_set: Dataset | None = None,
-        operator: LinearOperator | None = None,
+        operator: Operator | None = None,
         noise: NoiseModel | None = None,
         crop_size: int | None = 256,
         resize: int | None = None,

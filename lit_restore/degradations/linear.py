@@ -1,4 +1,7 @@
-"""A linear operator plus measurement noise, ``y = A x + n`` — every zero-shot protocol.
+"""An operator plus measurement noise, ``y = A x + n`` — every zero-shot protocol.
+
+The operator is usually linear; a nonlinear one (JPEG, phase retrieval, the DPS paper's
+nonlinear blur) is degraded the same way and restored by the methods that accept it (DPS, SaFaRI).
 
 Per image: the operator's random parameters (a motion kernel, an inpainting mask) are drawn
 first, then the noise, both from the image's generator::
@@ -18,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lit_restore.degradations.base import Degradation, Degraded
-from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.base import Operator
 from lit_restore.operators.noise import NoiseModel, NoNoise
 
 
@@ -26,11 +29,11 @@ class LinearDegradation(Degradation):
     """``y = A x + n`` with per-image operator parameters (module docstring).
 
     Args:
-        operator: the linear operator (its parameters are drawn per image).
+        operator: the operator, linear or not (its parameters are drawn per image).
         noise: the measurement noise model (default: none).
     """
 
-    def __init__(self, operator: LinearOperator, noise: NoiseModel | None = None) -> None:
+    def __init__(self, operator: Operator, noise: NoiseModel | None = None) -> None:
         self.operator = operator
         self.noise = noise if noise is not None else NoNoise()
 

@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.base import Operator, require_capabilities
 from lit_restore.operators.noise import NoiseModel, NoNoise
 
 
@@ -44,7 +44,7 @@ class RestorationModule(L.LightningModule):
 
     def __init__(
         self,
-        operator: LinearOperator | None = None,
+        operator: Operator | None = None,
         noise: NoiseModel | None = None,
         seed: int = 0,
     ) -> None:
@@ -55,7 +55,7 @@ class RestorationModule(L.LightningModule):
         self._nfe = 0
 
     # ----------------------------------------------------------- measurement
-    def attach_measurement(self, operator: LinearOperator | None, noise: NoiseModel | None) -> None:
+    def attach_measurement(self, operator: Operator | None, noise: NoiseModel | None) -> None:
         """Use the datamodule's operator/noise (the CLI calls this after instantiation)."""
         if operator is not None and self.operator is not None and operator is not self.operator:
             raise ValueError(
@@ -67,7 +67,7 @@ class RestorationModule(L.LightningModule):
         if noise is not None:
             self.noise = noise
 
-    def bound_operator(self, batch: dict) -> LinearOperator:
+    def bound_operator(self, batch: dict) -> Operator:
         if self.operator is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no degradation operator; set data.init_args.operator "
@@ -135,12 +135,14 @@ class RestorationModule(L.LightningModule):
 class PseudoInverse(RestorationModule):
     """The baseline every paper reports: ``x̂ = A⁺ y`` (clamped to the image range)."""
 
-    def __init__(self, operator: LinearOperator | None = None, noise: NoiseModel | None = None):
+    def __init__(self, operator: Operator | None = None, noise: NoiseModel | None = None):
         super().__init__(operator=operator, noise=noise)
         self._dummy = nn.Parameter(torch.zeros(()), requires_grad=False)  # device tracking only
 
     def restore(self, batch: dict) -> Tensor:
-        return self.bound_operator(batch).pinv(batch["y"]).clamp(-1, 1)
+        operator = self.bound_operator(batch)
+        require_capabilities(operator, ("pinv",), "PseudoInverse")
+        return operator.pinv(batch["y"]).clamp(-1, 1)
 
     def run_hparams(self) -> dict[str, Any]:
         return {"method": "pinv", "steps": 0}

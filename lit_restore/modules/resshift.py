@@ -46,7 +46,7 @@ from lit_restore.checkpoints import read_state_dict
 from lit_restore.metrics.perceptual import backbone_state, copy_backbone
 from lit_restore.modules.base import RestorationModule
 from lit_restore.nn import PixelSpace, SwinUNet, VQModel, freeze
-from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.base import Operator
 from lit_restore.operators.noise import NoiseModel
 from lit_restore.postprocess import check_color_fix, color_fix, paste_known
 from lit_restore.resshift.chain import ResShiftChain
@@ -137,7 +137,7 @@ class ResShiftModule(RestorationModule):
         padding_offset: int | None = None,
         tiling: str = "cosine",
         color_fix: str | None = None,
-        operator: LinearOperator | None = None,
+        operator: Operator | None = None,
         noise: NoiseModel | None = None,
         seed: int = 0,
         weights: str | None = None,

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from lit_restore.modules.base import RestorationModule
-from lit_restore.operators.base import LinearOperator
+from lit_restore.operators.base import Operator
 from lit_restore.operators.noise import NoiseModel
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
@@ -66,7 +66,7 @@ class ZeroShotRestoration(RestorationModule):
         self,
         prior: DiffusionPrior,
         sampler: Sampler,
-        operator: LinearOperator | None = None,
+        operator: Operator | None = None,
         noise: NoiseModel | None = None,
         seed: int = 0,
         precision: str = "auto",

@@ -32,11 +32,23 @@ Methods (all on NCHW tensors in model space):
   ``numel(y)``. This is the DDRM/DDNM ``H_funcs`` convention
   (bahjat-kawar/ddrm ``functions/svd_replacement.py``).
 
-**Capabilities.** What an operator offers beyond ``A``/``Aᵀ`` is declared by three flags,
+**Capabilities.** Every :class:`LinearOperator` declares ``"linear"`` (``A`` is linear and
+``adjoint`` its exact adjoint); what it offers beyond ``A``/``Aᵀ`` is declared by three flags,
 ``has_svd``, ``has_pinv`` and ``has_pinv_reg`` (the last two default to ``has_svd``: the base class
-computes ``A⁺`` and ``Aᵀ(AAᵀ+ηI)⁻¹`` through the SVD), collected in :attr:`LinearOperator.capabilities`.
+computes ``A⁺`` and ``Aᵀ(AAᵀ+ηI)⁻¹`` through the SVD), collected in
+:attr:`LinearOperator.capabilities`. Needing an SVD or a pseudo-inverse implies needing linearity.
 :func:`require_capabilities` is the one check of a method's needs against them; the sampler loop
 calls it before sampling.
+
+**Nonlinear operators.** :class:`Operator` is the protocol every degradation shares (``A``,
+per-image parameters, :meth:`Operator.at`, ``to_image``); :class:`LinearOperator` adds the adjoint
+and everything built on it, and declares the capability ``"linear"``. A nonlinear operator (JPEG,
+the DPS paper's nonlinear blur and phase retrieval: :mod:`lit_restore.operators.jpeg`,
+:mod:`~lit_restore.operators.nonlinear_blur`, :mod:`~lit_restore.operators.phase_retrieval`)
+subclasses :class:`Operator`, implements a differentiable ``A`` and :meth:`Operator.image_shape_for`
+(the image shape behind a measurement), and declares nothing: DPS and SaFaRI, which need only
+``A`` and autograd, run with it; a method needing an SVD, a pseudo-inverse or an adjoint refuses
+it in one line (:func:`require_capabilities`).
 
 **A user's own operator.** The minimal class implements ``A`` and ``adjoint``; that is all DPS and
 SaFaRI need::
@@ -66,6 +78,7 @@ from torch import Tensor, nn
 
 #: Every capability an operator may declare (see :attr:`LinearOperator.capabilities`).
 CAPABILITIES: dict[str, str] = {
+    "linear": "a linear A with its exact adjoint Aᵀ",
     "svd": "an SVD view (V, Vᵀ, U, Uᵀ, singular values)",
     "pinv": "a pseudo-inverse A⁺",
     "pinv_reg": "a regularised pseudo-inverse Aᵀ(AAᵀ+ηI)⁻¹",
@@ -76,8 +89,12 @@ class OperatorCapabilityError(NotImplementedError):
     """A method needs something the operator does not provide (e.g. an SVD)."""
 
 
+#: Capabilities that only a linear operator can have: needing one of them means needing linearity.
+_LINEAR_ONLY = frozenset({"linear", "svd", "pinv", "pinv_reg"})
+
+
 def require_capabilities(
-    operator: LinearOperator | None, needs: Iterable[str] | None, method: str
+    operator: Operator | None, needs: Iterable[str] | None, method: str
 ) -> None:
     """The one check of what ``method`` needs from ``operator``.
 
@@ -103,6 +120,11 @@ def require_capabilities(
             f"{method} needs a degradation operator; set data.init_args.operator in the config "
             "(or pass operator= in Python)"
         )
+    if needs & _LINEAR_ONLY and "linear" not in operator.capabilities:
+        raise OperatorCapabilityError(
+            f"{method} needs a linear operator, but {type(operator).__name__} is nonlinear; use a "
+            "method that needs only a differentiable A (DPS, SaFaRI)"
+        )
     missing = [c for c in CAPABILITIES if c in needs and c not in operator.capabilities]
     if missing:
         what = " and ".join(CAPABILITIES[c] for c in missing)
@@ -122,40 +144,34 @@ def per_image(value: float | Tensor, like: Tensor) -> float | Tensor:
     return value
 
 
-class LinearOperator(nn.Module):
-    """Base class of all degradation operators. Subclasses implement ``A`` and ``adjoint``."""
+class Operator(nn.Module):
+    """Base class of every degradation operator, linear or not. Subclasses implement ``A``
+    (differentiable, for DPS-style guidance) and :meth:`image_shape_for`; linear ones derive from
+    :class:`LinearOperator` instead."""
 
-    #: True when the subclass implements the SVD view (``V``, ``Vt``, ``U``, ``Ut``, ``singulars``).
-    has_svd: bool = False
-    #: The image shape ``(C, H, W)`` the SVD view is for (:meth:`at`); ``None`` = not fixed.
+    #: The image shape ``(C, H, W)`` the operator is for (:meth:`at`); ``None`` = not fixed.
     image_shape: tuple[int, int, int] | None = None
 
     # ---------------------------------------------------------- capabilities
     @property
-    def has_pinv(self) -> bool:
-        """``pinv`` is available (default: through the SVD view)."""
-        return self.has_svd
-
-    @property
-    def has_pinv_reg(self) -> bool:
-        """``pinv_reg`` is available (default: through the SVD view)."""
-        return self.has_svd
-
-    @property
     def capabilities(self) -> frozenset[str]:
-        """The declared capabilities, a subset of ``{"svd", "pinv", "pinv_reg"}``."""
-        flags = {"svd": self.has_svd, "pinv": self.has_pinv, "pinv_reg": self.has_pinv_reg}
-        return frozenset(name for name, present in flags.items() if present)
+        """The declared capabilities (names of :data:`CAPABILITIES`); none for a nonlinear one."""
+        return frozenset()
 
     # ----------------------------------------------------------------- core
     def A(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def adjoint(self, y: Tensor) -> Tensor:
-        raise NotImplementedError
-
     def forward(self, x: Tensor) -> Tensor:
         return self.A(x)
+
+    def image_shape_for(self, y: Tensor) -> tuple[int, ...]:
+        """The batch shape ``(B, C, H, W)`` of the images behind the measurement ``y`` (what the
+        sampler loop restores when not told)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not say which image shape its measurement comes from; "
+            "implement image_shape_for(y) or pass x_shape= to the sampler"
+        )
 
     def measurement_shape(self, x_shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
         """Shape of ``A(x)`` for an ``x`` of shape ``x_shape`` (subclasses may answer analytically)."""
@@ -163,7 +179,7 @@ class LinearOperator(nn.Module):
             return tuple(self.A(torch.zeros(tuple(x_shape), device=self._device())).shape)
 
     # ----------------------------------------------------------- image shape
-    def at(self, x_shape: tuple[int, ...] | torch.Size) -> LinearOperator:
+    def at(self, x_shape: tuple[int, ...] | torch.Size) -> Operator:
         """This operator for images of shape ``x_shape`` (``(C, H, W)``; a leading batch
         dimension is ignored): a view sharing every buffer, with :attr:`image_shape` set.
 
@@ -191,6 +207,92 @@ class LinearOperator(nn.Module):
                 "operator.at(x.shape) (the sampler loop does) or build it with image_size=..."
             )
         return self.image_shape
+
+    # ------------------------------------------------------- per-image params
+    def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
+        """Per-image random parameters (unbatched tensors), drawn from ``generator``.
+
+        ``image_shape`` is ``(C, H, W)``. Deterministic operators return ``{}``.
+        """
+        return {}
+
+    def bind(self, params: Mapping[str, Tensor] | None) -> Operator:
+        """A view of this operator with batched per-image parameters (leading dim B) set.
+
+        The returned object shares every buffer it does not override; ``self`` is unchanged.
+        """
+        if not params:
+            return self
+        bound = self._view()
+        for key, value in params.items():
+            if key not in self.param_names():
+                raise KeyError(
+                    f"{type(self).__name__} got unknown per-image parameter {key!r}; "
+                    f"expected one of {sorted(self.param_names())}"
+                )
+            setattr(bound, key, value)
+        return bound
+
+    def param_names(self) -> set[str]:
+        """Names of the per-image parameters that :meth:`sample_params` returns."""
+        return set()
+
+    def _view(self) -> Operator:
+        """A shallow copy whose buffer/parameter/module tables can be changed without touching
+        ``self`` (what :meth:`bind` and :meth:`at` return)."""
+        view = copy.copy(self)
+        view._buffers = dict(self._buffers)
+        view._parameters = dict(self._parameters)
+        view._modules = dict(self._modules)
+        return view
+
+    # -------------------------------------------------------------- helpers
+    def to_image(self, y: Tensor) -> Tensor:
+        """A viewable low-quality image of the measurement (for grids and for ResShift's LQ).
+
+        Default: ``y`` itself when it already looks like an image, else ``Aᵀ y``.
+        """
+        return y
+
+    def _device(self) -> torch.device:
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class LinearOperator(Operator):
+    """Base class of the linear operators. Subclasses implement ``A`` and ``adjoint``."""
+
+    #: True when the subclass implements the SVD view (``V``, ``Vt``, ``U``, ``Ut``, ``singulars``).
+    has_svd: bool = False
+
+    # ---------------------------------------------------------- capabilities
+    @property
+    def has_pinv(self) -> bool:
+        """``pinv`` is available (default: through the SVD view)."""
+        return self.has_svd
+
+    @property
+    def has_pinv_reg(self) -> bool:
+        """``pinv_reg`` is available (default: through the SVD view)."""
+        return self.has_svd
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """``"linear"`` and whichever of ``{"svd", "pinv", "pinv_reg"}`` the operator offers."""
+        flags = {"svd": self.has_svd, "pinv": self.has_pinv, "pinv_reg": self.has_pinv_reg}
+        return frozenset({"linear"} | {name for name, present in flags.items() if present})
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def image_shape_for(self, y: Tensor) -> tuple[int, ...]:
+        """``Aᵀy`` lives in image space: its shape."""
+        with torch.no_grad():
+            return tuple(self.adjoint(y).shape)
 
     # ------------------------------------------------------- pseudo-inverses
     def pinv(self, y: Tensor) -> Tensor:
@@ -222,44 +324,6 @@ class LinearOperator(nn.Module):
 
     def singulars(self) -> Tensor:
         raise OperatorCapabilityError(f"{type(self).__name__} has no SVD view")
-
-    # ------------------------------------------------------- per-image params
-    def sample_params(self, generator: torch.Generator, image_shape: tuple[int, ...]) -> dict:
-        """Per-image random parameters (unbatched tensors), drawn from ``generator``.
-
-        ``image_shape`` is ``(C, H, W)``. Deterministic operators return ``{}``.
-        """
-        return {}
-
-    def bind(self, params: Mapping[str, Tensor] | None) -> LinearOperator:
-        """A view of this operator with batched per-image parameters (leading dim B) set.
-
-        The returned object shares every buffer it does not override; ``self`` is unchanged.
-        """
-        if not params:
-            return self
-        bound = self._view()
-        for key, value in params.items():
-            if key not in self.param_names():
-                raise KeyError(
-                    f"{type(self).__name__} got unknown per-image parameter {key!r}; "
-                    f"expected one of {sorted(self.param_names())}"
-                )
-            setattr(bound, key, value)
-        return bound
-
-    def param_names(self) -> set[str]:
-        """Names of the per-image parameters that :meth:`sample_params` returns."""
-        return set()
-
-    def _view(self) -> LinearOperator:
-        """A shallow copy whose buffer/parameter/module tables can be changed without touching
-        ``self`` (what :meth:`bind` and :meth:`at` return)."""
-        view = copy.copy(self)
-        view._buffers = dict(self._buffers)
-        view._parameters = dict(self._parameters)
-        view._modules = dict(self._modules)
-        return view
 
     # ----------------------------------------------------------------- checks
     def adjointness_test(
@@ -315,22 +379,6 @@ class LinearOperator(nn.Module):
                 "A A+ symmetric": sym(lambda u: self.A(self.pinv(u)), y, ax),
                 "A+ A symmetric": sym(lambda p: self.pinv(self.A(p)), x, py),
             }
-
-    # -------------------------------------------------------------- helpers
-    def to_image(self, y: Tensor) -> Tensor:
-        """A viewable low-quality image of the measurement (for grids and for ResShift's LQ).
-
-        Default: ``y`` itself when it already looks like an image, else ``Aᵀ y``.
-        """
-        return y
-
-    def _device(self) -> torch.device:
-        for t in self.buffers():
-            return t.device
-        return torch.device("cpu")
-
-    def extra_repr(self) -> str:
-        return ""
 
 
 class DenseOperator(LinearOperator):

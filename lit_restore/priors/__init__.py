@@ -1,6 +1,6 @@
 """Frozen diffusion priors: the VP protocol (:class:`DiffusionPrior`), the ADM and DDIM UNets of
 :mod:`lit_restore.nn` as ε-priors, diffusers UNets, analytic Gaussian priors, and the registry of
-published checkpoints (:func:`load_prior`)."""
+published checkpoints (:func:`load_prior`); :class:`TiledPrior` runs any of them on larger images."""
 
 from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
 from lit_restore.priors.base import DiffusionPrior
@@ -13,6 +13,7 @@ from lit_restore.priors.gaussian import (
     gaussian_posterior,
 )
 from lit_restore.priors.registry import PRIOR_CLASSES, REGISTRY, load_prior
+from lit_restore.priors.tiled import TiledPrior
 
 __all__ = [
     "PRIOR_CLASSES",
@@ -25,6 +26,7 @@ __all__ = [
     "FittedGaussianPrior",
     "GaussianPrior",
     "PowerLawGaussianPrior",
+    "TiledPrior",
     "gaussian_posterior",
     "load_prior",
 ]

@@ -96,5 +96,6 @@ class DiffusionPrior(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} was trained at {self.image_size}×{self.image_size} but got "
                 f"{x.shape[-2]}×{x.shape[-1]} images; set the datamodule's crop/resize to "
-                f"{self.image_size} (e.g. --data.init_args.crop_size {self.image_size})."
+                f"{self.image_size} (e.g. --data.init_args.crop_size {self.image_size}), or wrap "
+                "the prior in lit_restore.priors.TiledPrior to restore larger images."
             )

@@ -15,8 +15,8 @@ Additions over the official loop:
   noise is a *field over the whole (padded) latent image* — one ``[(T+1)·C, H, W]`` draw per
   image — so tiles read the same noise where they overlap and the result does not depend on the
   tiling or on batch mates;
-* tiled inference with a smooth (raised-cosine) blending window instead of the official uniform
-  average; the last tile ends flush with the border;
+* tiled inference with a smooth (raised-cosine, :mod:`lit_restore.tiling`) blending window
+  instead of the official uniform average; the last tile ends flush with the border;
 * ``chop_size="auto"``: tiles chosen so the cost per pixel stays flat with the image size
   (:func:`auto_chop_size`). The Swin UNet is local (windowed attention, convolutions), but the
   VQ autoencoder's mid block attends globally over the whole latent, so its cost per pixel grows
@@ -57,6 +57,7 @@ from torch import Tensor, nn
 
 from lit_restore.nn.blocks import AttnBlock
 from lit_restore.resshift.schedule import ResShiftSchedule
+from lit_restore.tiling import raised_cosine_window, tile_grid, tile_starts
 from lit_restore.utils.seeding import randn_per_image
 
 #: tiling modes (module docstring)
@@ -72,15 +73,6 @@ def _pad_to(x: Tensor, multiple: int) -> Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def _starts(size: int, chop: int, stride: int) -> list[int]:
-    """Tile origins along one axis; the last tile ends flush with the border."""
-    if size <= chop:
-        return [0]
-    starts = list(range(0, size - chop, stride))
-    starts.append(size - chop)
-    return sorted(set(starts))
 
 
 #: Latent side at which the global attention of the VQ-f4 autoencoder's mid blocks costs as much
@@ -108,7 +100,7 @@ def tiled_cost(
         th, tw, n = h, w, 1
     else:
         th, tw = min(tile, h), min(tile, w)
-        n = len(_starts(h, th, tile - overlap)) * len(_starts(w, tw, tile - overlap))
+        n = len(tile_starts(h, th, tile - overlap)) * len(tile_starts(w, tw, tile - overlap))
     tokens = th * tw * latent_per_lq**2
     return n * th * tw / (h * w) * (1.0 + tokens / equal_side**2)
 
@@ -129,16 +121,6 @@ def auto_chop_size(
         if cost < best_cost:
             best, best_cost = tile, cost
     return best
-
-
-def _window(h: int, w: int, device: torch.device) -> Tensor:
-    """Raised-cosine blending window, strictly positive (so a lone tile keeps weight 1/1)."""
-
-    def ramp(n: int) -> Tensor:
-        i = torch.arange(n, device=device, dtype=torch.float32)
-        return torch.sin(math.pi * (i + 0.5) / n) ** 2 + 1e-3
-
-    return ramp(h)[:, None] * ramp(w)[None, :]
 
 
 @dataclass
@@ -276,14 +258,8 @@ class ResShiftChain(nn.Module):
     def _grid(self, h: int, w: int, chop: int) -> tuple[int, int, int, list[tuple[int, int]]]:
         """``(tile height, tile width, stride, tile origins)`` over an ``h × w`` LQ: a tile every
         ``chop − chop_overlap``, the last flush with the border (module docstring)."""
-        stride = chop - self.chop_overlap
-        th, tw = min(chop, h), min(chop, w)
-        return (
-            th,
-            tw,
-            stride,
-            [(y, x) for y in _starts(h, th, stride) for x in _starts(w, tw, stride)],
-        )
+        th, tw, boxes = tile_grid(h, w, chop, self.chop_overlap)
+        return th, tw, chop - self.chop_overlap, boxes
 
     def _noise_shape(self, first_stage: nn.Module, lq: Tensor) -> tuple[int, ...]:
         """The noise of a (padded) LQ batch: ``[(T+1)·C, H_lat, W_lat]`` per image."""
@@ -392,7 +368,7 @@ class ResShiftChain(nn.Module):
             )
         out: Tensor | None = None
         acc = torch.zeros(1, 1, hp * sf, wp * sf, device=lq.device)
-        win = _window(th * sf, tw * sf, lq.device)
+        win = raised_cosine_window(th * sf, tw * sf, lq.device)
         if self.tiling == "uniform":
             win = torch.ones_like(win)
         r = sf // ds if sf >= ds else None

@@ -4,7 +4,7 @@ A method implements :meth:`Sampler.step` (one reverse transition ``x_t → x_{t_
 needs them, :meth:`Sampler.init` (x_T) and :meth:`Sampler.finalize` (the returned image); it
 declares what it needs from the operator in :attr:`Sampler.needs` (e.g. ``{"svd"}``). The loop
 checks those needs (:func:`~lit_restore.operators.base.require_capabilities`), gives the operator
-its image shape (:meth:`~lit_restore.operators.base.LinearOperator.at`), and owns respacing, the
+its image shape (:meth:`~lit_restore.operators.base.Operator.at`), and owns respacing, the
 progress bar, the per-step callback, per-image noise and NFE counting.
 
 **Respacing** (:mod:`lit_restore.diffusion.respacing`). ``spacing="uniform"`` (alias
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from lit_restore import diffusion
 from lit_restore.diffusion import respace
-from lit_restore.operators.base import LinearOperator, require_capabilities
+from lit_restore.operators.base import Operator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
 from lit_restore.utils.seeding import randn_per_image
@@ -62,7 +62,7 @@ class SamplingContext:
     """Everything one run needs; handed to :meth:`Sampler.step`."""
 
     prior: DiffusionPrior
-    operator: LinearOperator | None
+    operator: Operator | None
     y: Tensor | None
     sigma_y: float
     generator: Generators
@@ -204,20 +204,19 @@ class Sampler:
             x_next = x_next + sigma * ctx.randn(x)
         return x_next
 
-    def image_shape(self, prior: DiffusionPrior, operator: LinearOperator | None, y: Tensor | None):
+    def image_shape(self, prior: DiffusionPrior, operator: Operator | None, y: Tensor | None):
         if operator is None or y is None:
             raise ValueError(
                 f"{type(self).__name__}.sample needs an operator and a measurement y "
                 "(or x_shape=... for an unconditional run)"
             )
-        with torch.no_grad():
-            return tuple(operator.adjoint(y).shape)  # Aᵀy lives in image space
+        return operator.image_shape_for(y)
 
     # ------------------------------------------------------------- loop
     def sample(
         self,
         prior: DiffusionPrior,
-        operator: LinearOperator | None,
+        operator: Operator | None,
         y: Tensor | None,
         *,
         sigma_y: float = 0.0,

@@ -43,7 +43,7 @@ class DDS(Sampler):
     """
 
     name = "dds"
-    needs = frozenset()  # A and Aᵀ only (conjugate gradients)
+    needs = frozenset({"linear"})  # A and its exact adjoint Aᵀ (conjugate gradients)
 
     def __init__(
         self,

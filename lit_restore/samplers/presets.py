@@ -57,6 +57,10 @@ DPS_PRESETS = _table(
         "gauss_deblur": Preset({"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("gaussian_deblur")),
         "motion_deblur": Preset({"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("motion_deblur")),
         "inpaint": Preset({"scale": 0.5, **_DPS_1000}, _DPS_REPO.format("inpainting")),
+        "phase_retrieval": Preset({"scale": 1.0, **_DPS_1000}, _DPS_REPO.format("phase_retrieval")),
+        "nonlinear_deblur": Preset(
+            {"scale": 0.3, **_DPS_1000}, _DPS_REPO.format("nonlinear_deblur")
+        ),
         # The step scales with 1000/steps (as in bench/tune_safari.py): 0.3 at 1000 steps = 3.0 at 100.
         "demo": Preset(
             {"scale": 3.0, "steps": 100},

@@ -2,8 +2,9 @@
 
 SaFaRI replaces DPS's pixel fidelity ‖y − A x̂0‖² by ‖ψ(y) − ψ(A x̂0)‖², where ψ combines bicubic
 upsampling with low-/high-pass Fourier components (paper abstract and summaries). No SaFaRI code
-or hyper-parameter table is public; this file implements the reconstruction in
-``shared/research/safari_dps.md`` §1.2:
+or hyper-parameter table is public; this file implements our reconstruction from the paper's
+abstract (ψ injective; spatial, low- and high-frequency terms; bicubic ψ_s switched on after
+``tau``) on DPS's update (DPS2022/diffusion-posterior-sampling ``guided_diffusion/condition_methods.py``):
 
     r   = ψ_s(y) − ψ_s(A x̂0)                       ψ_s: bicubic ×``upsample_factor`` (÷factor)
     R   = F r                                      orthonormal 2-D DFT (centring is a
@@ -12,8 +13,9 @@ or hyper-parameter table is public; this file implements the reconstruction in
     M_L = 1{‖ω‖/ω_Nyq ≤ r0},  M_H = 1 − M_L         (radius relative to Nyquist, 0.5 cyc/px)
 
 i.e. ψ(z) = (ψ_s z, ρᴸ M_L F ψ_s z, ρᴴ M_H F ψ_s z), injective through its first block. ψ_s is the
-identity when y already has the image size (inpainting, deblurring) or is not an image (a flat
-:class:`~lit_restore.operators.DenseOperator` measurement), and during the first T−τ reverse
+identity when y is not smaller than the image (inpainting, deblurring, JPEG; phase retrieval's
+padded spectrum) or is not an image (a flat :class:`~lit_restore.operators.DenseOperator`
+measurement), and during the first T−τ reverse
 steps (t > ``tau``). The update is DPS's (after the ancestral step, gradient through the network
 w.r.t. x_t, non-squared norm √D_t with ``step="code"``).
 
@@ -79,7 +81,9 @@ class SpatialFrequencyFidelity(Fidelity):
 
     def psi_s(self, z: Tensor, image_hw: tuple[int, int], t: int) -> Tensor:
         """Bicubic upsampling of a measurement-shaped tensor (identity where not applicable)."""
-        if z.dim() != 4 or tuple(z.shape[-2:]) == image_hw or t > self.tau:
+        if z.dim() != 4 or t > self.tau:
+            return z
+        if z.shape[-2] >= image_hw[0] and z.shape[-1] >= image_hw[1]:  # not a downsampled image
             return z
         factor = self.upsample_factor
         if factor is None:
