@@ -1,6 +1,6 @@
 """Seconds per image, NFE per image and peak memory of every zero-shot sampler.
 
-Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR) on the real
+Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR, DiffPIR, ΠGDM, DDS, RED-diff) on the real
 :class:`lit_restore.priors.ADMPrior` built from the registry's published constructor flags
 (``REGISTRY["adm-imagenet256-uncond"]`` / ``REGISTRY["adm-ffhq256-dps"]``, random weights: speed
 and memory do not depend on the values) and a real operator from :mod:`lit_restore.operators`, with
@@ -16,6 +16,10 @@ Gaussian measurement noise σ = 0.05 (image units), at the method's published st
     ddpg       100   Gaussian deblur ``GaussianBlur(61, 3.0, boundary="circular")`` (FFT pinv_reg)
     idpg       100   same as ddpg
     fdgr       100   same as ddpg (DDPG + gradient regulariser, G− default)
+    diffpir    100   same as ddpg (λ 7, ζ 0.3, quad spacing: the deblur preset)
+    pgdm       100   SR×4 ``BicubicSR(4)``; σ_y > 0: Aᵀ(AAᵀ+ηI)⁻¹ through the SVD, VJP through the UNet
+    dds         50   same as ddpg (5 CG iterations on (I + AᵀA), only A and Aᵀ)
+    reddiff    100   SR×4 ``BicubicSR(4)`` (Adam on μ; one forward per step, no backward through it)
     ========  =====  =====================================================================
 
 **Step-count extrapolation.** ``--steps-override K`` runs K (respaced) steps instead of the
@@ -80,7 +84,20 @@ from lit_restore.operators import BicubicSR, GaussianBlur, GaussianNoise
 from lit_restore.operators.base import LinearOperator
 from lit_restore.priors import ADMPrior
 from lit_restore.priors.registry import REGISTRY
-from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI, Sampler
+from lit_restore.samplers import (
+    DDNM,
+    DDPG,
+    DDRM,
+    DDS,
+    DPS,
+    FDGR,
+    IDPG,
+    DiffPIR,
+    PiGDM,
+    REDDiff,
+    SaFaRI,
+    Sampler,
+)
 
 PRIORS = ("adm-imagenet256-uncond", "adm-ffhq256-dps")
 
@@ -103,6 +120,10 @@ METHODS: dict[str, Method] = {
     "ddpg": Method(lambda n: DDPG(steps=n), 100, "blur-circ"),
     "idpg": Method(lambda n: IDPG(steps=n), 100, "blur-circ"),
     "fdgr": Method(lambda n: FDGR(steps=n), 100, "blur-circ"),
+    "diffpir": Method(lambda n: DiffPIR(steps=n), 100, "blur-circ"),
+    "pgdm": Method(lambda n: PiGDM(steps=n), 100, "sr4"),
+    "dds": Method(lambda n: DDS(steps=n), 50, "blur-circ"),
+    "reddiff": Method(lambda n: REDDiff(steps=n), 100, "sr4"),
 }
 
 

@@ -28,12 +28,14 @@ option              repository                                   commit
 --ddpg              tirer-lab/DDPG                               fcd17382d6b2d084b4bd2686c531b61e392cc1a9
 --fdgr              Anonymous-CodeSub/FDGR                       ecd85b3551dd54a93bbc7a4b385aa74c487a8fd3
 --resshift          zsyOAOA/ResShift (branch journal)            3ce1d81e8402fd50083809ae288a3977f6921bdd
+--reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
+--dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
-ResShift's ``sampler.py``), installed apart with ``pip install --target <dir>`` and put on
+ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
 (mapped to the CPU); ``matplotlib`` (DPS saves PNGs with it; a stub, nothing is saved);
@@ -136,6 +138,19 @@ this script). Where ours differs, the fixture key a later implementation must ma
 10. FDGR's published G+ setting (README: λ 1.3, α 0.2, σ_g 0.8) is ill-conditioned on the tiny
     model (a 1e-6 change of x_T grows ~1e6-fold); parity there is checkable only in float64,
     which ours cannot do yet (``DiffusionPrior`` keeps ᾱ as float32).
+11. ΠGDM — ``pgdm_sr4_avgpool``, ``pgdm_sr4_avgpool_eta``. RED-diff ``algos/pgdm.py`` (``awd``
+    True) keeps the network ε in the DDIM step and adds ``√ᾱ_s·√ᾱ_t·w·g``,
+    g = ∇_{x_t}⟨stop_grad(A⁺(y − A x̂0)), x̂0⟩; x_T = √ᾱ_T A⁺y + √(1−ᾱ_T) z (``initialize``);
+    no σ_y term. lit_restore's ``PiGDM`` at σ_y = 0 is this loop.
+12. DDS — ``dds_blur``, ``dds_blur_noisy``. ``solver_2d.py::Diffusion.dds`` is written for
+    CT/MRI data on disk; run unchanged with its operator swapped (``fx_dds``). Its CG stops on
+    the *batch* residual (``utils.py::CG``, ‖r‖ < 1e-5); the step into t = 0 returns x̃0
+    without re-noising (``if j != 0``). ``--sigma_y`` only selects the branch (no noise added).
+13. RED-diff — no fixture. ``algos/reddiff.py::REDDIFF.sample`` (README lr 0.5, λ 0.25; run here
+    the same way as ΠGDM: avg-pool SR×4, 50 steps, tiny ADM) is ill-conditioned in float32: its
+    Adam step lr·m̂/(√v̂ + 1e-8) divides by gradient magnitudes that cross zero, and the official
+    float32 output was 7.0e-3 from its own float64 run, so no implementation can be held to
+    1e-5. Its output is ``x0_pred`` of the last step, before that step's Adam update.
 """
 
 from __future__ import annotations
@@ -173,6 +188,8 @@ REPOS = {
     "ddpg": ("tirer-lab/DDPG", "fcd17382d6b2d084b4bd2686c531b61e392cc1a9"),
     "fdgr": ("Anonymous-CodeSub/FDGR", "ecd85b3551dd54a93bbc7a4b385aa74c487a8fd3"),
     "resshift": ("zsyOAOA/ResShift", "3ce1d81e8402fd50083809ae288a3977f6921bdd"),
+    "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
+    "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
     "bkse": (
         "VinAIResearch/blur-kernel-space-exploring",
         "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
@@ -194,6 +211,10 @@ _CLASHING = (
     "datapipe",
     "sampler",
     "data",
+    "algos",
+    "physics",
+    "solver_2d",
+    "solver_3d",
 )
 
 
@@ -1512,6 +1533,186 @@ def fx_imresize(paths, out: Path) -> None:
     save(out, "imresize", meta, **arrays)
 
 
+@contextlib.contextmanager
+def namespace_packages(repo: Path, *names: str) -> Iterator[None]:
+    """Register ``names`` as bare packages of ``repo`` (their ``__init__`` not run): RED-diff's
+    ``models/__init__.py`` imports hydra and its training stack, ``algos/__init__.py`` every
+    algorithm; the files we need import only torch, numpy and omegaconf."""
+    for name in names:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(repo / name)]  # type: ignore[attr-defined]
+        sys.modules[name] = pkg
+    yield
+
+
+def fx_pigdm(paths, out: Path) -> None:
+    """ΠGDM, NVlabs/RED-diff ``algos/pgdm.py::PGDM.sample`` (``awd`` True, ``cond_awd`` False,
+    ``mcg`` False, ``grad_term_weight`` 1: ``_configs/algo/pgdm.yaml``), 50 steps
+    (``utils/functions.py::get_timesteps``: ``range(0, 1000, 20)``), on the tiny ADM through
+    RED-diff's ``ClassifierGuidanceModel`` (no classifier) and ``Diffusion``; the operator is
+    RED-diff's ``utils/degredations.py::SuperResolution`` (average pooling ×4, deg ``sr4``),
+    σ_y = 0 (the code has no measurement-noise term). η = 0 (the config) and η = 0.5."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = paths.reddiff
+    cases = [("pgdm_sr4_avgpool", 0.0), ("pgdm_sr4_avgpool_eta", 0.5)]
+    steps = 50
+    with (
+        official(repo),
+        cpu_for_cuda(),
+        stub_modules(),
+        namespace_packages(repo, "models", "utils", "algos"),
+    ):
+        degredations = importlib.import_module("utils.degredations")
+        functions = importlib.import_module("utils.functions")
+        cgm = importlib.import_module("models.classifier_guidance_model")
+        diffusion_mod = importlib.import_module("models.diffusion")
+        pgdm = importlib.import_module("algos.pgdm")
+        exp = SimpleNamespace(start_step=1000, end_step=0, num_steps=steps)
+        ts = functions.get_timesteps(SimpleNamespace(exp=exp))
+        for k, (name, eta) in enumerate(cases):
+            g = torch.Generator().manual_seed(500 + k)
+            x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+            y0 = degredations.SuperResolution(3, 32, 4, "cpu").H(x_ref)
+
+            def run(dtype, y0=y0, eta=eta, k=k):
+                with precision(dtype, model), PrescribedNoise(seed=5000 + k) as noise:
+                    diffusion = diffusion_mod.Diffusion(beta_start=1e-4, beta_end=2e-2)
+                    cg_model = cgm.ClassifierGuidanceModel(model, None, diffusion, None)
+                    algo = object.__new__(pgdm.PGDM)  # its __init__ builds H from a hydra cfg
+                    algo.model, algo.diffusion = cg_model, diffusion
+                    algo.H = degredations.SuperResolution(3, 32, 4, "cpu")
+                    algo.cfg = SimpleNamespace(algo=SimpleNamespace(deg="sr4"))
+                    algo.awd, algo.cond_awd, algo.mcg = True, False, False
+                    algo.grad_term_weight, algo.eta = 1.0, eta
+                    x = torch.zeros(1, 3, 32, 32)  # shape only (initialize: H_pinv(y_0).view)
+                    xs, _ = algo.sample(x, None, ts, y_0=y0.to(dtype))
+                return xs[0], noise
+
+            final, noise = run(torch.float32)
+            kappa = roundoff(lambda d, run=run: run(d)[0], final)
+            assert len(noise.shapes) == 1 + steps
+            meta = {
+                "source": source("reddiff", "algos/pgdm.py::PGDM.sample"),
+                "network": "FixtureModel(net_adm) via models/classifier_guidance_model.py",
+                "operator": "utils/degredations.py::SuperResolution(3, 32, 4) (deg sr4)",
+                "kind": "sr4_avgpool",
+                "sigma_y": 0.0,
+                "eta": eta,
+                "grad_term_weight": 1.0,
+                "timesteps": list(ts),
+                "noise": noise.meta(),
+                "float32_roundoff": kappa,
+                "noise_calls": "initialize: randn_like(x_0) for x_T = √ᾱ_T A⁺y + √(1−ᾱ_T) z, "
+                "then one randn_like(xt) per step (multiplied by c1 = 0 when η = 0)",
+            }
+            arrays = dict(out=final, noise_shapes=noise.shape_table())
+            arrays.update(_operator_arrays(None, "sr4_avgpool", (1, 3, 32, 32), y0))
+            save(out, name, meta, **arrays)
+
+
+def _circular_blur_kernel() -> torch.Tensor:
+    """A 5×5 Gaussian (σ = 0.7, normalised outer product): symmetric, so the circular blur is
+    self-adjoint and correlation = convolution. (σ = 1 leaves AᵀA a smallest eigenvalue of
+    2.6e-7 at Nyquist and the official float32 run 1.2e-5 from its float64 run, over the
+    tolerance; σ = 0.7 gives 1.0e-3.)"""
+    k1 = torch.exp(-(torch.arange(-2, 3, dtype=torch.float64) ** 2) / (2 * 0.7**2))
+    k = torch.outer(k1, k1)
+    return (k / k.sum()).float()
+
+
+class CircularBlur:
+    """The operator the DDS fixture hands to the official loop in place of its CT operator
+    (the loop only calls ``A``, ``AT`` and ``A_dagger``): a per-channel circular 5×5 blur of
+    (1, 3, 32, 32) images. Inputs of any shape with 3·32·32 entries are read as such an image
+    (the loop reads a 2-D ``x_orig`` and views it as (1, 1, h, w): here (96, 32))."""
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        self.k = kernel.to(torch.get_default_dtype()).view(1, 1, 5, 5).repeat(3, 1, 1, 1)
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(1, 3, 32, 32).to(self.k.dtype)
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 2, 2), "circular"),
+                                          self.k, groups=3)  # fmt: skip
+
+    AT = A  # symmetric kernel, circular boundary
+
+    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:  # only saved as a PNG by the loop
+        return self.AT(y)
+
+
+def fx_dds(paths, out: Path) -> None:
+    """DDS, HJ-harry/DDS ``solver_2d.py::Diffusion.dds`` (``main.py`` defaults: 50 steps,
+    η 0.85, 5 CG iterations, γ 1; σ_y = 0 and the ``--sigma_y 0.01`` branch of
+    ``eval_SVCT_2d.sh``), run unchanged on the tiny ADM. The loop is written for CT/MRI; its
+    operator is the only thing swapped: ``solver_2d.CT`` returns :class:`CircularBlur` (the loop
+    calls ``A``/``AT``/``A_dagger`` only). Its input is a ``.npy`` file of a folder; ``clear`` is
+    wrapped to read the loop's last image (it saves PNGs, stubbed) and ``peak_signal_noise_ratio``
+    returns 0 (it compares shapes the (96, 32) view makes differ). y = A x_orig without noise,
+    as the code (``--sigma_y`` only selects the branch)."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = paths.dds
+    kernel = _circular_blur_kernel()
+    cases = [("dds_blur", 0.0), ("dds_blur_noisy", 0.01)]
+    config = SimpleNamespace(
+        model=SimpleNamespace(var_type="fixedsmall"),
+        diffusion=SimpleNamespace(beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                                  num_diffusion_timesteps=1000),
+        data=SimpleNamespace(image_size=32, channels=3),
+        sampling=SimpleNamespace(batch_size=1),
+        device="cpu",
+    )  # fmt: skip
+    with official(repo), cpu_for_cuda(), stub_modules(), tempfile.TemporaryDirectory() as tmp:
+        solver = importlib.import_module("solver_2d")
+        for k, (name, sigma_y) in enumerate(cases):
+            g = torch.Generator().manual_seed(600 + k)
+            x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+            data = Path(tmp) / f"data{k}"
+            data.mkdir()
+            np.save(data / "0.npy", x_ref.reshape(96, 32).numpy())
+            args = SimpleNamespace(
+                image_folder=str(Path(tmp) / f"out{k}"), dataset_path=str(data), deg="SV-CT",
+                Nview=8, sigma_y=sigma_y, eta=0.85, CG_iter=5, gamma=1.0, T_sampling=50,
+            )  # fmt: skip
+            seen: list[torch.Tensor] = []
+            clear = solver.clear
+
+            def run(dtype, args=args, k=k, seen=seen, clear=clear):
+                with precision(dtype, model), PrescribedNoise(seed=6000 + k) as noise:
+                    solver.CT = lambda **kw: CircularBlur(kernel)
+                    solver.clear = lambda x: (seen.append(x.detach().clone()), clear(x))[1]
+                    solver.peak_signal_noise_ratio = lambda *a, **kw: 0.0
+                    runner = solver.Diffusion(copy_namespace(args), config, torch.device("cpu"))
+                    runner.dds(model)
+                return seen[-1].view(1, 3, 32, 32), noise
+
+            final, noise = run(torch.float32)
+            y = CircularBlur(kernel).A(x_ref)
+            kappa = roundoff(lambda d, run=run: run(d)[0], final)
+            assert len(noise.shapes) == 1 + 50 - 1  # x_T, then every step but the one into t = 0
+            meta = {
+                "source": source("dds", "solver_2d.py::Diffusion.dds"),
+                "network": "FixtureModel(net_adm) (the loop keeps channels 0:3 of 6)",
+                "operator": "circular 5×5 Gaussian blur, σ = 0.7 (in place of solver_2d.CT)",
+                "kind": "circular_blur",
+                "sigma_y": sigma_y,
+                "T_sampling": 50,
+                "eta": 0.85,
+                "CG_iter": 5,
+                "gamma": 1.0,
+                "noise": noise.meta(),
+                "float32_roundoff": kappa,
+                "noise_calls": "x_T, then one randn_like per step except the step into t = 0 "
+                "(its result is x̂0 itself); the last step draws one (multiplied by c1 = 0)",
+            }
+            save(out, name, meta, out=final, noise_shapes=noise.shape_table(), y=y,
+                 kernel=kernel)  # fmt: skip
+
+
+def copy_namespace(ns: SimpleNamespace) -> SimpleNamespace:
+    """A fresh copy (``Diffusion.__init__`` turns ``image_folder`` into a ``Path`` in place)."""
+    return SimpleNamespace(**vars(ns))
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -1524,6 +1725,8 @@ FIXTURES: dict[str, Callable] = {
     "resshift": fx_resshift,
     "realesrgan": fx_realesrgan,
     "imresize": fx_imresize,
+    "pigdm": fx_pigdm,
+    "dds": fx_dds,
 }
 
 
@@ -1540,6 +1743,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "resshift": ("resshift",),
     "realesrgan": ("resshift",),
     "imresize": ("dps", "resshift"),
+    "pigdm": ("guided_diffusion", "reddiff"),
+    "dds": ("guided_diffusion", "dds"),
 }
 
 

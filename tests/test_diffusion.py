@@ -4,6 +4,7 @@ step, and the respacing rules (pinned for every N so that a refactor cannot move
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 
@@ -15,6 +16,7 @@ from lit_restore.diffusion import (
     leading_timesteps,
     linspace_timesteps,
     make_betas,
+    quad_timesteps,
     respace,
 )
 
@@ -54,6 +56,26 @@ def test_linspace_rule_properties():
         assert len(ts) == n and ts[0] == 0 and ts[-1] == T - 1
         frac = (T - 1) / (n - 1)
         assert all(abs(t - i * frac) <= 0.5 for i, t in enumerate(ts))
+
+
+def test_quad_rule_is_diffpir_skip_type_quad():
+    """DiffPIR's ``seq = [int(s) for s in √linspace(0, T², N)]; seq[-1] −= 1`` read from the top
+    (``t = T−1−seq``). Where the stride T²/(N−1) is an integer, numpy's float points are exact
+    and ⌊√·⌋ is the integer square root; elsewhere the float rounding is the official rule (the
+    20- and 100-step schedules are written out; the rule was checked against numpy for every N
+    in 2 … 1000 when it was written: a 1e6/(N−1) stride may land just below a perfect square)."""
+    for n in range(2, T + 1):
+        ts = quad_timesteps(T, n)
+        assert len(ts) == n and ts[0] == T - 1 and ts[-1] == 0
+        assert all(a >= b for a, b in itertools.pairwise(ts))  # repeats allowed (N near T)
+        if (T * T) % (n - 1) == 0:
+            stride = T * T // (n - 1)
+            assert ts[:-1] == [T - 1 - math.isqrt(i * stride) for i in range(n - 1)]
+    assert quad_timesteps(T, 20) == [
+        999, 770, 675, 602, 541, 487, 438, 393, 351, 311, 274, 239, 205, 172, 141, 111, 82, 54,
+        26, 0,
+    ]  # fmt: skip
+    assert quad_timesteps(T, 100)[:4] == [999, 899, 857, 825] and respace(T, 1, "quad") == [999]
 
 
 def test_respace_rejects_bad_requests():

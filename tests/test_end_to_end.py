@@ -56,10 +56,15 @@ SAMPLERS = {
     "ddpg": ("DDPG", {"steps": 3}),
     "idpg": ("IDPG", {"steps": 3}),
     "fdgr": ("FDGR", {"steps": 3}),
+    "diffpir": ("DiffPIR", {"steps": 3}),
+    "pgdm": ("PiGDM", {"steps": 3}),
+    "dds": ("DDS", {"steps": 3}),
+    "reddiff": ("REDDiff", {"steps": 3}),
 }
 
 NEEDS_SVD = {"ddnm", "ddrm"}  # with noise: DDNM+ and DDRM work in the SVD basis
-NEEDS_PINV_REG = {"ddpg", "idpg", "fdgr"}  # an SVD, or an exact FFT pinv_reg
+# an SVD, or an exact FFT / CG pinv_reg (ΠGDM: σ_y > 0 here; DDS needs only A and Aᵀ)
+NEEDS_PINV_REG = {"ddpg", "idpg", "fdgr", "diffpir", "pgdm"}
 WITHOUT_SVD = {"blur_gauss_circular", "blur_motion_pad", "blur_uniform_circular"}
 # exact FFT pinv_reg (circular) or conjugate gradients (padded): no SVD needed by DDPG/FDGR
 OWN_PINV_REG = WITHOUT_SVD
@@ -128,7 +133,7 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
     return path
 
 
-# The whole matrix: 7 methods × 12 operators, about 75 s on 2 cores.
+# The whole matrix: 11 methods × 12 operators.
 MATRIX = [pytest.param(m, o, id=f"{m}-{o}") for m in SAMPLERS for o in OPERATORS]
 
 

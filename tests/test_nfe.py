@@ -11,6 +11,10 @@ DDNM       N + (r−1)·L·#{jump points} (RePaint time travel; N without travel
 DDRM       |range(0, T, T // N)| (its runners/diffusion.py seq: N when N divides T, else more)
 DDPG/IDPG  N
 FDGR       N (DDPG + a regulariser of x̂0, no extra call)
+DiffPIR    N (one x̂0 per step; the data step is a closed form)
+ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
+DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
+RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -27,7 +31,19 @@ from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.priors import ADMPrior
-from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
+from lit_restore.samplers import (
+    DDNM,
+    DDPG,
+    DDRM,
+    DDS,
+    DPS,
+    FDGR,
+    IDPG,
+    DiffPIR,
+    PiGDM,
+    REDDiff,
+    SaFaRI,
+)
 
 N = 6
 
@@ -57,6 +73,10 @@ METHODS = {
     "ddpg": (lambda: DDPG(steps=N), N),
     "idpg": (lambda: IDPG(steps=N), N),
     "fdgr": (lambda: FDGR(steps=N), N),
+    "diffpir": (lambda: DiffPIR(steps=N), N),
+    "pgdm": (lambda: PiGDM(steps=N), N),
+    "dds": (lambda: DDS(steps=N), N),
+    "reddiff": (lambda: REDDiff(steps=N), N),
 }  # fmt: skip
 
 

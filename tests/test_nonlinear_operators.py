@@ -34,7 +34,7 @@ from lit_restore.operators import (
 )
 from lit_restore.operators.jpeg import CHROMA_TABLE, LUMA_TABLE, quantization_table
 from lit_restore.priors import PowerLawGaussianPrior
-from lit_restore.samplers import DDPG, DDRM, DPS, SaFaRI
+from lit_restore.samplers import DDPG, DDRM, DDS, DPS, DiffPIR, PiGDM, REDDiff, SaFaRI
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "parity" / "kernel_wizard.npz"
@@ -220,7 +220,9 @@ def test_linear_only_methods_refuse_nonlinear_operators(op):
     prior = PowerLawGaussianPrior(channels=3)
     x = torch.zeros(1, 3, 16, 16)
     y = op.A(x)
-    for sampler in (DDRM(steps=2), DDPG(steps=2)):
+    linear_only = (DDRM(steps=2), DDPG(steps=2), DiffPIR(steps=2), PiGDM(steps=2), DDS(steps=2),
+                   REDDiff(steps=2))  # fmt: skip
+    for sampler in linear_only:
         with pytest.raises(OperatorCapabilityError, match="needs a linear operator"):
             sampler.sample(prior, op, y)
 

@@ -178,6 +178,19 @@ def _assert_is_preset(method: str, args: dict, preset: str) -> None:
 def check_protocol(name: str, cfg: dict) -> None:
     """The resolved config of experiment ``name`` holds its protocol's published values."""
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    if name.startswith("diffpir_"):  # DiffPIR scripts: σ in [0, 1] units doubled, as ours
+        method, args = _sampler_preset(cfg)
+        inpaint = "inpaint" in name
+        assert method == "DiffPIR"
+        _assert_is_preset(method, args, "inpaint_sigma0" if inpaint else "gauss_deblur_sigma0.05")
+        assert data["noise"]["init_args"]["sigma"] == pytest.approx(0.0 if inpaint else 0.05)
+        assert model["prior"]["init_args"]["checkpoint"] == "adm-ffhq256-dps"  # ffhq_10m.pt
+        a = data["operator"]["init_args"]
+        if inpaint:
+            assert a["mask_type"] == "random" and list(a["drop_range"]) == [0.5, 0.5]
+        else:  # 61 taps, circular (the code's mode='wrap' for its FFT data step)
+            assert (a["kernel_size"], a["boundary"]) == (61, "circular")
+        return
     if not name.startswith(("dps_", "safari_", "protocol_")):
         return
     noise, op = data["noise"], data["operator"]

@@ -11,6 +11,7 @@ from lit_restore.diffusion.respacing import (
     ddrm_timesteps,
     leading_timesteps,
     linspace_timesteps,
+    quad_timesteps,
     respace,
     space_timesteps,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "posterior_mean",
     "posterior_variance",
     "q_sample",
+    "quad_timesteps",
     "respace",
     "space_timesteps",
     "x0_from_eps",

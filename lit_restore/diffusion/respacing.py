@@ -20,10 +20,15 @@ use the one its official code uses:
 * ``"linspace"`` — :func:`linspace_timesteps`, ``round(i·(T−1)/(N−1))``; close to, but not the
   same as, ``space_timesteps`` (the rounding of the partial sums differs at 278 of N = 2 … 1000
   for T = 1000, the first N = 21, and N = 1 gives ``[T−1]``). Kept for configs that name it.
+* ``"quad"`` — :func:`quad_timesteps`, yuanzhi-zhu/DiffPIR ``main_ddpir.py`` (``skip_type="quad"``): the
+  noise-level index ``seq_i = int(√(i·T²/(N−1)))`` (its last entry minus one) read from the top
+  of the chain, ``t_i = T−1−seq_i``: dense near t = T−1, sparse near 0 (N = 100: 999, 899, 858,
+  …, 0). Indices may repeat when N approaches T; they are kept, as the official loop keeps them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
@@ -58,6 +63,18 @@ def linspace_timesteps(num_timesteps: int, steps: int) -> list[int]:
     return sorted({round(i * frac) for i in range(steps)}, reverse=True)
 
 
+def quad_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """DiffPIR's ``skip_type="quad"``: ``T−1−int(√(i·T²/(N−1)))`` with the last index minus one
+    (so the chain ends at t = 0); N = 1: ``[T−1]``."""
+    if steps == 1:
+        return [num_timesteps - 1]
+    # numpy.linspace(0, T², N): i·(T²/(N−1)) in float64, the last point exactly T²
+    step = num_timesteps**2 / (steps - 1)
+    seq = [int(math.sqrt(i * step)) for i in range(steps - 1)] + [num_timesteps]
+    seq[-1] = seq[-1] - 1
+    return [num_timesteps - 1 - s for s in seq]
+
+
 #: spacing name → rule; ``"uniform"`` is the historical name of ``"leading"``.
 SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "leading": leading_timesteps,
@@ -65,6 +82,7 @@ SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "ddrm": ddrm_timesteps,
     "guided_diffusion": space_timesteps,
     "linspace": linspace_timesteps,
+    "quad": quad_timesteps,
 }
 
 

@@ -4,8 +4,12 @@ from lit_restore.samplers.base import DDIM, DDPM, Sampler, SamplingContext, Step
 from lit_restore.samplers.ddnm import DDNM
 from lit_restore.samplers.ddpg import DDPG, IDPG
 from lit_restore.samplers.ddrm import DDRM
+from lit_restore.samplers.dds import DDS
+from lit_restore.samplers.diffpir import DiffPIR
 from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
 from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
+from lit_restore.samplers.pigdm import PiGDM
+from lit_restore.samplers.reddiff import REDDiff
 from lit_restore.samplers.safari import SaFaRI, SpatialFrequencyFidelity
 
 __all__ = [
@@ -14,11 +18,15 @@ __all__ = [
     "DDPG",
     "DDPM",
     "DDRM",
+    "DDS",
     "DPS",
     "FDGR",
     "IDPG",
+    "DiffPIR",
     "Fidelity",
+    "PiGDM",
     "PixelFidelity",
+    "REDDiff",
     "SaFaRI",
     "Sampler",
     "SamplingContext",

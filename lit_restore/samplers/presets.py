@@ -237,6 +237,76 @@ DDNM_PRESETS = _table(
     }
 )
 
+# --------------------------------------------------------------------------------------- DiffPIR
+# yuanzhi-zhu/DiffPIR @ 111d26e: the per-task scripts fix (λ, ζ) through their final experiment
+# loop (``lambdas = [lambda_*i for i in range(a, b)]``, ``zeta_i in [...]``), NFE by ``iter_num``,
+# ``skip_type 'quad'``, ``eta 0``, ``guidance_scale 1``. The SR script sweeps λ = 2 … 12 at
+# ζ = 0.25 and fixes none, so there is no SR preset (configs/experiment/README.md).
+_DIFFPIR_SRC = "yuanzhi-zhu/DiffPIR {}: {}."
+DIFFPIR_PRESETS = _table(
+    {
+        "gauss_deblur_sigma0.05": Preset(
+            {"steps": 100, "lam": 7.0, "zeta": 0.3, "eta": 0.0, "spacing": "quad"},
+            _DIFFPIR_SRC.format(
+                "main_ddpir_deblur.py (also main_ddpir.py with configs/deblur.yaml)",
+                "iter_num 100, lambda_ 1.0 x range(7, 8) = 7, zeta 0.1 x range(3, 4) = 0.3, "
+                "noise_level_img 12.75/255 (= GaussianNoise(0.05)), skip_type quad; the same "
+                "script and values run the motion kernel (blur_mode 'motion')",
+            ),
+        ),
+        "inpaint_sigma0": Preset(
+            {"steps": 20, "lam": 1.0, "zeta": 1.0, "eta": 0.0, "spacing": "quad"},
+            _DIFFPIR_SRC.format(
+                "main_ddpir_inpainting.py (also configs/inpaint.yaml)",
+                "iter_num 20, lambda_ 1, zeta 1.0, noise_level_img 0, skip_type quad",
+            ),
+        ),
+    }
+)
+
+# ------------------------------------------------------------------------------------------ ΠGDM
+PIGDM_PRESETS = _table(
+    {
+        "reddiff_defaults": Preset(
+            {"steps": 100, "eta": 0.0, "guidance_weight": 1.0},
+            "NVlabs/RED-diff @ 66482f2 _configs/algo/pgdm.yaml (awd True, eta 0, "
+            "grad_term_weight 1) and README (exp.num_steps 100; utils/functions.py "
+            "get_timesteps: range(0, 1000, 10)). The code has no σ_y (noiseless ΠGDM).",
+        ),
+    }
+)
+
+# -------------------------------------------------------------------------------------- RED-diff
+REDDIFF_PRESETS = _table(
+    {
+        "readme": Preset(
+            {"steps": 100, "lr": 0.5, "grad_term_weight": 0.25, "obs_weight": 1.0,
+             "weighting": "linear", "sigma_x0": 0.0},
+            "NVlabs/RED-diff @ 66482f2 README run (exp.num_steps 100, algo.lr 0.5, "
+            "algo.grad_term_weight λ 0.25) with _configs/algo/reddiff.yaml (obs_weight 1, "
+            "denoise_term_weight linear, sigma_x0 0).",
+        ),
+        "config_defaults": Preset(
+            {"steps": 100, "lr": 0.1, "grad_term_weight": 0.25, "obs_weight": 1.0,
+             "weighting": "linear", "sigma_x0": 0.0},
+            "NVlabs/RED-diff @ 66482f2 _configs/algo/reddiff.yaml as written (lr 0.1), 100 steps.",
+        ),
+    }
+)  # fmt: skip
+
+# ------------------------------------------------------------------------------------------- DDS
+DDS_PRESETS = _table(
+    {
+        "main_defaults": Preset(
+            {"steps": 50, "eta": 0.85, "cg_iter": 5, "gamma": 1.0},
+            "HJ-harry/DDS @ 509b140 main.py defaults (--T_sampling 50 --eta 0.85 --CG_iter 5 "
+            "--gamma 1.0), as run by eval_SVCT_2d.sh and eval_MRI_multi.sh (--sigma_y 0.01 "
+            "selects the γ-regularised CG). The published rows are CT/MRI; on images this is the "
+            "same sampler with lit_restore's operators.",
+        ),
+    }
+)
+
 #: class name -> its presets. Exact class names: a subclass of a method has its own arguments.
 PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
     {
@@ -247,6 +317,10 @@ PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
         "FDGR": FDGR_PRESETS,
         "DDRM": DDRM_PRESETS,
         "DDNM": DDNM_PRESETS,
+        "DiffPIR": DIFFPIR_PRESETS,
+        "PiGDM": PIGDM_PRESETS,
+        "DDS": DDS_PRESETS,
+        "REDDiff": REDDIFF_PRESETS,
     }
 )
 
