@@ -496,9 +496,10 @@ def test_dds_equals_official(name):
     sampler = DDS(steps=meta["T_sampling"], eta=meta["eta"], cg_iter=meta["CG_iter"],
                   gamma=meta["gamma"])  # fmt: skip
     operator = Blur(kernel=tensor(arrays["kernel"]), boundary="circular")
-    with replay(noise):
-        out = sampler.sample(fixture_prior(adm_prior(True)), operator, tensor(arrays["y"]),
-                             sigma_y=meta["sigma_y"])  # fmt: skip
+    source, left = replayed(noise)
+    out = sampler.sample(fixture_prior(adm_prior(True)), operator, tensor(arrays["y"]),
+                         sigma_y=meta["sigma_y"], noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
     err = max_abs(out, arrays["out"])
     print(
         f"{name}: max |ours − official| {err:.2e}, official round-off {meta['float32_roundoff']:.2e}"
