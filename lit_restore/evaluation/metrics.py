@@ -62,7 +62,10 @@ class RestorationMetrics(EvaluationCallback):
         metrics: per-image metrics, by registry name (:mod:`lit_restore.metrics.registry`:
             ``psnr``, ``ssim``, ``lpips``, ``lpips_alex``, ``lpips_vgg``, no-reference ones).
         fid: also compute FID (set-level; needs the Inception weights). ``kid`` adds KID.
-        perceptual: ``False`` drops LPIPS/FID/KID — runs without any weight file.
+        perceptual: ``"auto"`` (default): LPIPS/FID/KID are scored and logged when their weight
+            files are present, and left out otherwise with one warning naming the fetch command
+            (``python -m lit_restore.weights alexnet inception``); ``True``: required (a missing
+            file is an error); ``False``: never (runs without any weight file).
         crop_border, y_channel: BasicSR conventions for PSNR/SSIM (SR papers: scale factor, Y).
         quantize: score 8-bit-rounded images (what the written PNGs hold).
         lpips_net: backbone of ``lpips``: ``alex`` or ``vgg``.
@@ -82,9 +85,9 @@ class RestorationMetrics(EvaluationCallback):
     def __init__(
         self,
         metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
-        fid: bool = False,
+        fid: bool = True,
         kid: bool = False,
-        perceptual: bool = True,
+        perceptual: bool | str = "auto",
         crop_border: int = 0,
         y_channel: bool = False,
         quantize: bool = True,
@@ -158,6 +161,9 @@ class RestorationMetrics(EvaluationCallback):
     def on_setup(self, stage: str) -> None:
         if self.suite is None:  # builds the networks; a missing weight file fails here, early
             self.suite = MetricSuite(**self.suite_kwargs)
+            missing = self.suite.unavailable_message()
+            if missing is not None:
+                rank_zero_warn(missing)
         assert self.trainer is not None
         self.records = RunRecords.of(self.trainer, self.output_dir)
         participant = Participant(
