@@ -31,19 +31,18 @@ Otherwise the comparison is refused with one line naming the differences; with
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
 from pathlib import Path
 
 from lit_restore.evaluation import fingerprint, tradeoff
+from lit_restore.evaluation.drawing import write_png
 from lit_restore.evaluation.figures import Column, comparison_pages, png_folder
 from lit_restore.utils.tables import (
     COST_COLUMNS,
     FLAG_COLUMNS,
     aggregate,
-    atomic_write_bytes,
     atomic_write_text,
     read_rows,
 )
@@ -223,12 +222,6 @@ def figure_pages(
     return comparison_pages(figure_columns(runs), names, labels, per_page, tile, title=title)
 
 
-def _write_png(path: Path, image) -> None:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def page_paths(out: Path, n_pages: int) -> list[Path]:
     """``comparison.png`` for one page, ``comparison_p1.png`` ... for more."""
     if n_pages == 1:
@@ -243,14 +236,14 @@ def write_figures(runs: list[dict], out: Path, args: argparse.Namespace) -> list
     pages = figure_pages(runs, args.images, args.per_page, args.tile, title=f"stage: {args.stage}")
     written = []
     for path, (image, _) in zip(page_paths(out, len(pages)), pages):
-        _write_png(path, image)
+        write_png(path, image)
         written.append(path)
     metric = (
         tradeoff.quality_metric(runs) if args.tradeoff_metric == "auto" else args.tradeoff_metric
     )
     pts = tradeoff.points(runs, metric)
     image, _ = tradeoff.plot(pts, metric)
-    _write_png(out / "tradeoff.png", image)
+    write_png(out / "tradeoff.png", image)
     atomic_write_text(out / "tradeoff.csv", tradeoff.to_csv(pts))
     atomic_write_text(out / "tradeoff.json", tradeoff.to_json(pts))
     return [*written, out / "tradeoff.png", out / "tradeoff.csv", out / "tradeoff.json"]

@@ -10,10 +10,14 @@ falls back to its fixed bitmap font). Nothing is bundled here and nothing heavie
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from lit_restore.utils.tables import atomic_write_bytes
 
 #: text size of labels (px)
 FONT_SIZE = 12
@@ -131,3 +135,10 @@ def to_pil(x: np.ndarray) -> Image.Image:
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     return Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8), "RGB")
+
+
+def write_png(path: Path, image: Image.Image) -> None:
+    """``image`` as a PNG at ``path``, atomically (temp file + ``os.replace``)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -267,18 +267,18 @@ def _on_tile(crop: Box, size: tuple[int, int], x: int, y: int, tw: int, th: int)
 
 
 def labelled_grid(
-    rows: Sequence[Sequence[np.ndarray]],
+    rows: Sequence[Sequence[np.ndarray | None]],
     column_titles: Sequence[str],
     title: str,
     row_labels: Sequence[str] = (),
-) -> tuple[Image.Image, list[list[Box]]]:
+) -> tuple[Image.Image, list[list[Box | None]]]:
     """One run's grid: a ``title`` line, ``column_titles``, then ``rows`` of [H, W, C] images in
-    [0, 1] (all the size of the first; a shorter row leaves its last cells empty), each row
-    labelled on the left by ``row_labels`` when given. Returns the image and where each image
-    went (``cells[row][col]``)."""
+    [0, 1] (all the size of the first; ``None`` leaves a cell empty), each row labelled on the
+    left by ``row_labels`` when given. Returns the image and where each image went
+    (``cells[row][col]``, ``None`` for an empty cell)."""
     f = font()
     lh = line_height(f)
-    h, w = np.asarray(rows[0][0]).shape[:2]
+    h, w = np.asarray(next(i for r in rows for i in r if i is not None)).shape[:2]
     ncol = max(len(r) for r in rows)
     name_w = NAME_WIDTH if row_labels else 0
     title_lines = wrap(title, f, name_w + ncol * (w + PAD) - PAD)
@@ -291,7 +291,7 @@ def labelled_grid(
     y = draw_lines(draw, (PAD, PAD), title_lines, f)
     for c, lines in enumerate(col_lines):
         draw_lines(draw, (name_w + PAD + c * (w + PAD), y), lines, f, width=w)
-    cells: list[list[Box]] = []
+    cells: list[list[Box | None]] = []
     for r, row in enumerate(rows):
         top = head + r * (h + PAD)
         if row_labels:
@@ -299,6 +299,9 @@ def labelled_grid(
         cells.append([])
         for c, img in enumerate(row):
             left = name_w + PAD + c * (w + PAD)
+            if img is None:
+                cells[-1].append(None)
+                continue
             canvas.paste(to_pil(img), (left, top))
             cells[-1].append((left, top, left + w, top + h))
     return canvas, cells

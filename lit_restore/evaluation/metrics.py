@@ -45,7 +45,8 @@ from lit_restore.evaluation.records import (
 )
 from lit_restore.metrics.divergence import diverged
 from lit_restore.metrics.scorer import MetricSuite
-from lit_restore.utils.hparams import log_hparams, run_hparams
+from lit_restore.utils.hparams import run_hparams
+from lit_restore.utils.loggers import log_hparams
 from lit_restore.utils.tables import (
     COST_COLUMNS,
     FLAG_COLUMNS,

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from lit_restore.operators.base import LinearOperator
 from lit_restore.operators.noise import NoiseModel, NoNoise
-from lit_restore.utils.hparams import log_hparams, record_init_args, run_hparams
+from lit_restore.utils.hparams import record_init_args, run_hparams
+from lit_restore.utils.loggers import log_hparams
 
 
 class RestorationModule(L.LightningModule):

@@ -11,7 +11,8 @@ prior network, a dataset) is left out: checkpoints store ``hparams`` and load wi
 
 Lightning's automatic start-of-run ``log_hyperparams`` is switched off (``logger=False``): an
 evaluation logs its hyper-parameters once, with its final metrics
-(:class:`lit_restore.evaluation.RestorationMetrics`). TensorBoard's HPARAMS plugin reads only the
+(:class:`lit_restore.evaluation.RestorationMetrics` through
+:func:`lit_restore.utils.loggers.log_hparams`); training logs them when fit starts. TensorBoard's HPARAMS plugin reads only the
 *first* hyper-parameter session of a run (its event accumulator keeps the first summary metadata
 of a tag), so an earlier call without the metrics would hide them.
 
@@ -123,10 +124,9 @@ def run_hparams(trainer: Any) -> dict[str, bool | int | float | str]:
     """
     module, dm = trainer.lightning_module, trainer.datamodule
     hp: dict[str, Any] = {}
-    logger = trainer.logger
-    if logger is not None:
-        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-        hp["run"] = f"{logger.name}/{version}" if logger.name else version
+    name = run_name(trainer)
+    if name is not None:
+        hp["run"] = name
     if hasattr(module, "run_hparams"):
         hp.update({k: scalar(v) for k, v in module.run_hparams().items()})
     for prefix, obj in (("model", module), ("data", dm)):
@@ -142,38 +142,14 @@ def run_hparams(trainer: Any) -> dict[str, bool | int | float | str]:
     return hp
 
 
+def run_name(trainer: Any) -> str | None:
+    """The run as its logger names it: ``name/version`` (``version_<n>`` for a number)."""
+    logger = trainer.logger
+    if logger is None:
+        return None
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return f"{logger.name}/{version}" if logger.name else version
+
+
 def _class_path(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def log_hparams(trainer: Any, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-    """``params`` (+ final ``metrics``) through each of ``trainer.loggers``' own API.
-
-    TensorBoard's ``log_hyperparams(params, metrics)`` ties the metric tags to the HPARAMS tab;
-    other loggers (CSV, W&B, MLflow) take ``log_hyperparams(params)`` and get the metrics from
-    ``log_metrics``, as every metric is logged."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    for lg in trainer.loggers:
-        if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(dict(params), dict(metrics) or None)
-            _rewrite_hparams_yaml(lg)
-        else:
-            lg.log_hyperparams(dict(params))
-
-
-def _rewrite_hparams_yaml(logger: Any) -> None:
-    """TensorBoardLogger writes ``hparams.yaml`` once, at the start of the run (``save()`` skips
-    an existing file), before any hyper-parameter was logged: write what it holds now
-    (atomically)."""
-    from pathlib import Path
-
-    import yaml
-
-    from lit_restore.utils.tables import atomic_write_text
-
-    run_dir = Path(logger.log_dir)
-    if not run_dir.is_dir():
-        return  # not created yet: the logger's own save() writes the file later
-    held = {str(k): v if is_plain(v) else str(v) for k, v in dict(logger.hparams).items()}
-    atomic_write_text(run_dir / logger.NAME_HPARAMS_FILE, yaml.safe_dump(held, sort_keys=False))
