@@ -174,6 +174,7 @@ class Tile:
     zoom_rect: Box  # the enlarged region on the page
     crop: Box  # the region, in the column image's own pixels
     crop_on_reference: Box  # the same region in the reference's pixels (one per image)
+    outline: Box  # the region's outline drawn on the image tile (page pixels)
 
 
 def _reference_image(columns: Sequence[Column], name: str) -> Image.Image | None:
@@ -239,7 +240,8 @@ def comparison_pages(
                 crop = scale_box(ref_box, ref.size, img.size)
                 resample = Image.NEAREST if img.size[0] <= tw else Image.BICUBIC
                 canvas.paste(img.resize((tw, th), resample), (x, y))
-                outline(draw, _on_tile(crop, img.size, x, y, tw, th))
+                box_on_page = _on_tile(crop, img.size, x, y, tw, th)
+                outline(draw, box_on_page)
                 if col.kind == "measurement" and not text:
                     text = f"{img.size[0]}x{img.size[1]} px"
                 draw_lines(draw, (x, y + th + 1), [text], f, width=tw)
@@ -248,7 +250,7 @@ def comparison_pages(
                 tiles.append(
                     Tile(
                         name, c, (x, y, x + tw, y + th), text, (x, zy, x + tw, zy + th), crop,
-                        ref_box,
+                        ref_box, box_on_page,
                     )
                 )  # fmt: skip
         legend = (
