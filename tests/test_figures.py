@@ -30,6 +30,7 @@ from metrics_fakes import (
     RestoredImageWriter,
     make_metrics,
     make_trainer,
+    write_alexnet_features,
 )
 
 from lit_restore.evaluation import compare, figures, tradeoff
@@ -112,6 +113,7 @@ def test_tile_captions_are_the_csv_values(runs):
                 checked += 1
     assert checked == N * len(RUNS)
     assert figures.caption({"psnr": float("nan"), "ssim": 0.5}) == "n/a · 0.500"
+    assert figures.caption({"ssim": 0.5}) == "0.500"  # a run without PSNR (no reference)
     assert figures.caption(None) == ""
 
 
@@ -391,9 +393,6 @@ def test_cli_hparams_are_the_config_init_args(tmp_path):
 
 # --------------------------------------------------------------------------- LPIPS / FID
 def test_lpips_fid_logged_when_present_else_one_warning(tmp_path, monkeypatch):
-    import torch
-    import torchvision
-
     from lit_restore.evaluation import RestorationMetrics
     from lit_restore.metrics.scorer import MetricSuite
 
@@ -412,15 +411,7 @@ def test_lpips_fid_logged_when_present_else_one_warning(tmp_path, monkeypatch):
         res = trainer.test(NoisyIdentity(), datamodule=FakeData(n=2))[0]
     assert "test/psnr" in res and "test/lpips" not in res
     # the AlexNet backbone present (a torchvision layout file): LPIPS is scored and logged
-    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
-    torch.manual_seed(0)
-    feats = {
-        k: v
-        for k, v in torchvision.models.alexnet(weights=None).state_dict().items()
-        if k.startswith("features.")
-    }
-    torch.save(feats, ckpt / "alexnet-owt-7be5be79.pth")
+    write_alexnet_features(tmp_path / "torch", seed=0)
     suite = MetricSuite(["psnr", "ssim", "lpips"], fid=True, perceptual="auto")
     assert suite.metrics == ["psnr", "ssim", "lpips"]
     assert list(suite.unavailable) == ["fid"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -231,7 +232,10 @@ def page_paths(out: Path, n_pages: int) -> list[Path]:
 
 def write_figures(runs: list[dict], out: Path, args: argparse.Namespace) -> list[Path]:
     """The comparison pages and the trade-off plot (+ its numbers); returns the files written."""
-    for stale in [out / "comparison.png", *out.glob("comparison_p*.png")]:
+    pages_glob = [
+        p for p in out.glob("comparison_p*.png") if re.fullmatch(r"comparison_p\d+\.png", p.name)
+    ]
+    for stale in [out / "comparison.png", *pages_glob]:
         stale.unlink(missing_ok=True)  # a previous comparison's pages (another page count)
     pages = figure_pages(runs, args.images, args.per_page, args.tile, title=f"stage: {args.stage}")
     written = []

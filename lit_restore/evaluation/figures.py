@@ -55,13 +55,15 @@ BACKGROUND = "white"
 
 def caption(row: Mapping[str, float] | None, metrics: Sequence[str] = ("psnr", "ssim")) -> str:
     """The scores printed under a tile: ``"21.67 dB · 0.335"`` (PSNR to 0.01 dB, SSIM to 0.001,
-    LPIPS to 0.001); a metric without a value is ``n/a``; no row at all (measurement, reference):
-    an empty caption."""
+    LPIPS to 0.001); a metric without a value is ``n/a``, one the run did not score is left out;
+    no row at all (measurement, reference): an empty caption."""
     if row is None:
         return ""
     parts = []
     for m in metrics:
-        v = row.get(m)
+        if m not in row:  # not scored at all (no reference: predict)
+            continue
+        v = row[m]
         if v is None or (isinstance(v, float) and math.isnan(v)):
             parts.append("n/a")
         elif m == "psnr":
