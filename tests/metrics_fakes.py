@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -144,6 +145,23 @@ class RandomFeatures(torch.nn.Module):
         return F.adaptive_avg_pool2d(torch.relu(self.conv(x)), 2).flatten(1)
 
 
+def write_alexnet_features(torch_home: Path, seed: int) -> dict[str, torch.Tensor]:
+    """A random torchvision AlexNet ``features.*`` state dict where LPIPS looks for the
+    backbone (``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``); returns it."""
+    import torchvision
+
+    ckpt = torch_home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    feats = {
+        k: v
+        for k, v in torchvision.models.alexnet(weights=None).state_dict().items()
+        if k.startswith("features.")
+    }
+    torch.save(feats, ckpt / "alexnet-owt-7be5be79.pth")
+    return feats
+
+
 def make_metrics(fid: bool = True, **kw) -> RestorationMetrics:
     """Metric callback with injected random networks (random AlexNet backbone, random features)."""
     torch.manual_seed(0)  # the random LPIPS backbone is then identical in every process
@@ -193,4 +211,5 @@ __all__ = [
     "make_metrics",
     "make_trainer",
     "registered_toy_metrics",
+    "write_alexnet_features",
 ]

@@ -6,6 +6,7 @@ LPIPS uses a randomly initialised AlexNet backbone and FID a small random featur
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,6 +32,7 @@ from metrics_fakes import (
     registered_toy_metrics,
 )
 
+from lit_restore.data.io import tensor_to_uint8
 from lit_restore.utils.tables import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,16 +97,39 @@ def test_csv_rows_and_aggregate_is_mean_of_per_image(full_run):
 def test_grid_and_hparams_in_tensorboard(full_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from lit_restore.evaluation.figures import labelled_grid
+
     _, run_dir, _ = full_run
-    grid = Image.open(run_dir / "grid_test.png")
-    assert grid.size == (3 * 34 + 2, 4 * 34 + 2)  # 4 fixed indices x (lq | restored | hq), 32 px
-    # the reference column of row 0 is image 0's reference
-    tile = np.asarray(grid)[2:34, 2 + 2 * 34 : 2 + 2 * 34 + 32].astype(float) / 255
-    want = ((reference(0) + 1) / 2).permute(1, 2, 0).numpy()
-    assert np.abs(tile - want).max() < 1 / 255 + 1e-6
+    grid = np.asarray(Image.open(run_dir / "grid_test.png"))
+    # the layout of 4 fixed indices x (measurement | restored | reference) at 32 px, under the
+    # run's title; every cell holds exactly the image it names
+    kinds = ["measurement", "restored", "reference"]
+    title = "run/version_0: noisy-identity (NoisyIdentity)"
+    labels = [f"img{i:03d} (#{i})" for i in range(4)]
+    blank = [[np.zeros((32, 32, 3))] * 3] * 4
+    layout, cells = labelled_grid(blank, kinds, title, labels)
+    assert grid.shape[:2] == (layout.size[1], layout.size[0])
+    for i in range(4):
+        lq = F.avg_pool2d(reference(i)[None], 2)
+        want = {
+            "measurement": F.interpolate(lq, size=(32, 32), mode="nearest")[0],
+            "restored": None,
+            "reference": reference(i),
+        }
+        for c, kind in enumerate(kinds):
+            left, top, right, bottom = cells[i][c]
+            tile = grid[top:bottom, left:right]
+            if kind == "restored":  # the written PNG
+                expect = np.asarray(Image.open(run_dir / "restored" / f"img{i:03d}.png"))
+            else:
+                expect = tensor_to_uint8((want[kind] + 1) / 2)
+            assert np.array_equal(tile, expect), (i, kind)
     ev = EventAccumulator(str(run_dir), size_guidance={"images": 0, "tensors": 0}).Reload()
     assert "test/grid" in ev.Tags()["images"]
     assert "test/psnr" in ev.Tags()["scalars"]
+    # TensorBoard holds the same grid as the PNG
+    logged = Image.open(io.BytesIO(ev.Images("test/grid")[-1].encoded_image_string))
+    assert np.array_equal(np.asarray(logged.convert("RGB")), grid)
     # the HPARAMS plugin entry carries the run's identity (method, steps, operator)
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 

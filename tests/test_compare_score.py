@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -97,14 +98,32 @@ def test_compare_cli_table_and_figure(two_runs, tmp_path):
     assert float(table["mild"]["psnr"]) > float(table["strong"]["psnr"]) + 5  # 4x less noise
     assert float(table["mild"]["lpips"]) < float(table["strong"]["lpips"])
     assert "mean of per-image values" in (out / "comparison.md").read_text()
-    fig = Image.open(out / "comparison.png")
-    # 3 rows x (measurement | mild | strong | reference) 32-px tiles, name column, header
-    assert fig.size == (70 + 4 * 34, 14 + 3 * 34)
-    # the "mild" column of row 0 is that run's restored img000
-    tile = fig.crop((70 + 34, 14, 70 + 34 + 32, 14 + 32))
-    assert list(tile.getdata()) == list(
-        Image.open(two_runs[0] / "restored" / "img000.png").getdata()
-    )
+    # one page (3 images): the figure compare's functions draw, with the tile of each image and
+    # column (tests/test_figures.py checks the figure's content)
+    from lit_restore.evaluation.compare import figure_pages, load_run
+
+    runs = [load_run(d) for d in two_runs]
+    (page, tiles), *more = figure_pages(runs, n_images=3, title="stage: test")
+    assert not more and not list(out.glob("comparison_p*.png"))
+    assert np.array_equal(np.asarray(Image.open(out / "comparison.png")), np.asarray(page))
+    # the "mild" column (1) of img000 shows that run's restored img000, enlarged 4x (32 -> 128)
+    (tile,) = [t for t in tiles if t.name == "img000" and t.column == 1]
+    want = Image.open(two_runs[0] / "restored" / "img000.png").resize((128, 128), Image.NEAREST)
+    got = np.asarray(page.crop(tile.image_rect))
+    off = on_outline(tile) == 0  # all but the zoom region's 1-px outline
+    assert off.sum() > 0.9 * off.size
+    assert np.array_equal(got[off], np.asarray(want)[off])
+    assert (out / "tradeoff.png").is_file() and (out / "tradeoff.json").is_file()
+
+
+def on_outline(tile) -> np.ndarray:
+    """[H, W] mask of a tile's pixels on its zoom outline (1) or not (0)."""
+    left, top = tile.image_rect[:2]
+    mask = np.zeros((tile.image_rect[3] - top, tile.image_rect[2] - left), dtype=np.uint8)
+    x0, y0, x1, y1 = (v - o for v, o in zip(tile.outline, (left, top, left, top)))
+    mask[y0:y1, x0:x1] = 1
+    mask[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1] = 0
+    return mask
 
 
 def test_score_cli_equals_callback_on_written_pngs(two_runs, tmp_path):

@@ -110,17 +110,9 @@ def test_lpips_random_backbone_identity_and_monotone():
 
 def test_lpips_loads_backbone_from_torch_home(tmp_path, monkeypatch):
     """A torchvision AlexNet ``features.*`` state dict in $TORCH_HOME/hub/checkpoints is used."""
-    import torchvision
+    from metrics_fakes import write_alexnet_features
 
-    ckpt = tmp_path / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
-    torch.manual_seed(3)
-    feats = {
-        k: v
-        for k, v in torchvision.models.alexnet(weights=None).state_dict().items()
-        if k.startswith("features.")
-    }
-    torch.save(feats, ckpt / "alexnet-owt-7be5be79.pth")
+    feats = write_alexnet_features(tmp_path, seed=3)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     net = LPIPS("alex")
     assert torch.equal(net.model.net.slice1[0].weight, feats["features.0.weight"])

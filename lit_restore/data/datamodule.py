@@ -65,6 +65,7 @@ from lit_restore.degradations.base import Degradation
 from lit_restore.degradations.linear import LinearDegradation
 from lit_restore.operators.base import Operator
 from lit_restore.operators.noise import NoiseModel, NoNoise
+from lit_restore.utils.hparams import record_init_args
 from lit_restore.utils.seeding import STREAM_DEGRADATION, image_generator
 
 #: Stream of training crops/flips (per epoch: ``STREAM_AUGMENT + 1000·epoch``).
@@ -435,6 +436,7 @@ class RestorationDataModule(L.LightningDataModule):
         pair_pool_size: int = 0,
     ) -> None:
         super().__init__()
+        record_init_args(self)  # HPARAMS: dataset, crop, operator, noise, seed (utils.hparams)
         if pair_pool_size < 0 or (pair_pool_size and pair_pool_size % batch_size):
             raise ValueError(
                 f"data.init_args.pair_pool_size={pair_pool_size} must be 0 or a positive multiple "

@@ -3,9 +3,11 @@ share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` too
 
 * :class:`RestorationMetrics` — per-image metrics + cost, aggregates, ``per_image_<stage>.csv``;
 * :class:`RestoredImageWriter` — restored (and measurement/reference) PNGs;
-* :class:`ImageGridLogger` — a grid of fixed images per run (TensorBoard + PNG);
+* :class:`ImageGridLogger` — a labelled grid of fixed images per run (PNG + every logger);
 * :class:`RunRecords` — the run dir's per-image records, resume and fingerprint;
-* ``python -m lit_restore.evaluation.compare`` / ``python -m lit_restore.evaluation.score``.
+* ``python -m lit_restore.evaluation.compare`` (table, paged comparison figure:
+  :mod:`~lit_restore.evaluation.figures`, trade-off plot: :mod:`~lit_restore.evaluation.tradeoff`)
+  / ``python -m lit_restore.evaluation.score``.
 
 The names are imported on first use, so the command-line tools start without loading Lightning.
 """

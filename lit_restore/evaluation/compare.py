@@ -1,15 +1,25 @@
 """Compare evaluation runs: one table (method × metrics × cost) and one image figure.
 
 ``python -m lit_restore.evaluation.compare RUN_DIR [RUN_DIR ...] [--out DIR] [--stage test]
-[--images 4] [--allow-mismatch]``
+[--images N] [--per-page 8] [--tile PX] [--tradeoff-metric auto|psnr|lpips] [--allow-mismatch]``
 
 Each ``RUN_DIR`` is a run written by :class:`lit_restore.evaluation.RestorationMetrics` (its
 ``per_image_<stage>.csv``, ``summary_<stage>.json`` and ``fingerprint_<stage>.json``) and, for the
-figure, :class:`lit_restore.evaluation.RestoredImageWriter` (``restored/<name>.png``). Per-image
-metrics are re-aggregated from the CSV as the **mean of per-image values**; set-level metrics
-(FID/KID) come from the summary; ``diverged`` counts the images flagged as diverged. Writes
-``comparison.md``, ``comparison.csv`` and ``comparison.png`` (a grid: rows = the same images,
-columns = measurement | each run | reference, labelled; drawn with PIL).
+figure, :class:`lit_restore.evaluation.RestoredImageWriter` (``restored/<name>.png``, and the
+``measurement``/``reference`` PNGs when saved). Per-image metrics are re-aggregated from the CSV
+as the **mean of per-image values**; set-level metrics (FID/KID) come from the summary;
+``diverged`` counts the images flagged as diverged. Writes into ``--out``:
+
+* ``comparison.md``, ``comparison.csv``: the table (method × metrics × cost);
+* ``comparison.png`` — or ``comparison_p1.png``, ``comparison_p2.png``, ... when the images
+  fill more than one page of ``--per-page`` rows: every image, columns measurement | each run |
+  reference under their full names, each restoration's PSNR/SSIM under its tile, and a zoomed
+  region per image, the same in every column (:mod:`lit_restore.evaluation.figures`);
+* ``tradeoff.png``, ``tradeoff.csv``, ``tradeoff.json``: PSNR (LPIPS when every run has it)
+  against seconds per image and against NFE, one point per run
+  (:mod:`lit_restore.evaluation.tradeoff`).
+
+Figures a previous comparison left in ``--out`` (``comparison*.png``) are replaced.
 
 Runs are comparable only on the same data: the ``data.*`` parts of their fingerprints (dataset
 and its file list, crop/resize, operator and its parameters, noise, data seed) must be equal.
@@ -21,20 +31,19 @@ Otherwise the comparison is refused with one line naming the differences; with
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
-from lit_restore.evaluation import fingerprint
+from lit_restore.evaluation import fingerprint, tradeoff
+from lit_restore.evaluation.drawing import write_png
+from lit_restore.evaluation.figures import Column, comparison_pages, png_folder
 from lit_restore.utils.tables import (
     COST_COLUMNS,
     FLAG_COLUMNS,
     aggregate,
-    atomic_write_bytes,
     atomic_write_text,
     read_rows,
 )
@@ -76,7 +85,28 @@ def load_run(run_dir: Path, stage: str = "test") -> dict:
     return {
         "dir": run_dir, "label": label, "hparams": hparams, "metrics": agg,
         "names": {r["name"] for r in rows}, "images": len(rows), "data": data,
+        "rows": {r["name"]: r for r in rows}, "order": [(r["index"], r["name"]) for r in rows],
     }  # fmt: skip
+
+
+def _short(class_path: object) -> str:
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def run_title(run: dict) -> list[str]:
+    """The header of a run's column: its label (method), what computed it (sampler on prior, or
+    the module's class) and the run's ``name/version``."""
+    hp = run["hparams"]
+    if "model/sampler/class_path" in hp:
+        what = _short(hp["model/sampler/class_path"])
+        if "model/prior/class_path" in hp:
+            what += f" on {_short(hp['model/prior/class_path'])}"
+    elif "model/class_path" in hp:
+        what = _short(hp["model/class_path"])
+    else:
+        what = ""
+    where = str(hp.get("run") or "/".join(run["dir"].parts[-2:]))
+    return [line for line in (run["label"], what, where) if line]
 
 
 def data_groups(runs: list[dict]) -> tuple[list[str], list[str]]:
@@ -151,45 +181,76 @@ def tables(runs: list[dict], mismatch: list[str] | None = None) -> tuple[str, st
     return "\n".join([*md, "", note]) + "\n", "\n".join(csv_lines) + "\n", cols
 
 
-def figure(runs: list[dict], n_images: int = 4, tile: int | None = None) -> Image.Image | None:
-    """Rows: the first ``n_images`` names all runs wrote; columns: measurement | runs | reference."""
-    common = set.intersection(
-        *[{p.stem for p in (r["dir"] / "restored").glob("*.png")} for r in runs]
+def image_order(runs: list[dict]) -> list[tuple[int, str]]:
+    """``(index, name)`` of every image any run scored, by dataset index (then name)."""
+    seen: dict[str, int] = {}
+    for r in runs:
+        for index, name in r["order"]:
+            seen.setdefault(name, index)
+    return sorted(((i, n) for n, i in seen.items()), key=lambda t: (t[0], t[1]))
+
+
+def figure_columns(runs: list[dict]) -> list[Column]:
+    """measurement | each run | reference (the first run that saved them)."""
+    measurement = next(
+        (r["dir"] / "measurement" for r in runs if (r["dir"] / "measurement").is_dir()), None
     )
-    names = sorted(common)[:n_images]
-    if not names:
-        return None
-    first = Image.open(runs[0]["dir"] / "restored" / f"{names[0]}.png")
-    size = (tile, tile) if tile else first.size
-    extra_first = [("measurement", d) for d in [runs[0]["dir"] / "measurement"] if d.is_dir()]
-    ref_dirs = [r["dir"] / "reference" for r in runs if (r["dir"] / "reference").is_dir()]
-    columns = [*extra_first, *[(r["label"], r["dir"] / "restored") for r in runs]]
-    if ref_dirs:
-        columns.append(("reference", ref_dirs[0]))
-    pad, name_w, head = 2, 70, 14
-    width = name_w + len(columns) * (size[0] + pad)
-    height = head + len(names) * (size[1] + pad)
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for c, (label, _) in enumerate(columns):
-        draw.text(
-            (name_w + c * (size[0] + pad) + 2, 1),
-            label[: max(1, size[0] // 6)],
-            fill="black",
-            font=font,
-        )
-    for r, name in enumerate(names):
-        y = head + r * (size[1] + pad)
-        draw.text((2, y + size[1] // 2 - 5), name[:11], fill="black", font=font)
-        for c, (_, d) in enumerate(columns):
-            p = d / f"{name}.png"
-            if not p.exists():
-                continue
-            img = Image.open(p).convert("RGB")
-            resample = Image.NEAREST if img.size[0] < size[0] else Image.BICUBIC
-            canvas.paste(img.resize(size, resample), (name_w + c * (size[0] + pad), y))
-    return canvas
+    reference = next(
+        (r["dir"] / "reference" for r in runs if (r["dir"] / "reference").is_dir()), None
+    )
+    columns = []
+    if measurement is not None:
+        columns.append(Column(["measurement"], png_folder(measurement), kind="measurement"))
+    for r in runs:
+        columns.append(Column(run_title(r), png_folder(r["dir"] / "restored"), r["rows"]))
+    if reference is not None:
+        columns.append(Column(["reference"], png_folder(reference), kind="reference"))
+    return columns
+
+
+def figure_pages(
+    runs: list[dict],
+    n_images: int | None = None,
+    per_page: int = 8,
+    tile: int | None = None,
+    title: str = "",
+) -> list:
+    """The comparison figure's pages (:func:`lit_restore.evaluation.figures.comparison_pages`)
+    over every image (the first ``n_images`` when given)."""
+    order = image_order(runs)[:n_images]
+    names = [n for _, n in order]
+    labels = {n: f"{n} (#{i})" for i, n in order}
+    return comparison_pages(figure_columns(runs), names, labels, per_page, tile, title=title)
+
+
+def page_paths(out: Path, n_pages: int) -> list[Path]:
+    """``comparison.png`` for one page, ``comparison_p1.png`` ... for more."""
+    if n_pages == 1:
+        return [out / "comparison.png"]
+    return [out / f"comparison_p{k + 1}.png" for k in range(n_pages)]
+
+
+def write_figures(runs: list[dict], out: Path, args: argparse.Namespace) -> list[Path]:
+    """The comparison pages and the trade-off plot (+ its numbers); returns the files written."""
+    pages_glob = [
+        p for p in out.glob("comparison_p*.png") if re.fullmatch(r"comparison_p\d+\.png", p.name)
+    ]
+    for stale in [out / "comparison.png", *pages_glob]:
+        stale.unlink(missing_ok=True)  # a previous comparison's pages (another page count)
+    pages = figure_pages(runs, args.images, args.per_page, args.tile, title=f"stage: {args.stage}")
+    written = []
+    for path, (image, _) in zip(page_paths(out, len(pages)), pages):
+        write_png(path, image)
+        written.append(path)
+    metric = (
+        tradeoff.quality_metric(runs) if args.tradeoff_metric == "auto" else args.tradeoff_metric
+    )
+    pts = tradeoff.points(runs, metric)
+    image, _ = tradeoff.plot(pts, metric)
+    write_png(out / "tradeoff.png", image)
+    atomic_write_text(out / "tradeoff.csv", tradeoff.to_csv(pts))
+    atomic_write_text(out / "tradeoff.json", tradeoff.to_json(pts))
+    return [*written, out / "tradeoff.png", out / "tradeoff.csv", out / "tradeoff.json"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,14 +262,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=Path("comparison"), help="output directory")
     ap.add_argument("--stage", default="test", help="which CSV to read (test or predict)")
-    ap.add_argument("--images", type=int, default=4, help="rows of the figure")
-    ap.add_argument("--tile", type=int, default=None, help="tile size in px (default: image size)")
+    ap.add_argument(
+        "--images", type=int, default=None, help="show the first N images (default: all)"
+    )
+    ap.add_argument("--per-page", type=int, default=8, help="images per figure page")
+    ap.add_argument(
+        "--tile", type=int, default=None, help="tile width in px (default: image width, 128-256)"
+    )
+    ap.add_argument(
+        "--tradeoff-metric",
+        choices=["auto", "psnr", "lpips"],
+        default="auto",
+        help="quality axis of tradeoff.png (auto: LPIPS when every run has it, else PSNR)",
+    )
     ap.add_argument(
         "--allow-mismatch",
         action="store_true",
         help="compare runs made on different data anyway (labelled [A], [B], ... and flagged)",
     )
     args = ap.parse_args(argv)
+    if args.per_page < 1 or (args.images is not None and args.images < 1):
+        raise ValueError("--per-page and --images must be at least 1")
     runs = [load_run(d, args.stage) for d in args.runs]
     letters, notes = data_groups(runs)
     if notes and not args.allow_mismatch:
@@ -225,14 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     md, csv_text, _ = tables(runs, notes)
     atomic_write_text(args.out / "comparison.md", md)
     atomic_write_text(args.out / "comparison.csv", csv_text)
-    fig = figure(runs, args.images, args.tile)
-    if fig is not None:
-        buf = io.BytesIO()
-        fig.save(buf, format="PNG")
-        atomic_write_bytes(args.out / "comparison.png", buf.getvalue())
+    figures = write_figures(runs, args.out, args)
     print(md)
     print(
-        f"wrote {args.out / 'comparison.md'}, comparison.csv" + (", comparison.png" if fig else "")
+        f"wrote {args.out / 'comparison.md'}, "
+        + ", ".join(["comparison.csv", *(p.name for p in figures)])
     )
     return 0
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
@@ -46,6 +45,8 @@ from lit_restore.evaluation.records import (
 )
 from lit_restore.metrics.divergence import diverged
 from lit_restore.metrics.scorer import MetricSuite
+from lit_restore.utils.hparams import run_hparams
+from lit_restore.utils.loggers import log_hparams
 from lit_restore.utils.tables import (
     COST_COLUMNS,
     FLAG_COLUMNS,
@@ -62,7 +63,10 @@ class RestorationMetrics(EvaluationCallback):
         metrics: per-image metrics, by registry name (:mod:`lit_restore.metrics.registry`:
             ``psnr``, ``ssim``, ``lpips``, ``lpips_alex``, ``lpips_vgg``, no-reference ones).
         fid: also compute FID (set-level; needs the Inception weights). ``kid`` adds KID.
-        perceptual: ``False`` drops LPIPS/FID/KID — runs without any weight file.
+        perceptual: ``"auto"`` (default): LPIPS/FID/KID are scored and logged when their weight
+            files are present, and left out otherwise with one warning naming the fetch command
+            (``python -m lit_restore.weights alexnet inception``); ``True``: required (a missing
+            file is an error); ``False``: never (runs without any weight file).
         crop_border, y_channel: BasicSR conventions for PSNR/SSIM (SR papers: scale factor, Y).
         quantize: score 8-bit-rounded images (what the written PNGs hold).
         lpips_net: backbone of ``lpips``: ``alex`` or ``vgg``.
@@ -71,7 +75,10 @@ class RestorationMetrics(EvaluationCallback):
         resume: continue an interrupted test/predict run found in the run dir (only if it was
             made with the same settings: :mod:`lit_restore.evaluation.records`); ``False``
             replaces the stored results instead.
-        log_hparams: write method/prior/steps/operator + final metrics to TensorBoard HPARAMS.
+        log_hparams: log the run's hyper-parameters (the resolved model and data init args,
+            flat: :mod:`lit_restore.utils.hparams`) with the final metrics through every
+            logger's ``log_hyperparams`` (TensorBoard's HPARAMS tab, ``hparams.yaml``, W&B,
+            MLflow); the same dict is ``hparams`` in ``summary_<stage>.json``.
         print_table: print the final table to stdout (rank 0).
         lpips_module, fid_features: injected networks (tests use random ones).
     """
@@ -79,9 +86,9 @@ class RestorationMetrics(EvaluationCallback):
     def __init__(
         self,
         metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
-        fid: bool = False,
+        fid: bool = True,
         kid: bool = False,
-        perceptual: bool = True,
+        perceptual: bool | str = "auto",
         crop_border: int = 0,
         y_channel: bool = False,
         quantize: bool = True,
@@ -155,6 +162,9 @@ class RestorationMetrics(EvaluationCallback):
     def on_setup(self, stage: str) -> None:
         if self.suite is None:  # builds the networks; a missing weight file fails here, early
             self.suite = MetricSuite(**self.suite_kwargs)
+            missing = self.suite.unavailable_message()
+            if missing is not None:
+                rank_zero_warn(missing)
         assert self.trainer is not None
         self.records = RunRecords.of(self.trainer, self.output_dir)
         participant = Participant(
@@ -288,8 +298,8 @@ class RestorationMetrics(EvaluationCallback):
                 format_table(summary, f"{prefix} metrics — mean of per-image values "
                              f"({int(summary['images'])} images) → {self.records.csv_path(stage)}")
             )  # fmt: skip
-        if self.log_hparams and isinstance(trainer.logger, TensorBoardLogger):
-            trainer.logger.log_hyperparams(self._hparams(), values)
+        if self.log_hparams:
+            log_hparams(trainer, self._hparams(), values)
 
     def _warn_divergence(self, stage: str) -> None:
         """One warning naming the diverged images (``diverged`` column of the CSV)."""
@@ -310,18 +320,6 @@ class RestorationMetrics(EvaluationCallback):
         )
 
     def _hparams(self) -> dict[str, Any]:
-        """The run's identity for HPARAMS: ``pl_module.run_hparams()`` + the datamodule's
-        operator and noise level."""
-        trainer, pl_module = self.trainer, self.pl_module
-        assert trainer is not None
-        hp: dict[str, Any] = {}
-        if hasattr(pl_module, "run_hparams"):
-            hp.update(pl_module.run_hparams())
-        dm = trainer.datamodule
-        op = getattr(dm, "operator", None) if dm is not None else None
-        if op is not None and "operator" not in hp:
-            hp["operator"] = type(op).__name__
-        noise = getattr(dm, "noise", None) if dm is not None else None
-        if noise is not None and "sigma_y" not in hp and hasattr(noise, "sigma"):
-            hp["sigma_y"] = float(noise.sigma)
-        return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
+        """The run's flat hyper-parameters (:func:`lit_restore.utils.hparams.run_hparams`)."""
+        assert self.trainer is not None
+        return run_hparams(self.trainer)

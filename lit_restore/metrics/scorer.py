@@ -31,6 +31,7 @@ from lit_restore.metrics.registry import (
     get_metric,
     needs_weights,
 )
+from lit_restore.weights import MissingWeightsError
 
 
 def quantize(x: Tensor) -> Tensor:
@@ -52,7 +53,9 @@ class MetricSuite(nn.Module):
             ``kid``).
         fid, kid: add the set-level ``fid`` / ``kid`` (the same as listing them).
         perceptual: ``False`` drops every metric that needs a weight file (LPIPS/FID/KID), so the
-            suite runs with no weight file at all.
+            suite runs with no weight file at all; ``"auto"`` keeps those whose weights are
+            present and leaves out the others (:attr:`unavailable`,
+            :meth:`unavailable_message`); ``True`` requires them (a missing file is an error).
         crop_border, y_channel: BasicSR conventions for PSNR/SSIM.
         quantize: round to 8 bits first, so in-run scores equal scores of the written PNGs.
         lpips_weights / inception_weights: explicit weight files (else the torch hub cache).
@@ -65,7 +68,7 @@ class MetricSuite(nn.Module):
         metrics: Sequence[str] = ("psnr", "ssim", "lpips"),
         fid: bool = False,
         kid: bool = False,
-        perceptual: bool = True,
+        perceptual: bool | str = True,
         crop_border: int = 0,
         y_channel: bool = False,
         quantize: bool = True,
@@ -84,32 +87,61 @@ class MetricSuite(nn.Module):
         names = list(
             dict.fromkeys([*metrics, *(["fid"] if fid else []), *(["kid"] if kid else [])])
         )
+        if perceptual not in (True, False, "auto"):
+            raise ValueError(f"perceptual must be true, false or 'auto', got {perceptual!r}")
         specs = [get_metric(m) for m in names]
-        if not perceptual:
+        if perceptual is False:
             specs = [s for s in specs if not needs_weights(s, options)]
         self.options = options
         self.crop_border, self.y_channel, self.quantize = crop_border, y_channel, quantize
-        self.specs: dict[str, MetricSpec] = {s.name: s for s in specs}
-        #: per-image metrics, in the order given (CSV columns)
-        self.metrics: list[str] = [s.name for s in specs if s.kind != "set-level"]
+        #: metrics left out by ``perceptual="auto"`` -> the weight files they lack
+        self.unavailable: dict[str, tuple[str, ...]] = {}
         self.scorers = nn.ModuleDict()  # network scorers, so that .to(device) moves them
         self._functions: dict[str, Callable] = {}
         for s in specs:
-            if s.kind == "set-level":
-                self._functions[s.name] = s.build(options)
+            try:
+                scorer = s.build(options)
+            except MissingWeightsError:
+                if perceptual != "auto":
+                    raise
+                self.unavailable[s.name] = s.weights(options)
                 continue
-            scorer = s.build(options)
             if isinstance(scorer, nn.Module):
                 self.scorers[s.name] = scorer
             else:
                 self._functions[s.name] = scorer
+        self.features: nn.Module | None = None
         extractors = {s.features for s in specs if s.features is not None}
         if len(extractors) > 1:  # one feature file per image holds one extractor's features
             raise ValueError(f"set-level metrics use different features {sorted(extractors)}")
-        self.features: nn.Module | None = None
         if extractors:
-            self.features = FEATURES[extractors.pop()].build(options)
-            self.features.eval().requires_grad_(False)
+            feature_spec = FEATURES[extractors.pop()]
+            try:
+                self.features = feature_spec.build(options)
+                self.features.eval().requires_grad_(False)
+            except MissingWeightsError:
+                if perceptual != "auto":
+                    raise
+                for s in specs:
+                    if s.features is not None:
+                        self.unavailable[s.name] = feature_spec.weights(options)
+                        self._functions.pop(s.name, None)
+        specs = [s for s in specs if s.name not in self.unavailable]
+        self.specs: dict[str, MetricSpec] = {s.name: s for s in specs}
+        #: per-image metrics, in the order given (CSV columns)
+        self.metrics: list[str] = [s.name for s in specs if s.kind != "set-level"]
+
+    def unavailable_message(self) -> str | None:
+        """One line naming the metrics ``perceptual="auto"`` left out and the command that
+        fetches their weights (``None`` when every metric is on)."""
+        if not self.unavailable:
+            return None
+        files = list(dict.fromkeys(f for fs in self.unavailable.values() for f in fs))
+        return (
+            f"{', '.join(self.unavailable)} not computed: weight file(s) {', '.join(files)} "
+            f"missing; fetch them once with `python -m lit_restore.weights {' '.join(files)}` "
+            "(or set perceptual: false to silence this)"
+        )
 
     @property
     def set_metrics(self) -> list[str]:

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from lit_restore.operators.base import Operator, require_capabilities
 from lit_restore.operators.noise import NoiseModel, NoNoise
+from lit_restore.utils.hparams import record_init_args, run_hparams
+from lit_restore.utils.loggers import log_hparams
 
 
 class RestorationModule(L.LightningModule):
@@ -127,6 +129,12 @@ class RestorationModule(L.LightningModule):
         return None
 
     # ------------------------------------------------------------ reporting
+    def on_fit_start(self) -> None:
+        """A training run's HPARAMS (an evaluation logs them with its final metrics instead:
+        :mod:`lit_restore.utils.hparams`)."""
+        if self.trainer.is_global_zero:
+            log_hparams(self.trainer, run_hparams(self.trainer), {})
+
     def run_hparams(self) -> dict[str, Any]:
         """What identifies this run in TensorBoard's HPARAMS tab (method, prior, steps, ...)."""
         return {"method": type(self).__name__}
@@ -137,6 +145,7 @@ class PseudoInverse(RestorationModule):
 
     def __init__(self, operator: Operator | None = None, noise: NoiseModel | None = None):
         super().__init__(operator=operator, noise=noise)
+        record_init_args(self)
         self._dummy = nn.Parameter(torch.zeros(()), requires_grad=False)  # device tracking only
 
     def restore(self, batch: dict) -> Tensor:

@@ -148,7 +148,8 @@ class ResShiftModule(RestorationModule):
         super().__init__(operator=operator, noise=noise, seed=seed)
         check_precision(precision)
         self.color_fix = check_color_fix(color_fix)
-        self.save_hyperparameters(ignore=["network", "operator", "noise"])
+        # not logged at the start: HPARAMS are logged once, with the metrics (utils.hparams)
+        self.save_hyperparameters(ignore=["network", "operator", "noise"], logger=False)
         self.network = network if network is not None else SwinUNet()
         if weights is not None:  # released network weights, e.g. resshift_realsrx4_s4_v3.pth
             sd = read_state_dict(resolve(weights, option="weights"))

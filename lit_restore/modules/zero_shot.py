@@ -29,6 +29,7 @@ from lit_restore.operators.noise import NoiseModel
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast, check_precision, prepare_network, resolve_precision
 from lit_restore.samplers.base import Sampler
+from lit_restore.utils.hparams import record_init_args
 from lit_restore.utils.seeding import STREAM_SAMPLER, generators_for
 
 
@@ -75,6 +76,7 @@ class ZeroShotRestoration(RestorationModule):
         step_progress: bool = True,
     ) -> None:
         super().__init__(operator=operator, noise=noise, seed=seed)
+        record_init_args(self)  # HPARAMS: the resolved prior/sampler config (utils.hparams)
         if not isinstance(sampler, Sampler):
             raise TypeError(
                 f"sampler must be a lit_restore.samplers.Sampler, got {type(sampler).__name__}"
