@@ -5,6 +5,8 @@ share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` too
 * :class:`RestoredImageWriter` — restored (and measurement/reference) PNGs;
 * :class:`ImageGridLogger` — a grid of fixed images per run (TensorBoard + PNG);
 * :class:`RunRecords` — the run dir's per-image records, resume and fingerprint;
+* :class:`BackgroundWorker` — the thread that scores and writes a batch while the next one is
+  restored (every callback above: ``background: true``);
 * ``python -m lit_restore.evaluation.compare`` / ``python -m lit_restore.evaluation.score``.
 
 The names are imported on first use, so the command-line tools start without loading Lightning.
@@ -16,6 +18,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "BackgroundWorker": "lit_restore.evaluation.background",
     "EvaluationCallback": "lit_restore.evaluation.base",
     "ImageGridLogger": "lit_restore.evaluation.grid",
     "RestorationMetrics": "lit_restore.evaluation.metrics",

@@ -39,8 +39,10 @@ from typing import Any
 
 import torch
 
-#: tasks that may wait in the queue (≈ batches written behind the one being restored)
-MAX_PENDING = 2
+#: tasks that may wait in the queue: each evaluation callback submits one per batch, so with the
+#: usual three (metrics, writer, grid) the loop runs at most about two batches ahead of the
+#: writing — enough to keep the worker busy, and the batches held in memory stay few
+MAX_PENDING = 6
 
 
 @dataclass(frozen=True)
