@@ -899,7 +899,9 @@ def test_batches_go_to_cuda_without_blocking(tmp_path):
     dm = make_dm(tmp_path)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
-    batch = {k: v.as_subclass(Probe) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = {
+        k: v.as_subclass(Probe) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
     dm.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
     assert len(calls) == 4 and all(c == ("cuda:0", True) for c in calls)  # hq, y, lq, index
     calls.clear()

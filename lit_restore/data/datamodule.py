@@ -51,9 +51,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.accelerators import CUDAAccelerator
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 

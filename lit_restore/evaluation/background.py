@@ -132,7 +132,7 @@ class BackgroundWorker:
         task's own failure is reported as a warning, so ``error`` stays the one reported."""
         try:
             self.close()
-        except BaseException as err:  # noqa: BLE001 — must not replace the loop's error
+        except BaseException as err:  # must not replace the loop's error
             if err is not error:
                 warnings.warn(
                     f"the background writer failed while finishing the interrupted run: "
@@ -163,7 +163,7 @@ class BackgroundWorker:
                 if not self._failed:  # after a failure the rest is dropped (module docstring)
                     with state.applied():
                         fn(*args)
-            except BaseException as err:  # noqa: BLE001 — handed to the main thread
+            except BaseException as err:  # handed to the main thread
                 with self._lock:
                     self._failed = True
                     self._error = err
