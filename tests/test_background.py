@@ -139,17 +139,19 @@ class _ClockedIdentity(NoisyIdentity):
 
 
 def _clocked_run(tmp_path: Path, background: bool, monkeypatch) -> tuple[_Clock, Path]:
-    """A run whose writer, on the first image of batch k, waits (≤ 0.5 s) for the restoration
-    of batch k+1 to start, and logs when it began and ended writing that batch."""
+    """A run whose writer, on the first image of batch k (but the last), waits for the
+    restoration of batch k+1 to start, and logs when it began and ended writing that batch. In
+    the background the wait ends as soon as the loop gets there (the timeout only guards against
+    a hang); in the loop it cannot end early, so it is kept short."""
     clock = _Clock()
     save_png = writer_module.save_png
 
     def slow_save(image, path):
         name = Path(path).stem
         k = int(name[3:]) // 2  # img<i>: batch i // 2
-        if int(name[3:]) % 2 == 0 and Path(path).parent.name == "restored":
+        if int(name[3:]) % 2 == 0 and Path(path).parent.name == "restored" and k < N // 2 - 1:
             clock.add(("write", k))
-            clock.wait_for(("restore", k + 1), timeout=0.5)
+            clock.wait_for(("restore", k + 1), timeout=60.0 if background else 0.2)
             clock.add(("written", k))
         return save_png(image, path)
 
