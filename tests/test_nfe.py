@@ -30,14 +30,13 @@ import pytest
 import torch
 
 import lit_restore.samplers as samplers_pkg
-from lit_restore.presets import preset_args
-from lit_restore.samplers.presets import presets_of
-
 from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
+from lit_restore.presets import preset_args
 from lit_restore.priors import ADMPrior
 from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
+from lit_restore.samplers.presets import presets_of
 
 N = 6
 
