@@ -9,6 +9,12 @@ same per-image noise — and the table reports the max abs difference (model spa
 the PSNR (dB, [0, 1]) between the option's output and the float32 output, and the option's
 speed relative to float32 (median of ``--repeats`` interleaved runs).
 
+``batching`` (``--options``) compares the float32 restoration of the whole batch in one call with
+the same images restored one at a time (batch 1; per-image noise, so the same draws): the
+difference is what batching changes in the output (per-image guidance norms make each result
+independent of its batch mates, so only float round-off of batched kernels remains), the
+speed-up is the time of the one-at-a-time runs over the batched run.
+
 **Why a trained prior.** With random weights a sampler's trajectory is meaningless and often
 diverges (x̂0 = (x_t − √(1−ᾱ)ε)/√ᾱ with an ε of the wrong scale), so a precision difference
 measured on it says nothing. The prior here is the ADM FFHQ-256 topology at ``--size`` px
@@ -58,6 +64,8 @@ METHODS: dict[str, Callable[[int], object]] = {
     "fdgr": lambda n: FDGR(steps=n),
 }
 OPTIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}}
+#: not a module option: the batch in one call against its images one at a time (float32)
+BATCHING = "batching"
 
 
 def prior_config(size: int, width: int) -> dict:
@@ -98,25 +106,44 @@ def demo_images(size: int, count: int) -> Tensor:
     return torch.stack(imgs) * 2 - 1
 
 
-def compare(modules: dict, batch: dict, repeats: int, timing: dict | None = None) -> dict:
+def compare(
+    modules: dict, batch: dict, repeats: int, timing: dict | None = None, batching: bool = False
+) -> dict:
     """Output of every module's ``restore(batch)`` against ``fp32``'s, and each option's speed
     relative to fp32: medians of ``repeats`` interleaved runs of ``timing`` (modules of a
     shorter chain — every step of these methods costs the same, so the ratio is the whole run's;
-    default: ``modules`` themselves)."""
+    default: ``modules`` themselves); ``batching``: also the fp32 module on the batch's images
+    one at a time (module docstring)."""
     outs = {name: m.restore(batch) for name, m in modules.items()}
     timing = timing or modules
 
     def runner(name: str) -> Callable[[], None]:
         return lambda: timing[name].restore(batch)
 
-    times = interleaved({n: runner(n) for n in timing}, repeats)
+    runners = {n: runner(n) for n in timing}
+    if batching:
+        outs[BATCHING] = torch.cat([modules["fp32"].restore(b) for b in _singles(batch)])
+        runners[BATCHING] = lambda: [timing["fp32"].restore(b) for b in _singles(batch)]
+    times = interleaved(runners, repeats)
     base = median(times["fp32"])
     row: dict = {"fp32_s": base}
-    for name in modules:
-        if name != "fp32":
+    for name in outs:
+        if name == BATCHING:  # the batched run is the faster one: its speed-up over singles
+            speed = {"speedup": median(times[name]) / base}
+            row[name] = {**difference(outs["fp32"], outs[name]), **speed}
+        elif name != "fp32":
             speed = {"speedup": base / median(times[name])}
             row[name] = {**difference(outs[name], outs["fp32"]), **speed}
     return row
+
+
+def _singles(batch: dict) -> list[dict]:
+    """The batch's images as batches of one (every per-image entry sliced)."""
+    n = len(batch["index"])
+    return [
+        {k: v[i : i + 1] if isinstance(v, (Tensor, list)) else v for k, v in batch.items()}
+        for i in range(n)
+    ]
 
 
 def zero_shot_rows(args) -> list[dict]:
@@ -126,7 +153,7 @@ def zero_shot_rows(args) -> list[dict]:
     y = op.A(x)
     y = y + noise.model_sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
     batch = {"y": y, "index": torch.arange(len(x)), "name": [str(i) for i in range(len(x))]}
-    options = dict(OPTIONS)
+    options = {"fp32": {}, **{o: OPTIONS[o] for o in args.options if o in OPTIONS}}
     if args.compile:
         options["compile"] = {"compile": True}
 
@@ -144,7 +171,7 @@ def zero_shot_rows(args) -> list[dict]:
             "method": method,
             "steps": args.steps,
             "timed_steps": args.time_steps,
-            **compare(full, batch, args.repeats, short),
+            **compare(full, batch, args.repeats, short, BATCHING in args.options),
         }
         rows.append(row)
         print(row, flush=True)
@@ -154,10 +181,11 @@ def zero_shot_rows(args) -> list[dict]:
 def resshift_row(args) -> dict:
     lq = torch.rand(args.images, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     batch = {"lq": lq, "index": torch.arange(args.images)}
-    modules = {n: bench_resshift.build("cpu", tiny=True, **o) for n, o in OPTIONS.items()}
+    options = {"fp32": {}, **{o: OPTIONS[o] for o in args.options if o in OPTIONS}}
+    modules = {n: bench_resshift.build("cpu", tiny=True, **o) for n, o in options.items()}
     with torch.no_grad():
         row = {"method": "resshift (tiny, random weights)", "steps": 4}
-        row.update(compare(modules, batch, args.repeats))
+        row.update(compare(modules, batch, args.repeats, batching=BATCHING in args.options))
     print(row, flush=True)
     return row
 
@@ -186,6 +214,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="also torch.compile (inductor)")
+    ap.add_argument(
+        "--options",
+        nargs="+",
+        default=[*list(OPTIONS)[1:]],
+        choices=[*list(OPTIONS)[1:], BATCHING],
+        help="what to compare with float32 (default: the module options)",
+    )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

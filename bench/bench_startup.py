@@ -11,6 +11,10 @@ machine hits every case alike; the table reports medians.
   ``Trainer.test``. The difference to ``pinv_cli`` is the CLI's own cost.
 - ``demo_suite`` — ``sample.py test --config configs/experiment/demo.yaml`` (SaFaRI and DPS, then
   the comparison) at ``--steps`` steps; ``demo_one`` — one of its runs (DPS) on its own.
+- ``demo_suite_inline`` — the suite with its evaluation callbacks' ``background: false`` (scores,
+  PNGs and CSV rows written in the loop instead of on the background writer); ``demo_suite_b2``
+  and ``demo_suite_b2_inline`` — both at ``batch_size: 2`` (4 batches per run: a batch's writing
+  can overlap the next one's restoration; at the demo's batch 8 each run is one batch).
 
 ``--tree DIR`` (repeatable) times another checkout too (e.g. ``git worktree add /tmp/old
 <commit>``), each case run with that checkout's code (``PYTHONPATH=DIR``, cwd ``DIR``), outputs
@@ -68,17 +72,39 @@ def bare_pinv(save_dir: str) -> None:
     trainer.test(model, datamodule=datamodule, verbose=False)
 
 
+def _inline_callbacks(out: Path) -> Path:
+    """A config that lists the demo's evaluation callbacks with ``background: false``."""
+    import yaml
+
+    callbacks = yaml.safe_load((HERE / "configs/experiment/demo_base.yaml").read_text())["trainer"][
+        "callbacks"
+    ]
+    for cb in callbacks:
+        cb.setdefault("init_args", {})["background"] = False
+    path = out / "inline_callbacks.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return path
+
+
 def _cases(steps: int, out: Path) -> dict[str, list[str]]:
     """Each case writes under its own directory: a run directory that already holds results
     would resume (and skip the work)."""
     quiet = ["--trainer.enable_progress_bar", "false"]
-    suite = out / "demo_suite.yaml"
-    suite.write_text(
-        (HERE / "configs/experiment/demo.yaml")
-        .read_text()
-        .replace("runs/demo/comparison", str(out / "demo_suite" / "comparison"))
-    )
+    inline_base = f"base: [configs/experiment/demo_base.yaml, {_inline_callbacks(out)}]"
+
+    def suite(case: str, inline: bool = False) -> str:
+        """demo.yaml with its comparison under this case's directory (and the callbacks in the
+        loop when ``inline``)."""
+        text = (HERE / "configs/experiment/demo.yaml").read_text()
+        text = text.replace("runs/demo/comparison", str(out / case / "comparison"))
+        if inline:
+            text = text.replace("base: [configs/experiment/demo_base.yaml]", inline_base)
+        path = out / f"{case}.yaml"
+        path.write_text(text)
+        return str(path)
+
     one_run = ["--config", "configs/experiment/demo_base.yaml", "--config", "configs/sampler/dps_demo.yaml"]  # fmt: skip
+    b2 = ["--data.init_args.batch_size", "2"]
     step_flag = ["--model.init_args.sampler.init_args.steps", str(steps)]
 
     def save(case: str) -> list[str]:
@@ -87,7 +113,10 @@ def _cases(steps: int, out: Path) -> dict[str, list[str]]:
     return {
         "pinv_cli": ["sample.py", "test", "--config", "configs/experiment/demo_pinv.yaml", *save("pinv_cli"), *quiet],
         "pinv_bare": [str(Path(__file__).resolve()), "--bare-pinv", str(out / "pinv_bare")],
-        "demo_suite": ["sample.py", "test", "--config", str(suite), *step_flag, *save("demo_suite"), *quiet],
+        "demo_suite": ["sample.py", "test", "--config", suite("demo_suite"), *step_flag, *save("demo_suite"), *quiet],
+        "demo_suite_inline": ["sample.py", "test", "--config", suite("demo_suite_inline", True), *step_flag, *save("demo_suite_inline"), *quiet],
+        "demo_suite_b2": ["sample.py", "test", "--config", suite("demo_suite_b2"), *step_flag, *b2, *save("demo_suite_b2"), *quiet],
+        "demo_suite_b2_inline": ["sample.py", "test", "--config", suite("demo_suite_b2_inline", True), *step_flag, *b2, *save("demo_suite_b2_inline"), *quiet],
         "demo_one": ["sample.py", "test", *one_run, *step_flag, *save("demo_one"), *quiet,
                      "--trainer.logger.init_args.version", "dps"],
     }  # fmt: skip

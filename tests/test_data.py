@@ -862,3 +862,48 @@ def test_training_pair_pool_mixes_batches_and_keeps_pairs_whole():
         assert torch.equal(again["index"], out["index"]) and torch.equal(again["hq"], out["hq"])
     with pytest.raises(ValueError, match="multiple of the batch size"):
         TrainingPairPool(5)(_pool_batch(0))
+
+
+def test_memory_is_pinned_when_the_trainer_runs_on_cuda(tmp_path):
+    """``pin_memory: null`` follows the trainer's accelerator: pinned on CUDA, not on CPU (where
+    page-locked memory buys nothing); an explicit true/false wins."""
+    import lightning as L
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    class OnCUDA:  # a trainer on a CUDA accelerator, as far as the datamodule looks
+        accelerator = CUDAAccelerator()
+        global_rank, world_size = 0, 1
+
+    dm = make_dm(tmp_path)
+    assert dm.pin_memory is None and not dm.pin()  # no trainer yet
+    dm.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert not dm.test_dataloader().pin_memory and not dm.train_dataloader().pin_memory
+    dm.trainer = OnCUDA()
+    assert dm.test_dataloader().pin_memory and dm.train_dataloader().pin_memory
+    dm = make_dm(tmp_path, pin_memory=False)
+    dm.trainer = OnCUDA()
+    assert not dm.test_dataloader().pin_memory and not dm.train_dataloader().pin_memory
+
+
+def test_batches_go_to_cuda_without_blocking(tmp_path):
+    """The datamodule's batch transfer (Lightning's) copies tensors with ``non_blocking=True`` to
+    a CUDA device — asynchronous from pinned memory — and blocking to the CPU. The tensors record
+    the arguments of ``.to`` instead of copying (no GPU here)."""
+    calls: list[tuple[str, bool]] = []
+
+    class Probe(torch.Tensor):
+        def to(self, device, *args, **kwargs):
+            calls.append((str(device), kwargs.get("non_blocking", False)))
+            return self
+
+    dm = make_dm(tmp_path)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    batch = {
+        k: v.as_subclass(Probe) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
+    dm.transfer_batch_to_device(batch, torch.device("cuda", 0), 0)
+    assert len(calls) == 4 and all(c == ("cuda:0", True) for c in calls)  # hq, y, lq, index
+    calls.clear()
+    dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert len(calls) == 4 and all(not blocking for _, blocking in calls)

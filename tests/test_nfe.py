@@ -18,18 +18,26 @@ RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
-No method evaluates the network twice for the same x_t (the hook would see it), so there is no
-x̂0 to reuse.
+The hook also records every call's input (x_t, t): no two calls of a restoration share one, so
+no method evaluates the network twice for the same x_t and there is no x̂0 to reuse (a method
+that did is caught: ``test_a_repeated_evaluation_is_caught``). Every sampler class that
+``lit_restore.samplers`` exports is covered, each with its default arguments and with every
+published preset (``lit_restore.samplers.presets``, steps set to N).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+
 import pytest
 import torch
 
+import lit_restore.samplers as samplers_pkg
 from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
+from lit_restore.presets import preset_args
 from lit_restore.priors import ADMPrior
 from lit_restore.samplers import (
     DDNM,
@@ -44,19 +52,47 @@ from lit_restore.samplers import (
     REDDiff,
     SaFaRI,
 )
+from lit_restore.samplers.presets import presets_of
 
 N = 6
 
 
-def _calls(net: torch.nn.Module) -> list[int]:
-    seen = [0]
+def _calls(net: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """The inputs (digest of x_t, t) of every forward call of ``net``, in order."""
+    seen: list[tuple[str, tuple[int, ...]]] = []
 
     def hook(_module, args, _out) -> None:
-        seen[0] += 1
-        assert args[0].shape[0] == 2  # the whole batch in one call: one evaluation per image
+        x, t = args[0], args[1]
+        assert x.shape[0] == 2  # the whole batch in one call: one evaluation per image
+        digest = hashlib.sha256(x.detach().float().contiguous().numpy().tobytes()).hexdigest()
+        seen.append((digest, tuple(int(v) for v in t.flatten().tolist())))
 
     net.register_forward_hook(hook)
     return seen
+
+
+def _prior() -> ADMPrior:
+    torch.manual_seed(0)
+    return ADMPrior(
+        image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,2",
+        attention_resolutions="8", num_heads=2, num_head_channels=-1, learn_sigma=True,
+    )  # fmt: skip
+
+
+def _restore(sampler, sigma: float) -> tuple[list, dict, ZeroShotRestoration]:
+    prior = _prior()
+    calls = _calls(prior.net)
+    op = BicubicSR(factor=2, mode="keys")
+    module = ZeroShotRestoration(prior, sampler, operator=op, noise=GaussianNoise(sigma))
+    y = op.A(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    out = module._evaluate({"y": y, "index": torch.tensor([0, 1]), "name": ["a", "b"]})
+    return calls, out, module
+
+
+def _check(calls: list, out: dict, module: ZeroShotRestoration, expected: int) -> None:
+    assert len(calls) == expected
+    assert out["nfe_per_image"] == expected and module.sampler.nfe == expected
+    assert len(set(calls)) == len(calls), "the network was evaluated twice at the same (x_t, t)"
 
 
 def _ddnm_definition(n: int, length: int, repeat: int) -> int:
@@ -84,17 +120,68 @@ METHODS = {
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_zero_shot_nfe_equals_the_definition(method, sigma):
     make, expected = METHODS[method]
-    prior = ADMPrior(
-        image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,2",
-        attention_resolutions="8", num_heads=2, num_head_channels=-1, learn_sigma=True,
-    )  # fmt: skip
+    _check(*_restore(make(), sigma), expected)
+
+
+#: every published preset of every method (steps set to N; σ_y as the preset's name says, else
+#: the DPS protocol's)
+PRESETS = [
+    (cls, name) for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR) for name in presets_of(cls)
+]
+
+
+@pytest.mark.parametrize("cls, name", PRESETS, ids=[f"{c.__name__}-{n}" for c, n in PRESETS])
+def test_every_preset_evaluates_the_network_as_defined(cls, name):
+    args = {**preset_args(cls, name), "steps": N}
+    sampler = cls(**args)
+    expected = (
+        _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
+        if isinstance(sampler, DDNM)
+        else N
+    )
+    sigma = 0.0 if name.endswith("_sigma0") else 0.05
+    _check(*_restore(sampler, sigma), expected)
+
+
+def test_every_exported_sampler_is_counted():
+    """A new method cannot land without its NFE definition here (DDPM/DDIM: unconditional, N)."""
+    exported = {
+        c
+        for c in vars(samplers_pkg).values()
+        if inspect.isclass(c)
+        and issubclass(c, samplers_pkg.Sampler)
+        and c is not samplers_pkg.Sampler
+    }
+    counted = {type(make()) for make, _ in METHODS.values()} | {
+        samplers_pkg.DDPM,
+        samplers_pkg.DDIM,
+    }
+    assert exported == counted
+
+
+@pytest.mark.parametrize("cls", [samplers_pkg.DDPM, samplers_pkg.DDIM])
+def test_unconditional_samplers_evaluate_once_per_step(cls):
+    prior = _prior()
     calls = _calls(prior.net)
-    op = BicubicSR(factor=2, mode="keys")
-    module = ZeroShotRestoration(prior, make(), operator=op, noise=GaussianNoise(sigma))
-    y = op.A(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    out = module._evaluate({"y": y, "index": torch.tensor([0, 1]), "name": ["a", "b"]})
-    assert calls[0] == expected
-    assert out["nfe_per_image"] == expected and module.sampler.nfe == expected
+    sampler = cls(steps=N)
+    with torch.no_grad():
+        sampler.sample(prior, None, None, x_shape=(2, 3, 16, 16), generator=torch.Generator())
+    assert len(calls) == sampler.nfe == N and len(set(calls)) == N
+
+
+def test_a_repeated_evaluation_is_caught():
+    """The (x_t, t) record is not vacuous: a DPS that evaluates ε(x_t, t) a second time for its
+    x̂0 (the waste the check exists for) fails it, although its output is the same."""
+
+    class WastefulDPS(DPS):
+        def step(self, ctx, x, t, t_next):
+            with torch.no_grad():
+                ctx.eps(x, t)  # a second, identical evaluation
+            return super().step(ctx, x, t, t_next)
+
+    calls, out, module = _restore(WastefulDPS(steps=N), 0.05)
+    with pytest.raises(AssertionError, match="twice at the same"):
+        _check(calls, {**out, "nfe_per_image": len(calls)}, module, len(calls))
 
 
 def test_ddnm_travel_definition_is_not_vacuous():
@@ -117,8 +204,15 @@ def test_resshift_nfe_is_steps_per_tile_group(chop, expected):
         chop_overlap=4, chop_bs=2,
     )  # fmt: skip
     assert isinstance(module.first_stage, PixelSpace)
-    calls = [0]
-    net.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def hook(_module, args, _out) -> None:  # no batch-size check: tiles go 2 per call
+        x, t = args[0], args[1]
+        digest = hashlib.sha256(x.detach().float().contiguous().numpy().tobytes()).hexdigest()
+        calls.append((digest, tuple(int(v) for v in t.flatten().tolist())))
+
+    net.register_forward_hook(hook)
     lq = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     out = module._evaluate({"lq": lq, "index": torch.tensor([0, 1]), "name": ["a", "b"]})
-    assert calls[0] == out["nfe_per_image"] == expected
+    assert len(calls) == out["nfe_per_image"] == expected
+    assert len(set(calls)) == len(calls)  # no (x_t, t) evaluated twice, tiles included

@@ -4,7 +4,9 @@ The README's demo (DPS over the analytic Gaussian prior, SR×4 + noise) shrunk t
 steps: an interrupted run (``--trainer.limit_test_batches 2``: 4 of the 8 images) rerun with a
 changed guidance scale is refused with one line and leaves every file as it was; rerun with the
 same settings it restores only the other 4 images, and the run then equals an uninterrupted one.
-A full disk ends the run with one line, too.
+A full disk ends the run with one line, too. A run killed (SIGKILL) while the background writer
+is half-way through an image — the restored PNG written, the measurement not — counts only the
+images written whole, and its rerun equals the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -54,9 +59,24 @@ def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
 
 
-def test_rerun_refuses_changes_and_resumes_to_the_uninterrupted_result(tmp_path):
-    full = _sample(tmp_path, "full")
+@pytest.fixture(scope="module")
+def full_dir(tmp_path_factory) -> Path:
+    """The uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    full = _sample(tmp, "full")
     assert full.returncode == 0, full.stderr[-3000:]
+    return tmp / "demo" / "full"
+
+
+def _same_as_uninterrupted(run_dir: Path, full_dir: Path) -> None:
+    assert _table(run_dir) == _table(full_dir)
+    for kind in ("restored", "measurement", "reference"):
+        pngs = {p.name: p.read_bytes() for p in (run_dir / kind).glob("*.png")}
+        assert pngs == {p.name: p.read_bytes() for p in (full_dir / kind).glob("*.png")}
+        assert len(pngs) == 8
+
+
+def test_rerun_refuses_changes_and_resumes_to_the_uninterrupted_result(tmp_path, full_dir):
     part = _sample(tmp_path, "part", "--trainer.limit_test_batches", "2")
     assert part.returncode == 0, part.stderr[-3000:]
     run_dir = tmp_path / "demo" / "part"
@@ -73,12 +93,46 @@ def test_rerun_refuses_changes_and_resumes_to_the_uninterrupted_result(tmp_path)
     resumed = _sample(tmp_path, "part")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming: 4 image(s) already done" in resumed.stdout
-    full_dir = tmp_path / "demo" / "full"
-    assert _table(run_dir) == _table(full_dir)
-    for kind in ("restored", "measurement", "reference"):
-        pngs = {p.name: p.read_bytes() for p in (run_dir / kind).glob("*.png")}
-        assert pngs == {p.name: p.read_bytes() for p in (full_dir / kind).glob("*.png")}
-        assert len(pngs) == 8
+    _same_as_uninterrupted(run_dir, full_dir)
+
+
+def test_kill_during_background_writing_counts_only_whole_images(tmp_path, full_dir):
+    """SIGKILL while the worker writes image 2 (first of batch 1): its restored PNG is on disk,
+    its measurement PNG not, and the loop is already restoring batch 2 (the writer waits for it:
+    the kill hits the overlap the background writer exists for)."""
+    name = _table(full_dir)[2]["name"]
+    prelude = (
+        "import os, signal, time\n"
+        "from pathlib import Path\n"
+        "import lit_restore.evaluation.writer as W, lit_restore.modules.zero_shot as Z\n"
+        "started = [0]\n"
+        "restore = Z.ZeroShotRestoration.restore\n"
+        "def counting(self, batch):\n"
+        "    started[0] += 1\n"
+        "    return restore(self, batch)\n"
+        "Z.ZeroShotRestoration.restore = counting\n"
+        "save = W.save_png\n"
+        "def killing(image, path):\n"
+        f"    if Path(path).parent.name == 'measurement' and Path(path).stem == {name!r}:\n"
+        "        deadline = time.time() + 120\n"
+        "        while started[0] < 3 and time.time() < deadline:\n"
+        "            time.sleep(0.01)\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return save(image, path)\n"
+        "W.save_png = killing"
+    )
+    killed = _sample(tmp_path, "killed", prelude=prelude)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run_dir = tmp_path / "demo" / "killed"
+    assert (run_dir / "restored" / f"{name}.png").is_file()  # half done ...
+    assert not (run_dir / "measurement" / f"{name}.png").exists()
+    with open(run_dir / "per_image_test.rank0.part.csv") as f:  # ... and not counted
+        assert [int(r["index"]) for r in csv.DictReader(f)] == [0, 1]
+
+    resumed = _sample(tmp_path, "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming: 2 image(s) already done" in resumed.stdout
+    _same_as_uninterrupted(run_dir, full_dir)
 
 
 def test_full_disk_ends_the_run_with_one_line(tmp_path):

@@ -53,6 +53,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -396,7 +397,9 @@ class RestorationDataModule(L.LightningDataModule):
         seed: base seed of every per-image draw.
         on_bad_image: ``"error"`` or ``"skip"``: with ``"skip"`` each dataset is scanned once in
             ``setup`` and unreadable or too-small images are left out with a warning.
-        pin_memory: pin batches (CUDA).
+        pin_memory: copy batches into page-locked memory, from which the host-to-device copy is
+            asynchronous (Lightning moves batches with ``non_blocking=True`` on CUDA). ``None``
+            (default): when the trainer's accelerator is CUDA; a no-op on CPU.
         lq_scale: HQ/LQ size ratio of LQ-only data (crops of ``crop_size // lq_scale`` LQ
             pixels); paired data infers it from the image sizes.
         max_pixels: refuse an image with more pixels than this after resize/crop (the reference,
@@ -429,7 +432,7 @@ class RestorationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         on_bad_image: str = "error",
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         lq_scale: int = 1,
         degradation: Degradation | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -602,6 +605,14 @@ class RestorationDataModule(L.LightningDataModule):
             return 0, 1
         return int(trainer.global_rank), int(trainer.world_size)
 
+    def pin(self) -> bool:
+        """Whether the loaders pin memory: ``pin_memory``, or (``None``) whether the trainer runs
+        on CUDA — pinned pages only pay for a copy to a CUDA device."""
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        trainer = getattr(self, "trainer", None)
+        return isinstance(getattr(trainer, "accelerator", None), CUDAAccelerator)
+
     def _loader(self, dataset: Dataset, sampler, batch_size: int, drop_last: bool) -> DataLoader:
         return DataLoader(
             dataset,
@@ -609,7 +620,7 @@ class RestorationDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin(),
             drop_last=drop_last,
             persistent_workers=self.num_workers > 0,
         )
@@ -629,7 +640,7 @@ class RestorationDataModule(L.LightningDataModule):
             sampler=EpochTaggedSampler(inner),
             collate_fn=collate,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin(),
             drop_last=len(inner) >= self.batch_size,
             persistent_workers=self.num_workers > 0,
             position=self._fit_position,

@@ -5,6 +5,8 @@ share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` too
 * :class:`RestoredImageWriter` — restored (and measurement/reference) PNGs;
 * :class:`ImageGridLogger` — a labelled grid of fixed images per run (PNG + every logger);
 * :class:`RunRecords` — the run dir's per-image records, resume and fingerprint;
+* :class:`BackgroundWorker` — the thread that scores and writes a batch while the next one is
+  restored (every callback above: ``background: true``);
 * ``python -m lit_restore.evaluation.compare`` (table, paged comparison figure:
   :mod:`~lit_restore.evaluation.figures`, trade-off plot: :mod:`~lit_restore.evaluation.tradeoff`)
   / ``python -m lit_restore.evaluation.score``.
@@ -18,6 +20,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "BackgroundWorker": "lit_restore.evaluation.background",
     "EvaluationCallback": "lit_restore.evaluation.base",
     "ImageGridLogger": "lit_restore.evaluation.grid",
     "RestorationMetrics": "lit_restore.evaluation.metrics",

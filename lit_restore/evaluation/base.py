@@ -15,6 +15,14 @@ evaluations and are ignored. When a test/predict run has nothing left to restore
 rerun), Lightning skips the empty loop and its epoch hooks; ``on_end`` is then called from
 ``teardown`` with ``self.loop_ran = False`` (``LightningModule.log`` is not allowed there). Under
 DDP a rank whose loop was empty joins the other ranks' collectives the same way.
+
+**In the background** (``background: true``, the default): ``on_batch`` runs on the trainer's
+:class:`~lit_restore.evaluation.background.BackgroundWorker` — one thread shared by the run's
+evaluation callbacks, which scores and writes batch *k* while the loop restores batch *k+1*.
+The worker is flushed before every ``on_end`` (an error of its tasks is raised there, or at the
+next batch), joined at ``teardown``, and on an exception it finishes what is queued before the
+exception propagates. ``background: false`` runs ``on_batch`` in the loop, after the queued work
+of the other callbacks (the order of all work stays the same either way).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
+
+from lit_restore.evaluation.background import BackgroundWorker
 
 #: the prefix of logged tags per stage (``val/psnr``, ``test/psnr``, ...)
 STAGE_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
@@ -44,14 +54,21 @@ class EvaluationCallback(Callback):
 
     Args:
         stages: the evaluation stages this callback acts on.
+        background: run ``on_batch`` on the background worker (module docstring); ``false``
+            runs it in the loop.
     """
 
-    def __init__(self, stages: tuple[str, ...] = ("validate", "test", "predict")) -> None:
+    def __init__(
+        self,
+        stages: tuple[str, ...] = ("validate", "test", "predict"),
+        background: bool = True,
+    ) -> None:
         super().__init__()
         bad = sorted(set(stages) - set(STAGE_PREFIX))
         if bad:
             raise ValueError(f"unknown stage(s) {bad}; choose from {sorted(STAGE_PREFIX)}")
         self.stages = tuple(stages)
+        self.background = bool(background)
         self.trainer: L.Trainer | None = None
         self.pl_module: L.LightningModule | None = None
         self.loop_ran = False
@@ -78,9 +95,18 @@ class EvaluationCallback(Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         stage = stage_name(stage)
-        if stage in ("test", "predict") and stage in self.stages and stage not in self._ended:
-            self.loop_ran = False
-            self._end(stage)
+        try:
+            if stage in ("test", "predict") and stage in self.stages and stage not in self._ended:
+                self.loop_ran = False
+                self._end(stage)
+        finally:
+            BackgroundWorker.of(trainer).close()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """The loop failed (or was interrupted): write and commit what was restored before."""
+        BackgroundWorker.of(trainer).finish_after_error(exception)
 
     def _start(self, trainer: L.Trainer, stage: str) -> None:
         if stage in self.stages and not trainer.sanity_checking:
@@ -90,10 +116,17 @@ class EvaluationCallback(Callback):
 
     def _batch(self, trainer: L.Trainer, outputs: Any, batch: dict, stage: str) -> None:
         if stage in self.stages and not trainer.sanity_checking:
-            self.on_batch(stage, outputs, batch)
+            worker = BackgroundWorker.of(trainer)
+            if self.background:
+                worker.submit(self.on_batch, stage, outputs, batch)
+            else:  # after the other callbacks' queued work: the order stays the same
+                worker.flush()
+                self.on_batch(stage, outputs, batch)
 
     def _end(self, stage: str) -> None:
         self._ended.add(stage)
+        assert self.trainer is not None
+        BackgroundWorker.of(self.trainer).flush()  # every batch scored and written
         self.on_end(stage)
 
     def _epoch_end(self, trainer: L.Trainer, stage: str) -> None:

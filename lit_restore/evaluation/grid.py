@@ -45,7 +45,8 @@ class ImageGridLogger(EvaluationCallback):
     :func:`lit_restore.evaluation.figures.labelled_grid`). In a resumed run, images done earlier are read back from the
     :class:`~lit_restore.evaluation.RestoredImageWriter`'s PNGs; unless the writer saved all three
     kinds for them (``save_measurement``, ``save_reference``), an existing ``grid_<stage>.png``
-    is kept as it is rather than replaced by a grid with fewer columns.
+    is kept as it is rather than replaced by a grid with fewer columns. ``background``: collect
+    the tiles on the background worker (:mod:`lit_restore.evaluation.base`).
     """
 
     def __init__(
@@ -53,8 +54,9 @@ class ImageGridLogger(EvaluationCallback):
         indices: Sequence[int] = (0, 1, 2, 3),
         output_dir: str | None = None,
         save_png: bool = True,
+        background: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(background=background)
         self.indices = sorted({int(i) for i in indices})
         self.output_dir = output_dir
         self.save_png = save_png

@@ -81,6 +81,8 @@ class RestorationMetrics(EvaluationCallback):
             MLflow); the same dict is ``hparams`` in ``summary_<stage>.json``.
         print_table: print the final table to stdout (rank 0).
         lpips_module, fid_features: injected networks (tests use random ones).
+        background: score and write on the background worker while the next batch is restored
+            (:mod:`lit_restore.evaluation.base`); ``false``: in the loop.
     """
 
     def __init__(
@@ -101,8 +103,9 @@ class RestorationMetrics(EvaluationCallback):
         print_table: bool = True,
         lpips_module: nn.Module | None = None,
         fid_features: nn.Module | None = None,
+        background: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(background=background)
         self.suite_kwargs = dict(
             metrics=list(metrics), fid=fid, kid=kid, perceptual=perceptual,
             crop_border=crop_border, y_channel=y_channel, quantize=quantize, lpips_net=lpips_net,

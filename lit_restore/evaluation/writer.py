@@ -26,6 +26,8 @@ class RestoredImageWriter(EvaluationCallback):
         save_measurement: also write ``measurement/<name>.png`` (``batch["lq"]``).
         save_reference: also write ``reference/<name>.png`` (``batch["hq"]``, when present).
         stages: which evaluation loops write (``test``, ``predict``, ``validate``).
+        background: encode and write on the background worker while the next batch is restored
+            (:mod:`lit_restore.evaluation.base`); ``false``: in the loop.
     """
 
     def __init__(
@@ -34,8 +36,9 @@ class RestoredImageWriter(EvaluationCallback):
         save_measurement: bool = False,
         save_reference: bool = False,
         stages: tuple[str, ...] = ("test", "predict"),
+        background: bool = True,
     ) -> None:
-        super().__init__(stages=tuple(stages))
+        super().__init__(stages=tuple(stages), background=background)
         self.output_dir = output_dir
         self.save_measurement = save_measurement
         self.save_reference = save_reference
