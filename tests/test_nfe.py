@@ -126,7 +126,9 @@ def test_zero_shot_nfe_equals_the_definition(method, sigma):
 #: every published preset of every method (steps set to N; σ_y as the preset's name says, else
 #: the DPS protocol's)
 PRESETS = [
-    (cls, name) for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR) for name in presets_of(cls)
+    (cls, name)
+    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff)
+    for name in presets_of(cls)
 ]
 
 
@@ -134,11 +136,12 @@ PRESETS = [
 def test_every_preset_evaluates_the_network_as_defined(cls, name):
     args = {**preset_args(cls, name), "steps": N}
     sampler = cls(**args)
-    expected = (
-        _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
-        if isinstance(sampler, DDNM)
-        else N
-    )
+    if isinstance(sampler, DDNM):
+        expected = _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
+    elif sampler.spacing == "ddrm":  # DDRM's untruncated range(0, T, T // N): 7 for N = 6
+        expected = len(range(0, 1000, 1000 // N))
+    else:
+        expected = N
     sigma = 0.0 if name.endswith("_sigma0") else 0.05
     _check(*_restore(sampler, sigma), expected)
 

@@ -141,8 +141,10 @@ class Sampler:
 
     Args:
         steps: number of denoising steps N (network evaluations for most methods).
-        spacing: ``"uniform"``/``"leading"`` (skip = T//N) or ``"linspace"`` (evenly spread over
-            [0, T−1]); see :mod:`lit_restore.diffusion.respacing`.
+        spacing: a respacing rule by the name of its source — ``"uniform"``/``"leading"``
+            (skip = T//N, first N), ``"ddrm"`` (untruncated), ``"guided_diffusion"``
+            (``space_timesteps``), ``"linspace"``, ``"quad"`` (DiffPIR); see
+            :mod:`lit_restore.diffusion.respacing`.
         eta: DDIM η of the generic transition (1 = DDPM ancestral, 0 = deterministic DDIM).
         clip_denoised: clamp x̂0 to [-1, 1] before the transition.
         progress: show a tqdm bar.
