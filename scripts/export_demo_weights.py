@@ -1,0 +1,113 @@
+"""Export a training run of a shipped demo recipe to its ``weights/*.safetensors`` file.
+
+    python scripts/export_demo_weights.py prior     # runs/prior_demo_adm/train → weights/prior_demo_adm.safetensors
+    python scripts/export_demo_weights.py resshift  # runs/resshift_demo_sr4/train → weights/resshift_demo_sr4.safetensors
+
+What is written:
+
+* the network's **EMA** weights — Lightning's ``EMAWeightAveraging`` stores them as the
+  checkpoint's ``state_dict`` (the live weights go to ``current_model_state``) — without the
+  module prefix (``net.`` / ``network.``), i.e. exactly the keys of the bare network, so the file
+  loads strictly into :class:`~lit_restore.priors.adm_unet.ADMUNet` /
+  :class:`~lit_restore.resshift.unet.SwinUNet`;
+* safetensors metadata: the recipe path, the global step, and the first training losses of the
+  run (``train/loss`` at steps 0, 1, 2, …, read from the run's ``metrics.csv``), which
+  ``tests/test_shipped_weights.py`` compares with a fresh two-step run of the same recipe;
+* ``bench/results/<name>_loss.csv``: the training curve (mean ``train/loss`` per 50 steps).
+
+The write goes through a temporary file and ``os.replace`` (a crash leaves the old file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: recipe name → (config, run directory, module prefix of the network, weights file)
+RECIPES = {
+    "prior": (
+        "configs/experiment/prior_demo_adm.yaml",
+        "runs/prior_demo_adm/train",
+        "net.",
+        "weights/prior_demo_adm.safetensors",
+    ),
+    "resshift": (
+        "configs/experiment/resshift_demo_sr4.yaml",
+        "runs/resshift_demo_sr4/train",
+        "network.",
+        "weights/resshift_demo_sr4.safetensors",
+    ),
+}
+FIRST_LOSSES = 4  # how many leading losses go into the metadata
+CURVE_BIN = 50  # steps per point of the exported training curve
+
+
+def read_losses(metrics_csv: Path) -> dict[int, float]:
+    """``step → train/loss`` from a CSVLogger file (rows without the loss are skipped)."""
+    losses: dict[int, float] = {}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("train/loss"):
+                losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
+def export(name: str, run_dir: Path | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from lit_restore.priors.loading import extract_state_dict, read_checkpoint
+
+    config, default_run, prefix, out = RECIPES[name]
+    run = ROOT / default_run if run_dir is None else run_dir
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    state = extract_state_dict(ckpt, prefix=prefix)  # the EMA weights (see the module docstring)
+    losses = read_losses(run / "metrics.csv")
+    first = [losses[s] for s in range(FIRST_LOSSES)]
+    meta = {
+        "recipe": config,
+        "global_step": str(ckpt["global_step"]),
+        "first_losses": json.dumps(first),
+        "weights": "EMA (lightning EMAWeightAveraging)",
+    }
+    target = ROOT / out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, target)
+
+    curve = ROOT / "bench" / "results" / f"{Path(out).stem}_loss.csv"
+    steps = sorted(losses)
+    rows = []
+    for start in range(0, steps[-1] + 1, CURVE_BIN):
+        chunk = [losses[s] for s in steps if start <= s < start + CURVE_BIN]
+        if chunk:
+            rows.append((start, start + CURVE_BIN - 1, sum(chunk) / len(chunk)))
+    tmp = curve.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["first_step", "last_step", "mean_train_loss"])
+        w.writerows((a, b, f"{m:.6f}") for a, b, m in rows)
+    os.replace(tmp, curve)
+    print(f"wrote {target} (step {meta['global_step']}, {len(state)} tensors) and {curve}")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument(
+        "--run", type=Path, default=None, help="run directory (default: the recipe's)"
+    )
+    args = parser.parse_args()
+    export(args.recipe, args.run)
+
+
+if __name__ == "__main__":
+    main()
