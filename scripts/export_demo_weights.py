@@ -80,6 +80,9 @@ def export(name: str, run_dir: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; a shipped file follows the umask
     os.replace(tmp, target)
 
     curve = ROOT / "bench" / "results" / f"{Path(out).stem}_loss.csv"
