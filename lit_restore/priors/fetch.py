@@ -18,7 +18,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lit_restore.priors.registry import REGISTRY, PriorEntry, build_prior, cache_dir, get_entry
+from lit_restore.priors.registry import (
+    REGISTRY,
+    REPO_ROOT,
+    PriorEntry,
+    build_prior,
+    cache_dir,
+    get_entry,
+)
 
 
 class FetchError(RuntimeError):
@@ -76,6 +83,14 @@ def fetch(
     ``url`` overrides the entry's URL (a mirror, or a ``file://`` URL in tests).
     """
     entry: PriorEntry = get_entry(name)
+    if entry.shipped and url is None:  # committed with the repository: nothing to download
+        shipped = REPO_ROOT / entry.shipped
+        if not shipped.is_file():
+            raise FetchError(
+                f"{name} is shipped with the repository as {entry.shipped}, but {shipped} is "
+                f"missing; restore it with `git checkout -- {entry.shipped}`."
+            )
+        return shipped
     if entry.manual and url is None:
         raise FetchError(
             f"{name} is hosted on a web page that cannot be fetched by script: download "

@@ -9,6 +9,9 @@ Published hashes: none of the three upstream projects publishes a sha256 of its 
 ``sha256`` is ``None`` for all of them (we do not invent one); the fetcher then checks that the
 file loads strictly into the network instead. ``size`` is likewise left ``None`` where no
 upstream source states the exact byte count.
+
+Shipped priors (``shipped`` set): weights trained here and committed with the repository (under
+``weights/``); the name resolves to that file first, then to the cache like any other entry.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ class PriorEntry:
     source: str = ""
     notes: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    shipped: str | None = None  # path relative to the repository root of a file shipped with it
+
+
+#: the repository root (shipped weights live under it; an editable install or a clone)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 ADM_IMAGENET256 = dict(
@@ -46,6 +54,13 @@ ADM_IMAGENET256 = dict(
 ADM_FFHQ256 = dict(
     image_size=256, num_channels=128, num_res_blocks=1, channel_mult="", attention_resolutions="16",
     num_heads=4, num_head_channels=64, learn_sigma=True, use_scale_shift_norm=True, resblock_updown=True,
+    class_cond=False, use_new_attention_order=False, dropout=0.0,
+)  # fmt: skip
+#: configs/experiment/prior_demo_adm.yaml's network; image_size None: trained on 64-px crops, run at
+#: any size (no attention_resolutions, so the layout does not depend on the size)
+ADM_DEMO_PD = dict(
+    image_size=None, num_channels=32, num_res_blocks=1, channel_mult="1,1,2,2", attention_resolutions="",
+    num_heads=1, num_head_channels=32, learn_sigma=False, use_scale_shift_norm=True, resblock_updown=False,
     class_cond=False, use_new_attention_order=False, dropout=0.0,
 )  # fmt: skip
 DDIM_CELEBAHQ256 = dict(
@@ -84,6 +99,19 @@ REGISTRY: dict[str, PriorEntry] = {
             source="SDEdit's CelebA-HQ checkpoint; original S3 link is dead (ddrm #24), HF mirror used by DiffusionCLIP; "
             "DDNM/DDPG READMEs also give Google Drive id 1wSoA5fm_d6JBZk4RZ1SzWLMgev4WqH21",
             notes="~455 MB (113.7 M float32 parameters); no published sha256",
+        ),
+        PriorEntry(
+            name="adm-demo-pd",
+            cls="ADMPrior",
+            config=ADM_DEMO_PD,
+            file_name="prior_demo_adm.safetensors",
+            url="",
+            size=5074596,
+            sha256="54daab32ecdcf91f97819bcdba460bb6ba855274d402512d165aab51ce147f30",
+            shipped="weights/prior_demo_adm.safetensors",
+            source="trained here: configs/experiment/prior_demo_adm.yaml on the public-domain / CC0 "
+            "images of data/train (data/README.md)",
+            notes="5.1 MB (1.26 M float32 parameters, EMA weights); the main job's learned prior",
         ),
     )
 }
@@ -125,6 +153,8 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         return path
     if text in REGISTRY:
         entry = REGISTRY[text]
+        if entry.shipped and (REPO_ROOT / entry.shipped).is_file():
+            return REPO_ROOT / entry.shipped
         cached = cache_dir() / entry.file_name
         if cached.is_file():
             return cached
