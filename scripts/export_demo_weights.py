@@ -5,7 +5,8 @@
 
 What is written:
 
-* the network's **EMA** weights — Lightning's ``EMAWeightAveraging`` stores them as the
+* the network's **EMA** weights at the recipe's last step (``checkpoints/final.ckpt``; else
+  ``last.ckpt``, e.g. a run stopped with SIGTERM) — Lightning's ``EMAWeightAveraging`` stores them as the
   checkpoint's ``state_dict`` (the live weights go to ``current_model_state``) — without the
   module prefix (``net.`` / ``network.``), i.e. exactly the keys of the bare network, so the file
   loads strictly into :class:`~lit_restore.priors.adm_unet.ADMUNet` /
@@ -59,6 +60,22 @@ def read_losses(metrics_csv: Path) -> dict[int, float]:
     return losses
 
 
+def write_curve(losses: dict[int, float], path: Path) -> None:
+    """Mean loss per :data:`CURVE_BIN` steps (first and last step of each bin) as CSV."""
+    steps = sorted(losses)
+    rows = []
+    for start in range(0, steps[-1] + 1, CURVE_BIN):
+        chunk = [s for s in steps if start <= s < start + CURVE_BIN]
+        if chunk:
+            rows.append((chunk[0], chunk[-1], sum(losses[s] for s in chunk) / len(chunk)))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["first_step", "last_step", "mean_train_loss"])
+        w.writerows((a, b, f"{m:.6f}") for a, b, m in rows)
+    os.replace(tmp, path)
+
+
 def export(name: str, run_dir: Path | None = None) -> Path:
     from safetensors.torch import save_file
 
@@ -66,7 +83,8 @@ def export(name: str, run_dir: Path | None = None) -> Path:
 
     config, default_run, prefix, out = RECIPES[name]
     run = ROOT / default_run if run_dir is None else run_dir
-    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    final = run / "checkpoints" / "final.ckpt"  # the recipe's last step (see its callbacks)
+    ckpt = read_checkpoint(final if final.is_file() else run / "checkpoints" / "last.ckpt")
     state = extract_state_dict(ckpt, prefix=prefix)  # the EMA weights (see the module docstring)
     losses = read_losses(run / "metrics.csv")
     first = [losses[s] for s in range(FIRST_LOSSES)]
@@ -86,18 +104,7 @@ def export(name: str, run_dir: Path | None = None) -> Path:
     os.replace(tmp, target)
 
     curve = ROOT / "bench" / "results" / f"{Path(out).stem}_loss.csv"
-    steps = sorted(losses)
-    rows = []
-    for start in range(0, steps[-1] + 1, CURVE_BIN):
-        chunk = [losses[s] for s in steps if start <= s < start + CURVE_BIN]
-        if chunk:
-            rows.append((start, start + CURVE_BIN - 1, sum(chunk) / len(chunk)))
-    tmp = curve.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["first_step", "last_step", "mean_train_loss"])
-        w.writerows((a, b, f"{m:.6f}") for a, b, m in rows)
-    os.replace(tmp, curve)
+    write_curve(losses, curve)
     print(f"wrote {target} (step {meta['global_step']}, {len(state)} tensors) and {curve}")
     return target
 
