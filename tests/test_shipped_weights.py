@@ -128,8 +128,8 @@ def _resshift():
 def test_resshift_loads_strictly_and_beats_pinv_on_the_demo() -> None:
     """Strict load into the recipe's network, then the main job's measurement: the 8 demo images
     (centre 128 px, SR×4, σ = 0.025). Target of the main job: ResShift's mean PSNR above A⁺y's
-    (measured 25.86 vs 25.14 dB; the margin is 0.7 dB, and removing the colour fix drops
-    ResShift to ≈ 21.8 dB, so the check can fail)."""
+    (measured 25.83 vs 25.14 dB; the margin is 0.7 dB, and removing the colour fix drops
+    ResShift to 21.86 dB, so the check can fail)."""
     from lit_restore.metrics.fidelity import psnr
     from lit_restore.modules import PseudoInverse
 
