@@ -9,7 +9,7 @@ machine hits every case alike; the table reports medians.
 - ``pinv_bare`` — the same work without the CLI: this script builds the config's objects
   directly from their ``class_path`` / ``init_args`` (no LightningCLI, no jsonargparse) and calls
   ``Trainer.test``. The difference to ``pinv_cli`` is the CLI's own cost.
-- ``demo_suite`` — ``sample.py test --config configs/experiment/demo.yaml`` (SaFaRI and DPS, then
+- ``demo_suite`` — ``sample.py test --config configs/experiment/demo_gaussian.yaml`` (SaFaRI and DPS, then
   the comparison) at ``--steps`` steps; ``demo_one`` — one of its runs (DPS) on its own.
 
 ``--tree DIR`` (repeatable) times another checkout too (e.g. ``git worktree add /tmp/old
@@ -74,9 +74,9 @@ def _cases(steps: int, out: Path) -> dict[str, list[str]]:
     quiet = ["--trainer.enable_progress_bar", "false"]
     suite = out / "demo_suite.yaml"
     suite.write_text(
-        (HERE / "configs/experiment/demo.yaml")
+        (HERE / "configs/experiment/demo_gaussian.yaml")
         .read_text()
-        .replace("runs/demo/comparison", str(out / "demo_suite" / "comparison"))
+        .replace("runs/demo_gaussian/comparison", str(out / "demo_suite" / "comparison"))
     )
     one_run = ["--config", "configs/experiment/demo_base.yaml", "--config", "configs/sampler/dps_demo.yaml"]  # fmt: skip
     step_flag = ["--model.init_args.sampler.init_args.steps", str(steps)]

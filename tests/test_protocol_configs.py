@@ -32,7 +32,8 @@ from lit_restore.suite import load_suite, run_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
-TRAIN = {"prior_deadleaves_64.yaml": "fit", "resshift_demo_pixel.yaml": "fit"}
+TRAIN = {"prior_deadleaves_64.yaml": "fit", "resshift_demo_pixel.yaml": "fit",
+         "prior_demo_adm.yaml": "fit", "resshift_demo_sr4.yaml": "fit"}  # fmt: skip
 #: parse-only: the released ResShift weights are not available offline
 NEEDS_WEIGHTS = {"resshift_official_realsr_x4.yaml": "predict"}
 FRAGMENTS = {"eval_callbacks.yaml"}
@@ -218,9 +219,26 @@ def check_protocol(name: str, cfg: dict) -> None:
 
 def check_suite_run(suite: str, run: str, cfg: dict) -> None:
     """A DDPG-protocol suite run: its method, its σ_y, and the preset of its (data, task, σ_y);
-    a demo suite run: its method's demo preset."""
-    method, args = _sampler_preset(cfg)
+    a Gaussian demo suite run: its method's demo preset; a main-job run: its method over the
+    shipped weights (prior adm-demo-pd, ResShift resshift-demo-sr4) with its demo_adm preset."""
     if suite == "demo.yaml":
+        model = cfg["model"]
+        noise, op = cfg["data"]["init_args"]["noise"], cfg["data"]["init_args"]["operator"]
+        assert noise["init_args"]["sigma"] == pytest.approx(0.025)
+        assert op["init_args"]["factor"] == 4 and op["init_args"]["mode"] == "matlab"
+        if run == "pinv":
+            assert model["class_path"] == "lit_restore.modules.PseudoInverse"
+        elif run == "resshift":
+            assert model["class_path"] == "lit_restore.modules.resshift.ResShiftModule"
+            assert model["init_args"]["weights"] == "resshift-demo-sr4"
+        else:
+            method, args = _sampler_preset(cfg)
+            assert method.lower() == run
+            _assert_is_preset(method, args, "demo_adm")
+            assert model["init_args"]["prior"]["init_args"]["checkpoint"] == "adm-demo-pd"
+        return
+    method, args = _sampler_preset(cfg)
+    if suite == "demo_gaussian.yaml":
         assert method.lower() == run
         _assert_is_preset(method, args, "demo")
         return
