@@ -89,7 +89,7 @@ def test_network_calls_per_image_are_the_methods(main_job) -> None:
     for name in RUNS:
         for image, row in _rows(runs / name).items():
             assert float(row["nfe_per_image"]) == NFE[name], (name, image)
-            assert row["diverged"] in ("False", "false", "0"), (name, image)
+            assert float(row["diverged"]) == 0, (name, image)
 
 
 def test_per_image_psnr_is_that_of_the_written_pngs(main_job) -> None:
@@ -107,21 +107,29 @@ def test_per_image_psnr_is_that_of_the_written_pngs(main_job) -> None:
 
 
 def test_pseudo_inverse_reproduces_its_measurement(main_job) -> None:
-    """A⁺y for a full-row-rank A satisfies A(A⁺y) = y. The written PNGs are rounded to 1/255
-    (±0.5/255 per pixel); A = MATLAB bicubic ↓4 is a weighted average whose weights sum to 1 with
-    Σ|w| = 1.074 (the cubic kernel's negative lobes, per axis: 1.0363² in 2-D), so rounding the
-    restored image moves A x by at most 1.074 · 0.5/255 = 2.1e-3, and rounding y by 0.5/255 =
-    2.0e-3; their sum 4.1e-3 bounds |A(png(A⁺y)) − png(y)|. Clipping to [0, 1] before writing
-    can only break it where A⁺y leaves [0, 1], so the bound is checked where it stays inside."""
-    import torch
-
+    """A⁺y for a full-row-rank A satisfies A(A⁺y) = y (BicubicSR's SVD keeps every singular value
+    at this size: none is below its threshold). What is written is rounded: the restored PNG by
+    at most δ = 0.5/255 per pixel, which moves (A x)ᵢ by at most δ·Σⱼ|Aᵢⱼ| (Σ|A| of row i: the
+    cubic kernel's negative lobes make it > 1), and the measurement PNG by δ; so
+    |A(png(A⁺y)) − png(y)|ᵢ ≤ δ·(Σⱼ|Aᵢⱼ| + 1) + 1e-5 (float32 round-off of A and A⁺), computed
+    per pixel from the operator's own 1-D matrices (A = A_h X A_wᵀ per channel). Clipping to
+    [0, 1] before writing breaks it only where a pixel of the row's footprint was clipped, or y
+    itself: those rows are left out (and most are kept)."""
     from lit_restore.operators import BicubicSR
 
     runs, _, _ = main_job
     op = BicubicSR(4, mode="matlab")
+    a_h, a_w = (m.double().numpy() for m in op.matrices(CROP, CROP))
+    delta = 0.5 / 255
+    bound = delta * (np.abs(a_h).sum(1)[:, None] * np.abs(a_w).sum(1)[None, :] + 1) + 1e-5
+    kept = 0
     for image in DEMO:
-        x = torch.from_numpy(_png(runs / "pinv" / "restored" / f"{image}.png")).permute(2, 0, 1)
+        x = _png(runs / "pinv" / "restored" / f"{image}.png")  # H, W, C
         y = _png(runs / "pinv" / "measurement" / f"{image}.png")
-        ax = ((op.A(x[None] * 2 - 1) + 1) / 2)[0].permute(1, 2, 0).numpy()
-        inside = (y > 0.01) & (y < 0.99)
-        assert np.abs(ax - y)[inside].max() <= 4.1e-3, image
+        ax = np.einsum("ik,klc,jl->ijc", a_h, x, a_w)
+        clipped = ((x <= 0) | (x >= 1)).astype(np.float64)
+        touched = np.einsum("ik,klc,jl->ijc", np.abs(a_h) > 0, clipped, np.abs(a_w) > 0) > 0
+        valid = ~touched & (y > 0) & (y < 1)
+        assert np.all(np.abs(ax - y)[valid] <= np.broadcast_to(bound[..., None], y.shape)[valid])
+        kept += int(valid.sum())
+    assert kept > 0.5 * len(DEMO) * (CROP // 4) ** 2 * 3  # the check covers most pixels
