@@ -13,7 +13,9 @@ the mean PSNR/SSIM (:mod:`lit_restore.metrics.fidelity`, images in [0, 1]) and s
         dps:0.5,1,2,4 safari:0.5,1,2,4 --steps 20 --out bench/results/demo_weights_tune.json
 
 ``dps:0.5,1`` sweeps DPS's per-step ``scale`` (the value the sampler runs with at ``--steps``;
-the configs write it as is). SaFaRI keeps ``configs/sampler/safari_sr4.yaml``'s other settings.
+the presets write it as is). Every other argument is the method's ``demo_adm`` preset
+(:mod:`lit_restore.samplers.presets`, what the main job runs), changed by ``--set METHOD.KEY=VALUE``
+(e.g. ``--set safari.r0=0.5 --set safari.tau=300``; values are YAML).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,20 +49,26 @@ def datamodule(folder: Path, crop: int, sigma: float):
     return dm
 
 
-def build(method: str, scale: float | None, steps: int, dm, prior: str = "adm-demo-pd"):
+def build(
+    method: str,
+    scale: float | None,
+    steps: int,
+    dm,
+    prior: str = "adm-demo-pd",
+    extra: dict[str, Any] | None = None,
+):
     from lit_restore.modules import PseudoInverse, ZeroShotRestoration
+    from lit_restore.presets import preset_args
     from lit_restore.priors import load_prior
     from lit_restore.samplers import DDNM, DPS, SaFaRI
 
     if method == "pinv":
         return PseudoInverse(operator=dm.operator, noise=dm.noise)
-    sampler = {
-        "dps": lambda: DPS(scale=scale, steps=steps),
-        "safari": lambda: SaFaRI(
-            scale=scale, steps=steps, r0=0.25, rho_low=1.0, rho_high=[0.0, 1.0], tau=500
-        ),
-        "ddnm": lambda: DDNM(steps=steps, eta=0.85),
-    }[method]()
+    cls = {"dps": DPS, "safari": SaFaRI, "ddnm": DDNM}[method]
+    args = {**preset_args(cls, "demo_adm"), "steps": steps, **(extra or {})}
+    if scale is not None:
+        args["scale"] = scale
+    sampler = cls(**args)
     return ZeroShotRestoration(
         load_prior(prior, **({} if prior == "adm-demo-pd" else {"image_size": None})),
         sampler,
@@ -102,7 +112,16 @@ def main() -> None:
     parser.add_argument(
         "--prior", default="adm-demo-pd", help="registry name, or a training checkpoint (last.ckpt)"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+        help="override one argument of a method's demo_adm preset (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
+    extra: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        extra.setdefault(method, {})[name] = yaml.safe_load(value)
     torch.manual_seed(0)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,11 +131,14 @@ def main() -> None:
         for spec in args.methods:
             method, _, scales = spec.partition(":")
             for scale in [float(s) for s in scales.split(",")] if scales else [None]:
-                row = {"method": method, "scale": scale, "steps": args.steps}
-                row.update(evaluate(build(method, scale, args.steps, dm, args.prior), dm))
+                row = {"method": method, "scale": scale, "steps": args.steps,
+                       "set": extra.get(method, {})}  # fmt: skip
+                module = build(method, scale, args.steps, dm, args.prior, extra.get(method))
+                row.update(evaluate(module, dm))
                 results.append(row)
                 print(
-                    f"{method:7s} scale {scale!s:5s} steps {args.steps}: {row['psnr']:.2f} dB / "
+                    f"{method:7s} scale {scale!s:5s} steps {args.steps} {row['set'] or ''}: "
+                    f"{row['psnr']:.2f} dB / "
                     f"SSIM {row['ssim']:.3f}  {row['seconds_per_image']:.2f} s/image",
                     flush=True,
                 )

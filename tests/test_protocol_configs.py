@@ -316,7 +316,9 @@ def test_experiment_resolves_and_runs_one_batch(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("suite", "run"), SUITE_RUNS, ids=[f"{s[20:-5]}:{r}" for s, r in SUITE_RUNS]
+    ("suite", "run"),
+    SUITE_RUNS,
+    ids=[f"{s.removeprefix('suite_ddpg_protocol_')[:-5]}:{r}" for s, r in SUITE_RUNS],
 )
 def test_suite_run_resolves(suite, run, tmp_path):
     smoke = run.endswith("sigma0p05")  # one σ_y per suite runs a batch in CI; see the slow test
