@@ -97,7 +97,7 @@ class WeightFile:
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
 SHIPPED_SHA256 = {
-    "adm-demo-pd": "54daab32ecdcf91f97819bcdba460bb6ba855274d402512d165aab51ce147f30",
+    "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
     "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
 }
 
