@@ -2,8 +2,8 @@
 """Choose SaFaRI's per-task defaults by measurement (analytic-prior proxy), compared with DPS.
 
 SaFaRI's hyper-parameters (step ``scale``, low-pass radius ``r0``, band weights ρᴸ/ρᴴ and their
-schedules, switch time ``tau`` of the bicubic ψ_s) are not published (shared/research/
-safari_dps.md §1.3), so they are chosen here by a coordinate search per task:
+schedules, switch time ``tau`` of the bicubic ψ_s) are not published (arXiv 2401.17629 names
+them, without values), so they are chosen here by a coordinate search per task:
 
 - **Images:** centre crops (``--size``, default 128×128) of the first ``--images`` files of
   ``data/demo`` (sorted), in [-1, 1].

@@ -32,8 +32,20 @@ from lit_restore.suite import load_suite, run_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
-TRAIN = {"prior_deadleaves_64.yaml": "fit", "resshift_demo_pixel.yaml": "fit",
-         "prior_demo_adm.yaml": "fit", "resshift_demo_sr4.yaml": "fit"}  # fmt: skip
+
+
+def _training_recipes() -> dict[str, str]:
+    """``train.py fit`` recipes: a config that sets ``trainer.max_steps`` (evaluation configs
+    never do)."""
+    out = {}
+    for path in sorted(EXP.glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text()) or {}
+        if "max_steps" in (cfg.get("trainer") or {}):
+            out[path.name] = "fit"
+    return out
+
+
+TRAIN = _training_recipes()
 #: parse-only: the released ResShift weights are not available offline
 NEEDS_WEIGHTS = {"resshift_official_realsr_x4.yaml": "predict"}
 FRAGMENTS = {"eval_callbacks.yaml"}

@@ -2,8 +2,9 @@
 
 SaFaRI replaces DPS's pixel fidelity ‖y − A x̂0‖² by ‖ψ(y) − ψ(A x̂0)‖², where ψ combines bicubic
 upsampling with low-/high-pass Fourier components (paper abstract and summaries). No SaFaRI code
-or hyper-parameter table is public; this file implements the reconstruction in
-``shared/research/safari_dps.md`` §1.2:
+or hyper-parameter table is public; this file implements our reconstruction from the paper's
+abstract (ψ injective; spatial, low- and high-frequency terms; bicubic ψ_s switched on after
+``tau``) on DPS's update (DPS2022/diffusion-posterior-sampling ``guided_diffusion/condition_methods.py``):
 
     r   = ψ_s(y) − ψ_s(A x̂0)                       ψ_s: bicubic ×``upsample_factor`` (÷factor)
     R   = F r                                      orthonormal 2-D DFT (centring is a
