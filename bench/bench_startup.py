@@ -9,7 +9,7 @@ machine hits every case alike; the table reports medians.
 - ``pinv_bare`` — the same work without the CLI: this script builds the config's objects
   directly from their ``class_path`` / ``init_args`` (no LightningCLI, no jsonargparse) and calls
   ``Trainer.test``. The difference to ``pinv_cli`` is the CLI's own cost.
-- ``demo_suite`` — ``sample.py test --config configs/experiment/demo.yaml`` (SaFaRI and DPS, then
+- ``demo_suite`` — ``sample.py test --config configs/experiment/demo_gaussian.yaml`` (SaFaRI and DPS, then
   the comparison) at ``--steps`` steps; ``demo_one`` — one of its runs (DPS) on its own.
 - ``demo_suite_inline`` — the suite with its evaluation callbacks' ``background: false`` (scores,
   PNGs and CSV rows written in the loop instead of on the background writer); ``demo_suite_b2``
@@ -90,15 +90,17 @@ def _cases(steps: int, out: Path) -> dict[str, list[str]]:
     """Each case writes under its own directory: a run directory that already holds results
     would resume (and skip the work)."""
     quiet = ["--trainer.enable_progress_bar", "false"]
-    inline_base = f"base: [configs/experiment/demo_base.yaml, {_inline_callbacks(out)}]"
+    base = "base: [configs/experiment/demo_base.yaml"
+    inline_base = f"{base}, {_inline_callbacks(out)}"
 
     def suite(case: str, inline: bool = False) -> str:
-        """demo.yaml with its comparison under this case's directory (and the callbacks in the
-        loop when ``inline``)."""
-        text = (HERE / "configs/experiment/demo.yaml").read_text()
-        text = text.replace("runs/demo/comparison", str(out / case / "comparison"))
+        """demo_gaussian.yaml with its comparison under this case's directory (and the callbacks
+        in the loop when ``inline``)."""
+        text = (HERE / "configs/experiment/demo_gaussian.yaml").read_text()
+        text = text.replace("runs/demo_gaussian/comparison", str(out / case / "comparison"))
         if inline:
-            text = text.replace("base: [configs/experiment/demo_base.yaml]", inline_base)
+            assert base in text, "the suite's base list changed: update bench_startup"
+            text = text.replace(base, inline_base)
         path = out / f"{case}.yaml"
         path.write_text(text)
         return str(path)

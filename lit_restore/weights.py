@@ -7,17 +7,22 @@ network (bkse GOPRO), the ResShift release files
 network and the LDM VQ-f4 autoencoder) and the metric backbones (torchvision AlexNet / VGG16 for
 LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and URLs as torchvision
 ``AlexNet_Weights``/``VGG16_Weights.IMAGENET1K_V1`` and torch-fidelity
-``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them).
+``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them), and the small demo networks
+trained here and shipped with the repository under ``weights/`` (``shipped``: the prior
+``adm-demo-pd`` and ResShift ``resshift-demo-sr4``, each reproduced by a recipe in
+``configs/experiment/``).
 
 :func:`resolve` finds a file, never downloading:
 
 1. an explicit path that exists (file, or a directory for a diffusers prior);
-2. the cache: ``$LIT_RESTORE_HOME`` (default ``~/.cache/lit_restore``) in the entry's folder
+2. for a shipped entry, its file in the repository (``weights/``; present in a clone or an
+   editable install);
+3. the cache: ``$LIT_RESTORE_HOME`` (default ``~/.cache/lit_restore``) in the entry's folder
    (``priors/``, ``resshift/``); metric backbones first in the torch hub cache
    (``$TORCH_HOME/hub/checkpoints``, where torchvision and torch-fidelity download to), then in
    ``$LIT_RESTORE_HOME/checkpoints/``. A registered name, or a path whose file name is a
    registered file's, is looked up there;
-3. otherwise one :class:`MissingWeightsError` line naming the file, where to get it (URL or web
+4. otherwise one :class:`MissingWeightsError` line naming the file, where to get it (URL or web
    page), where to put it, and the fetch command.
 
 Downloading is opt-in only: ``python -m lit_restore.weights NAME [NAME ...]`` (:func:`fetch`)
@@ -26,8 +31,9 @@ known (torchvision and torch-fidelity name their files after a SHA-256 prefix, e
 ``alexnet-owt-7be5be79`` → ``7be5be79``; the prior and ResShift projects publish none, so none is
 invented) and that the file reads as a checkpoint holding a state dict (which catches truncated
 files and saved error pages), then moves it into place with ``os.replace``. Without network access
-it prints one line naming the URL and where to put the file by hand. Without arguments it lists
-every entry and whether it is present.
+it prints one line naming the URL and where to put the file by hand. A shipped entry is not
+downloaded: the command checks the repository's file against its recorded SHA-256 and prints its
+path. Without arguments it lists every entry and whether it is present.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lit_restore.checkpoints import CheckpointError, check_readable
+
+#: the repository root: shipped weight files (``WeightFile.shipped``) are relative to it
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _NO_PERCEPTUAL = (
     "To run without perceptual metrics set `perceptual: false` (or `metrics: [psnr, ssim]` and "
@@ -69,6 +78,8 @@ class WeightFile:
         manual: the URL is a web page (Google Drive) that a script cannot fetch.
         without: how to run without this file (appended to the missing-file message).
         notes: size and other facts.
+        shipped: path, relative to the repository root, of a file committed with the repository
+            (trained here); it resolves before the cache and is never downloaded.
     """
 
     name: str
@@ -82,7 +93,14 @@ class WeightFile:
     manual: bool = False
     without: str = ""
     notes: str = ""
+    shipped: str | None = None
 
+
+#: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
+SHIPPED_SHA256 = {
+    "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
+    "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
+}
 
 WEIGHTS: dict[str, WeightFile] = {
     w.name: w
@@ -180,6 +198,30 @@ WEIGHTS: dict[str, WeightFile] = {
             sha256_prefix="6726825d",
             without=_NO_PERCEPTUAL,
         ),
+        WeightFile(
+            name="adm-demo-pd",
+            file_name="prior_demo_adm.safetensors",
+            url="",
+            purpose="prior adm-demo-pd (the main job's small ADM, trained here on data/train)",
+            source="configs/experiment/prior_demo_adm.yaml, exported by "
+            "scripts/export_demo_weights.py",
+            folder="priors",
+            sha256=SHIPPED_SHA256["adm-demo-pd"],
+            shipped="weights/prior_demo_adm.safetensors",
+            notes="5.1 MB (1.26 M float32 parameters, EMA weights)",
+        ),
+        WeightFile(
+            name="resshift-demo-sr4",
+            file_name="resshift_demo_sr4.safetensors",
+            url="",
+            purpose="the main job's small pixel-space ResShift ×4 (trained here on data/train)",
+            source="configs/experiment/resshift_demo_sr4.yaml, exported by "
+            "scripts/export_demo_weights.py",
+            folder="resshift",
+            sha256=SHIPPED_SHA256["resshift-demo-sr4"],
+            shipped="weights/resshift_demo_sr4.safetensors",
+            notes="3.1 MB (0.77 M float32 parameters, EMA weights)",
+        ),
     )
 }
 
@@ -223,8 +265,20 @@ def get(name: str) -> WeightFile:
     return WEIGHTS[name]
 
 
+def shipped_path(entry: WeightFile) -> Path | None:
+    """The repository's copy of a shipped entry, or ``None`` (not shipped, or not in this tree:
+    e.g. an installed wheel, which carries no ``weights/``)."""
+    if entry.shipped is None:
+        return None
+    path = REPO_ROOT / entry.shipped
+    return path if path.is_file() else None
+
+
 def find(entry: WeightFile) -> Path | None:
-    """The cached copy of ``entry``, or ``None``."""
+    """The shipped file or the cached copy of ``entry``, or ``None``."""
+    shipped = shipped_path(entry)
+    if shipped is not None:
+        return shipped
     for d in search_dirs(entry):
         if (d / entry.file_name).is_file():
             return d / entry.file_name
@@ -243,6 +297,12 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"({entry.purpose}) is not in the cache either"
         )
     where = f" (looked in {', '.join(map(str, dirs))}; $LIT_RESTORE_HOME moves the cache)"
+    if entry.shipped is not None:
+        how = (
+            f"restore the repository's {entry.shipped} (`git checkout -- {entry.shipped}` in a "
+            f"clone), copy it to {target}, or rebuild it with {entry.source}"
+        )
+        return f"{head}{where}. {how[0].upper()}{how[1:]}."
     if entry.manual:
         how = (
             f"download it by hand from {entry.url} (a web page a script cannot fetch) and save "
@@ -362,6 +422,8 @@ def fetch(
             naming the URL and where to put the file by hand).
     """
     entry = get(name)
+    if entry.shipped is not None and url is None:
+        return check_shipped(entry)
     folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]
     target = folder / entry.file_name
     if entry.manual and url is None:
@@ -395,6 +457,33 @@ def fetch(
     return target
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_shipped(entry: WeightFile) -> Path:
+    """The local file of shipped ``entry`` (repository or cache) after checking its SHA-256
+    against the recorded one (catches a Git LFS pointer, a truncated checkout, a local edit).
+
+    Raises:
+        FetchError: absent, or a different file (one line: which file and how to restore it).
+    """
+    path = find(entry)
+    if path is None:
+        raise FetchError(missing_message(entry))
+    got = sha256_of(path)
+    if entry.sha256 is not None and got != entry.sha256:
+        raise FetchError(
+            f"{path} (shipped {entry.name}) has sha256 {got}, not the recorded {entry.sha256}: "
+            f"restore it with `git checkout -- {entry.shipped}`"
+        )
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m lit_restore.weights [NAME ...] [--dir DIR] [--url URL]``."""
     parser = argparse.ArgumentParser(
@@ -417,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.names:
         for entry in WEIGHTS.values():
             found = find(entry)
-            where = f"present: {found}" if found else f"missing -> {search_dirs(entry)[0]}"
+            shipped = " (shipped)" if found is not None and found == shipped_path(entry) else ""
+            where = f"present{shipped}: {found}" if found else f"missing -> {search_dirs(entry)[0]}"
             print(f"{entry.name:24s} {entry.file_name:42s} {where}")
         return 0
     for name in args.names:

@@ -213,12 +213,13 @@ def test_zero_shot_ddp_gives_the_same_images_as_one_process(tmp_path):
 
 
 def test_demo_suite_runs_both_methods_and_compares(tmp_path):
-    """The README's main job, shrunk (32 px, 5 steps): two runs, then the comparison. The suite
-    runs them in its own process; each run's files equal those of the same run started on its
-    own (restored PNGs byte for byte, per-image metrics exactly; only the timing column differs)."""
-    suite = tmp_path / "demo.yaml"
-    text = (ROOT / "configs" / "experiment" / "demo.yaml").read_text()
-    suite.write_text(text.replace("runs/demo/comparison", str(tmp_path / "comparison")))
+    """The Gaussian-prior demo suite, shrunk (32 px, 5 steps): two runs, then the comparison. The
+    suite runs them in its own process; each run's files equal those of the same run started on
+    its own (restored PNGs byte for byte, per-image metrics exactly; only the timing column
+    differs). (The main job on the shipped weights: tests/test_main_job.py.)"""
+    suite = tmp_path / "demo_gaussian.yaml"
+    text = (ROOT / "configs" / "experiment" / "demo_gaussian.yaml").read_text()
+    suite.write_text(text.replace("runs/demo_gaussian/comparison", str(tmp_path / "comparison")))
     shrink = ["--data.init_args.crop_size", "32", "--model.init_args.sampler.init_args.steps", "5"]
     out = _run(
         "sample.py", "test", "--config", str(suite), *shrink,
@@ -227,7 +228,7 @@ def test_demo_suite_runs_both_methods_and_compares(tmp_path):
     assert "[suite] run safari" in out.stdout and "[suite] run dps" in out.stdout
     assert "child process" not in out.stdout  # both runs stayed in the suite's process
     for run in ("safari", "dps"):
-        assert sorted(_rows(tmp_path / "runs" / "demo" / run)) == DEMO
+        assert sorted(_rows(tmp_path / "runs" / "demo_gaussian" / run)) == DEMO
     table = (tmp_path / "comparison" / "comparison.md").read_text()
     assert "| safari |" in table and "| dps |" in table
     figure = Image.open(tmp_path / "comparison" / "comparison.png")
@@ -237,9 +238,11 @@ def test_demo_suite_runs_both_methods_and_compares(tmp_path):
         "sample.py", "test", "--config", "configs/experiment/demo_base.yaml",
         "--config", "configs/sampler/dps_demo.yaml", *shrink,
         "--trainer.logger.init_args.save_dir", str(tmp_path / "solo"),
+        "--trainer.logger.init_args.name", "demo_gaussian",
         "--trainer.logger.init_args.version", "dps",
     )  # fmt: skip
-    in_suite, solo = tmp_path / "runs" / "demo" / "dps", tmp_path / "solo" / "demo" / "dps"
+    in_suite = tmp_path / "runs" / "demo_gaussian" / "dps"
+    solo = tmp_path / "solo" / "demo_gaussian" / "dps"
     pngs = sorted(p.relative_to(solo) for p in solo.rglob("*.png") if p.name != "grid_test.png")
     assert len(pngs) == 3 * len(DEMO)  # restored, measurement, reference
     for rel in pngs:

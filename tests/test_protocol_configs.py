@@ -248,9 +248,26 @@ def check_protocol(name: str, cfg: dict) -> None:
 
 def check_suite_run(suite: str, run: str, cfg: dict) -> None:
     """A DDPG-protocol suite run: its method, its σ_y, and the preset of its (data, task, σ_y);
-    a demo suite run: its method's demo preset."""
-    method, args = _sampler_preset(cfg)
+    a Gaussian demo suite run: its method's demo preset; a main-job run: its method over the
+    shipped weights (prior adm-demo-pd, ResShift resshift-demo-sr4) with its demo_adm preset."""
     if suite == "demo.yaml":
+        model = cfg["model"]
+        noise, op = cfg["data"]["init_args"]["noise"], cfg["data"]["init_args"]["operator"]
+        assert noise["init_args"]["sigma"] == pytest.approx(0.025)
+        assert op["init_args"]["factor"] == 4 and op["init_args"]["mode"] == "matlab"
+        if run == "pinv":
+            assert model["class_path"] == "lit_restore.modules.PseudoInverse"
+        elif run == "resshift":
+            assert model["class_path"] == "lit_restore.modules.resshift.ResShiftModule"
+            assert model["init_args"]["weights"] == "resshift-demo-sr4"
+        else:
+            method, args = _sampler_preset(cfg)
+            assert method.lower() == run
+            _assert_is_preset(method, args, "demo_adm")
+            assert model["init_args"]["prior"]["init_args"]["checkpoint"] == "adm-demo-pd"
+        return
+    method, args = _sampler_preset(cfg)
+    if suite == "demo_gaussian.yaml":
         assert method.lower() == run
         _assert_is_preset(method, args, "demo")
         return
@@ -327,7 +344,9 @@ def test_experiment_resolves_and_runs_one_batch(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("suite", "run"), SUITE_RUNS, ids=[f"{s[20:-5]}:{r}" for s, r in SUITE_RUNS]
+    ("suite", "run"),
+    SUITE_RUNS,
+    ids=[f"{s.removeprefix('suite_ddpg_protocol_')[:-5]}:{r}" for s, r in SUITE_RUNS],
 )
 def test_suite_run_resolves(suite, run, tmp_path):
     smoke = run.endswith("sigma0p05")  # one σ_y per suite runs a batch in CI; see the slow test

@@ -90,7 +90,9 @@ def test_missing_file_is_one_line_naming_url_target_and_command(homes):
     with pytest.raises(MissingWeightsError, match=r"lpips_weights='/no/such\.pth'.*alexnet-owt"):
         resolve("/no/such.pth", option="lpips_weights", expect="alexnet")
     # nothing known at all
-    with pytest.raises(MissingWeightsError, match=r"not found: .*not a registered name \(adm-ffhq"):
+    with pytest.raises(
+        MissingWeightsError, match=r"not found: .*not a registered name \(adm-demo-pd, adm-ffhq"
+    ):
         resolve("/no/such/file.bin")
     with pytest.raises(MissingWeightsError, match="checkpoint is empty"):
         resolve("", option="checkpoint")  # not the current directory

@@ -50,7 +50,7 @@ class ADMPrior(DiffusionPrior):
 
     def __init__(
         self,
-        image_size: int = 256,
+        image_size: int | None = 256,
         num_channels: int = 256,
         num_res_blocks: int = 2,
         channel_mult: str | Sequence[float] = "",

@@ -54,6 +54,14 @@ ADM_FFHQ256 = dict(
     num_heads=4, num_head_channels=64, learn_sigma=True, use_scale_shift_norm=True, resblock_updown=True,
     class_cond=False, use_new_attention_order=False, dropout=0.0,
 )  # fmt: skip
+#: configs/experiment/prior_demo_adm.yaml's network, trained here (weights shipped in ``weights/``).
+#: ``image_size`` None: trained on 48-px crops and run at any size (no attention_resolutions, so
+#: the layout does not depend on the size; GroupNorm takes per-image statistics).
+ADM_DEMO_PD = dict(
+    image_size=None, num_channels=32, num_res_blocks=1, channel_mult="1,1,2,2", attention_resolutions="",
+    num_heads=1, num_head_channels=32, learn_sigma=False, use_scale_shift_norm=True, resblock_updown=False,
+    class_cond=False, use_new_attention_order=False, dropout=0.0,
+)  # fmt: skip
 DDIM_CELEBAHQ256 = dict(
     image_size=256, channels=3, ch=128, ch_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attn_resolutions=(16,),
     dropout=0.0, resamp_with_conv=True,
@@ -68,6 +76,8 @@ REGISTRY: dict[str, PriorEntry] = {
         PriorEntry("adm-ffhq256-dps", "adm", ADM_FFHQ256),
         # DDRM/DDNM configs/celeba_hq.yml
         PriorEntry("ddim-celebahq256", "ddim", DDIM_CELEBAHQ256),
+        # trained here: configs/experiment/prior_demo_adm.yaml on data/train (the main job's prior)
+        PriorEntry("adm-demo-pd", "adm", ADM_DEMO_PD),
     )
 }
 
@@ -103,7 +113,8 @@ def match_layout(sd: dict[str, torch.Tensor]) -> PriorEntry | None:
 def load_prior(name_or_path: str | os.PathLike, **overrides: Any) -> DiffusionPrior:
     """A frozen prior from a registry name, a checkpoint path or a diffusers directory.
 
-    * registry name (``adm-imagenet256-uncond``, ``adm-ffhq256-dps``, ``ddim-celebahq256``) →
+    * registry name (``adm-imagenet256-uncond``, ``adm-ffhq256-dps``, ``ddim-celebahq256``,
+      ``adm-demo-pd``) →
       weights resolved by :func:`lit_restore.weights.resolve`; ``overrides`` change flags (e.g.
       ``dtype``).
     * a Lightning checkpoint of :class:`~lit_restore.modules.diffusion_prior.DiffusionPriorModule`
