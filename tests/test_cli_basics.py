@@ -183,8 +183,9 @@ def test_missing_prior_weights_say_what_to_download(cli):
     )
 
 
-def test_a_bug_keeps_its_traceback(cli, monkeypatch):
-    """An internal error is not dressed up as a user error: run_cli lets it propagate."""
+def test_a_bug_keeps_its_traceback(cli, monkeypatch, tmp_path):
+    """An internal error is not dressed up as a user error: run_cli lets it propagate. (Without
+    a logger the run directory is ``default_root_dir``: kept out of the repository.)"""
     from lit_restore.modules import PseudoInverse
 
     def broken(self, batch):
@@ -192,7 +193,8 @@ def test_a_bug_keeps_its_traceback(cli, monkeypatch):
 
     monkeypatch.setattr(PseudoInverse, "restore", broken)
     with pytest.raises(RuntimeError, match="an internal bug"):
-        cli("test", "--config", PINV, *SMALL, "--trainer.logger", "false")
+        cli("test", "--config", PINV, *SMALL, "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- suites
