@@ -16,13 +16,21 @@ from torch import Tensor
 
 def make_betas(schedule: str = "linear", num_timesteps: int = 1000, **kwargs: float) -> Tensor:
     """β_t for the ``linear`` (Ho et al. 2020: 1e-4→0.02, scaled by 1000/T as in
-    guided-diffusion ``gaussian_diffusion.get_named_beta_schedule``) or ``cosine`` (Nichol &
-    Dhariwal 2021, Eq. 17, β capped at 0.999) schedule, in float64."""
+    guided-diffusion ``gaussian_diffusion.get_named_beta_schedule``), ``cosine`` (Nichol &
+    Dhariwal 2021, Eq. 17, β capped at 0.999) or ``scaled_linear`` schedule, in float64.
+
+    ``scaled_linear`` is latent diffusion's: β_t = (linspace(√β_start, √β_end, T))², what CompVis
+    latent-diffusion ``ldm/modules/diffusionmodules/util.py::make_beta_schedule`` calls "linear"
+    (its LDM configs: 0.0015→0.0195) and diffusers calls ``scaled_linear``; no 1000/T scaling."""
     if schedule == "linear":
         scale = 1000.0 / num_timesteps
         start = kwargs.get("beta_start", 1e-4) * scale
         end = kwargs.get("beta_end", 0.02) * scale
         return torch.linspace(start, end, num_timesteps, dtype=torch.float64)
+    if schedule == "scaled_linear":
+        start = kwargs.get("beta_start", 0.0015) ** 0.5
+        end = kwargs.get("beta_end", 0.0195) ** 0.5
+        return torch.linspace(start, end, num_timesteps, dtype=torch.float64) ** 2
     if schedule == "cosine":
         s = kwargs.get("cosine_s", 0.008)
 
@@ -34,7 +42,9 @@ def make_betas(schedule: str = "linear", num_timesteps: int = 1000, **kwargs: fl
             for i in range(num_timesteps)
         ]
         return torch.tensor(betas, dtype=torch.float64)
-    raise ValueError(f"unknown beta schedule {schedule!r}; choose 'linear' or 'cosine'")
+    raise ValueError(
+        f"unknown beta schedule {schedule!r}; choose 'linear', 'cosine' or 'scaled_linear'"
+    )
 
 
 def alphas_cumprod(betas: Tensor) -> Tensor:

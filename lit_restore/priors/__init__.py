@@ -12,6 +12,7 @@ from lit_restore.priors.gaussian import (
     PowerLawGaussianPrior,
     gaussian_posterior,
 )
+from lit_restore.priors.latent import LatentDiffusionPrior, LDMPrior
 from lit_restore.priors.registry import PRIOR_CLASSES, REGISTRY, load_prior
 from lit_restore.priors.tiled import TiledPrior
 
@@ -25,6 +26,8 @@ __all__ = [
     "DiffusionPrior",
     "FittedGaussianPrior",
     "GaussianPrior",
+    "LDMPrior",
+    "LatentDiffusionPrior",
     "PowerLawGaussianPrior",
     "TiledPrior",
     "gaussian_posterior",

@@ -8,8 +8,12 @@ from lit_restore.samplers.dds import DDS
 from lit_restore.samplers.diffpir import DiffPIR
 from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
 from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
+from lit_restore.samplers.latent import DecodedOperator, LatentSampler
+from lit_restore.samplers.latent_dps import LatentDPS, LatentSaFaRI
 from lit_restore.samplers.pigdm import PiGDM
+from lit_restore.samplers.psld import PSLD
 from lit_restore.samplers.reddiff import REDDiff
+from lit_restore.samplers.resample import ReSample
 from lit_restore.samplers.safari import SaFaRI, SpatialFrequencyFidelity
 
 __all__ = [
@@ -22,11 +26,17 @@ __all__ = [
     "DPS",
     "FDGR",
     "IDPG",
+    "PSLD",
+    "DecodedOperator",
     "DiffPIR",
     "Fidelity",
+    "LatentDPS",
+    "LatentSaFaRI",
+    "LatentSampler",
     "PiGDM",
     "PixelFidelity",
     "REDDiff",
+    "ReSample",
     "SaFaRI",
     "Sampler",
     "SamplingContext",
