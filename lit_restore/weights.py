@@ -10,7 +10,9 @@ LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and UR
 ``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them), and the small demo networks
 trained here and shipped with the repository under ``weights/`` (``shipped``: the prior
 ``adm-demo-pd`` and ResShift ``resshift-demo-sr4``, each reproduced by a recipe in
-``configs/experiment/``).
+``configs/experiment/``), and the CompVis unconditional LDMs (``ldm-ffhq256``,
+``ldm-celebahq256``, ``ldm-lsun-bedrooms256``: zip archives on ommer-lab.com whose ``model.ckpt``
+the fetch command extracts).
 
 :func:`resolve` finds a file, never downloading:
 
@@ -41,9 +43,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +84,8 @@ class WeightFile:
         notes: size and other facts.
         shipped: path, relative to the repository root, of a file committed with the repository
             (trained here); it resolves before the cache and is never downloaded.
+        archive_member: ``url`` is a zip archive and the weight file is this member of it (the
+            CompVis LDM releases); :func:`fetch` extracts it to ``file_name``.
     """
 
     name: str
@@ -94,6 +100,7 @@ class WeightFile:
     without: str = ""
     notes: str = ""
     shipped: str | None = None
+    archive_member: str | None = None
 
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
@@ -135,6 +142,39 @@ WEIGHTS: dict[str, WeightFile] = {
             "1wSoA5fm_d6JBZk4RZ1SzWLMgev4WqH21",
             folder="priors",
             notes="~455 MB (113.7 M float32 parameters); no published sha256",
+        ),
+        WeightFile(
+            name="ldm-ffhq256",
+            file_name="ldm-ffhq256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/ffhq.zip",
+            purpose="prior ldm-ffhq256 (CompVis unconditional LDM-VQ-4, FFHQ 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/ffhq-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
+        ),
+        WeightFile(
+            name="ldm-celebahq256",
+            file_name="ldm-celebahq256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/celeba.zip",
+            purpose="prior ldm-celebahq256 (CompVis unconditional LDM-VQ-4, CelebA-HQ 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/celebahq-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
+        ),
+        WeightFile(
+            name="ldm-lsun-bedrooms256",
+            file_name="ldm-lsun-bedrooms256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/lsun_bedrooms.zip",
+            purpose="prior ldm-lsun-bedrooms256 (CompVis unconditional LDM-VQ-4, LSUN-Bedrooms 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/lsun_bedrooms-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
         ),
         WeightFile(
             name="resshift-realsr-x4-v3",
@@ -308,6 +348,12 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"download it by hand from {entry.url} (a web page a script cannot fetch) and save "
             f"it as {target}"
         )
+    elif entry.archive_member:
+        how = (
+            f"run `python -m lit_restore.weights {entry.name}` (downloads {entry.url} and "
+            f"extracts its {entry.archive_member}), or download that zip by hand and save its "
+            f"{entry.archive_member} as {target}"
+        )
     else:
         how = (
             f"run `python -m lit_restore.weights {entry.name}` (downloads {entry.url}), or "
@@ -435,10 +481,11 @@ def fetch(
     if target.is_file():
         return target
     source = url or entry.url
+    archive = target.with_name(f"{target.name}.zip") if entry.archive_member else target
     try:
         download(
             source,
-            target,
+            archive,
             sha256=entry.sha256,
             sha256_prefix=entry.sha256_prefix,
             progress=progress,
@@ -449,12 +496,37 @@ def fetch(
             f"could not download {name} from {source} ({reason}); without network access, "
             f"download that URL on another machine and save it as {target}"
         ) from err
+    if entry.archive_member:
+        try:
+            _extract(archive, entry.archive_member, target)
+        finally:
+            archive.unlink(missing_ok=True)
     try:
         check_readable(target)
     except CheckpointError as err:
         target.unlink(missing_ok=True)
         raise FetchError(f"downloaded {entry.file_name} from {source} is unusable: {err}") from err
     return target
+
+
+def _extract(archive: Path, member: str, target: Path) -> None:
+    """Copy the zip member whose path ends with ``member`` to ``target`` (temp + ``os.replace``)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
+            if len(names) != 1:
+                raise FetchError(
+                    f"{archive.name}: expected one {member} in the archive, found {len(names)}"
+                )
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                with zf.open(names[0]) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except zipfile.BadZipFile as err:
+        raise FetchError(f"downloaded {archive.name} is not a zip archive: {err}") from err
 
 
 def sha256_of(path: Path) -> str:

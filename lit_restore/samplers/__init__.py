@@ -8,7 +8,7 @@ from lit_restore.samplers.dds import DDS
 from lit_restore.samplers.diffpir import DiffPIR
 from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
 from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
-from lit_restore.samplers.latent import DecodedOperator, LatentSampler
+from lit_restore.samplers.latent import DecodedOperator
 from lit_restore.samplers.latent_dps import LatentDPS, LatentSaFaRI
 from lit_restore.samplers.pigdm import PiGDM
 from lit_restore.samplers.psld import PSLD
@@ -32,7 +32,6 @@ __all__ = [
     "Fidelity",
     "LatentDPS",
     "LatentSaFaRI",
-    "LatentSampler",
     "PiGDM",
     "PixelFidelity",
     "REDDiff",
