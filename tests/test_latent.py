@@ -7,7 +7,7 @@
   linear A has the exact posterior z | y ~ N(μ, C) of the linear-Gaussian model y = (A M) z + n;
   the sample mean of D(z) over 512 runs must be at least 2× closer to M μ than both A⁺y and the
   decoded prior mean (the pixel samplers' criterion, ``test_samplers.py``).
-* Batch-mate independence, NFE, refusals, and the method × operator matrix through sample.py.
+* Batch-mate independence, refusals (NFE: ``test_nfe.py``), and the method × operator matrix through sample.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from lit_restore import diffusion
 from lit_restore.checkpoints import CheckpointError
 from lit_restore.cli import SampleCLI, run_cli
-from lit_restore.operators import JPEG, BicubicSR
+from lit_restore.operators import JPEG, AvgPoolSR
 from lit_restore.operators.base import DenseOperator, OperatorCapabilityError
 from lit_restore.priors import LatentDiffusionPrior, LDMPrior
 from lit_restore.priors.latent import LDM_VQ4_FIRST_STAGE, LDM_VQ4_UNET
@@ -180,15 +180,22 @@ def _latent_problem(kind: str):
     M = _decoder_matrix()
     prior = LatentDiffusionPrior(latent, LinearFirstStage(M), downscale=2)
     A = _pixel_matrix(kind)
-    op = DenseOperator(A, (1, 8, 8))
+    # SR as the image operator AvgPoolSR (an image-shaped y: SaFaRI's ψ_s and frequency terms
+    # act), the others as dense matrices (flat y)
+    op = AvgPoolSR(factor=2) if kind == "sr" else DenseOperator(A, (1, 8, 8))
     g = torch.Generator().manual_seed(0)
     chol = torch.linalg.cholesky(latent.cov.double() + 1e-9 * torch.eye(16, dtype=torch.float64))
     z = latent.mean + (chol.float() @ torch.randn(16, generator=g)).view(1, 1, 4, 4)
-    y = op.A(prior.decode(z)) + SIGMA_Y * torch.randn(1, A.shape[0], generator=g)
-    post_mean, _ = latent.posterior(A @ M, y[0], SIGMA_Y)  # z | y, exact
+    clean = op.A(prior.decode(z))
+    y = clean + SIGMA_Y * torch.randn(clean.shape, generator=g)
+    assert torch.allclose(clean.flatten(1), prior.decode(z).flatten(1) @ A.T, atol=1e-6)
+    post_mean, post_cov = latent.posterior(A @ M, y.flatten(), SIGMA_Y)  # z | y, exact
     x_post = M.double() @ post_mean.double().flatten()
     x_prior = M.double() @ latent.mean.double().flatten()
-    return prior, op, y, x_post, x_prior
+    # standard error of a 512-sample mean of D(z), RMS over pixels: √(mean diag(M C Mᵀ) / 512)
+    x_cov = M.double() @ post_cov.double() @ M.double().T
+    sem = (x_cov.diagonal().mean() / 512).sqrt().item()
+    return prior, op, y, x_post, x_prior, sem
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -213,24 +220,28 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     method (steps)                sr      blur    inpaint
     ============================  ======  ======  =======
     latent DPS (100, scale 0.5)   0.0513  0.0337  0.0247
-    latent SaFaRI (100, 0.5)      0.0513  0.0337  0.0247
+    latent SaFaRI (100, 0.5)      0.0514  0.0337  0.0247
     PSLD (100 DDIM, γ 0.1, ω 0.5) 0.0500  0.0474  0.0570
     ReSample (50 DDIM, every 5)   0.0368  0.0454  0.0431
     ============================  ======  ======  =======
 
-    (Latent SaFaRI equals latent DPS here: a flat measurement has no spatial frequencies, so
-    its ψ-fidelity is DPS's ‖r‖².) The 512-run mean's own standard error is about
-    √(tr C / 64) / √512 ≈ 0.01 (posterior std ≲ 0.2 per pixel), well below the 2× margin.
+    (SR is AvgPoolSR with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
+    measurements its ψ-fidelity is DPS's ‖r‖² and the two coincide.) The 512-run mean's own
+    standard error, √(mean diag(M C Mᵀ)/512), is 0.0049 / 0.0044 / 0.0047 (printed): the
+    remaining distance is each method's bias (approximate guidance, few steps), and the 2× margin
+    holds with a factor ≥ 3.5 to spare.
     """
-    prior, op, y, x_post, x_prior = _latent_problem(kind)
+    prior, op, y, x_post, x_prior, sem = _latent_problem(kind)
     sampler = LATENT_METHODS[method]()
-    xs = sampler.sample(
-        prior, op, y.expand(512, -1), sigma_y=SIGMA_Y, generator=torch.Generator().manual_seed(1)
-    )
+    ys = y.expand(512, *y.shape[1:])
+    xs = sampler.sample(prior, op, ys, sigma_y=SIGMA_Y, generator=torch.Generator().manual_seed(1))
     err = _rmse(xs.mean(0), x_post)
     err_pinv = _rmse(op.pinv(y), x_post)
     err_prior = _rmse(x_prior, x_post)
-    print(f"{method}/{kind}: |mean - post| {err:.4f}  A⁺y {err_pinv:.4f}  prior {err_prior:.4f}")
+    print(
+        f"{method}/{kind}: |mean - post| {err:.4f}  A⁺y {err_pinv:.4f}  prior {err_prior:.4f}  "
+        f"standard error {sem:.4f}"
+    )
     assert err < 0.5 * min(err_pinv, err_prior)
 
 
@@ -246,8 +257,8 @@ FAST = {
 
 @pytest.mark.parametrize("method", list(FAST))
 def test_latent_result_independent_of_batch_mates(method):
-    prior, op, _, _, _ = _latent_problem("sr")
-    ys = torch.randn(4, 16, generator=torch.Generator().manual_seed(5)) * 0.3
+    prior, op, *_ = _latent_problem("sr")
+    ys = torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(5)) * 0.3
     gens = lambda idx: [torch.Generator().manual_seed(100 + i) for i in idx]  # noqa: E731
     batch = FAST[method]().sample(prior, op, ys, sigma_y=SIGMA_Y, generator=gens(range(4)))
     alone = FAST[method]().sample(prior, op, ys[2:3], sigma_y=SIGMA_Y, generator=gens([2]))
@@ -259,10 +270,10 @@ def test_latent_result_independent_of_batch_mates(method):
 def test_psld_gluing_term_is_the_papers():
     """With E = M⁺ and D = M (M full column rank), E(A⁺y + (I − A⁺A) M ẑ0) − ẑ0 =
     M⁺A⁺(y − A M ẑ0): the gluing norm is that preconditioned residual's."""
-    prior, op, y, _, _ = _latent_problem("sr")
+    prior, op, y, *_ = _latent_problem("sr")
     sampler = PSLD(gamma=1.0, omega=0.0)
     z0 = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
-    ys = y.expand(3, -1)
+    ys = y.expand(3, -1, -1, -1)
     ctx = SamplingContext(
         prior, DecodedOperator(op.at((1, 8, 8)), prior), ys, 0.1, None, (3, 1, 4, 4), 1000, sampler
     )
@@ -270,32 +281,13 @@ def test_psld_gluing_term_is_the_papers():
     M, P = prior.first_stage.M.double(), prior.first_stage.P.double()
     A = _pixel_matrix("sr").double()
     Ap = torch.linalg.pinv(A)
-    r = ys.double() - z0.double().flatten(1) @ (A @ M).T
+    r = ys.double().flatten(1) - z0.double().flatten(1) @ (A @ M).T
     expected = (r @ (P @ Ap).T).norm(dim=1)
     assert torch.allclose(loss.double(), expected, rtol=1e-4, atol=1e-6)
     assert torch.equal(step, torch.ones(3))
 
 
 # --------------------------------------------------------------------------- NFE and refusals
-def test_latent_nfe_is_one_evaluation_per_step():
-    prior = _tiny_ldm()
-    calls: list[int] = []
-    prior.unet.register_forward_hook(lambda *_: calls.append(1))
-    op = BicubicSR(factor=2, mode="keys")
-    y = op.A(torch.rand(2, 3, 16, 16) * 2 - 1)
-    for make in (
-        lambda: LatentDPS(steps=6),
-        lambda: LatentSaFaRI(steps=6),
-        lambda: PSLD(steps=6),
-        lambda: ReSample(steps=6, every=1, pixel_iters=2, latent_iters=2, patience=1),
-    ):
-        calls.clear()
-        sampler = make()
-        out = sampler.sample(prior, op, y, sigma_y=0.05, generator=torch.Generator())
-        assert out.shape == (2, 3, 16, 16)
-        assert len(calls) == sampler.nfe == 6, type(sampler).__name__
-
-
 def test_latent_methods_refuse_what_they_cannot_use():
     prior = _tiny_ldm()
     y = torch.zeros(1, 3, 16, 16)

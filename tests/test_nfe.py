@@ -15,6 +15,9 @@ DiffPIR    N (one x̂0 per step; the data step is a closed form)
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
+latent DPS / latent SaFaRI / PSLD   N (one ε(z_t) per step; decoder/encoder calls are not
+           network evaluations of the prior)
+ReSample   N (one ε(z_t) per step; its data-consistency optimisations use only E, D and A)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -38,7 +41,7 @@ from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.presets import preset_args
-from lit_restore.priors import ADMPrior
+from lit_restore.priors import ADMPrior, LDMPrior
 from lit_restore.samplers import (
     DDNM,
     DDPG,
@@ -47,9 +50,13 @@ from lit_restore.samplers import (
     DPS,
     FDGR,
     IDPG,
+    PSLD,
     DiffPIR,
+    LatentDPS,
+    LatentSaFaRI,
     PiGDM,
     REDDiff,
+    ReSample,
     SaFaRI,
 )
 from lit_restore.samplers.presets import presets_of
@@ -79,9 +86,21 @@ def _prior() -> ADMPrior:
     )  # fmt: skip
 
 
-def _restore(sampler, sigma: float) -> tuple[list, dict, ZeroShotRestoration]:
-    prior = _prior()
-    calls = _calls(prior.net)
+def _latent_prior() -> LDMPrior:
+    """A tiny CompVis LDM (16-px images, 8-px latents)."""
+    torch.manual_seed(0)
+    return LDMPrior(
+        unet=dict(
+            image_size=8, in_channels=3, out_channels=3, model_channels=32,
+            attention_resolutions=[2], num_res_blocks=1, channel_mult=[1, 2], num_head_channels=16,
+        ),
+        first_stage=dict(embed_dim=3, n_embed=32, ch=32, ch_mult=[1, 2], num_res_blocks=1, z_channels=3),
+    )  # fmt: skip
+
+
+def _restore(sampler, sigma: float, latent: bool = False) -> tuple[list, dict, ZeroShotRestoration]:
+    prior = _latent_prior() if latent else _prior()
+    calls = _calls(prior.unet if latent else prior.net)
     op = BicubicSR(factor=2, mode="keys")
     module = ZeroShotRestoration(prior, sampler, operator=op, noise=GaussianNoise(sigma))
     y = op.A(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
@@ -114,6 +133,13 @@ METHODS = {
     "dds": (lambda: DDS(steps=N), N),
     "reddiff": (lambda: REDDiff(steps=N), N),
 }  # fmt: skip
+#: the latent methods (on a latent prior)
+LATENT_METHODS = {
+    "latent_dps": (lambda: LatentDPS(steps=N), N),
+    "latent_safari": (lambda: LatentSaFaRI(steps=N), N),
+    "psld": (lambda: PSLD(steps=N), N),
+    "resample": (lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1), N),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.05])
@@ -121,6 +147,13 @@ METHODS = {
 def test_zero_shot_nfe_equals_the_definition(method, sigma):
     make, expected = METHODS[method]
     _check(*_restore(make(), sigma), expected)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.05])
+@pytest.mark.parametrize("method", sorted(LATENT_METHODS))
+def test_latent_nfe_equals_the_definition(method, sigma):
+    make, expected = LATENT_METHODS[method]
+    _check(*_restore(make(), sigma, latent=True), expected)
 
 
 #: every published preset of every method (steps set to N; σ_y as the preset's name says, else
@@ -155,7 +188,7 @@ def test_every_exported_sampler_is_counted():
         and issubclass(c, samplers_pkg.Sampler)
         and c is not samplers_pkg.Sampler
     }
-    counted = {type(make()) for make, _ in METHODS.values()} | {
+    counted = {type(make()) for make, _ in (*METHODS.values(), *LATENT_METHODS.values())} | {
         samplers_pkg.DDPM,
         samplers_pkg.DDIM,
     }

@@ -66,6 +66,22 @@ GAUSSIAN_PRIOR = {
     "init_args": {"alpha": 2.0, "std": 0.5, "f0": 0.015625, "mean": 0.0, "channels": 3},
 }
 
+#: latent protocols (PSLD, ReSample) run on a tiny random LDM in the published layout
+TINY_LDM = {
+    "class_path": "lit_restore.priors.LDMPrior",
+    "init_args": {
+        "unet": {
+            "image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+            "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2],
+            "num_head_channels": 16,
+        },
+        "first_stage": {
+            "embed_dim": 3, "n_embed": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+            "z_channels": 3,
+        },
+    },
+}  # fmt: skip
+
 
 def _plain(ns: Any) -> Any:
     return ns.as_dict() if hasattr(ns, "as_dict") else ns
@@ -104,13 +120,20 @@ def _shrink(cfg: Any, tmp_path: Path) -> None:
     from jsonargparse import Namespace
 
     model, data = cfg.model.init_args, cfg.data.init_args
-    if "prior" in model:
+    if "prior" in model and model.prior.class_path.endswith("LDMPrior"):  # a tiny random LDM
+        model.prior = Namespace(
+            class_path=TINY_LDM["class_path"], init_args=Namespace(**TINY_LDM["init_args"])
+        )
+    elif "prior" in model:
         model.prior = Namespace(
             class_path=GAUSSIAN_PRIOR["class_path"],
             init_args=Namespace(**GAUSSIAN_PRIOR["init_args"]),
         )
     if "sampler" in model and model.sampler is not None:
         model.sampler.init_args.steps = 2
+        for iters in ("pixel_iters", "latent_iters"):  # ReSample's optimisers
+            if iters in model.sampler.init_args:
+                model.sampler.init_args[iters] = 3
     net = model.get("network")
     if isinstance(net, dict):  # ADM flags of a prior to train: a 16-px, 2-level network
         net.update(image_size=16, num_channels=32, channel_mult="1,2", attention_resolutions="8")
@@ -178,6 +201,19 @@ def _assert_is_preset(method: str, args: dict, preset: str) -> None:
 def check_protocol(name: str, cfg: dict) -> None:
     """The resolved config of experiment ``name`` holds its protocol's published values."""
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    if name.startswith(("psld_", "resample_")):  # the latent methods on the FFHQ LDM-VQ-4
+        method, args = _sampler_preset(cfg)
+        task = name.split("_ffhq256_")[1][:-5]
+        assert model["prior"]["class_path"] == "lit_restore.priors.LDMPrior"
+        assert model["prior"]["init_args"]["checkpoint"] == "ldm-ffhq256"
+        if method == "PSLD":  # DPS's task configs: σ 0.05 on [-1, 1]
+            _assert_is_preset(method, args, f"ldm_{task}")
+            assert data["noise"]["init_args"]["sigma"] == pytest.approx(0.025)
+        else:  # ReSample's task configs: σ 0.01 on [-1, 1]
+            assert method == "ReSample"
+            _assert_is_preset(method, args, "official")
+            assert data["noise"]["init_args"]["sigma"] == pytest.approx(0.005)
+        return
     if name.startswith("diffpir_"):  # DiffPIR scripts: σ in [0, 1] units doubled, as ours
         method, args = _sampler_preset(cfg)
         inpaint = "inpaint" in name

@@ -325,6 +325,43 @@ DDS_PRESETS = _table(
     }
 )
 
+# ------------------------------------------------------------------------------------------ PSLD
+_PSLD_LDM = (
+    "LituRout/PSLD stable-diffusion/run/inverse_{}_ldm.sh (--ffhq256: the CompVis FFHQ LDM-VQ-4, "
+    "registry ldm-ffhq256) with scripts/inverse.py defaults --ddim_steps 1000 --ddim_eta 0; the "
+    "task configs are DPS's (diffusion-posterior-sampling/configs/*_config.yaml)."
+)
+_PSLD_1000 = {"steps": 1000, "eta": 0.0, "variance": "ddim", "spacing": "uniform"}
+PSLD_PRESETS = _table(
+    {
+        "ldm_random_inpaint": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.1}, _PSLD_LDM.format("rip")),
+        "ldm_box_inpaint": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.1}, _PSLD_LDM.format("bip")),
+        "ldm_gauss_deblur": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.1}, _PSLD_LDM.format("gb")),
+        "ldm_motion_deblur": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.1}, _PSLD_LDM.format("mb")),
+        "ldm_sr4": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.9}, _PSLD_LDM.format("sr")),
+        "sd_defaults": Preset(
+            {**_PSLD_1000, "gamma": 0.1, "omega": 1.0},
+            "LituRout/PSLD stable-diffusion/scripts/inverse.py defaults (--gamma 1e-1 --omega 1, "
+            "1000 DDIM steps, η 0), the Stable Diffusion runs (run/inverse*.sh without --ffhq256).",
+        ),
+    }
+)  # fmt: skip
+
+# -------------------------------------------------------------------------------------- ReSample
+RESAMPLE_PRESETS = _table(
+    {
+        "official": Preset(
+            {"steps": 1000, "eta": 0.0, "gamma": 40.0, "every": 10, "pixel_stage": True,
+             "pixel_iters": 2000, "pixel_lr": 1e-2, "latent_iters": 500, "latent_lr": 5e-3,
+             "tol": 1e-3, "patience": 200},
+            "soominkwon/resample sample_condition.py (--ddim_eta 0; ddim_use_original_steps=True "
+            "runs the full 1000-step chain, --ddim_steps 500 only sizes an unused table) and "
+            "ldm/models/diffusion/ddim.py (σ² factor 40, every 10th step, pixel stage above "
+            "index N//3, AdamW 1e-2 × 2000 / 5e-3 × 500, ε 1e-3, 200-iteration patience).",
+        ),
+    }
+)  # fmt: skip
+
 #: class name -> its presets. Exact class names: a subclass of a method has its own arguments.
 PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
     {
@@ -339,6 +376,8 @@ PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
         "PiGDM": PIGDM_PRESETS,
         "DDS": DDS_PRESETS,
         "REDDiff": REDDIFF_PRESETS,
+        "PSLD": PSLD_PRESETS,
+        "ReSample": RESAMPLE_PRESETS,
     }
 )
 

@@ -77,7 +77,8 @@ class ReSample(LatentSampler):
     """ReSample on a latent prior.
 
     Args:
-        steps: DDIM steps N (official 500 for the LDM experiments, README).
+        steps: DDIM steps N (official 1000: ``sample_condition.py`` sets
+            ``ddim_use_original_steps=True``, the full chain).
         eta: DDIM η (official 0).
         gamma: γ of the resampling variance (official 40).
         every: resample every ``every``-th step (official 10).
@@ -91,7 +92,7 @@ class ReSample(LatentSampler):
 
     def __init__(
         self,
-        steps: int = 500,
+        steps: int = 1000,
         spacing: str = "uniform",
         eta: float = 0.0,
         gamma: float = 40.0,
