@@ -25,7 +25,7 @@ from torch import nn
 from lit_restore import diffusion
 from lit_restore.checkpoints import CheckpointError
 from lit_restore.cli import SampleCLI, run_cli
-from lit_restore.operators import JPEG, AvgPoolSR
+from lit_restore.operators import JPEG, AvgPoolSR, BicubicSR
 from lit_restore.operators.base import DenseOperator, OperatorCapabilityError
 from lit_restore.priors import LatentDiffusionPrior, LDMPrior
 from lit_restore.priors.latent import LDM_VQ4_FIRST_STAGE, LDM_VQ4_UNET
@@ -398,3 +398,88 @@ def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, op
     assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
     assert all(float(r["psnr"]) > 0 for r in rows)
     assert len(list((run_dir / "restored").glob("*.png"))) == 3
+
+
+# ------------------------------------------------------------------- diffusers latent pipelines
+def _save_ldm_pipeline(root, conditional: bool) -> None:
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    blocks = dict(block_out_channels=(32, 32), layers_per_block=1, norm_num_groups=32)
+    if conditional:  # Stable Diffusion layout: text-conditioned UNet, KL autoencoder, v-prediction
+        unet = diffusers.UNet2DConditionModel(
+            sample_size=8, in_channels=4, out_channels=4, cross_attention_dim=16,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8, **blocks,
+        )  # fmt: skip
+        vae = diffusers.AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            **blocks,
+        )  # fmt: skip
+        vae.save_pretrained(root / "vae")
+        sched = diffusers.DDIMScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+            prediction_type="v_prediction",
+        )  # fmt: skip
+    else:  # LDMPipeline layout (CompVis/ldm-celebahq-256): UNet2DModel + VQModel
+        unet = diffusers.UNet2DModel(
+            sample_size=8, in_channels=3, out_channels=3,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"), **blocks,
+        )  # fmt: skip
+        vae = diffusers.VQModel(
+            in_channels=3, out_channels=3, latent_channels=3, num_vq_embeddings=32,
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            scaling_factor=0.5, **blocks,
+        )  # fmt: skip
+        vae.save_pretrained(root / "vqvae")
+        sched = diffusers.DDIMScheduler(
+            beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195
+        )
+    unet.save_pretrained(root / "unet")
+    sched.save_pretrained(root / "scheduler")
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["ldm_pipeline", "stable_diffusion"])
+def test_diffusers_latent_pipeline_is_a_latent_prior(tmp_path, conditional):
+    diffusers = pytest.importorskip("diffusers")
+    from safetensors.torch import save_file
+
+    from lit_restore.priors import DiffusersLatentPrior
+
+    _save_ldm_pipeline(tmp_path, conditional)
+    kwargs = {}
+    if conditional:  # no transformers here: the prompt embedding comes from a file
+        emb = torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(0))
+        save_file({"prompt_embeds": emb}, str(tmp_path / "empty.safetensors"))
+        kwargs["prompt_embeds"] = str(tmp_path / "empty.safetensors")
+    prior = DiffusersLatentPrior(str(tmp_path), **kwargs)
+    unet_cls = diffusers.UNet2DConditionModel if conditional else diffusers.UNet2DModel
+    unet = unet_cls.from_pretrained(str(tmp_path / "unet")).eval()
+    vae_dir = "vae" if conditional else "vqvae"
+    vae_cls = diffusers.AutoencoderKL if conditional else diffusers.VQModel
+    vae = vae_cls.from_pretrained(str(tmp_path / vae_dir)).eval()
+    sched = diffusers.DDIMScheduler.from_pretrained(str(tmp_path / "scheduler"))
+    # the schedule is the scheduler's
+    assert torch.allclose(prior.alphas_cumprod, sched.alphas_cumprod.float(), rtol=1e-6)
+    c = 4 if conditional else 3
+    z = torch.randn(2, c, 8, 8, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([5, 700])
+    with torch.no_grad():
+        if conditional:  # ε from the v-prediction: ε = √ᾱ v + √(1−ᾱ) z
+            v = unet(z, t, encoder_hidden_states=emb.expand(2, -1, -1)).sample
+            a = sched.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+            want = a.sqrt() * v + (1 - a).sqrt() * z
+        else:
+            want = unet(z, t).sample
+        assert torch.allclose(prior.eps(z, t), want, atol=1e-5)
+        # decode as the pipelines do: D(z / scaling_factor)
+        sf = vae.config.scaling_factor
+        assert torch.allclose(prior.decode(z), vae.decode(z / sf).sample, atol=1e-5)
+        x = torch.rand(1, 3, 16, 16) * 2 - 1
+        enc = vae.encode(x)
+        want_z = (enc.latent_dist.mean if conditional else enc.latents) * sf
+        assert torch.allclose(prior.encode(x), want_z, atol=1e-5)
+    op = BicubicSR(factor=2, mode="keys")
+    out = LatentDPS(steps=2).sample(prior, op, op.A(x), sigma_y=0.05, generator=torch.Generator())
+    assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()

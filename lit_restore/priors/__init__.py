@@ -1,10 +1,12 @@
 """Frozen diffusion priors: the VP protocol (:class:`DiffusionPrior`), the ADM and DDIM UNets of
-:mod:`lit_restore.nn` as ε-priors, diffusers UNets, analytic Gaussian priors, and the registry of
-published checkpoints (:func:`load_prior`); :class:`TiledPrior` runs any of them on larger images."""
+:mod:`lit_restore.nn` as ε-priors, diffusers UNets, analytic Gaussian priors, latent priors
+(:class:`LatentDiffusionPrior`: the CompVis LDMs, :class:`LDMPrior`, and diffusers latent
+pipelines, :class:`DiffusersLatentPrior`), and the registry of published checkpoints
+(:func:`load_prior`); :class:`TiledPrior` runs any of them on larger images."""
 
 from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
 from lit_restore.priors.base import DiffusionPrior
-from lit_restore.priors.diffusers_prior import DiffusersPrior
+from lit_restore.priors.diffusers_prior import DiffusersLatentPrior, DiffusersPrior
 from lit_restore.priors.gaussian import (
     DenseGaussianPrior,
     FittedGaussianPrior,
@@ -22,6 +24,7 @@ __all__ = [
     "ADMPrior",
     "DDIMPrior",
     "DenseGaussianPrior",
+    "DiffusersLatentPrior",
     "DiffusersPrior",
     "DiffusionPrior",
     "FittedGaussianPrior",
