@@ -351,11 +351,11 @@ PSLD_PRESETS = _table(
 RESAMPLE_PRESETS = _table(
     {
         "official": Preset(
-            {"steps": 1000, "eta": 0.0, "gamma": 40.0, "every": 10, "pixel_stage": True,
+            {"steps": 500, "eta": 0.0, "gamma": 40.0, "every": 10, "pixel_stage": True,
              "pixel_iters": 2000, "pixel_lr": 1e-2, "latent_iters": 500, "latent_lr": 5e-3,
              "tol": 1e-3, "patience": 200},
-            "soominkwon/resample sample_condition.py (--ddim_eta 0; ddim_use_original_steps=True "
-            "runs the full 1000-step chain, --ddim_steps 500 only sizes an unused table) and "
+            "soominkwon/resample sample_condition.py (--ddim_steps 500 --ddim_eta 0; "
+            "posterior_sampler runs resample_sampling on that DDIM grid) and "
             "ldm/models/diffusion/ddim.py (σ² factor 40, every 10th step, pixel stage above "
             "index N//3, AdamW 1e-2 × 2000 / 5e-3 × 500, ε 1e-3, 200-iteration patience).",
         ),

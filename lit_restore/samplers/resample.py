@@ -77,8 +77,8 @@ class ReSample(LatentSampler):
     """ReSample on a latent prior.
 
     Args:
-        steps: DDIM steps N (official 1000: ``sample_condition.py`` sets
-            ``ddim_use_original_steps=True``, the full chain).
+        steps: DDIM steps N (official 500: ``sample_condition.py --ddim_steps``;
+            ``posterior_sampler`` runs ``resample_sampling`` on that DDIM grid).
         eta: DDIM η (official 0).
         gamma: γ of the resampling variance (official 40).
         every: resample every ``every``-th step (official 10).
@@ -92,7 +92,7 @@ class ReSample(LatentSampler):
 
     def __init__(
         self,
-        steps: int = 1000,
+        steps: int = 500,
         spacing: str = "uniform",
         eta: float = 0.0,
         gamma: float = 40.0,
