@@ -79,8 +79,25 @@ def supported(method: str, operator: str) -> bool:
 
 
 def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
-    op_cls, op_args = OPERATORS[operator]
-    s_cls, s_args = SAMPLERS[method]
+    """The matrix's config of ``method`` × ``operator`` on the tiny ADM."""
+    return write_run_config(
+        tmp_path, method, operator, TINY_ADM, SAMPLERS[method], OPERATORS[operator], **trainer
+    )
+
+
+def write_run_config(
+    tmp_path: Path,
+    method: str,
+    operator: str,
+    prior: dict,
+    sampler: tuple[str, dict],
+    op: tuple[str, dict],
+    **trainer,
+) -> Path:
+    """A sample.py config: ``prior`` (class_path/init_args), ``sampler`` and ``op`` as
+    ``(class name, init_args)``; the run writes under ``tmp_path/runs/method/operator``."""
+    op_cls, op_args = op
+    s_cls, s_args = sampler
     config = {
         "seed_everything": 0,
         "trainer": {
@@ -107,7 +124,7 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
         "model": {
             "class_path": "lit_restore.modules.ZeroShotRestoration",
             "init_args": {
-                "prior": TINY_ADM,
+                "prior": prior,
                 "sampler": {"class_path": f"lit_restore.samplers.{s_cls}", "init_args": s_args},
             },
         },

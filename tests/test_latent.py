@@ -18,7 +18,7 @@ import zipfile
 
 import pytest
 import torch
-import yaml
+from test_end_to_end import write_run_config
 from test_samplers import SIGMA_Y, _prior
 from torch import nn
 
@@ -334,56 +334,9 @@ LINEAR_ONLY = {"psld"}  # A⁺ in the gluing term
 @pytest.mark.parametrize("method", list(E2E_SAMPLERS))
 def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
     monkeypatch.setattr("sys.argv", ["sample.py"])
-    op_cls, op_args = E2E_OPERATORS[operator]
-    s_cls, s_args = E2E_SAMPLERS[method]
-    config = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {
-                    "save_dir": str(tmp_path / "runs"),
-                    "name": method,
-                    "version": operator,
-                },
-            },
-            "callbacks": [
-                {
-                    "class_path": "lit_restore.evaluation.RestorationMetrics",
-                    "init_args": {"metrics": ["psnr"]},
-                },
-                {"class_path": "lit_restore.evaluation.RestoredImageWriter"},
-            ],
-        },
-        "model": {
-            "class_path": "lit_restore.modules.ZeroShotRestoration",
-            "init_args": {
-                "prior": TINY_LDM_CONFIG,
-                "sampler": {"class_path": f"lit_restore.samplers.{s_cls}", "init_args": s_args},
-            },
-        },
-        "data": {
-            "class_path": "lit_restore.data.RestorationDataModule",
-            "init_args": {
-                "test_set": {
-                    "class_path": "lit_restore.data.DeadLeaves",
-                    "init_args": {"length": 3, "image_size": 16},
-                },
-                "operator": {"class_path": f"lit_restore.operators.{op_cls}", "init_args": op_args},
-                "noise": {
-                    "class_path": "lit_restore.operators.GaussianNoise",
-                    "init_args": {"sigma": 0.05},
-                },
-                "crop_size": 16,
-                "batch_size": 2,
-            },
-        },
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_run_config(
+        tmp_path, method, operator, TINY_LDM_CONFIG, E2E_SAMPLERS[method], E2E_OPERATORS[operator]
+    )
     code = run_cli(SampleCLI, ["test", "--config", str(path)])
     run_dir = tmp_path / "runs" / method / operator
     if method in LINEAR_ONLY and operator == "jpeg":
