@@ -150,6 +150,15 @@ def write_run_config(
     return path
 
 
+def assert_three_images_scored_and_written(run_dir: Path) -> None:
+    """A finished run over the 3 test images: one CSV row with a PSNR each, 3 PNGs."""
+    with open(run_dir / "per_image_test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
+    assert all(float(r["psnr"]) > 0 for r in rows)
+    assert len(list((run_dir / "restored").glob("*.png"))) == 3
+
+
 # The whole matrix: 11 methods × 12 operators.
 MATRIX = [pytest.param(m, o, id=f"{m}-{o}") for m in SAMPLERS for o in OPERATORS]
 
@@ -166,11 +175,7 @@ def test_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator)
     run_dir = tmp_path / "runs" / method / operator
     if supported(method, operator):
         assert code == 0, capsys.readouterr().err
-        with open(run_dir / "per_image_test.csv") as f:
-            rows = list(csv.DictReader(f))
-        assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
-        assert all(float(r["psnr"]) > 0 for r in rows)
-        assert len(list((run_dir / "restored").glob("*.png"))) == 3
+        assert_three_images_scored_and_written(run_dir)
     else:
         err = capsys.readouterr().err
         assert code == 2

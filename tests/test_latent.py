@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 
 import pytest
 import torch
-from test_end_to_end import write_run_config
+from test_end_to_end import assert_three_images_scored_and_written, write_run_config
 from test_samplers import SIGMA_Y, _prior
 from torch import nn
 
@@ -346,11 +345,7 @@ def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, op
         assert len(lines) == 1 and "PSLD" in lines[0] and "JPEG" in lines[0]
         return
     assert code == 0, capsys.readouterr().err
-    with open(run_dir / "per_image_test.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
-    assert all(float(r["psnr"]) > 0 for r in rows)
-    assert len(list((run_dir / "restored").glob("*.png"))) == 3
+    assert_three_images_scored_and_written(run_dir)
 
 
 # ------------------------------------------------------------------- diffusers latent pipelines
