@@ -24,8 +24,8 @@ cropped to whole blocks from its top-left corner.
 This is the NIQE that super-resolution papers report through IQA-PyTorch (chaofengc/IQA-PyTorch,
 ``pyiqa/archs/niqe_arch.py``, metric ``niqe``; itself a port of BasicSR
 ``basicsr/metrics/niqe.py`` of the MATLAB release ``niqe_release.zip``) and follows its
-conventions, which are the numbers' conventions: the luma is the Y of YIQ (0.299, 0.587, 0.114)
-on the 0-255 scale, rounded to integers; neighbour products wrap around inside each block
+conventions, which are the numbers' conventions: the luma is the Y of YIQ (0.299, 0.587, 0.114,
+held in float32) on the 0-255 scale, rounded to integers; neighbour products wrap around inside each block
 (``roll``); the α grid and the Gaussian window are held in float32 before the float64
 computation; the block covariance is unbiased (a single block gives a zero covariance).
 ``tests/test_niqe.py`` holds it to numbers produced by that code.
@@ -129,8 +129,10 @@ def niqe_luma(x: Tensor) -> Tensor:
     Y for RGB; the channel itself for grayscale)."""
     x = x.double()
     if x.shape[1] == 3:
-        w = torch.tensor(_YIQ_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = (x * w).sum(1, keepdim=True)
+        # the weights held in float32, as the reference code holds them: which luma values round
+        # up or down depends on it (8-bit inputs land near .5 often enough to matter)
+        w = torch.tensor(_YIQ_LUMA, dtype=torch.float32).to(x)
+        x = torch.matmul(x.permute(0, 2, 3, 1), w[:, None]).permute(0, 3, 1, 2)
     elif x.shape[1] != 1:
         raise ValueError(f"NIQE needs RGB or grayscale images, got {x.shape[1]} channels")
     return (x * 255).round()
