@@ -172,7 +172,7 @@ def test_niqe_refuses_images_smaller_than_one_block(tmp_path):
 def test_niqe_parameter_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.mat"
     scipy.io.savemat(str(bad), {"mu": np.zeros(3)})
-    with pytest.raises(ValueError, match="bad.mat is not a NIQE parameter file"):
+    with pytest.raises(ValueError, match=r"bad\.mat is not a NIQE parameter file"):
         NIQE(bad)
 
 
@@ -259,3 +259,119 @@ def test_predict_on_an_lq_folder_reports_niqe(tmp_path):
     summary = json.loads((run / "summary_predict.json").read_text())["metrics"]
     mean = np.mean([float(r["niqe[lit_restore]"]) for r in rows.values()])
     assert abs(summary["niqe[lit_restore]"] - mean) < 1e-9
+
+
+# ------------------------------------------------------------------- IQA-PyTorch (optional extra)
+def test_pyiqa_musiq_loads_a_checkpoint_strictly_and_scores_like_pyiqa(tmp_path, monkeypatch):
+    """With the optional ``pyiqa`` installed: a random-weight MUSIQ in IQA-PyTorch's published
+    layout (``pyiqa/archs/musiq_arch.py::MUSIQ``, KonIQ head), saved as a checkpoint, is what
+    ``musiq[pyiqa:musiq]`` loads (strictly, offline) and scores with: the registry metric equals
+    the network's own forward pass on the same 8-bit image."""
+    pytest.importorskip("pyiqa")
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached file is used
+    torch.manual_seed(0)
+    net = MUSIQ(pretrained=False).eval()
+    ckpt = tmp_path / "musiq_random.pth"
+    torch.save(net.state_dict(), ckpt)
+    cache = tmp_path / "torch" / "hub" / "pyiqa"
+    cache.mkdir(parents=True)
+    (cache / "musiq_koniq_ckpt-e95806b9.pth").write_bytes(ckpt.read_bytes())
+    suite = MetricSuite(["musiq"])
+    assert suite.metrics == ["musiq[pyiqa:musiq]"]
+    x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    got = suite.per_image(x)["musiq[pyiqa:musiq]"]
+    with torch.no_grad():
+        expected = net(quantize(x)).reshape(-1).double()
+    # the same network on the same float32 input: identical up to float32 round-off of the two
+    # calls' op order (the metric wraps pyiqa's InferenceModel around the same module)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.std() > 0  # two random images, two scores: not a constant
+
+
+# ------------------------------------------------------------------ torchmetrics CLIP-IQA (extra)
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins of byte-level BPE (GPT-2/CLIP): printable Latin-1 bytes map
+    to themselves, the others to code points from 256 on."""
+    kept = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    others = [b for b in range(256) if b not in kept]
+    return [chr(b) for b in kept] + [chr(256 + i) for i in range(len(others))]
+
+
+def _tiny_clip(folder: Path):
+    """A random CLIP in the Hugging Face layout (``CLIPModel``, ``CLIPProcessor``), 32-px images,
+    a character-level byte BPE vocabulary (no merges), saved with ``save_pretrained``."""
+    import json
+
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    symbols = _byte_symbols()
+    tokens = [*symbols, *(s + "</w>" for s in symbols), "<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    end = vocab["<|endoftext|>"]
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=end,
+                         pad_token_id=end),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, image_size=32, patch_size=8),
+        projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = CLIPModel(config).eval()
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return model, tokenizer, images
+
+
+def test_torchmetrics_clipiqa_is_the_antonym_prompt_formula(tmp_path):
+    """``clipiqa[torchmetrics:...]`` on a local random CLIP equals CLIP-IQA computed here from the
+    network: ``softmax(100 cos(f_img, f_good), 100 cos(f_img, f_bad))[0]`` with the prompts
+    "Good photo."/"Bad photo." and the image normalised by CLIP's mean/std (32-px inputs: no
+    resize, no crop). This holds the [0, 1] → 0-255 hand-over to the Hugging Face processor."""
+    pytest.importorskip("transformers")
+    model, tokenizer, images = _tiny_clip(tmp_path / "clip")
+    suite = MetricSuite(["clipiqa[torchmetrics:clip-vit-base-patch16]"],
+                        clip_model=str(tmp_path / "clip"))  # fmt: skip
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    got = suite.per_image(x)["clipiqa[torchmetrics:clip-vit-base-patch16]"]
+    xq = quantize(x)
+    mean = torch.tensor(images.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(images.image_std).view(1, 3, 1, 1)
+
+    def unit(out) -> torch.Tensor:
+        f = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return f / f.norm(dim=-1, keepdim=True)
+
+    with torch.no_grad():
+        f_img = unit(model.get_image_features(pixel_values=(xq - mean) / std))
+        text = tokenizer(["Good photo.", "Bad photo."], return_tensors="pt", padding=True)
+        f_txt = unit(model.get_text_features(**text))
+    expected = (100 * f_img @ f_txt.T).softmax(-1)[:, 0].double()
+    # float32 network, the same weights and inputs; the processor's float32 normalisation and
+    # ours differ in the last bits only
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_clipiqa_without_transformers_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "clip").mkdir()
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    from lit_restore.utils.extras import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'lit_restore\[clip\]'"):
+        MetricSuite(
+            ["clipiqa[torchmetrics:clip-vit-base-patch16]"], clip_model=str(tmp_path / "clip")
+        )

@@ -25,6 +25,26 @@ from lit_restore.utils.extras import require
 from lit_restore.weights import resolve
 
 
+class _ProjectedFeatures(nn.Module):
+    """A ``CLIPModel`` whose ``get_image_features`` / ``get_text_features`` return the projected
+    embeddings as tensors, as torchmetrics 1.9 expects: transformers 5 returns a
+    ``BaseModelOutputWithPooling`` holding them in ``pooler_output`` (4.x returned the tensor)."""
+
+    def __init__(self, clip: nn.Module) -> None:
+        super().__init__()
+        self.clip = clip
+
+    @staticmethod
+    def _tensor(out: object) -> Tensor:
+        return out if isinstance(out, Tensor) else out.pooler_output  # type: ignore[attr-defined]
+
+    def get_image_features(self, *args, **kwargs) -> Tensor:
+        return self._tensor(self.clip.get_image_features(*args, **kwargs))
+
+    def get_text_features(self, *args, **kwargs) -> Tensor:
+        return self._tensor(self.clip.get_text_features(*args, **kwargs))
+
+
 class CLIPIQA(nn.Module):
     """Per-image CLIP-IQA of [0, 1] images: ``forward(x [N,3,H,W]) -> [N]``.
 
@@ -46,7 +66,7 @@ class CLIPIQA(nn.Module):
             processor = transformers.CLIPProcessor.from_pretrained(
                 str(folder), local_files_only=True
             )
-            return clip.eval(), processor
+            return _ProjectedFeatures(clip.eval()), processor
 
         # the Hugging Face processor rescales by 1/255 itself, so torchmetrics must hand it 0-255
         # values: data_range 1/255 turns our [0, 1] images into them (images / data_range)
