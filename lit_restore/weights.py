@@ -551,8 +551,9 @@ def fetch(
         try:
             return _hf_snapshot(entry, download=True)
         except Exception as err:
+            reason = " ".join(str(err).split())  # the Hub's messages span lines
             raise FetchError(
-                f"could not download {entry.hf_repo} from the Hugging Face Hub ({err}); without "
+                f"could not download {entry.hf_repo} from the Hugging Face Hub ({reason}); without "
                 f"network access, run `huggingface-cli download {entry.hf_repo}` on another "
                 "machine and copy its cache folder to $HF_HOME/hub"
             ) from err
