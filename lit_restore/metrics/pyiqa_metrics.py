@@ -113,12 +113,14 @@ class PyiqaMetric(nn.Module):
     def __init__(self, name: str, weights: str | os.PathLike | None = None) -> None:
         super().__init__()
         model = PYIQA_MODELS[name]
-        paths = {w: resolve(w, expect=w) for w in model.weights}  # missing: one error, first
+        # every file first (a missing one is one error, before pyiqa is even imported); the one
+        # pyiqa opens by path may be given explicitly instead
+        explicit = model.by_path if weights else None
+        paths = {w: resolve(w, expect=w) for w in model.weights if w != explicit}
         kwargs = {}
         if model.by_path is not None:
-            option = f"{name}_weights"
             kwargs["pretrained_model_path"] = str(
-                resolve(weights, option=option, expect=model.by_path)
+                resolve(weights, option=f"{name}_weights", expect=model.by_path)
                 if weights
                 else paths[model.by_path]
             )
