@@ -210,6 +210,9 @@ def test_score_errors_are_one_line(tmp_path):
     line = _one_error(_tool("lit_restore.evaluation.score", "--restored", str(lq), "--metrics",
                             "psnr", env=env))  # fmt: skip
     assert "psnr need(s) a reference" in line
+    line = _one_error(_tool("lit_restore.evaluation.score", "--restored", str(lq),
+                            "--no-perceptual", env=env))  # fmt: skip
+    assert "no metric left to score" in line
 
 
 # ---------------------------------------------------------------------------- sample.py predict

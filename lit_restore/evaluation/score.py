@@ -51,6 +51,11 @@ def score_alone(restored: Path, suite: MetricSuite) -> tuple[list[dict], dict[st
             "--reference DIR, or list only no-reference metrics in --metrics (niqe, clipiqa, "
             "musiq, maniqa)"
         )
+    if not suite.metrics:
+        raise ValueError(
+            "no metric left to score: every no-reference metric needs a weight file, so "
+            "--no-perceptual leaves none; drop --no-perceptual"
+        )
     res = image_folder(restored, "--restored")
     if not res.names:
         raise FileNotFoundError(f"--restored {restored} holds no images")
