@@ -7,7 +7,9 @@ network (bkse GOPRO), the ResShift release files
 network and the LDM VQ-f4 autoencoder) and the metric backbones (torchvision AlexNet / VGG16 for
 LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and URLs as torchvision
 ``AlexNet_Weights``/``VGG16_Weights.IMAGENET1K_V1`` and torch-fidelity
-``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them), and the small demo networks
+``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them; the no-reference metrics' files:
+NIQE's pristine model and IQA-PyTorch's MUSIQ/MANIQA/CLIP-IQA+ files and OpenAI CLIP RN50, in the
+caches where IQA-PyTorch itself looks, ``$TORCH_HOME/hub/pyiqa`` and ``hub/clip``), and the small demo networks
 trained here and shipped with the repository under ``weights/`` (``shipped``: the prior
 ``adm-demo-pd`` and ResShift ``resshift-demo-sr4``, each reproduced by a recipe in
 ``configs/experiment/``), and the CompVis unconditional LDMs (``ldm-ffhq256``,
@@ -59,6 +61,14 @@ from lit_restore.checkpoints import CheckpointError, check_readable
 #: the repository root: shipped weight files (``WeightFile.shipped``) are relative to it
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: IQA-PyTorch's weight files (``pyiqa/archs/arch_util.py::get_url_from_name``: the Hugging Face
+#: repository chaofengc/IQA-PyTorch-Weights)
+_IQA_PYTORCH_WEIGHTS = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
+
+_NO_NR = (
+    "To run without it, leave the no-reference metric out of `metrics` (or set perceptual: false)"
+)
+
 _NO_PERCEPTUAL = (
     "To run without perceptual metrics set `perceptual: false` (or `metrics: [psnr, ssim]` and "
     "`fid: false`)"
@@ -86,6 +96,13 @@ class WeightFile:
             (trained here); it resolves before the cache and is never downloaded.
         archive_member: ``url`` is a zip archive and the weight file is this member of it (the
             CompVis LDM releases); :func:`fetch` extracts it to ``file_name``.
+        file_format: ``"checkpoint"`` (a torch/safetensors state dict), ``"mat"`` (a MATLAB
+            parameter file), ``"torchscript"`` (OpenAI CLIP's release archive) or ``"tensor"``
+            (a pickled tensor): how a download is checked. The last two are read only by the
+            optional IQA-PyTorch package, never by lit_restore itself.
+        hf_repo: a Hugging Face Hub model repository (``file_name`` is then informative): it
+            resolves to its snapshot folder in the Hugging Face cache (``$HF_HOME``), offline,
+            and the fetch command downloads it there with ``huggingface_hub.snapshot_download``.
     """
 
     name: str
@@ -101,6 +118,8 @@ class WeightFile:
     notes: str = ""
     shipped: str | None = None
     archive_member: str | None = None
+    file_format: str = "checkpoint"
+    hf_repo: str | None = None
 
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
@@ -239,6 +258,75 @@ WEIGHTS: dict[str, WeightFile] = {
             without=_NO_PERCEPTUAL,
         ),
         WeightFile(
+            name="niqe-pristine",
+            file_name="niqe_modelparameters.mat",
+            url=_IQA_PYTORCH_WEIGHTS + "niqe_modelparameters.mat",
+            purpose="NIQE pristine model (mu_prisparam, cov_prisparam of the MATLAB NIQE release)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/niqe_arch.py default_model_urls['niqe'] "
+            "(LIVE niqe_release.zip modelparameters.mat)",
+            folder="pyiqa",
+            file_format="mat",
+            without=_NO_NR,
+            notes="11 KB; LIVE's release terms, so not shipped here; no published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-musiq-koniq",
+            file_name="musiq_koniq_ckpt-e95806b9.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "musiq_koniq_ckpt-e95806b9.pth",
+            purpose="MUSIQ trained on KonIQ-10k (IQA-PyTorch metric `musiq`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/musiq_arch.py default_model_urls['koniq10k']",
+            folder="pyiqa",
+            without=_NO_NR,
+            notes="read by the optional pyiqa package; no published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-maniqa-pipal",
+            file_name="MANIQA_PIPAL-ae6d356b.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "MANIQA_PIPAL-ae6d356b.pth",
+            purpose="MANIQA trained on PIPAL (IQA-PyTorch metric `maniqa-pipal`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/maniqa_arch.py default_model_urls['pipal']",
+            folder="pyiqa",
+            without=_NO_NR,
+            notes="read by the optional pyiqa package (holds the ViT-B/8 backbone too); no "
+            "published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-clipiqa+",
+            file_name="CLIP-IQA+_learned_prompts-603f3273.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "CLIP-IQA+_learned_prompts-603f3273.pth",
+            purpose="CLIP-IQA+ learned prompts (IQA-PyTorch metric `clipiqa+`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/clipiqa_arch.py default_model_urls['clipiqa+']",
+            folder="pyiqa",
+            file_format="tensor",
+            without=_NO_NR,
+            notes="a pickled tensor, read by the optional pyiqa package; no published sha256",
+        ),
+        WeightFile(
+            name="clip-rn50",
+            file_name="RN50.pt",
+            url="https://openaipublic.azureedge.net/clip/models/"
+            "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+            purpose="OpenAI CLIP ResNet-50 (the backbone of IQA-PyTorch's clipiqa / clipiqa+)",
+            source="openai/CLIP clip/clip.py _MODELS['RN50'] (as chaofengc/IQA-PyTorch "
+            "pyiqa/archs/clip_model.py, cache $TORCH_HOME/hub/clip)",
+            folder="clip",
+            sha256="afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+            file_format="torchscript",
+            without=_NO_NR,
+            notes="~244 MB TorchScript archive; its URL path is its SHA-256",
+        ),
+        WeightFile(
+            name="clip-vit-base-patch16",
+            file_name="openai/clip-vit-base-patch16",
+            url="https://huggingface.co/openai/clip-vit-base-patch16",
+            purpose="OpenAI CLIP ViT-B/16 (Hugging Face layout) for torchmetrics' CLIP-IQA",
+            source="torchmetrics multimodal/clip_iqa.py model_name_or_path choices",
+            folder="hf",
+            hf_repo="openai/clip-vit-base-patch16",
+            without=_NO_NR,
+            notes="~600 MB; the Hugging Face cache; pinned to the repository's main revision",
+        ),
+        WeightFile(
             name="adm-demo-pd",
             file_name="prior_demo_adm.safetensors",
             url="",
@@ -289,6 +377,14 @@ def search_dirs(entry: WeightFile) -> list[Path]:
     """Folders searched for ``entry``, in order; a fetch writes into the first."""
     if entry.folder == "hub":
         return [hub_checkpoint_dir(), home() / "checkpoints"]
+    if entry.folder == "pyiqa":  # IQA-PyTorch's own cache first, where pyiqa looks and fetches
+        return [Path(torch.hub.get_dir()) / "pyiqa", home() / "pyiqa"]
+    if entry.folder == "clip":  # where IQA-PyTorch's CLIP loader looks (and nowhere else)
+        return [Path(torch.hub.get_dir()) / "clip"]
+    if entry.folder == "hf":
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return [Path(HF_HUB_CACHE)]
     return [home() / entry.folder]
 
 
@@ -314,8 +410,30 @@ def shipped_path(entry: WeightFile) -> Path | None:
     return path if path.is_file() else None
 
 
+_HF_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
+
+
+def _hf_snapshot(entry: WeightFile, download: bool = False) -> Path | None:
+    """The Hugging Face cache's snapshot folder of ``entry.hf_repo`` (``None`` when absent);
+    ``download=True`` fetches it (config, tokenizer and safetensors weights only)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                entry.hf_repo, allow_patterns=_HF_PATTERNS, local_files_only=not download
+            )
+        )
+    except Exception:
+        if download:
+            raise
+        return None
+
+
 def find(entry: WeightFile) -> Path | None:
     """The shipped file or the cached copy of ``entry``, or ``None``."""
+    if entry.hf_repo is not None:
+        return _hf_snapshot(entry)
     shipped = shipped_path(entry)
     if shipped is not None:
         return shipped
@@ -343,7 +461,12 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"clone), copy it to {target}, or rebuild it with {entry.source}"
         )
         return f"{head}{where}. {how[0].upper()}{how[1:]}."
-    if entry.manual:
+    if entry.hf_repo is not None:
+        how = (
+            f"run `python -m lit_restore.weights {entry.name}` (downloads the Hub repository "
+            f"{entry.hf_repo} into the Hugging Face cache), or pass a local folder holding it"
+        )
+    elif entry.manual:
         how = (
             f"download it by hand from {entry.url} (a web page a script cannot fetch) and save "
             f"it as {target}"
@@ -470,6 +593,16 @@ def fetch(
     entry = get(name)
     if entry.shipped is not None and url is None:
         return check_shipped(entry)
+    if entry.hf_repo is not None:
+        try:
+            return _hf_snapshot(entry, download=True)
+        except Exception as err:
+            reason = " ".join(str(err).split())  # the Hub's messages span lines
+            raise FetchError(
+                f"could not download {entry.hf_repo} from the Hugging Face Hub ({reason}); without "
+                f"network access, run `huggingface-cli download {entry.hf_repo}` on another "
+                "machine and copy its cache folder to $HF_HOME/hub"
+            ) from err
     folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]
     target = folder / entry.file_name
     if entry.manual and url is None:
@@ -502,7 +635,7 @@ def fetch(
         finally:
             archive.unlink(missing_ok=True)
     try:
-        check_readable(target)
+        check_file(entry, target)
     except CheckpointError as err:
         target.unlink(missing_ok=True)
         raise FetchError(f"downloaded {entry.file_name} from {source} is unusable: {err}") from err
@@ -527,6 +660,26 @@ def _extract(archive: Path, member: str, target: Path) -> None:
                 tmp.unlink(missing_ok=True)
     except zipfile.BadZipFile as err:
         raise FetchError(f"downloaded {archive.name} is not a zip archive: {err}") from err
+
+
+def check_file(entry: WeightFile, path: Path) -> None:
+    """Check that ``path`` reads as ``entry.file_format`` (catches truncated files and saved error
+    pages); raises :class:`CheckpointError`. A TorchScript archive or a pickled tensor is not
+    opened here (that would run its code): only its zip container is checked."""
+    if entry.file_format == "checkpoint":
+        check_readable(path)
+    elif entry.file_format == "mat":
+        from scipy.io import loadmat
+
+        try:
+            loadmat(str(path))
+        except (ValueError, OSError) as err:
+            raise CheckpointError(f"{path} is not a MATLAB .mat file: {err}") from err
+    else:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is not a torch archive (no zip container)")
 
 
 def sha256_of(path: Path) -> str:
