@@ -129,9 +129,10 @@ class SinSRModule(ResShiftModule):
             self.log(f"train/{name}", value.mean(), on_step=True)
         return loss
 
-    def distillation_losses(self, batch: dict) -> dict[str, Tensor]:
+    def distillation_losses(self, batch: dict, eps: Tensor | None = None) -> dict[str, Tensor]:
         """The per-sample ``L_distill``, ``L_inverse`` and ``L_gt`` of one batch (module
-        docstring); draws ``ε`` from the global RNG (seeded per step by ``training_step``)."""
+        docstring); ``ε`` (the shape of ``z_y``) is drawn from the global RNG (seeded per step
+        by ``training_step``) unless given."""
         hq = batch["hq"]
         lq, mask = self._inputs(batch)
         sch, chain, student = self.schedule, self.chain, self.network
@@ -140,7 +141,8 @@ class SinSRModule(ResShiftModule):
             z0 = self.first_stage.encode(hq)
             cond = chain.condition(student, self.first_stage, lq, mask)
         b = hq.shape[0]
-        eps = torch.randn_like(cond.z_y)
+        if eps is None:
+            eps = torch.randn_like(cond.z_y)
         x_T = sch.prior_sample(cond.z_y, eps)
         t_T = torch.full((b,), sch.steps - 1, device=hq.device, dtype=torch.long)
         t_0 = torch.zeros_like(t_T)
