@@ -4,7 +4,8 @@
   shipped file before the cache) and match their recorded SHA-256;
 - they load strictly through the code paths of published checkpoints: the prior by its registry
   name (:func:`lit_restore.priors.load_prior`, and the ``preset`` the configs use), ResShift
-  through ``ResShiftModule(weights=…)``; every tensor of the file ends up in the network unchanged;
+  through ``ResShiftModule(weights=…)``, the SinSR student through ``SinSRModule(weights=…)``;
+  every tensor of the file ends up in the network unchanged;
 - they are trained networks, not initialisations (a check that a random network fails);
 - the documented recipe is the one that produced them: ``train.py fit --config <recipe>`` run
   for 3 steps, as a user types it, gives the first losses recorded in the file's metadata when
@@ -40,6 +41,11 @@ RECIPES = {
         "configs/experiment/resshift_demo_sr4.yaml",
         "weights/resshift_demo_sr4.safetensors",
         "resshift-demo-sr4",
+    ),
+    "sinsr": (
+        "configs/experiment/sinsr_demo_sr4.yaml",
+        "weights/sinsr_demo_sr4.safetensors",
+        "sinsr-demo-sr4",
     ),
 }
 STEPS = 3  # training steps the reproduction test runs
