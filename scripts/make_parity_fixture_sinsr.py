@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_parity_fixtures import OUT_DEFAULT, official, save, stub_modules  # noqa: E402
+from make_parity_fixtures import OUT_DEFAULT, official, save, stub_modules
 
 SINSR = ("wyf0912/SinSR", "f1735490e980162435391162ddd18c0642327c5b")
 SETTINGS = dict(steps=4, kappa=2.0, min_noise_level=0.04, etas_end=0.99, power=0.3, sf=4)
