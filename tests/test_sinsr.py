@@ -22,7 +22,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from test_training_resume import LossRecorder
 
 from lit_restore.data import DeadLeaves, RestorationDataModule
 from lit_restore.modules.resshift import ResShiftModule
@@ -217,14 +218,6 @@ def test_released_container_loads_strictly(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ exact resume
-class LossRecorder(Callback):
-    def __init__(self) -> None:
-        self.losses: dict[int, float] = {}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.losses[trainer.global_step] = float(outputs["loss"])
-
-
 def _fit(root: Path, teacher: Path, max_steps: int, ckpt_path: str | None = None):
     torch.manual_seed(0)
     net = SwinUNet(image_size=16, model_channels=32, channel_mult=[1, 1], num_res_blocks=1,
