@@ -100,7 +100,7 @@ class WeightFile:
 SHIPPED_SHA256 = {
     "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
     "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
-    "sinsr-demo-sr4": "0" * 64,
+    "sinsr-demo-sr4": "f86031171485740f08510038ecbf6feb44d9e116532f52c8870e1377622a060e",
 }
 
 WEIGHTS: dict[str, WeightFile] = {
