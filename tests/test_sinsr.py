@@ -191,6 +191,20 @@ def test_student_starts_as_the_teacher_and_matches_the_teachers_one_step(tmp_pat
         assert not torch.allclose(sinsr.restore(batch), resshift.restore(batch), atol=1e-3)
 
 
+def test_teacher_from_a_resshift_training_checkpoint(tmp_path: Path) -> None:
+    """``teacher: runs/<resshift run>/checkpoints/last.ckpt`` (Lightning: ``network.`` keys under
+    ``state_dict``) gives the same teacher as its bare weights."""
+    _, arr = _load_fixture()
+    state = {k.split("_", 1)[1]: v for k, v in arr.items() if k.startswith("teacher_")}
+    ckpt = {"state_dict": {f"network.{k}": v for k, v in state.items()}, "global_step": 7}
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    toy = _fixture_script().ToyNet
+    module = SinSRModule(network=toy(4, 0), teacher=str(tmp_path / "last.ckpt"), steps=4, sf=4)
+    for k, v in state.items():
+        assert torch.equal(module.teacher.state_dict()[k], v)
+        assert torch.equal(module.network.state_dict()[k], v)  # the student starts as it
+
+
 def test_training_needs_a_teacher() -> None:
     module = SinSRModule(network=_fixture_script().ToyNet(4, 0), steps=4, sf=4)
     with pytest.raises(ValueError, match=r"model\.init_args\.teacher"):

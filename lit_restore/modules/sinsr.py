@@ -52,12 +52,24 @@ def mean_sq(a: Tensor, b: Tensor) -> Tensor:
     return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
+def teacher_state(spec: str) -> dict[str, Tensor]:
+    """The teacher network's tensors from ``spec``: a registry name or a path to released
+    weights (a bare state dict, or under ``state_dict``/``model``…, ``module.`` stripped), or to
+    a ResShift training run's Lightning checkpoint (``runs/<name>/checkpoints/last.ckpt``: its
+    ``network.`` sub-dict, the EMA weights when the run averaged them)."""
+    sd = read_state_dict(resolve(spec, option="teacher"))
+    if any(k.startswith("network.") for k in sd):
+        sd = {k[len("network.") :]: v for k, v in sd.items() if k.startswith("network.")}
+    return sd
+
+
 class SinSRModule(ResShiftModule):
     """One-step SinSR student distilled from a ResShift teacher (module docstring).
 
     Args:
-        teacher: the teacher's weights (registry name, e.g. ``resshift-demo-sr4``, or a path),
-            loaded strictly into a copy of ``network``; the student starts from them unless
+        teacher: the teacher's weights (registry name, e.g. ``resshift-demo-sr4``, or a path,
+            also a ResShift run's ``last.ckpt``: :func:`teacher_state`), loaded strictly into a
+            copy of ``network``; the student starts from them unless
             ``weights`` is given. Needed for training only (``sample.py test`` of a trained
             student passes ``weights`` alone).
         distill_weight, inverse_weight, gt_weight: the weights of ``L_distill``, ``L_inverse``
@@ -100,7 +112,7 @@ class SinSRModule(ResShiftModule):
         # ``teacher`` on load), like the LPIPS network
         self._teacher: list[nn.Module] = []
         if teacher is not None:
-            sd = read_state_dict(resolve(teacher, option="teacher"))
+            sd = teacher_state(teacher)
             net = copy.deepcopy(self.network)
             net.load_state_dict(sd, strict=True)
             self._teacher.append(freeze(net))
