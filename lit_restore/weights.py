@@ -126,6 +126,7 @@ class WeightFile:
 SHIPPED_SHA256 = {
     "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
     "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
+    "sinsr-demo-sr4": "f86031171485740f08510038ecbf6feb44d9e116532f52c8870e1377622a060e",
 }
 
 WEIGHTS: dict[str, WeightFile] = {
@@ -203,6 +204,27 @@ WEIGHTS: dict[str, WeightFile] = {
             source="zsyOAOA/ResShift README and inference_resshift.py _LINK['v3'] (release v2.0)",
             folder="resshift",
             notes="no published sha256",
+        ),
+        WeightFile(
+            name="resshift-realsr-x4-s15-v1",
+            file_name="resshift_realsrx4_s15_v1.pth",
+            url="https://github.com/zsyOAOA/ResShift/releases/download/v2.0/resshift_realsrx4_s15_v1.pth",
+            purpose="ResShift NeurIPS ×4 Swin UNet (15 steps, v1): SinSR's teacher",
+            source="wyf0912/SinSR configs/SinSR.yaml (teacher_ckpt_path) and inference.py "
+            "(task realsrx4: the ResShift release v2.0 URL)",
+            folder="resshift",
+            notes="no published sha256",
+        ),
+        WeightFile(
+            name="sinsr-realsr-x4-v1",
+            file_name="SinSR_v1.pth",
+            url="https://github.com/wyf0912/SinSR/releases/download/v1.0/SinSR_v1.pth",
+            purpose="SinSR one-step ×4 Swin UNet (distilled from resshift-realsr-x4-s15-v1)",
+            source="wyf0912/SinSR README (Fast testing, weights/SinSR_v1.pth) and inference.py "
+            "(release v1.0 URL)",
+            folder="resshift",
+            notes="no published sha256; the README's SinSR_v2.pth (RealSR numbers) has no "
+            "published URL",
         ),
         WeightFile(
             name="resshift-vq-f4",
@@ -348,6 +370,18 @@ WEIGHTS: dict[str, WeightFile] = {
             folder="resshift",
             sha256=SHIPPED_SHA256["resshift-demo-sr4"],
             shipped="weights/resshift_demo_sr4.safetensors",
+            notes="3.1 MB (0.77 M float32 parameters, EMA weights)",
+        ),
+        WeightFile(
+            name="sinsr-demo-sr4",
+            file_name="sinsr_demo_sr4.safetensors",
+            url="",
+            purpose="the main job's one-step SinSR ×4, distilled here from resshift-demo-sr4",
+            source="configs/experiment/sinsr_demo_sr4.yaml, exported by "
+            "scripts/export_demo_weights.py",
+            folder="resshift",
+            sha256=SHIPPED_SHA256["sinsr-demo-sr4"],
+            shipped="weights/sinsr_demo_sr4.safetensors",
             notes="3.1 MB (0.77 M float32 parameters, EMA weights)",
         ),
     )

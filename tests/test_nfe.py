@@ -225,10 +225,13 @@ def test_ddnm_travel_definition_is_not_vacuous():
     assert _ddnm_definition(100, 1, 1) == 100
 
 
-@pytest.mark.parametrize("chop, expected", [(None, 4), (8, 4 * 5)])
-def test_resshift_nfe_is_steps_per_tile_group(chop, expected):
-    """T network calls per pass of the chain: T = 4 untiled; tiled, 16 px in 8-px tiles with
-    overlap 4 start at 0, 4, 8 on each axis: 9 tiles, 2 per forward (chop_bs) → 5 passes."""
+@pytest.mark.parametrize("chop, passes", [(None, 1), (8, 5)])
+@pytest.mark.parametrize("sampling, per_pass", [("posterior", 4), ("ode", 4), ("one_step", 1)])
+def test_resshift_nfe_is_steps_per_tile_group(chop, passes, sampling, per_pass):
+    """T network calls per pass of the chain (T = 4; one in SinSR's ``one_step`` mode):
+    untiled one pass; tiled, 16 px in 8-px tiles with overlap 4 start at 0, 4, 8 on each axis:
+    9 tiles, 2 per forward (chop_bs) → 5 passes."""
+    expected = per_pass * passes
     torch.manual_seed(0)
     net = SwinUNet(
         image_size=8, model_channels=32, channel_mult=(1,), num_res_blocks=1,
@@ -237,7 +240,7 @@ def test_resshift_nfe_is_steps_per_tile_group(chop, expected):
     )  # fmt: skip
     module = ResShiftModule(
         network=net, steps=4, sf=1, lpips_weight=0.0, warmup_steps=1, chop_size=chop,
-        chop_overlap=4, chop_bs=2,
+        chop_overlap=4, chop_bs=2, sampling=sampling,
     )  # fmt: skip
     assert isinstance(module.first_stage, PixelSpace)
     calls: list[tuple[str, tuple[int, ...]]] = []
