@@ -141,13 +141,3 @@ def sigma_grid_poly(sigma_max: float | Tensor, sigma_min: float, n: int, rho: in
     ]
 
 
-__all__ = [
-    "TIMESTEP_RULES",
-    "alpha_bar_at",
-    "alpha_bar_from_sigma",
-    "denoise_at_sigma",
-    "sigma_from_alpha_bar",
-    "sigma_grid_poly",
-    "timestep_for_sigma",
-    "vp_sde_timestep",
-]
