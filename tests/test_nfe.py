@@ -15,6 +15,7 @@ DiffPIR    N (one x̂0 per step; the data step is a closed form)
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
+DAPS       N·K (N annealing levels × K Euler steps of the ODE; the MCMC uses only A)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -40,6 +41,7 @@ from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.presets import preset_args
 from lit_restore.priors import ADMPrior
 from lit_restore.samplers import (
+    DAPS,
     DDNM,
     DDPG,
     DDRM,
@@ -113,6 +115,7 @@ METHODS = {
     "pgdm": (lambda: PiGDM(steps=N), N),
     "dds": (lambda: DDS(steps=N), N),
     "reddiff": (lambda: REDDiff(steps=N), N),
+    "daps": (lambda: DAPS(annealing_steps=N, ode_steps=3, mcmc_steps=2), N * 3),
 }  # fmt: skip
 
 
@@ -127,16 +130,18 @@ def test_zero_shot_nfe_equals_the_definition(method, sigma):
 #: the DPS protocol's)
 PRESETS = [
     (cls, name)
-    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff)
+    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff, DAPS)
     for name in presets_of(cls)
 ]
 
 
 @pytest.mark.parametrize("cls, name", PRESETS, ids=[f"{c.__name__}-{n}" for c, n in PRESETS])
 def test_every_preset_evaluates_the_network_as_defined(cls, name):
-    args = {**preset_args(cls, name), "steps": N}
+    args = {**preset_args(cls, name), "annealing_steps" if cls is DAPS else "steps": N}
     sampler = cls(**args)
-    if isinstance(sampler, DDNM):
+    if isinstance(sampler, DAPS):
+        expected = N * sampler.ode_steps
+    elif isinstance(sampler, DDNM):
         expected = _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
     elif sampler.spacing == "ddrm":  # DDRM's untruncated range(0, T, T // N): 7 for N = 6
         expected = len(range(0, 1000, 1000 // N))
