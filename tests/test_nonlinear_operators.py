@@ -259,8 +259,12 @@ def test_daps_restores_through_nonlinear_operators(op):
     y = op.A(x)
     prior = PowerLawGaussianPrior(channels=3)
     kw = dict(annealing_steps=10, ode_steps=2, lr=1e-4, tau=0.05)
-    out = DAPS(mcmc_steps=20, **kw).sample(prior, op, y, generator=[torch.Generator().manual_seed(0)])
-    free = DAPS(mcmc_steps=0, **kw).sample(prior, op, y, generator=[torch.Generator().manual_seed(0)])
+    out = DAPS(mcmc_steps=20, **kw).sample(
+        prior, op, y, generator=[torch.Generator().manual_seed(0)]
+    )
+    free = DAPS(mcmc_steps=0, **kw).sample(
+        prior, op, y, generator=[torch.Generator().manual_seed(0)]
+    )
     assert out.shape == x.shape and torch.isfinite(out).all()
     res, res0 = (op.A(out) - y).norm().item(), (op.A(free) - y).norm().item()
     print(f"{type(op).__name__}: residual {res:.3f} (no MCMC: {res0:.3f})")

@@ -743,7 +743,9 @@ def test_daps_mcmc_samples_its_gaussian_target(mc_algo):
     err = (xs.mean(0) - mean).abs()
     z = (err / (cov.diag() / n).sqrt()).max().item()
     ratio = (xs.var(0) / cov.diag()).mean().item()
-    print(f"DAPS {mc_algo}: |mean − exact| {err.max():.3f} ({z:.1f} s.e.), variance ratio {ratio:.2f}")
+    print(
+        f"DAPS {mc_algo}: |mean − exact| {err.max():.3f} ({z:.1f} s.e.), variance ratio {ratio:.2f}"
+    )
     assert z < 4.5 and abs(ratio - 1) < 0.1
 
 

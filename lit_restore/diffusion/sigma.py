@@ -139,5 +139,3 @@ def sigma_grid_poly(sigma_max: float | Tensor, sigma_min: float, n: int, rho: in
         (sigma_max**inv + float(r) * (sigma_min**inv - sigma_max**inv)) ** rho
         for r in np.linspace(0, 1, n)
     ]
-
-

@@ -141,16 +141,12 @@ class DAPS(Sampler):
     def ode_grid(self, sigma: Tensor) -> Tensor:
         """The Euler grid from ``sigma`` (a float32 level) to ``ode_sigma_min``, ode_steps + 1
         points, in float32 arithmetic as the official ODE scheduler computes it."""
-        return torch.stack(
-            sigma_grid_poly(sigma, self.ode_sigma_min, self.ode_steps + 1, self.rho)
-        )
+        return torch.stack(sigma_grid_poly(sigma, self.ode_sigma_min, self.ode_steps + 1, self.rho))
 
     # --------------------------------------------------- injected pieces
     def denoiser(self, ctx: SamplingContext, x: Tensor, sigma: Tensor) -> Tensor:
         """D(x, σ): the prior's x̂0 at noise level σ (one network evaluation)."""
-        return denoise_at_sigma(
-            ctx.eps_at, x, sigma, ctx.prior.alphas_cumprod, self.timestep_rule
-        )
+        return denoise_at_sigma(ctx.eps_at, x, sigma, ctx.prior.alphas_cumprod, self.timestep_rule)
 
     def data_loss(self, ctx: SamplingContext, x0: Tensor) -> Tensor:
         """Per-image ‖A(x0) − y‖² (the code's ``Operator.loss``)."""

@@ -334,10 +334,18 @@ DDS_PRESETS = _table(
 # (SR×4), gaussian_blur (61 px, σ 3), motion_blur (61 px, intensity 0.5), inpainting (128×128
 # box), inpainting_rand (70 %), phase_retrieval (oversample 2), nonlinear_blur, hdr — all with
 # measurement noise 0.05 on [−1, 1] (= GaussianNoise(0.025) here).
-_DAPS_1K = {"annealing_steps": 200, "ode_steps": 5, "sigma_max": 100.0, "sigma_min": 0.1,
-            "ode_sigma_min": 0.01, "timestep_rule": "vp_sde"}
-_DAPS_SRC = ("zhangbingliang2019/DAPS @ 098df6b configs/task/{}.yaml ({}), DAPS-1K "
-             "(commands/pixel_ffhq.sh: 200 annealing × 5 ODE steps), configs/sampler/edm_daps.yaml.")
+_DAPS_1K = {
+    "annealing_steps": 200,
+    "ode_steps": 5,
+    "sigma_max": 100.0,
+    "sigma_min": 0.1,
+    "ode_sigma_min": 0.01,
+    "timestep_rule": "vp_sde",
+}
+_DAPS_SRC = (
+    "zhangbingliang2019/DAPS @ 098df6b configs/task/{}.yaml ({}), DAPS-1K "
+    "(commands/pixel_ffhq.sh: 200 annealing × 5 ODE steps), configs/sampler/edm_daps.yaml."
+)
 # task: (official file, pixel (steps, lr, lr_min_ratio), pixel_hmc (steps, lr, lr_min_ratio, m))
 _DAPS_ROWS = {
     "sr4": ("down_sampling", (100, 1e-4, 0.01), (12, 1.04e-4, 0.012, 0.90)),
