@@ -71,7 +71,8 @@ class DAPS(Sampler):
             level; ``diffusion_scheduler_config.num_steps``, 5 for DAPS-1K).
         mcmc_steps: Langevin/HMC steps per level (``mcmc_sampler_config.num_steps``).
         lr: the MCMC step size η at the first level (``lr``).
-        lr_min_ratio: η at the last level as a fraction of ``lr`` (linear decay).
+        lr_min_ratio: η decays linearly from ``lr`` towards ``lr·lr_min_ratio`` (reached at
+            i = N + 1, one level past the last).
         tau: τ of the data term ‖A(x0) − y‖²/τ²; ``None``: √2·σ_y (the exact likelihood).
         mc_algo: ``"langevin"`` or ``"hmc"`` (damped Hamiltonian, ``momentum`` m).
         momentum: m of the HMC step.
@@ -210,13 +211,13 @@ class DAPS(Sampler):
 
     def hparams(self) -> dict:
         return {
-            "method": self.name,
+            **super().hparams(),
             "annealing_steps": self.steps,
             "ode_steps": self.ode_steps,
             "mcmc_steps": self.mcmc_steps,
             "lr": self.lr,
             "lr_min_ratio": self.lr_min_ratio,
-            "tau": self.tau,
+            "tau": self.tau if self.tau is not None else "sqrt2_sigma_y",  # loggers take no None
             "mc_algo": self.mc_algo,
             "momentum": self.momentum,
             "sigma_max": self.sigma_max,
