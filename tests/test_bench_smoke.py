@@ -43,7 +43,7 @@ def test_full_configs_are_the_published_layouts(bench):
         assert abs(n - params_m) < 0.05, (name, n)
     assert {m: s.published_steps for m, s in bench.METHODS.items()} == {
         "safari": 1000, "dps": 1000, "ddnm": 100, "ddrm": 20, "ddpg": 100, "idpg": 100, "fdgr": 100,
-        "diffpir": 100, "pgdm": 100, "dds": 50, "reddiff": 100,
+        "diffpir": 100, "pgdm": 100, "dds": 50, "reddiff": 100, "daps": 200,
     }  # fmt: skip
 
 

@@ -60,6 +60,7 @@ SAMPLERS = {
     "pgdm": ("PiGDM", {"steps": 3}),
     "dds": ("DDS", {"steps": 3}),
     "reddiff": ("REDDiff", {"steps": 3}),
+    "daps": ("DAPS", {"annealing_steps": 3, "ode_steps": 1, "mcmc_steps": 2}),
 }
 
 NEEDS_SVD = {"ddnm", "ddrm"}  # with noise: DDNM+ and DDRM work in the SVD basis
@@ -159,7 +160,7 @@ def assert_three_images_scored_and_written(run_dir: Path) -> None:
     assert len(list((run_dir / "restored").glob("*.png"))) == 3
 
 
-# The whole matrix: 11 methods × 12 operators.
+# The whole matrix: 12 methods × 12 operators.
 MATRIX = [pytest.param(m, o, id=f"{m}-{o}") for m in SAMPLERS for o in OPERATORS]
 
 

@@ -18,6 +18,7 @@ RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
 latent DPS / latent SaFaRI / PSLD   N (one ε(z_t) per step; decoder/encoder calls are not
            network evaluations of the prior)
 ReSample   N (one ε(z_t) per step; its data-consistency optimisations use only E, D and A)
+DAPS       N·K (N annealing levels × K Euler steps of the ODE; the MCMC uses only A)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -43,6 +44,7 @@ from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.presets import preset_args
 from lit_restore.priors import ADMPrior, LDMPrior
 from lit_restore.samplers import (
+    DAPS,
     DDNM,
     DDPG,
     DDRM,
@@ -132,6 +134,7 @@ METHODS = {
     "pgdm": (lambda: PiGDM(steps=N), N),
     "dds": (lambda: DDS(steps=N), N),
     "reddiff": (lambda: REDDiff(steps=N), N),
+    "daps": (lambda: DAPS(annealing_steps=N, ode_steps=3, mcmc_steps=2), N * 3),
 }  # fmt: skip
 #: the latent methods (on a latent prior)
 LATENT_METHODS = {
@@ -160,16 +163,18 @@ def test_latent_nfe_equals_the_definition(method, sigma):
 #: the DPS protocol's)
 PRESETS = [
     (cls, name)
-    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff)
+    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff, DAPS)
     for name in presets_of(cls)
 ]
 
 
 @pytest.mark.parametrize("cls, name", PRESETS, ids=[f"{c.__name__}-{n}" for c, n in PRESETS])
 def test_every_preset_evaluates_the_network_as_defined(cls, name):
-    args = {**preset_args(cls, name), "steps": N}
+    args = {**preset_args(cls, name), "annealing_steps" if cls is DAPS else "steps": N}
     sampler = cls(**args)
-    if isinstance(sampler, DDNM):
+    if isinstance(sampler, DAPS):
+        expected = N * sampler.ode_steps
+    elif isinstance(sampler, DDNM):
         expected = _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
     elif sampler.spacing == "ddrm":  # DDRM's untruncated range(0, T, T // N): 7 for N = 6
         expected = len(range(0, 1000, 1000 // N))

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from lit_restore.diffusion.sigma import alpha_bar_at
+
 
 def make_betas(schedule: str = "linear", num_timesteps: int = 1000, **kwargs: float) -> Tensor:
     """β_t for the ``linear`` (Ho et al. 2020: 1e-4→0.02, scaled by 1000/T as in
@@ -55,8 +57,15 @@ def alphas_cumprod(betas: Tensor) -> Tensor:
 
 def alpha_bar(alphas_cumprod: Tensor, t: Tensor | int, like: Tensor) -> Tensor:
     """ᾱ_t looked up for every image of a batch and shaped to broadcast against ``like``
-    (``[B, 1, 1, …]``, ``like``'s dtype); ``t < 0`` gives ᾱ = 1 (the clean image)."""
-    t = torch.as_tensor(t, device=alphas_cumprod.device).long().reshape(-1)
+    (``[B, 1, 1, …]``, ``like``'s dtype); ``t < 0`` gives ᾱ = 1 (the clean image). A floating
+    ``t`` ≥ 0 may be fractional (a continuous noise level mapped to the chain,
+    :mod:`lit_restore.diffusion.sigma`): ᾱ is then :func:`~lit_restore.diffusion.sigma.alpha_bar_at`,
+    the table's own value at integer t."""
+    t = torch.as_tensor(t, device=alphas_cumprod.device)
+    if t.is_floating_point() and bool((t >= 0).all()):
+        a = alpha_bar_at(alphas_cumprod, t.reshape(-1))
+        return a.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    t = t.long().reshape(-1)
     one = torch.ones_like(t, dtype=alphas_cumprod.dtype)
     a = torch.where(t >= 0, alphas_cumprod[t.clamp_min(0)], one)
     return a.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))

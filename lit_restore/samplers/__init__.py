@@ -1,6 +1,7 @@
 """Zero-shot guidance methods on one shared loop (see :mod:`lit_restore.samplers.base`)."""
 
 from lit_restore.samplers.base import DDIM, DDPM, Sampler, SamplingContext, StepInfo
+from lit_restore.samplers.daps import DAPS
 from lit_restore.samplers.ddnm import DDNM
 from lit_restore.samplers.ddpg import DDPG, IDPG
 from lit_restore.samplers.ddrm import DDRM
@@ -17,6 +18,7 @@ from lit_restore.samplers.resample import ReSample
 from lit_restore.samplers.safari import SaFaRI, SpatialFrequencyFidelity
 
 __all__ = [
+    "DAPS",
     "DDIM",
     "DDNM",
     "DDPG",

@@ -363,6 +363,59 @@ RESAMPLE_PRESETS = _table(
     }
 )  # fmt: skip
 
+# ------------------------------------------------------------------------------------------ DAPS
+# zhangbingliang2019/DAPS @ 098df6b: DAPS-1K (commands/pixel_ffhq.sh, pixel_imagenet.sh:
+# annealing 200 levels × 5 ODE steps = 1000 NFE), configs/sampler/edm_daps.yaml (σ 100 → 0.1,
+# ODE to 0.01, poly-7), the MCMC of configs/task/<task>.yaml: its ``pixel`` group (Langevin) and
+# its ``pixel_hmc`` group (HMC) as ``<task>_hmc``. The repository has no DAPS-4K preset (only
+# 1K is scripted); ``annealing_steps`` / ``ode_steps`` set other budgets. Tasks: down_sampling
+# (SR×4), gaussian_blur (61 px, σ 3), motion_blur (61 px, intensity 0.5), inpainting (128×128
+# box), inpainting_rand (70 %), phase_retrieval (oversample 2), nonlinear_blur, hdr — all with
+# measurement noise 0.05 on [−1, 1] (= GaussianNoise(0.025) here).
+_DAPS_1K = {
+    "annealing_steps": 200,
+    "ode_steps": 5,
+    "sigma_max": 100.0,
+    "sigma_min": 0.1,
+    "ode_sigma_min": 0.01,
+    "timestep_rule": "vp_sde",
+}
+_DAPS_SRC = (
+    "zhangbingliang2019/DAPS @ 098df6b configs/task/{}.yaml ({}), DAPS-1K "
+    "(commands/pixel_ffhq.sh: 200 annealing × 5 ODE steps), configs/sampler/edm_daps.yaml."
+)
+# task: (official file, pixel (steps, lr, lr_min_ratio), pixel_hmc (steps, lr, lr_min_ratio, m))
+_DAPS_ROWS = {
+    "sr4": ("down_sampling", (100, 1e-4, 0.01), (12, 1.04e-4, 0.012, 0.90)),
+    "gauss_deblur": ("gaussian_blur", (100, 1e-4, 0.01), (82, 4.04e-5, 0.011, 0.10)),
+    "motion_deblur": ("motion_blur", (100, 5e-5, 0.01), (96, 3.69e-5, 0.01, 0.11)),
+    "inpaint_box": ("inpainting", (100, 5e-5, 0.01), (84, 1.15e-5, 0.014, 0.003)),
+    "inpaint_random": ("inpainting_rand", (100, 1e-4, 0.01), (11, 3.56e-5, 0.015, 0.80)),
+    "phase_retrieval": ("phase_retrieval", (100, 5e-5, 0.01), (62, 9.75e-6, 0.019, 0.73)),
+    "nonlinear_deblur": ("nonlinear_blur", (200, 1e-5, 0.01), (85, 1.20e-5, 0.012, 0.46)),
+    "hdr": ("hdr", (100, 2e-5, 0.01), (100, 2.18e-5, 0.013, 0.23)),
+}  # fmt: skip
+DAPS_PRESETS = _table(
+    {
+        **{
+            task: Preset(
+                {**_DAPS_1K, "mcmc_steps": n, "lr": lr, "lr_min_ratio": r, "tau": 0.01,
+                 "mc_algo": "langevin"},
+                _DAPS_SRC.format(f, "pixel: Langevin"),
+            )
+            for task, (f, (n, lr, r), _) in _DAPS_ROWS.items()
+        },
+        **{
+            f"{task}_hmc": Preset(
+                {**_DAPS_1K, "mcmc_steps": n, "lr": lr, "lr_min_ratio": r, "tau": 0.01,
+                 "mc_algo": "hmc", "momentum": m},
+                _DAPS_SRC.format(f, "pixel_hmc: damped HMC"),
+            )
+            for task, (f, _, (n, lr, r, m)) in _DAPS_ROWS.items()
+        },
+    }
+)  # fmt: skip
+
 #: class name -> its presets. Exact class names: a subclass of a method has its own arguments.
 PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
     {
@@ -379,6 +432,7 @@ PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
         "REDDiff": REDDIFF_PRESETS,
         "PSLD": PSLD_PRESETS,
         "ReSample": RESAMPLE_PRESETS,
+        "DAPS": DAPS_PRESETS,
     }
 )
 
