@@ -19,6 +19,7 @@ memory per output megapixel (CPU: peak-RSS growth in a forked child; CUDA:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from functools import partial
@@ -120,6 +121,8 @@ def chain(sizes: list[int], tiny: bool, repeats: int) -> list[dict]:
         row = {
             "lq": size,
             "out_mpx": mpx,
+            "s_per_image": {v: median(t) for v, t in times.items()},
+            "peak_mib": mem,
             "s_per_mpx": {v: median(t) / mpx for v, t in times.items()},
             "peak_mib_per_mpx": {v: m / mpx for v, m in mem.items()},
             "auto_tile_lq_px": auto_tile(size, tiny),
@@ -127,6 +130,26 @@ def chain(sizes: list[int], tiny: bool, repeats: int) -> list[dict]:
         rows.append(row)
         print(row, flush=True)
     return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The end-to-end table: s/image, s and peak MiB per output megapixel, untiled and auto."""
+    lines = [
+        "| LQ side (output) | auto tile (LQ px) | s/image untiled → auto "
+        "| s per output Mpx untiled → auto | peak MiB untiled → auto "
+        "| peak MiB per output Mpx untiled → auto |",
+        "|---" * 6 + "|",
+    ]
+    for r in rows:
+        t, m = r["s_per_image"], r["peak_mib"]
+        tm, mm = r["s_per_mpx"], r["peak_mib_per_mpx"]
+        tile = r["auto_tile_lq_px"] or "untiled"
+        lines.append(
+            f"| {r['lq']} ({4 * r['lq']}²) | {tile} | {t['untiled']:.2f} → {t['auto']:.2f} "
+            f"| {tm['untiled']:.1f} → {tm['auto']:.1f} | {m['untiled']:.0f} → {m['auto']:.0f} "
+            f"| {mm['untiled']:.0f} → {mm['auto']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = (
         fit(args.sides)
@@ -147,7 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
         else {"rows": chain(args.sizes, args.tiny, args.repeats)}
     )
     meta = {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
-            "wall_s": time.perf_counter() - start}  # fmt: skip
+            "wall_s": time.perf_counter() - start,
+            "load_average_1min_before_after": [load_before, os.getloadavg()[0]]}  # fmt: skip
+    if args.mode == "chain":
+        print(markdown(result["rows"]))
     if args.json:
         write_json(args.json, {"meta": meta, **result})
     return result
