@@ -23,7 +23,8 @@ need static shapes and a CUDA device; on another device it falls back to ``defau
 warning. The default is ``false``, and there is deliberately no ``auto``: on a CPU inductor
 builds every generated kernel with g++ before the first call — measured 2802 s for the small
 ADM of ``bench/bench_runtime.py`` on a loaded 2-core machine against a saving of 0.19 s per
-guided step (1.20×), i.e. repaid after ≈ 15 000 network calls (``bench/README.md``, "Compile on
+guided step (1.20×), and 800 s against 0.054 s per forward-only step (2.28×): either is repaid
+after ≈ 15 000 network calls (``bench/README.md``, "Compile on
 CPU"), far more than a demo-sized run makes; on a GPU the choice is a measurement of
 ``bench/run_gpu.py``.
 
