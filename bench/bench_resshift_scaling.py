@@ -19,8 +19,10 @@ memory per output megapixel (CPU: peak-RSS growth in a forked child; CUDA:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -74,6 +76,10 @@ def fit(sides: list[int], steps: int = 4) -> dict:
     return out
 
 
+#: "before" (untiled) and "after" (the module default)
+VARIANTS = {"untiled": None, "auto": "auto"}
+
+
 def _restore(size: int, chop, tiny: bool):
     m = bench_resshift.build("cpu", tiny=tiny)
     m.eval()
@@ -102,31 +108,59 @@ def auto_tile(size: int, tiny: bool) -> int | None:
     return auto_chop_size(side, side, off, s.chop_overlap, s.sf / ds, max(1, ds // s.sf))
 
 
-def chain(sizes: list[int], tiny: bool, repeats: int) -> list[dict]:
-    variants = {"untiled": None, "auto": "auto"}
-    # memory first, in children of a parent that has run nothing yet (a forked child inherits
-    # its parent's allocator free lists, which would hide its allocations)
-    mems = {
-        (size, v): run_forked(_chain_memory, size, c, tiny)[0]
-        for size in sizes
-        for v, c in variants.items()
-    }
-    rows = []
-    for size in sizes:
-        mem = {v: mems[size, v] for v in variants}
-        fns = {v: _restore(size, c, tiny) for v, c in variants.items()}
-        times = interleaved(fns, repeats)
+def _chain_times(size: int, tiny: bool, repeats: int) -> dict[str, list[float]]:
+    fns = {v: _restore(size, c, tiny) for v, c in VARIANTS.items()}
+    return interleaved(fns, repeats)
+
+
+def chain(
+    sizes: list[int], tiny: bool, repeats: int, on_row: Callable[[list[dict]], None] | None = None
+) -> list[dict]:
+    """One row per LQ side, ascending; ``on_row(rows)`` after each (the JSON is written row by
+    row, so a run stopped at a large size keeps the smaller ones). Every measurement runs in a
+    forked child of a parent that runs nothing itself: a child inherits its parent's allocator
+    free lists, which would hide its allocations from the peak-RSS window."""
+    rows: list[dict] = []
+    for size in sorted(sizes):
+        mem = {v: run_forked(_chain_memory, size, c, tiny)[0] for v, c in VARIANTS.items()}
+        times = run_forked(_chain_times, size, tiny, repeats)
         mpx = (4 * size) ** 2 / 1e6
         row = {
             "lq": size,
             "out_mpx": mpx,
+            "s_per_image": {v: median(t) for v, t in times.items()},
+            "peak_mib": mem,
             "s_per_mpx": {v: median(t) / mpx for v, t in times.items()},
             "peak_mib_per_mpx": {v: m / mpx for v, m in mem.items()},
             "auto_tile_lq_px": auto_tile(size, tiny),
+            "times": times,
+            "load_average_1min": os.getloadavg()[0],
         }
         rows.append(row)
         print(row, flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The end-to-end table: s/image, s and peak MiB per output megapixel, untiled and auto."""
+    lines = [
+        "| LQ side (output) | auto tile (LQ px) | s/image untiled → auto "
+        "| s per output Mpx untiled → auto | peak MiB untiled → auto "
+        "| peak MiB per output Mpx untiled → auto |",
+        "|---" * 6 + "|",
+    ]
+    for r in rows:
+        t, m = r["s_per_image"], r["peak_mib"]
+        tm, mm = r["s_per_mpx"], r["peak_mib_per_mpx"]
+        tile = r["auto_tile_lq_px"] or "untiled"
+        lines.append(
+            f"| {r['lq']} ({4 * r['lq']}²) | {tile} | {t['untiled']:.2f} → {t['auto']:.2f} "
+            f"| {tm['untiled']:.1f} → {tm['auto']:.1f} | {m['untiled']:.0f} → {m['auto']:.0f} "
+            f"| {mm['untiled']:.0f} → {mm['auto']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,17 +174,26 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = (
-        fit(args.sides)
-        if args.mode == "fit"
-        else {"rows": chain(args.sizes, args.tiny, args.repeats)}
-    )
-    meta = {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
-            "wall_s": time.perf_counter() - start}  # fmt: skip
-    if args.json:
-        write_json(args.json, {"meta": meta, **result})
-    return result
+
+    def meta() -> dict:
+        return {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
+                "wall_s": time.perf_counter() - start,
+                "load_average_1min_before_after": [load_before, os.getloadavg()[0]]}  # fmt: skip
+
+    def save(rows: list[dict]) -> None:
+        if args.json:
+            write_json(args.json, {"meta": meta(), "rows": rows})
+
+    if args.mode == "fit":
+        result = fit(args.sides)
+        if args.json:
+            write_json(args.json, {"meta": meta(), **result})
+        return result
+    rows = chain(args.sizes, args.tiny, args.repeats, on_row=save)
+    print(markdown(rows))
+    return {"rows": rows}
 
 
 if __name__ == "__main__":

@@ -30,27 +30,32 @@ in a small topology of the released kind (its chain mixes x̂0 into x_t and stay
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import bench_resshift
 from bench.bench_samplers import reduce
-from bench.measure import difference, interleaved, machine, median, write_json
+from bench.measure import difference, interleaved, machine, median, timed, write_json
 from lit_restore import runtime
 from lit_restore.data import DeadLeaves
 from lit_restore.data.io import load_image
-from lit_restore.modules import ZeroShotRestoration
+from lit_restore.modules import ResShiftModule, ZeroShotRestoration
+from lit_restore.nn import SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.priors import ADMPrior
-from lit_restore.priors.registry import REGISTRY
+from lit_restore.priors.registry import REGISTRY, load_prior
 from lit_restore.samplers import DDNM, DDPG, DDRM, DPS, FDGR, IDPG, SaFaRI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +69,9 @@ METHODS: dict[str, Callable[[int], object]] = {
     "fdgr": lambda n: FDGR(steps=n),
 }
 OPTIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}}
+#: the main job's shipped prior (configs/prior/adm_demo_pd.yaml) and ResShift model
+DEMO_PRIOR = "adm-demo-pd"
+DEMO_RESSHIFT = ROOT / "configs" / "model" / "resshift_demo_sr4.yaml"
 #: not a module option: the batch in one call against its images one at a time (float32)
 BATCHING = "batching"
 
@@ -113,9 +121,15 @@ def compare(
     relative to fp32: medians of ``repeats`` interleaved runs of ``timing`` (modules of a
     shorter chain — every step of these methods costs the same, so the ratio is the whole run's;
     default: ``modules`` themselves); ``batching``: also the fp32 module on the batch's images
-    one at a time (module docstring)."""
-    outs = {name: m.restore(batch) for name, m in modules.items()}
+    one at a time (module docstring).
+
+    The very first call of every ``timing`` module is timed before anything else runs
+    (``first_s``): for ``compile`` it includes building the graph (Dynamo trace, AOT autograd,
+    inductor's code generation and C++ build), so ``build_s`` = first call − median call is the
+    one-off cost that the per-call saving has to repay (:func:`break_even`)."""
     timing = timing or modules
+    first = {name: timed(lambda m=m: m.restore(batch)) for name, m in timing.items()}
+    outs = {name: m.restore(batch) for name, m in modules.items()}
 
     def runner(name: str) -> Callable[[], None]:
         return lambda: timing[name].restore(batch)
@@ -126,15 +140,28 @@ def compare(
         runners[BATCHING] = lambda: [timing["fp32"].restore(b) for b in _singles(batch)]
     times = interleaved(runners, repeats)
     base = median(times["fp32"])
-    row: dict = {"fp32_s": base}
+    row: dict = {"fp32_s": base, "fp32_first_s": first["fp32"]}
     for name in outs:
         if name == BATCHING:  # the batched run is the faster one: its speed-up over singles
             speed = {"speedup": median(times[name]) / base}
             row[name] = {**difference(outs["fp32"], outs[name]), **speed}
         elif name != "fp32":
-            speed = {"speedup": base / median(times[name])}
+            t = median(times[name])
+            speed = {
+                "speedup": base / t,
+                "s": t,
+                "first_s": first[name],
+                "build_s": first[name] - t,
+            }
             row[name] = {**difference(outs[name], outs["fp32"]), **speed}
     return row
+
+
+def break_even(build_s: float, eager_s: float, option_s: float) -> float:
+    """Timed chains after which an option with a one-off cost ``build_s`` has paid for itself:
+    ``build_s / (eager_s − option_s)`` (inf when the option saves nothing per chain)."""
+    saving = eager_s - option_s
+    return build_s / saving if saving > 0 else math.inf
 
 
 def _singles(batch: dict) -> list[dict]:
@@ -146,8 +173,23 @@ def _singles(batch: dict) -> list[dict]:
     ]
 
 
-def zero_shot_rows(args) -> list[dict]:
+def make_prior(args) -> Callable[[], ADMPrior]:
+    """A factory of identical frozen priors: the shipped demo prior (``--prior demo``) or the
+    FFHQ topology trained here on dead leaves (:func:`trained_prior`)."""
+    if args.prior == "demo":
+        return lambda: load_prior(DEMO_PRIOR)  # frozen, strict load of the shipped weights
     state = trained_prior(args.size, args.width, args.train_steps).state_dict()
+
+    def build() -> ADMPrior:
+        prior = ADMPrior(**prior_config(args.size, args.width))
+        prior.load_state_dict(state)
+        return prior.freeze()
+
+    return build
+
+
+def zero_shot_rows(args) -> list[dict]:
+    new_prior = make_prior(args)
     x = demo_images(args.size, args.images)
     op, noise = BicubicSR(4), GaussianNoise(0.025)
     y = op.A(x)
@@ -158,10 +200,8 @@ def zero_shot_rows(args) -> list[dict]:
         options["compile"] = {"compile": True}
 
     def module(make: Callable, steps: int, opts: dict) -> ZeroShotRestoration:
-        prior = ADMPrior(**prior_config(args.size, args.width))
-        prior.load_state_dict(state)
         kw = {"precision": "fp32", **opts}
-        return ZeroShotRestoration(prior.freeze(), make(steps), operator=op, noise=noise, **kw)
+        return ZeroShotRestoration(new_prior(), make(steps), operator=op, noise=noise, **kw)
 
     rows = []
     for method, make in METHODS.items():
@@ -171,6 +211,7 @@ def zero_shot_rows(args) -> list[dict]:
             "method": method,
             "steps": args.steps,
             "timed_steps": args.time_steps,
+            "network_calls": args.time_steps,  # one ε(x_t, t) per step (tests/test_nfe.py)
             **compare(full, batch, args.repeats, short, BATCHING in args.options),
         }
         rows.append(row)
@@ -178,13 +219,32 @@ def zero_shot_rows(args) -> list[dict]:
     return rows
 
 
+def demo_resshift(**options) -> ResShiftModule:
+    """The main job's shipped ResShift ×4 (its model config, shipped weights) with ``options``."""
+    init = yaml.safe_load(DEMO_RESSHIFT.read_text())["model"]["init_args"]
+    network = SwinUNet(**init.pop("network")["init_args"])
+    return ResShiftModule(network=network, **{**init, "precision": "fp32", **options})
+
+
 def resshift_row(args) -> dict:
-    lq = torch.rand(args.images, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    """ResShift's 4-step chain with each option: the demo model on LQ 32 px (``--prior demo``)
+    or the small random-weight topology of ``bench_resshift`` on LQ 16 px."""
+    demo = args.prior == "demo"
+    side = 32 if demo else 16
+    lq = torch.rand(args.images, 3, side, side, generator=torch.Generator().manual_seed(1)) * 2 - 1
     batch = {"lq": lq, "index": torch.arange(args.images)}
     options = {"fp32": {}, **{o: OPTIONS[o] for o in args.options if o in OPTIONS}}
-    modules = {n: bench_resshift.build("cpu", tiny=True, **o) for n, o in options.items()}
+    if args.compile:
+        options["compile"] = {"compile": True}
+    if demo:
+        modules = {n: demo_resshift(**o).eval() for n, o in options.items()}
+        name = "resshift (demo, shipped weights)"
+    else:
+        modules = {n: bench_resshift.build("cpu", tiny=True, **o) for n, o in options.items()}
+        name = "resshift (tiny, random weights)"
     with torch.no_grad():
-        row = {"method": "resshift (tiny, random weights)", "steps": 4}
+        # the UNet's calls (the VQ encoder and decoder of the tiny model run once more each)
+        row = {"method": name, "steps": 4, "timed_steps": 4, "network_calls": 4}
         row.update(compare(modules, batch, args.repeats, batching=BATCHING in args.options))
     print(row, flush=True)
     return row
@@ -203,6 +263,26 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compile_markdown(rows: list[dict], images: int) -> str:
+    """The compile table: speed-up, one-off build and the break-even point per method."""
+    lines = [
+        "| method | timed chain (network calls) | eager s | compiled s | speed-up | build s "
+        "| break-even: chains (network calls) | max abs · PSNR vs eager |",
+        "|---" * 8 + "|",
+    ]
+    for r in rows:
+        c = r["compile"]
+        chains = break_even(max(c["build_s"], 0.0), r["fp32_s"], c["s"])
+        calls = r["network_calls"]
+        even = f"{chains:.0f} ({chains * calls:.0f})" if math.isfinite(chains) else "never"
+        lines.append(
+            f"| {r['method']} | {r['timed_steps']} step(s) at batch {images} ({calls}) "
+            f"| {r['fp32_s']:.3f} | {c['s']:.3f} | {c['speedup']:.2f}× | {c['build_s']:.0f} "
+            f"| {even} | {c['max_abs']:.2g} · {c['psnr_db']:.1f} dB |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=32)
@@ -215,8 +295,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="also torch.compile (inductor)")
     ap.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="with --compile: keep inductor's on-disk cache (default: a fresh one, so the "
+        "measured build is a first run's)",
+    )
+    ap.add_argument(
+        "--prior",
+        choices=["dead-leaves", "demo"],
+        default="dead-leaves",
+        help="dead-leaves: the FFHQ topology trained here (--size/--width/--train-steps) and the "
+        "tiny random ResShift; demo: the main job's shipped ADM and ResShift (use --size 128 "
+        "--images 8 for the demo's sizes)",
+    )
+    ap.add_argument(
         "--options",
-        nargs="+",
+        nargs="*",
         default=[*list(OPTIONS)[1:]],
         choices=[*list(OPTIONS)[1:], BATCHING],
         help="what to compare with float32 (default: the module options)",
@@ -227,15 +321,23 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     for m in set(METHODS) - set(args.methods.split(",")):
         METHODS.pop(m)
+    if args.compile and not args.warm_cache:
+        cache = tempfile.mkdtemp(prefix="inductor_cold_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        print(f"inductor cache (cold): {cache}", flush=True)
+    load_before = os.getloadavg()
     start = time.perf_counter()
     rows = [*zero_shot_rows(args), resshift_row(args)]
     meta = {
         "machine": machine(),
+        "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],
         "args": {**vars(args), "json": str(args.json)},
         "wall_s": time.perf_counter() - start,
         "bf16_auto_bound_db": runtime.BF16_AUTO_BOUND_DB,
     }
     print(markdown(rows))
+    if args.compile:
+        print(compile_markdown(rows, args.images))
     if args.json:
         write_json(args.json, {"meta": meta, "rows": rows})
     return {"meta": meta, "rows": rows}

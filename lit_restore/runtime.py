@@ -20,7 +20,13 @@ bfloat16 (no AVX-512-BF16/AMX) bf16 convolutions are *slower* than float32.
 ``dynamic=False``: one graph per input shape, i.e. one compilation per run when the batch shape
 is fixed (a smaller last batch compiles once more). ``reduce-overhead`` adds CUDA graphs, which
 need static shapes and a CUDA device; on another device it falls back to ``default`` with a
-warning.
+warning. The default is ``false``, and there is deliberately no ``auto``: on a CPU inductor
+builds every generated kernel with g++ before the first call — measured 2802 s for the small
+ADM of ``bench/bench_runtime.py`` on a loaded 2-core machine against a saving of 0.19 s per
+guided step (1.20×), and 800 s against 0.054 s per forward-only step (2.28×): either is repaid
+after ≈ 15 000 network calls (``bench/README.md``, "Compile on
+CPU"), far more than a demo-sized run makes; on a GPU the choice is a measurement of
+``bench/run_gpu.py``.
 
 **Channels-last** (``channels_last: true``): the network's 4-D weights in NHWC order, so its
 convolutions run in the layout cuDNN / oneDNN prefer (the input follows the weights).

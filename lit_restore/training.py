@@ -48,23 +48,29 @@ class TrainingCheckpoint(ModelCheckpoint):
     Args:
         dirpath: the checkpoint folder (default: ``<trainer.default_root_dir>/checkpoints``).
         every: wall-clock interval between saves.
-        kwargs: further :class:`~lightning.pytorch.callbacks.ModelCheckpoint` options (e.g.
-            ``every_n_train_steps`` with ``save_top_k: -1`` to also keep numbered checkpoints).
+        save_top_k: numbered ``epoch=…-step=….ckpt`` files kept beside ``last.ckpt``: none by
+            default; ``-1`` with ``every_n_train_steps`` keeps one per interval.
+        kwargs: further :class:`~lightning.pytorch.callbacks.ModelCheckpoint` options.
     """
 
     def __init__(
         self,
         dirpath: str | None = None,
         every: timedelta | None = timedelta(minutes=10),
+        save_top_k: int = 0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("save_top_k", 0)
+        # ``save_top_k`` is a parameter here, not a default put into ``kwargs``: LightningCLI
+        # (jsonargparse) fills forwarded keyword arguments with the parent's defaults
+        # (``ModelCheckpoint``'s ``save_top_k=1``), and a top-k of 1 saved an
+        # ``epoch=…-step=….ckpt`` at every timer tick beside ``last.ckpt``.
         super().__init__(
             dirpath=dirpath,
             save_last=True,
             train_time_interval=every,
             save_on_exception=True,
             enable_version_counter=False,
+            save_top_k=save_top_k,
             **kwargs,
         )
 

@@ -163,3 +163,57 @@ def test_latent_bench_runs_and_counts_resamplings():
     rows = module.main([*args, "--methods", "psld,resample"])
     assert [r["nfe_per_image"] for r in rows] == [1000, 500]
     assert all(r["seconds_per_image"] > 0 for r in rows)
+
+
+def test_resshift_scaling_chain_smoke(tmp_path):
+    """``python -m bench.bench_resshift_scaling chain --tiny``: one LQ side, untiled and
+    ``chop_size: auto``, each measured in its own forked child; the JSON holds the row (written
+    as soon as it is measured) and the seconds/memory per output megapixel are the per-image
+    numbers divided by the output's (4·16)² pixels."""
+    from bench import bench_resshift_scaling as scaling
+
+    out = tmp_path / "scaling.json"
+    scaling.main(["chain", "--tiny", "--sizes", "16", "--repeats", "1", "--json", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    mpx = (4 * 16) ** 2 / 1e6
+    assert row["lq"] == 16 and row["out_mpx"] == mpx
+    assert row["auto_tile_lq_px"] is None  # 16 px is far below the size where tiling pays
+    for v in scaling.VARIANTS:
+        assert row["s_per_image"][v] > 0 and row["peak_mib"][v] > 0
+        assert row["s_per_mpx"][v] == pytest.approx(row["s_per_image"][v] / mpx)
+        assert row["peak_mib_per_mpx"][v] == pytest.approx(row["peak_mib"][v] / mpx)
+    table = scaling.markdown([row]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| 16 (64²) | untiled |")
+
+
+def test_runtime_compile_smoke(monkeypatch, capsys):
+    """``python -m bench.bench_runtime --compile --options``: float32 against ``compile`` only,
+    the first (building) call timed apart, the break-even table printed. The ``aot_eager``
+    backend stands in for inductor (whose C++ build takes minutes here): it traces the same
+    graphs and computes what eager computes, so the outputs are equal exactly."""
+    from bench import bench_runtime
+    from lit_restore import runtime
+
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(bench_runtime, "METHODS", dict(bench_runtime.METHODS))
+    argv = ["--methods", "ddnm", "--steps", "2", "--time-steps", "1", "--repeats", "1"]
+    argv += ["--train-steps", "1", "--images", "1", "--options", "--compile", "--warm-cache"]
+    result = bench_runtime.main(argv)
+    rows = result["rows"]
+    assert [r["method"] for r in rows] == ["ddnm", "resshift (tiny, random weights)"]
+    for r in rows:
+        assert set(r) >= {"fp32_s", "compile"} and "bf16" not in r and "channels_last" not in r
+        c = r["compile"]
+        assert c["max_abs"] == 0.0
+        assert c["build_s"] == pytest.approx(c["first_s"] - c["s"])
+        assert c["build_s"] > 0  # tracing the graph costs more than one compiled call
+    assert "break-even" in capsys.readouterr().out
+
+
+def test_break_even_is_build_over_saving():
+    """100 s of build repaid at 0.5 s saved per chain: 200 chains; no saving: never."""
+    from bench.bench_runtime import break_even
+
+    assert break_even(100.0, 1.5, 1.0) == pytest.approx(200.0)
+    assert break_even(100.0, 1.0, 1.0) == float("inf")
+    assert break_even(100.0, 1.0, 1.2) == float("inf")

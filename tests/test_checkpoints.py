@@ -7,14 +7,12 @@ through ``--ckpt_path`` of the CLI."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from entry_points import ROOT, run_entry
 from safetensors.torch import save_file
 
 from lit_restore.checkpoints import (
@@ -25,8 +23,6 @@ from lit_restore.checkpoints import (
     read_state_dict,
     strip_prefixes,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sd() -> dict[str, torch.Tensor]:
@@ -155,14 +151,6 @@ def test_every_reader_names_the_broken_file(tmp_path):
             assert str(path) in str(info.value), (name, label)
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    env.pop("LIT_RESTORE_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 def _one_error_line(stderr: str, path: Path, phrase: str) -> None:
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "--ckpt_path" in errors[0] and str(path) in errors[0], stderr
@@ -175,9 +163,9 @@ def test_cli_ckpt_path_text_file_is_one_error_line(tmp_path):
     naming the option and the file, exit 2, before Lightning's ``torch.load`` turns it into
     ``KeyError: 101``."""
     path, phrase = _write_broken(tmp_path)["text"]
-    proc = _run_cli(
+    proc = run_entry(
         "train.py", "fit", "--config", "configs/experiment/resshift_demo_pixel.yaml",
-        "--ckpt_path", str(path),
+        "--ckpt_path", path, env={"OMP_NUM_THREADS": "1"}, check=False,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     _one_error_line(proc.stderr, path, phrase)

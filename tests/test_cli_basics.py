@@ -9,28 +9,19 @@ a few run the script as a subprocess.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from entry_points import ROOT, run_entry
 
 from lit_restore.cli import SampleCLI, run_cli
 from lit_restore.suite import _as_args, find_suite, load_suite
 
-ROOT = Path(__file__).resolve().parents[1]
 PINV = "configs/experiment/demo_pinv.yaml"
 SMALL = ["--data.init_args.crop_size", "32", "--trainer.enable_progress_bar", "false"]
-
-
-def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
-    )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -76,7 +67,7 @@ def cli(monkeypatch, capsys, tmp_path):
     ],
 )
 def test_help_lists_subcommands(script, subcommands, absent):
-    out = _run(script, "--help")
+    out = run_entry(script, "--help", check=False)
     assert out.returncode == 0, out.stderr
     for sub in subcommands:
         assert sub in out.stdout
@@ -85,7 +76,7 @@ def test_help_lists_subcommands(script, subcommands, absent):
 
 
 def test_subcommand_help_lists_model_and_data_options():
-    out = _run("sample.py", "test", "--help")
+    out = run_entry("sample.py", "test", "--help", check=False)
     assert out.returncode == 0, out.stderr
     for option in ("--model", "--data", "--trainer.devices", "--ckpt_path"):
         assert option in out.stdout
@@ -93,7 +84,7 @@ def test_subcommand_help_lists_model_and_data_options():
 
 # ------------------------------------------------------------------- one-line errors (scripts)
 def test_misspelt_option_is_one_line_with_did_you_mean():
-    out = _run("sample.py", "test", "--config", PINV, "--trainer.devics", "2")
+    out = run_entry("sample.py", "test", "--config", PINV, "--trainer.devics", "2", check=False)
     assert_one_error(
         out.returncode, out.stderr, "--trainer.devics", "did you mean --trainer.devices"
     )
@@ -101,16 +92,18 @@ def test_misspelt_option_is_one_line_with_did_you_mean():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_config_without_gpu_names_the_cpu_config():
-    out = _run("sample.py", "test", "--config", PINV, "--config", "configs/trainer/gpu.yaml")
+    out = run_entry(
+        "sample.py", "test", "--config", PINV, "--config", "configs/trainer/gpu.yaml", check=False
+    )
     assert_one_error(
         out.returncode, out.stderr, "configs/trainer/cpu.yaml", "--trainer.accelerator cpu"
     )
 
 
 def test_debug_variable_shows_the_traceback():
-    out = _run(
+    out = run_entry(
         "sample.py", "test", "--config", PINV, "--data.init_args.test_set.init_args.root", "nope",
-        env={"LIT_RESTORE_DEBUG": "1"},
+        env={"LIT_RESTORE_DEBUG": "1"}, check=False,
     )  # fmt: skip
     assert out.returncode != 0 and "Traceback" in out.stderr
     assert "image folder 'nope' does not exist" in out.stderr

@@ -12,24 +12,13 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from entry_points import ROOT, entry_command, entry_env, run_entry
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert out.returncode == 0, f"{args}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
 
 
 def _rows(run_dir: Path) -> dict[str, dict[str, str]]:
@@ -46,9 +35,11 @@ def demo_runs(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("demo")
     cfg = "configs/experiment/demo_pinv.yaml"
     common = ["--trainer.logger.init_args.save_dir", str(base)]
-    _run("sample.py", "test", "--config", cfg, *common, "--trainer.logger.init_args.version", "one")
+    run_entry(
+        "sample.py", "test", "--config", cfg, *common, "--trainer.logger.init_args.version", "one"
+    )
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    _run(
+    run_entry(
         "sample.py",
         "test",
         "--config",
@@ -163,13 +154,13 @@ def test_train_prior_resume_and_sample_with_it(tmp_path):
         "    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
         f"      init_args: {{dirpath: {ckpt_dir}, save_last: true, every_n_train_steps: 1}}\n"
     )
-    _run("train.py", "fit", *tiny, "--config", str(cfg), "--trainer.max_steps", "2")
+    run_entry("train.py", "fit", *tiny, "--config", str(cfg), "--trainer.max_steps", "2")
     last = ckpt_dir / "last.ckpt"
     assert last.is_file()
     import torch
 
     assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 2
-    _run("train.py", "fit", *tiny, "--config", str(cfg), "--trainer.max_steps", "3",
+    run_entry("train.py", "fit", *tiny, "--config", str(cfg), "--trainer.max_steps", "3",
          "--ckpt_path", str(last))  # fmt: skip
     assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == 3
 
@@ -185,7 +176,7 @@ def test_train_prior_resume_and_sample_with_it(tmp_path):
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
         "--trainer.logger.init_args.version", "trained_prior",
     ]  # fmt: skip
-    _run("sample.py", "test", *run)
+    run_entry("sample.py", "test", *run)
     rows = _rows(tmp_path / "runs" / "demo" / "trained_prior")
     assert sorted(rows) == DEMO  # a 3-step prior restores badly, but every image, finitely:
     assert all(np.isfinite(float(r["psnr"])) for r in rows.values())
@@ -201,9 +192,9 @@ def test_zero_shot_ddp_gives_the_same_images_as_one_process(tmp_path):
         "--data.init_args.batch_size", "3",
         "--trainer.logger.init_args.save_dir", str(tmp_path),
     ]  # fmt: skip
-    _run("sample.py", "test", *common, "--trainer.logger.init_args.version", "one")
+    run_entry("sample.py", "test", *common, "--trainer.logger.init_args.version", "one")
     ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    _run("sample.py", "test", *common, *ddp, "--trainer.logger.init_args.version", "two")
+    run_entry("sample.py", "test", *common, *ddp, "--trainer.logger.init_args.version", "two")
     one, two = tmp_path / "demo" / "one", tmp_path / "demo" / "two"
     assert sorted(_rows(two)) == DEMO
     for name in DEMO:
@@ -221,7 +212,7 @@ def test_demo_suite_runs_both_methods_and_compares(tmp_path):
     text = (ROOT / "configs" / "experiment" / "demo_gaussian.yaml").read_text()
     suite.write_text(text.replace("runs/demo_gaussian/comparison", str(tmp_path / "comparison")))
     shrink = ["--data.init_args.crop_size", "32", "--model.init_args.sampler.init_args.steps", "5"]
-    out = _run(
+    out = run_entry(
         "sample.py", "test", "--config", str(suite), *shrink,
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
     )  # fmt: skip
@@ -234,7 +225,7 @@ def test_demo_suite_runs_both_methods_and_compares(tmp_path):
     figure = Image.open(tmp_path / "comparison" / "comparison.png")
     assert figure.width > 4 * 32 and figure.height > 32
 
-    _run(
+    run_entry(
         "sample.py", "test", "--config", "configs/experiment/demo_base.yaml",
         "--config", "configs/sampler/dps_demo.yaml", *shrink,
         "--trainer.logger.init_args.save_dir", str(tmp_path / "solo"),
@@ -276,14 +267,13 @@ def _start_suite(tmp_path: Path, extra: list[str]) -> tuple[subprocess.Popen, li
         "suite:\n  base: [configs/experiment/demo_base.yaml, configs/sampler/dps_demo.yaml]\n"
         f"  runs: {{long: []}}\n  compare: {tmp_path / 'comparison'}\n"
     )
-    cmd = [
-        sys.executable, "sample.py", "test", "--config", str(suite),
+    cmd = entry_command(
+        "sample.py", "test", "--config", suite,
         "--model.init_args.sampler.init_args.steps", "1000",
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--trainer.logger.init_args.save_dir", tmp_path / "runs",
         "--trainer.enable_progress_bar", "false", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=entry_env(), stdout=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     return proc, lines
@@ -354,7 +344,7 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
     """Trained ResShift through the CLI: fit a few steps, test with the checkpoint on the demo
     images (metrics), then predict on a folder of odd-sized real LQ images (no reference)."""
     cfg = ["--config", "configs/experiment/resshift_demo_pixel.yaml"]
-    _run("train.py", "fit", *cfg, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+    run_entry("train.py", "fit", *cfg, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
          "--trainer.val_check_interval", "2",
          "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")  # fmt: skip
     ckpt = next(tmp_path.rglob("*.ckpt"))
@@ -370,7 +360,7 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
     )
     demo = ["--data.init_args.test_set", "lit_restore.data.ImageFolder",
             "--data.init_args.test_set.init_args.root", "data/demo", "--data.init_args.crop_size", "64"]  # fmt: skip
-    _run("sample.py", "test", *cfg, "--config", str(callbacks), *demo, "--ckpt_path", str(ckpt),
+    run_entry("sample.py", "test", *cfg, "--config", str(callbacks), *demo, "--ckpt_path", str(ckpt),
          "--trainer.logger.init_args.version", "test")  # fmt: skip
     rows = _rows(tmp_path / "runs" / "resshift" / "test")
     assert sorted(rows) == DEMO and all(float(r["nfe_per_image"]) == 4 for r in rows.values())
@@ -383,7 +373,7 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
     lq_only = ["--data.init_args.predict_set", "lit_restore.data.LQFolder",
                "--data.init_args.predict_set.init_args.root", str(lq),
                "--data.init_args.crop_size", "null", "--data.init_args.eval_batch_size", "1"]  # fmt: skip
-    _run("sample.py", "predict", *cfg, "--config", str(callbacks), *lq_only, "--ckpt_path", str(ckpt),
+    run_entry("sample.py", "predict", *cfg, "--config", str(callbacks), *lq_only, "--ckpt_path", str(ckpt),
          "--trainer.logger.init_args.version", "predict")  # fmt: skip
     out = tmp_path / "runs" / "resshift" / "predict" / "restored"
     assert Image.open(out / "a.png").size == (28 * 4, 20 * 4)  # PIL: (width, height)
@@ -392,7 +382,7 @@ def test_resshift_fit_then_test_and_predict_on_lq_folder(tmp_path):
 
 def test_resshift_trains_with_two_ddp_processes(tmp_path):
     """2-process CPU DDP training of the ResShift demo recipe: both ranks step, one checkpoint."""
-    _run(
+    run_entry(
         "train.py", "fit", "--config", "configs/experiment/resshift_demo_pixel.yaml",
         "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",

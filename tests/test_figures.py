@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from entry_points import run_entry
 from metrics_fakes import (
     FakeData,
     ImageGridLogger,
@@ -342,21 +343,16 @@ def test_hparams_and_grid_reach_every_logger(tmp_path):
 def test_cli_hparams_are_the_config_init_args(tmp_path):
     """A CLI run's HPARAMS (hparams.yaml, TensorBoard, the summary) are its resolved config's
     model and data init args, flattened, plus the run's identity and the metrics."""
-    import subprocess
-
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     from lit_restore.utils.hparams import flatten
 
-    root = Path(__file__).resolve().parents[1]
-    cmd = [
-        sys.executable, "sample.py", "test", "--config", "configs/experiment/demo_pinv.yaml",
-        "--data.init_args.crop_size", "32", "--trainer.logger.init_args.save_dir", str(tmp_path),
+    run_entry(
+        "sample.py", "test", "--config", "configs/experiment/demo_pinv.yaml",
+        "--data.init_args.crop_size", "32", "--trainer.logger.init_args.save_dir", tmp_path,
         "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    )  # fmt: skip
     run = tmp_path / "demo_pinv" / "sr4"
     config = yaml.safe_load((run / "config.yaml").read_text())
     hp = yaml.safe_load((run / "hparams.yaml").read_text())

@@ -16,17 +16,14 @@ checks is the suite's structure and numbers that follow from the arithmetic, not
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from entry_points import ROOT, run_entry
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "configs" / "experiment" / "demo.yaml"
 DEMO = sorted(p.stem for p in (ROOT / "data" / "demo").glob("*.png"))
 RUNS = ["pinv", "dps", "safari", "ddnm", "resshift"]
@@ -57,15 +54,13 @@ def main_job(tmp_path_factory) -> tuple[Path, Path, str]:
     spec["compare"] = str(tmp / "comparison")
     suite = tmp / "demo.yaml"
     suite.write_text(yaml.safe_dump({"suite": spec}))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    cmd = [
-        sys.executable, "sample.py", "test", "--config", str(suite),
+    out = run_entry(
+        "sample.py", "test", "--config", suite,
         "--data.init_args.crop_size", str(CROP),
-        "--trainer.logger.init_args.save_dir", str(tmp / "runs"),
+        "--trainer.logger.init_args.save_dir", tmp / "runs",
         "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        timeout=900,
+    )  # fmt: skip
     return tmp / "runs" / "demo", tmp / "comparison", out.stdout
 
 

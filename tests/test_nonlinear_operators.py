@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from entry_points import ROOT, run_entry
 from PIL import Image
 
 from lit_restore.nn.kernel_wizard import KernelWizard
@@ -36,7 +35,6 @@ from lit_restore.operators.jpeg import CHROMA_TABLE, LUMA_TABLE, quantization_ta
 from lit_restore.priors import PowerLawGaussianPrior
 from lit_restore.samplers import DAPS, DDPG, DDRM, DDS, DPS, DiffPIR, PiGDM, REDDiff, SaFaRI
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "parity" / "kernel_wizard.npz"
 TINY_BLUR = dict(nf=4, front_RBs=1, back_RBs=1, kernel_dim=32, extractor_blocks=1)
 
@@ -359,16 +357,7 @@ def test_sample_py_refuses_ddrm_with_jpeg_in_one_line(tmp_path):
     ddrm = "{class_path: lit_restore.samplers.DDRM, init_args: {steps: 2}}"
     jpeg = "{class_path: lit_restore.operators.JPEG}"
     cfg = _config(tmp_path, "refuse", jpeg, ddrm, 32)
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    env.pop("LIT_RESTORE_DEBUG", None)
-    out = subprocess.run(
-        [sys.executable, "sample.py", "test", "--config", str(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    out = run_entry("sample.py", "test", "--config", cfg, check=False)
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert len(lines) == 1 and "DDRM needs a linear operator, but JPEG is nonlinear" in lines[0]

@@ -13,14 +13,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from entry_points import run_entry
 from PIL import Image
 from torch import Tensor, nn
 
@@ -29,7 +25,6 @@ from lit_restore.priors import DiffusionPrior, TiledPrior
 from lit_restore.samplers import DPS
 from lit_restore.tiling import raised_cosine_window, tile_grid
 
-ROOT = Path(__file__).resolve().parents[1]
 H, W, P, OV = 96, 64, 32, 8
 
 
@@ -231,16 +226,7 @@ data:
     batch_size: 1
 """
     )
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run(
-        [sys.executable, "sample.py", "test", "--config", str(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_entry("sample.py", "test", "--config", cfg)
     restored = Image.open(tmp_path / "tiled" / "v" / "restored" / "wide.png")
     assert restored.size == (W, H)
     rows = (tmp_path / "tiled" / "v" / "per_image_test.csv").read_text().splitlines()

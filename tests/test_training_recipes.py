@@ -3,18 +3,23 @@ when stopped (Ctrl-C, SIGTERM), logs under ``runs/``, and ``--ckpt_path last`` f
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
+from entry_points import ROOT, entry_command, entry_env, run_entry
+from jsonargparse import ArgumentParser
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.demos.boring_classes import BoringModel
 
-ROOT = Path(__file__).resolve().parents[1]
+from lit_restore.training import TrainingCheckpoint
+
 TRAINABLE = {"lit_restore.modules.resshift.ResShiftModule",
              "lit_restore.modules.diffusion_prior.DiffusionPriorModule",
              "lit_restore.modules.SinSRModule"}  # fmt: skip
@@ -49,17 +54,46 @@ def test_every_training_config_keeps_a_last_checkpoint_under_runs():
         assert "lit_restore.training.TrainingCheckpoint" in callbacks, path
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def _fit(root: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    args = [sys.executable, "train.py", "fit", "--config",
-            "configs/experiment/resshift_demo_pixel.yaml", "--trainer.default_root_dir", str(root),
-            "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
-    return subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_env()
-    )
+    return run_entry(
+        "train.py", "fit", "--config", "configs/experiment/resshift_demo_pixel.yaml",
+        "--trainer.default_root_dir", root, "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false", *extra,
+        env=ONE_THREAD, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def _as_the_cli_builds(**init_args: str) -> TrainingCheckpoint:
+    """A ``trainer.callbacks`` entry resolved as LightningCLI resolves it (jsonargparse fills
+    every parameter the class signature exposes, ``**kwargs`` forwarded to the parent included,
+    with its default)."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--callback", type=Callback)
+    path = "lit_restore.training.TrainingCheckpoint"
+    cfg = parser.parse_object({"callback": {"class_path": path, "init_args": init_args}})
+    return parser.instantiate_classes(cfg).callback
+
+
+def test_a_run_keeps_only_last_ckpt(tmp_path):
+    """A recipe's checkpoint folder holds ``last.ckpt`` and nothing else. ``ModelCheckpoint``
+    saves a top-k file (``epoch=…-step=….ckpt``) at every tick of its timer; the CLI used to
+    fill the forwarded ``save_top_k`` with ``ModelCheckpoint``'s default 1, so a run longer than
+    ``every`` (10 min) left one beside ``last.ckpt``. Here the timer ticks after every step."""
+    callback = _as_the_cli_builds(dirpath=str(tmp_path), every="0:00:00")
+    assert callback.save_top_k == 0
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=3, callbacks=[callback], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(BoringModel())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert _step(tmp_path / "last.ckpt") == 3
+    # numbered checkpoints stay available on request (the class docstring's recipe)
+    keep = _as_the_cli_builds(dirpath=str(tmp_path / "all"), every="0:00:00", save_top_k="-1")
+    assert keep.save_top_k == -1
 
 
 def _step(path: Path) -> int:
@@ -89,11 +123,12 @@ def test_ckpt_path_last_resumes_and_a_fresh_run_does_not_overwrite(tmp_path):
 def test_sigterm_saves_last_and_the_run_resumes_from_it(tmp_path):
     """SIGTERM during training (as ``kill`` or a cluster's preemption sends it): the run stops
     and ``last.ckpt`` holds its last step; ``--ckpt_path last`` continues from there."""
-    args = [sys.executable, "train.py", "fit", "--config",
-            "configs/experiment/resshift_demo_pixel.yaml", "--trainer.default_root_dir",
-            str(tmp_path), "--trainer.limit_val_batches", "0",
-            "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "100000"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+    args = entry_command(
+        "train.py", "fit", "--config", "configs/experiment/resshift_demo_pixel.yaml",
+        "--trainer.default_root_dir", tmp_path, "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "100000",
+    )  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, env=entry_env(ONE_THREAD), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         hparams = tmp_path / "lightning_logs" / "version_0" / "hparams.yaml"
