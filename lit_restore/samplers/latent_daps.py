@@ -55,4 +55,7 @@ class LatentDAPS(LatentSampler, DAPS):
         return g if self.grad_clip is None else torch.clamp(g, -self.grad_clip, self.grad_clip)
 
     def hparams(self) -> dict:
-        return {**super().hparams(), "grad_clip": self.grad_clip if self.grad_clip is not None else "none"}
+        return {
+            **super().hparams(),
+            "grad_clip": self.grad_clip if self.grad_clip is not None else "none",
+        }
