@@ -1,4 +1,4 @@
-"""Latent priors and the latent methods (latent DPS/SaFaRI, PSLD, ReSample).
+"""Latent priors and the latent methods (latent DPS/SaFaRI, PSLD, ReSample, latent DAPS).
 
 * Layout: the CompVis LDM container (``model.diffusion_model.*``, ``first_stage_model.*``,
   ``model_ema.*``, schedule buffers, ``scale_factor``) loads strictly into :class:`LDMPrior`;
@@ -28,7 +28,7 @@ from lit_restore.operators import JPEG, AvgPoolSR, BicubicSR
 from lit_restore.operators.base import DenseOperator, OperatorCapabilityError
 from lit_restore.priors import LatentDiffusionPrior, LDMPrior
 from lit_restore.priors.latent import LDM_VQ4_FIRST_STAGE, LDM_VQ4_UNET
-from lit_restore.samplers import PSLD, LatentDPS, LatentSaFaRI, ReSample
+from lit_restore.samplers import PSLD, LatentDAPS, LatentDPS, LatentSaFaRI, ReSample
 from lit_restore.samplers.base import SamplingContext
 from lit_restore.samplers.latent import DecodedOperator
 from lit_restore.weights import fetch
@@ -207,7 +207,15 @@ LATENT_METHODS = {
     "latent_safari": lambda: LatentSaFaRI(steps=100, scale=0.5),
     "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5),
     "resample": lambda: ReSample(steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50),
-}
+    # τ = √2 σ_y (the exact likelihood), no gradient clamp, a constant Langevin step 3e-4: the
+    # target's Lipschitz constant is ≤ 2‖A M‖²/τ² + 1/σ_min² ≤ 2·6.46/0.02 + 100 = 746 (‖A M‖² =
+    # 2.42 / 5.01 / 6.46 for sr / blur / inpaint), so lr·L ≤ 0.22 (stable); the σ → t rule that
+    # is exact for this prior (as the pixel DAPS entry of test_samplers.py)
+    "latent_daps": lambda: LatentDAPS(
+        annealing_steps=50, ode_steps=5, mcmc_steps=50, lr=3e-4, lr_min_ratio=1.0, tau=None,
+        timestep_rule="interpolate", grad_clip=None,
+    ),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["sr", "blur", "inpaint"])
@@ -223,6 +231,7 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     latent SaFaRI (100, 0.5)      0.0514  0.0337  0.0247
     PSLD (100 DDIM, γ 0.1, ω 0.5) 0.0500  0.0474  0.0570
     ReSample (50 DDIM, every 5)   0.0368  0.0454  0.0431
+    latent DAPS (50×5, 50 Lang.)  0.0201  0.0305  0.0197
     ============================  ======  ======  =======
 
     (SR is AvgPoolSR with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
@@ -249,6 +258,7 @@ FAST = {
     "latent_dps": lambda: LatentDPS(steps=10),
     "latent_safari": lambda: LatentSaFaRI(steps=10),
     "psld": lambda: PSLD(steps=10),
+    "latent_daps": lambda: LatentDAPS(annealing_steps=5, ode_steps=2, mcmc_steps=3, lr=1e-4),
     "resample": lambda: ReSample(
         steps=10, every=2, pixel_iters=20, latent_iters=20, patience=5, tol=1e-6
     ),
@@ -287,6 +297,28 @@ def test_psld_gluing_term_is_the_papers():
     assert torch.equal(step, torch.ones(3))
 
 
+def test_latent_daps_data_gradient_is_the_decoded_residuals_clamped():
+    """∇_z ‖A(M z) − y‖² = 2 (A M)ᵀ (A M z − y) (the data term through the linear decoder),
+    clamped elementwise to ±grad_clip as the official LatentWrapper.gradient does; far from y
+    some entries exceed 1, so the clamp is exercised, and without it the gradient is exact."""
+    prior, op, y, *_ = _latent_problem("inpaint")
+    z0 = 3 * torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    ys = y.expand(3, -1)
+    AM = (_pixel_matrix("inpaint") @ prior.first_stage.M).double()
+    exact = 2 * (z0.double().flatten(1) @ AM.T - ys.double()) @ AM
+    grads = {}
+    for clip in (None, 1.0):
+        sampler = LatentDAPS(grad_clip=clip)
+        ctx = SamplingContext(
+            prior, DecodedOperator(op.at((1, 8, 8)), prior), ys, 0.1, None, (3, 1, 4, 4), 1000,
+            sampler,
+        )  # fmt: skip
+        grads[clip] = sampler.data_grad(ctx, z0).double().flatten(1)
+    assert (exact.abs() > 1).any() and (exact.abs() < 1).any()
+    assert torch.allclose(grads[None], exact, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(grads[1.0], exact.clamp(-1, 1), rtol=1e-5, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- NFE and refusals
 def test_latent_methods_refuse_what_they_cannot_use():
     prior = _tiny_ldm()
@@ -313,6 +345,7 @@ E2E_SAMPLERS = {
     "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
     "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
     "psld": ("PSLD", {"steps": 3}),
+    "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
     "resample": (
         "ReSample",
         {"steps": 3, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},

@@ -18,6 +18,7 @@ RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
 latent DPS / latent SaFaRI / PSLD   N (one ε(z_t) per step; decoder/encoder calls are not
            network evaluations of the prior)
 ReSample   N (one ε(z_t) per step; its data-consistency optimisations use only E, D and A)
+latent DAPS  N·K (DAPS on z; the MCMC uses only A ∘ D)
 DAPS       N·K (N annealing levels × K Euler steps of the ODE; the MCMC uses only A)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
@@ -54,6 +55,7 @@ from lit_restore.samplers import (
     IDPG,
     PSLD,
     DiffPIR,
+    LatentDAPS,
     LatentDPS,
     LatentSaFaRI,
     PiGDM,
@@ -142,6 +144,7 @@ LATENT_METHODS = {
     "latent_safari": (lambda: LatentSaFaRI(steps=N), N),
     "psld": (lambda: PSLD(steps=N), N),
     "resample": (lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1), N),
+    "latent_daps": (lambda: LatentDAPS(annealing_steps=N, ode_steps=3, mcmc_steps=2), N * 3),
 }  # fmt: skip
 
 
@@ -182,6 +185,17 @@ def test_every_preset_evaluates_the_network_as_defined(cls, name):
         expected = N
     sigma = 0.0 if name.endswith("_sigma0") else 0.05
     _check(*_restore(sampler, sigma), expected)
+
+
+#: the published presets of the latent methods that have them (annealing levels set to N; the
+#: MCMC step counts kept)
+LATENT_PRESETS = list(presets_of(LatentDAPS))
+
+
+@pytest.mark.parametrize("name", LATENT_PRESETS)
+def test_every_latent_daps_preset_evaluates_the_network_as_defined(name):
+    sampler = LatentDAPS(**{**preset_args(LatentDAPS, name), "annealing_steps": N})
+    _check(*_restore(sampler, 0.05, latent=True), N * sampler.ode_steps)  # ode_steps 2
 
 
 def test_every_exported_sampler_is_counted():

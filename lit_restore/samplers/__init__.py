@@ -10,6 +10,7 @@ from lit_restore.samplers.diffpir import DiffPIR
 from lit_restore.samplers.dps import DPS, Fidelity, PixelFidelity
 from lit_restore.samplers.fdgr import FDGR, gradient_regularizer_grad
 from lit_restore.samplers.latent import DecodedOperator
+from lit_restore.samplers.latent_daps import LatentDAPS
 from lit_restore.samplers.latent_dps import LatentDPS, LatentSaFaRI
 from lit_restore.samplers.pigdm import PiGDM
 from lit_restore.samplers.psld import PSLD
@@ -32,6 +33,7 @@ __all__ = [
     "DecodedOperator",
     "DiffPIR",
     "Fidelity",
+    "LatentDAPS",
     "LatentDPS",
     "LatentSaFaRI",
     "PiGDM",

@@ -36,9 +36,10 @@ retrieval, the nonlinear blur — serves; no ``Aᵀ``, SVD or pseudo-inverse is 
 **Reuse for a latent variant.** The prior enters only through :meth:`DAPS.denoiser` (x, σ) → x̂0
 and the measurement only through :meth:`DAPS.data_loss` (x0 → per-image ‖A(x0) − y‖²); the chain
 state is whatever those act on. The official ``LatentDAPS`` is this loop with the latent prior's
-denoiser and ``data_loss`` through the decoder (``forward_operator.LatentWrapper``: ‖A(𝒟(z)) − y‖²)
-and a decoded result: a subclass overrides those two methods, :meth:`Sampler.image_shape` (the
-latent shape) and :meth:`Sampler.finalize` (decode).
+denoiser and the data term through the decoder (``forward_operator.LatentWrapper``:
+‖A(𝒟(z)) − y‖²) and a decoded result: :class:`lit_restore.samplers.latent_daps.LatentDAPS` runs
+this class on the latent loop (:mod:`lit_restore.samplers.latent`, whose ``A ∘ 𝒟`` and latent ε
+fill both) and overrides only :meth:`DAPS.data_grad` (the official gradient clamp).
 
 Differences from the official loop, each on purpose: every draw comes from the run's per-image
 generators (the loop's ``randn``), so an image's result does not depend on its batch mates; the

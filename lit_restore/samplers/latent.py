@@ -3,7 +3,7 @@
 A latent method runs :class:`~lit_restore.samplers.base.Sampler`'s loop on ``z`` with the
 composed forward map ``A ∘ D`` (:class:`DecodedOperator`: decode, then the pixel operator) in
 place of ``A``, and returns ``D(z_0)``. So a pixel method whose update needs only a
-differentiable ``A`` (DPS, SaFaRI) becomes its latent counterpart with no change to its maths —
+differentiable ``A`` (DPS, SaFaRI, DAPS) becomes its latent counterpart with no change to its maths —
 the fidelity is taken through the decoder, as in latent DPS (Rout et al., NeurIPS 2023, Sec. 3;
 LituRout/PSLD ``stable-diffusion/ldm/models/diffusion/psld.py``, γ = 0) — and latent-only
 methods (PSLD, ReSample) reach ``E``, ``D`` and the pixel operator through

@@ -416,6 +416,48 @@ DAPS_PRESETS = _table(
     }
 )  # fmt: skip
 
+# ----------------------------------------------------------------------------------- LatentDAPS
+# zhangbingliang2019/DAPS @ 098df6b, the LDM FFHQ runs (commands/ldm_ffhq.sh: "DAPS 100", 50
+# annealing levels × 2 ODE steps = 100 NFE; configs/sampler/latent_edm_daps.yaml: σ 10 → 0.1,
+# ODE to 0.001, poly-7) with the ``ldm`` group of configs/task/<task>.yaml (HMC, τ 0.01, noise
+# 0.05 on [−1, 1]). The gradient clamp of forward_operator LatentWrapper is ``grad_clip`` 1.
+_LATENT_DAPS_100 = {
+    "annealing_steps": 50,
+    "ode_steps": 2,
+    "sigma_max": 10.0,
+    "sigma_min": 0.1,
+    "ode_sigma_min": 0.001,
+    "timestep_rule": "vp_sde",
+    "tau": 0.01,
+    "mc_algo": "hmc",
+    "grad_clip": 1.0,
+}
+_LATENT_DAPS_SRC = (
+    "zhangbingliang2019/DAPS @ 098df6b configs/task/{}.yaml (ldm: HMC), commands/ldm_ffhq.sh "
+    "(50 annealing × 2 ODE steps), configs/sampler/latent_edm_daps.yaml; the FFHQ LDM "
+    "(registry ldm-ffhq256)."
+)
+# task: (official file, (steps, lr, lr_min_ratio, momentum)) of the ``ldm`` group
+_LATENT_DAPS_ROWS = {
+    "sr4": ("down_sampling", (24, 1.35e-4, 0.023, 0.86)),
+    "gauss_deblur": ("gaussian_blur", (35, 2.70e-6, 0.95, 0.95)),
+    "motion_deblur": ("motion_blur", (49, 2.4e-5, 0.041, 0.45)),
+    "inpaint_box": ("inpainting", (15, 9.02e-6, 0.13, 0.74)),
+    "inpaint_random": ("inpainting_rand", (38, 8.40e-6, 0.013, 0.92)),
+    "phase_retrieval": ("phase_retrieval", (65, 2.1e-5, 0.12, 0.41)),
+    "nonlinear_deblur": ("nonlinear_blur", (80, 3.71e-6, 0.024, 0.91)),
+    "hdr": ("hdr", (38, 4.52e-6, 0.015, 0.58)),
+}  # fmt: skip
+LATENT_DAPS_PRESETS = _table(
+    {
+        f"ldm_{task}": Preset(
+            {**_LATENT_DAPS_100, "mcmc_steps": n, "lr": lr, "lr_min_ratio": r, "momentum": m},
+            _LATENT_DAPS_SRC.format(f),
+        )
+        for task, (f, (n, lr, r, m)) in _LATENT_DAPS_ROWS.items()
+    }
+)  # fmt: skip
+
 #: class name -> its presets. Exact class names: a subclass of a method has its own arguments.
 PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
     {
@@ -433,6 +475,7 @@ PRESETS: Mapping[str, Mapping[str, Preset]] = MappingProxyType(
         "PSLD": PSLD_PRESETS,
         "ReSample": RESAMPLE_PRESETS,
         "DAPS": DAPS_PRESETS,
+        "LatentDAPS": LATENT_DAPS_PRESETS,
     }
 )
 
