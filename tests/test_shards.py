@@ -66,15 +66,14 @@ def test_shard_spec_parsing_and_errors():
     assert Shard.parse(None) is None and Shard.parse("") is None
     assert Shard(1, 4).tag == "shard1of4"
     for bad in ("2/2", "1", "a/b", "-1/2", "0/0"):
-        with pytest.raises(ValueError, match="data.init_args.shard"):
+        with pytest.raises(ValueError, match=r"data\.init_args\.shard"):
             Shard.parse(bad)
 
 
 def test_datamodule_shards_only_test_and_predict():
     sets = {"train_set": DeadLeaves(10, 16), "test_set": DeadLeaves(10, 16)}
     dms = [
-        RestorationDataModule(**sets, crop_size=16, batch_size=2, shard=f"{i}/3")
-        for i in range(3)
+        RestorationDataModule(**sets, crop_size=16, batch_size=2, shard=f"{i}/3") for i in range(3)
     ]
     tests = [dm.positions("test") for dm in dms]
     assert tests == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]

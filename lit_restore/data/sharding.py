@@ -30,8 +30,8 @@ builds its samplers itself:
 
 from __future__ import annotations
 
-import warnings
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any

@@ -181,9 +181,7 @@ def read_shard_rows(shards: list[ShardRun]) -> tuple[list[str], list[dict]]:
 def set_level_function(names: list[str]):
     """``set_level(fake, real)`` of the set-level metrics among the fingerprint's metric
     ``names`` (FID/KID from features: no network, no weights needed)."""
-    specs = [
-        s for s in METRICS.values() if s.kind == "set-level" and set(s.columns) & set(names)
-    ]
+    specs = [s for s in METRICS.values() if s.kind == "set-level" and set(s.columns) & set(names)]
     functions = [s.build(MetricOptions()) for s in specs]
 
     def set_level(fake, real) -> dict[str, float]:
@@ -207,9 +205,8 @@ def _copy_outputs(shards: list[ShardRun], out: Path) -> int:
             if len(rel.parts) < 2 or src.name.endswith(TEMP_SUFFIX):
                 continue  # top-level files are the shard's own records/logs
             dst = out / rel
-            if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-                if dst.read_bytes() == src.read_bytes():
-                    continue
+            if dst.is_file() and dst.read_bytes() == src.read_bytes():
+                continue  # merged before
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link{TEMP_SUFFIX}")
             try:
@@ -273,7 +270,8 @@ def merge(dirs: list[Path], stage: str = "test", out: Path | None = None) -> dic
         hparams[SHARD_HPARAM] = "None"  # as an unsharded run records it
     atomic_write_text(out / f"per_image_{stage}.csv", rows_to_csv(rows, header))
     atomic_write_text(
-        out / f"summary_{stage}.json", json.dumps({"metrics": summary, "hparams": hparams}, indent=2)
+        out / f"summary_{stage}.json",
+        json.dumps({"metrics": summary, "hparams": hparams}, indent=2),
     )
     atomic_write_text(out / f"fingerprint_{stage}.json", fingerprint.to_json(parts))
     return summary

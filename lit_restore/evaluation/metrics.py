@@ -55,7 +55,6 @@ from lit_restore.utils.tables import (
     format_table,
 )
 
-
 #: folder of the per-image FID/KID features in a run dir (``<index:08d>.npy``, [2, D])
 FEATURES_DIR = "fid_features"
 
