@@ -113,7 +113,9 @@ def test_registry_entry_on_the_hub_is_found_in_the_hf_cache(hub_cache, tmp_path)
     entry = weights.get("ddim-celebahq256")
     hub = HubFile.parse(entry.hub)
     assert hub == HubFile("gwang-kim/DiffusionCLIP-CelebA_HQ", "celeba_hq.ckpt", None)
-    with pytest.raises(MissingWeightsError, match="python -m lit_restore.weights ddim-celebahq256"):
+    with pytest.raises(
+        MissingWeightsError, match=r"python -m lit_restore\.weights ddim-celebahq256"
+    ):
         resolve("ddim-celebahq256")
     fake = tmp_path / "celeba_hq.ckpt"
     torch.save({"w": torch.zeros(1)}, fake)
