@@ -195,6 +195,11 @@ def runs(tmp_path_factory) -> Path:
 def test_two_shards_in_one_dir_merged_equal_one_run(runs):
     shared = runs / "shared"
     assert not (shared / "per_image_test.csv").exists()  # only the shards' records so far
+    unmerged = subprocess.run(
+        [sys.executable, "-m", "lit_restore.evaluation.compare", str(shared)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert unmerged.returncode == 2 and "merge them first" in unmerged.stderr
     assert len(_table_of(shared / "per_image_test.shard0of2.csv")) == 4
     done = _merge(str(shared))
     assert done.returncode == 0, done.stderr
