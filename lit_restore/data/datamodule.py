@@ -514,10 +514,11 @@ class RestorationDataModule(L.LightningDataModule):
         self._pool: TrainingPairPool | None = None
         self._pool_state: dict[str, Any] | None = None
         self._positions: dict[str, list[int]] = {}
-        # the job-array shard of test/predict: ``self.shard`` ("i/N" or None) is what the
-        # fingerprint records (data.shard), the parsed form is private
+        # the job-array shard of test/predict. Private, read through properties: the run's
+        # fingerprint (public attributes) leaves it out, so the N shards of a run share one
+        # fingerprint (their record files carry the shard's tag instead) and run dirs made
+        # before sharding existed still resume
         self._shard = Shard.parse(shard)
-        self.shard: str | None = None if self._shard is None else str(self._shard)
 
     def _check_crop(self, crop_size: int | None) -> None:
         """A crop the degradation cannot take is a config error, reported before any work."""
@@ -548,6 +549,11 @@ class RestorationDataModule(L.LightningDataModule):
     def shard_spec(self) -> Shard | None:
         """The :class:`~lit_restore.data.sharding.Shard` of test/predict (``None``: all)."""
         return self._shard
+
+    @property
+    def shard(self) -> str | None:
+        """``"i/N"``, or ``None`` without sharding."""
+        return None if self._shard is None else str(self._shard)
 
     def positions(self, split: str) -> list[int]:
         """Original indices of ``split`` usable at this crop (scanned once in skip mode), of

@@ -12,15 +12,15 @@ joins them afterwards:
 1. finds the shards ``0 .. N-1`` in the given directories and refuses, naming them, shards that
    are missing, found twice, or not finished (no CSV yet, or part files of a killed run left:
    rerun that shard, it resumes);
-2. checks that the shards' fingerprints agree on everything but ``data.shard`` (one line
+2. checks that the shards' fingerprints agree (the shard is not part of a fingerprint; one line
    naming what differs otherwise: the shards were not made with the same settings);
 3. checks that every row lies in its shard (``index mod N == i``) — the shards are then disjoint
    and, all N being present, cover the dataset;
 4. writes into ``--out`` (default: the one directory all shards share) the run's
    ``per_image_<stage>.csv`` (rows by dataset index), ``summary_<stage>.json`` — computed by the
    function the metric callback uses (:func:`lit_restore.evaluation.metrics.summarize`), FID/KID
-   from the stored per-image features — and ``fingerprint_<stage>.json`` with ``data.shard``
-   unset: what one unsharded run would have written, so ``compare`` reads the merged run like any
+   from the stored per-image features — and the shards' ``fingerprint_<stage>.json``: what one
+   unsharded run would have written, so ``compare`` reads the merged run like any
    other and an unsharded rerun into it finds every image done. Files of shard directories
    (restored PNGs, features, ...) are copied (hard-linked where possible) into ``--out``; stray
    temp files of killed shards are removed.
@@ -56,8 +56,6 @@ from lit_restore.utils.tables import (
     rows_to_csv,
 )
 
-#: the fingerprint key that differs between the shards of one run (``RestorationDataModule.shard``)
-SHARD_KEY = "data.shard"
 #: the hyper-parameter (``summary_<stage>.json``) that names the shard
 SHARD_HPARAM = "data/shard"
 
@@ -133,19 +131,12 @@ def find_shards(dirs: list[Path], stage: str) -> list[ShardRun]:
 
 
 def check_fingerprints(shards: list[ShardRun]) -> dict:
-    """The shards' common fingerprint (``data.shard`` unset); refuses shards whose settings
-    differ in anything else."""
+    """The shards' common fingerprint; refuses shards made with other settings."""
     first: dict | None = None
     for s in shards:
         parts = fingerprint.read(s.file("fingerprint", ".json"))
         if parts is None:
             raise MergeError(f"{s}: its fingerprint file is unreadable; rerun that shard")
-        if parts.get(SHARD_KEY) != f"{s.index}/{s.count}":
-            raise MergeError(
-                f"{s}: its fingerprint records {SHARD_KEY}={parts.get(SHARD_KEY)!r}, not "
-                f"{s.index}/{s.count} (a renamed file?)"
-            )
-        parts = {**parts, SHARD_KEY: None}
         if first is None:
             first = parts
         elif parts != first:
