@@ -1,6 +1,7 @@
 """Seconds per image, NFE per image and peak memory of every zero-shot sampler.
 
-Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR, DiffPIR, ΠGDM, DDS, RED-diff) on the real
+Each row runs one method (SaFaRI, DPS, DDNM+, DDRM, DDPG, IDPG, FDGR, DiffPIR, ΠGDM, DDS, RED-diff,
+DAPS) on the real
 :class:`lit_restore.priors.ADMPrior` built from the registry's published constructor flags
 (``REGISTRY["adm-imagenet256-uncond"]`` / ``REGISTRY["adm-ffhq256-dps"]``, random weights: speed
 and memory do not depend on the values) and a real operator from :mod:`lit_restore.operators`, with
@@ -20,6 +21,8 @@ Gaussian measurement noise σ = 0.05 (image units), at the method's published st
     pgdm       100   SR×4 ``BicubicSR(4)``; σ_y > 0: Aᵀ(AAᵀ+ηI)⁻¹ through the SVD, VJP through the UNet
     dds         50   same as ddpg (5 CG iterations on (I + AᵀA), only A and Aᵀ)
     reddiff    100   SR×4 ``BicubicSR(4)`` (Adam on μ; one forward per step, no backward through it)
+    daps       200   SR×4 ``BicubicSR(4)``, preset ``sr4`` (DAPS-1K: a "step" is one annealing
+                     level = 5 ODE network calls + 100 Langevin steps through A; NFE 1000)
     ========  =====  =====================================================================
 
 **Step-count extrapolation.** ``--steps-override K`` runs K (respaced) steps instead of the
@@ -82,9 +85,11 @@ from bench.measure import peak_rss, randomise, reset_peak_rss, run_forked, sync,
 from lit_restore.modules import ZeroShotRestoration
 from lit_restore.operators import BicubicSR, GaussianBlur, GaussianNoise
 from lit_restore.operators.base import LinearOperator
+from lit_restore.presets import preset_args
 from lit_restore.priors import ADMPrior
 from lit_restore.priors.registry import REGISTRY
 from lit_restore.samplers import (
+    DAPS,
     DDNM,
     DDPG,
     DDRM,
@@ -124,6 +129,9 @@ METHODS: dict[str, Method] = {
     "pgdm": Method(lambda n: PiGDM(steps=n), 100, "sr4"),
     "dds": Method(lambda n: DDS(steps=n), 50, "blur-circ"),
     "reddiff": Method(lambda n: REDDiff(steps=n), 100, "sr4"),
+    "daps": Method(
+        lambda n: DAPS(**{**preset_args(DAPS, "sr4"), "annealing_steps": n}), 200, "sr4"
+    ),
 }
 
 

@@ -18,6 +18,7 @@ line and exit status 2, not a traceback (:mod:`lit_restore.utils.errors`); set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from argparse import ArgumentError
@@ -27,6 +28,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lit_restore.checkpoints import CheckpointError, check_readable
 from lit_restore.presets import install_loader
+from lit_restore.runtime import cpu_threads
 from lit_restore.suite import NeedsOwnProcess, find_suite, needs_own_process, run_suite
 from lit_restore.utils.errors import (
     ConfigError,
@@ -65,7 +67,22 @@ class LitRestoreCLI(LightningCLI):
         parser_kwargs.setdefault("description", self.description)
         parser_kwargs.setdefault("parser_mode", install_loader())  # expands `preset:` names
         parser_kwargs.setdefault("exit_on_error", False)  # parse errors reach run_cli as one line
-        super().__init__(*args, trainer_defaults=defaults, parser_kwargs=parser_kwargs, **kwargs)
+        # the run happens inside LightningCLI.__init__; the thread count set for it (``threads``,
+        # entered in before_instantiate_classes) is restored when it ends, failed or not
+        self._run_context = contextlib.ExitStack()
+        with self._run_context:
+            super().__init__(
+                *args, trainer_defaults=defaults, parser_kwargs=parser_kwargs, **kwargs
+            )
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads of torch's intra-op pool for this run (null: torch's default, one "
+            "per core); see lit_restore.runtime",
+        )
 
     @classmethod
     def subcommands(cls) -> dict[str, set[str]]:
@@ -102,10 +119,13 @@ class LitRestoreCLI(LightningCLI):
         return [s for p in parsers for s in p._option_string_actions if s.startswith("--")]
 
     def before_instantiate_classes(self) -> None:
-        if self.in_process_only:
-            config = self.config[self.subcommand] if self.subcommand else self.config
-            if needs_own_process(config.trainer):
-                raise NeedsOwnProcess(config)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.in_process_only and needs_own_process(config.trainer):
+            raise NeedsOwnProcess(config)
+        threads = config.get("threads")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads: a number of CPU threads ≥ 1 (or null), got {threads}")
+        self._run_context.enter_context(cpu_threads(threads))
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

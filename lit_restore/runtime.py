@@ -24,6 +24,12 @@ warning.
 
 **Channels-last** (``channels_last: true``): the network's 4-D weights in NHWC order, so its
 convolutions run in the layout cuDNN / oneDNN prefer (the input follows the weights).
+
+**Threads** (``threads: N``, a top-level option of ``sample.py`` / ``train.py``): the number of
+CPU threads of torch's intra-op pool for the run (:func:`cpu_threads`), ``null`` = torch's
+default (one per core). Small networks on small images gain little from more threads while each
+operation pays their synchronisation; on a shared or loaded machine that cost dominates (the main
+job on 2 cores: 5 min 33 s with 2 threads, 2 min 18 s with 1; bench/README.md).
 """
 
 from __future__ import annotations
@@ -134,3 +140,21 @@ def prepare_network(
     if mode is not None and getattr(net, "_compiled_call_impl", None) is None:
         inductor = COMPILE_BACKEND == "inductor"
         net.compile(backend=COMPILE_BACKEND, mode=mode if inductor else None, dynamic=False)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(threads)`` and restore the previous count after
+    it (a suite's runs share one process; a test must not leave the pool changed). ``None``:
+    leave the count as it is."""
+    if threads is None:
+        yield
+        return
+    if int(threads) < 1:
+        raise ValueError(f"threads must be a positive number of CPU threads, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -7,10 +7,14 @@ network (bkse GOPRO), the ResShift release files
 network and the LDM VQ-f4 autoencoder) and the metric backbones (torchvision AlexNet / VGG16 for
 LPIPS, torch-fidelity's TF-compatible InceptionV3 for FID/KID, file names and URLs as torchvision
 ``AlexNet_Weights``/``VGG16_Weights.IMAGENET1K_V1`` and torch-fidelity
-``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them), and the small demo networks
+``feature_extractor_inceptionv3.py::URL_INCEPTION_V3`` give them; the no-reference metrics' files:
+NIQE's pristine model and IQA-PyTorch's MUSIQ/MANIQA/CLIP-IQA+ files and OpenAI CLIP RN50, in the
+caches where IQA-PyTorch itself looks, ``$TORCH_HOME/hub/pyiqa`` and ``hub/clip``), and the small demo networks
 trained here and shipped with the repository under ``weights/`` (``shipped``: the prior
 ``adm-demo-pd`` and ResShift ``resshift-demo-sr4``, each reproduced by a recipe in
-``configs/experiment/``).
+``configs/experiment/``), and the CompVis unconditional LDMs (``ldm-ffhq256``,
+``ldm-celebahq256``, ``ldm-lsun-bedrooms256``: zip archives on ommer-lab.com whose ``model.ckpt``
+the fetch command extracts).
 
 :func:`resolve` finds a file, never downloading:
 
@@ -52,9 +56,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +71,14 @@ from lit_restore.checkpoints import CheckpointError, check_readable
 
 #: the repository root: shipped weight files (``WeightFile.shipped``) are relative to it
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: IQA-PyTorch's weight files (``pyiqa/archs/arch_util.py::get_url_from_name``: the Hugging Face
+#: repository chaofengc/IQA-PyTorch-Weights)
+_IQA_PYTORCH_WEIGHTS = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
+
+_NO_NR = (
+    "To run without it, leave the no-reference metric out of `metrics` (or set perceptual: false)"
+)
 
 _NO_PERCEPTUAL = (
     "To run without perceptual metrics set `perceptual: false` (or `metrics: [psnr, ssim]` and "
@@ -94,6 +108,15 @@ class WeightFile:
         hub: ``hf://OWNER/REPO/FILE[@REVISION]`` where the file is hosted on the Hugging Face
             Hub (:class:`HubFile`): found in the Hugging Face cache too, fetched through
             ``huggingface_hub``.
+        archive_member: ``url`` is a zip archive and the weight file is this member of it (the
+            CompVis LDM releases); :func:`fetch` extracts it to ``file_name``.
+        file_format: ``"checkpoint"`` (a torch/safetensors state dict), ``"mat"`` (a MATLAB
+            parameter file), ``"torchscript"`` (OpenAI CLIP's release archive) or ``"tensor"``
+            (a pickled tensor): how a download is checked. The last two are read only by the
+            optional IQA-PyTorch package, never by lit_restore itself.
+        hf_repo: a Hugging Face Hub model repository (``file_name`` is then informative): it
+            resolves to its snapshot folder in the Hugging Face cache (``$HF_HOME``), offline,
+            and the fetch command downloads it there with ``huggingface_hub.snapshot_download``.
     """
 
     name: str
@@ -109,12 +132,16 @@ class WeightFile:
     notes: str = ""
     shipped: str | None = None
     hub: str | None = None
+    archive_member: str | None = None
+    file_format: str = "checkpoint"
+    hf_repo: str | None = None
 
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
 SHIPPED_SHA256 = {
     "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
     "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
+    "sinsr-demo-sr4": "f86031171485740f08510038ecbf6feb44d9e116532f52c8870e1377622a060e",
 }
 
 WEIGHTS: dict[str, WeightFile] = {
@@ -153,6 +180,39 @@ WEIGHTS: dict[str, WeightFile] = {
             hub="hf://gwang-kim/DiffusionCLIP-CelebA_HQ/celeba_hq.ckpt",
         ),
         WeightFile(
+            name="ldm-ffhq256",
+            file_name="ldm-ffhq256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/ffhq.zip",
+            purpose="prior ldm-ffhq256 (CompVis unconditional LDM-VQ-4, FFHQ 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/ffhq-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
+        ),
+        WeightFile(
+            name="ldm-celebahq256",
+            file_name="ldm-celebahq256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/celeba.zip",
+            purpose="prior ldm-celebahq256 (CompVis unconditional LDM-VQ-4, CelebA-HQ 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/celebahq-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
+        ),
+        WeightFile(
+            name="ldm-lsun-bedrooms256",
+            file_name="ldm-lsun-bedrooms256.ckpt",
+            url="https://ommer-lab.com/files/latent-diffusion/lsun_bedrooms.zip",
+            purpose="prior ldm-lsun-bedrooms256 (CompVis unconditional LDM-VQ-4, LSUN-Bedrooms 256)",
+            source="CompVis/latent-diffusion README (pretrained LDMs table); network flags from "
+            "configs/latent-diffusion/lsun_bedrooms-ldm-vq-4.yaml",
+            folder="priors",
+            archive_member="model.ckpt",
+            notes="a zip holding model.ckpt (with its config.yaml); no published sha256",
+        ),
+        WeightFile(
             name="resshift-realsr-x4-v3",
             file_name="resshift_realsrx4_s4_v3.pth",
             url="https://github.com/zsyOAOA/ResShift/releases/download/v2.0/resshift_realsrx4_s4_v3.pth",
@@ -160,6 +220,27 @@ WEIGHTS: dict[str, WeightFile] = {
             source="zsyOAOA/ResShift README and inference_resshift.py _LINK['v3'] (release v2.0)",
             folder="resshift",
             notes="no published sha256",
+        ),
+        WeightFile(
+            name="resshift-realsr-x4-s15-v1",
+            file_name="resshift_realsrx4_s15_v1.pth",
+            url="https://github.com/zsyOAOA/ResShift/releases/download/v2.0/resshift_realsrx4_s15_v1.pth",
+            purpose="ResShift NeurIPS ×4 Swin UNet (15 steps, v1): SinSR's teacher",
+            source="wyf0912/SinSR configs/SinSR.yaml (teacher_ckpt_path) and inference.py "
+            "(task realsrx4: the ResShift release v2.0 URL)",
+            folder="resshift",
+            notes="no published sha256",
+        ),
+        WeightFile(
+            name="sinsr-realsr-x4-v1",
+            file_name="SinSR_v1.pth",
+            url="https://github.com/wyf0912/SinSR/releases/download/v1.0/SinSR_v1.pth",
+            purpose="SinSR one-step ×4 Swin UNet (distilled from resshift-realsr-x4-s15-v1)",
+            source="wyf0912/SinSR README (Fast testing, weights/SinSR_v1.pth) and inference.py "
+            "(release v1.0 URL)",
+            folder="resshift",
+            notes="no published sha256; the README's SinSR_v2.pth (RealSR numbers) has no "
+            "published URL",
         ),
         WeightFile(
             name="resshift-vq-f4",
@@ -215,6 +296,75 @@ WEIGHTS: dict[str, WeightFile] = {
             without=_NO_PERCEPTUAL,
         ),
         WeightFile(
+            name="niqe-pristine",
+            file_name="niqe_modelparameters.mat",
+            url=_IQA_PYTORCH_WEIGHTS + "niqe_modelparameters.mat",
+            purpose="NIQE pristine model (mu_prisparam, cov_prisparam of the MATLAB NIQE release)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/niqe_arch.py default_model_urls['niqe'] "
+            "(LIVE niqe_release.zip modelparameters.mat)",
+            folder="pyiqa",
+            file_format="mat",
+            without=_NO_NR,
+            notes="11 KB; LIVE's release terms, so not shipped here; no published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-musiq-koniq",
+            file_name="musiq_koniq_ckpt-e95806b9.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "musiq_koniq_ckpt-e95806b9.pth",
+            purpose="MUSIQ trained on KonIQ-10k (IQA-PyTorch metric `musiq`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/musiq_arch.py default_model_urls['koniq10k']",
+            folder="pyiqa",
+            without=_NO_NR,
+            notes="read by the optional pyiqa package; no published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-maniqa-pipal",
+            file_name="MANIQA_PIPAL-ae6d356b.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "MANIQA_PIPAL-ae6d356b.pth",
+            purpose="MANIQA trained on PIPAL (IQA-PyTorch metric `maniqa-pipal`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/maniqa_arch.py default_model_urls['pipal']",
+            folder="pyiqa",
+            without=_NO_NR,
+            notes="read by the optional pyiqa package (holds the ViT-B/8 backbone too); no "
+            "published sha256",
+        ),
+        WeightFile(
+            name="pyiqa-clipiqa+",
+            file_name="CLIP-IQA+_learned_prompts-603f3273.pth",
+            url=_IQA_PYTORCH_WEIGHTS + "CLIP-IQA+_learned_prompts-603f3273.pth",
+            purpose="CLIP-IQA+ learned prompts (IQA-PyTorch metric `clipiqa+`)",
+            source="chaofengc/IQA-PyTorch pyiqa/archs/clipiqa_arch.py default_model_urls['clipiqa+']",
+            folder="pyiqa",
+            file_format="tensor",
+            without=_NO_NR,
+            notes="a pickled tensor, read by the optional pyiqa package; no published sha256",
+        ),
+        WeightFile(
+            name="clip-rn50",
+            file_name="RN50.pt",
+            url="https://openaipublic.azureedge.net/clip/models/"
+            "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+            purpose="OpenAI CLIP ResNet-50 (the backbone of IQA-PyTorch's clipiqa / clipiqa+)",
+            source="openai/CLIP clip/clip.py _MODELS['RN50'] (as chaofengc/IQA-PyTorch "
+            "pyiqa/archs/clip_model.py, cache $TORCH_HOME/hub/clip)",
+            folder="clip",
+            sha256="afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+            file_format="torchscript",
+            without=_NO_NR,
+            notes="~244 MB TorchScript archive; its URL path is its SHA-256",
+        ),
+        WeightFile(
+            name="clip-vit-base-patch16",
+            file_name="openai/clip-vit-base-patch16",
+            url="https://huggingface.co/openai/clip-vit-base-patch16",
+            purpose="OpenAI CLIP ViT-B/16 (Hugging Face layout) for torchmetrics' CLIP-IQA",
+            source="torchmetrics multimodal/clip_iqa.py model_name_or_path choices",
+            folder="hf",
+            hf_repo="openai/clip-vit-base-patch16",
+            without=_NO_NR,
+            notes="~600 MB; the Hugging Face cache; pinned to the repository's main revision",
+        ),
+        WeightFile(
             name="adm-demo-pd",
             file_name="prior_demo_adm.safetensors",
             url="",
@@ -236,6 +386,18 @@ WEIGHTS: dict[str, WeightFile] = {
             folder="resshift",
             sha256=SHIPPED_SHA256["resshift-demo-sr4"],
             shipped="weights/resshift_demo_sr4.safetensors",
+            notes="3.1 MB (0.77 M float32 parameters, EMA weights)",
+        ),
+        WeightFile(
+            name="sinsr-demo-sr4",
+            file_name="sinsr_demo_sr4.safetensors",
+            url="",
+            purpose="the main job's one-step SinSR ×4, distilled here from resshift-demo-sr4",
+            source="configs/experiment/sinsr_demo_sr4.yaml, exported by "
+            "scripts/export_demo_weights.py",
+            folder="resshift",
+            sha256=SHIPPED_SHA256["sinsr-demo-sr4"],
+            shipped="weights/sinsr_demo_sr4.safetensors",
             notes="3.1 MB (0.77 M float32 parameters, EMA weights)",
         ),
     )
@@ -265,6 +427,14 @@ def search_dirs(entry: WeightFile) -> list[Path]:
     """Folders searched for ``entry``, in order; a fetch writes into the first."""
     if entry.folder == "hub":
         return [hub_checkpoint_dir(), home() / "checkpoints"]
+    if entry.folder == "pyiqa":  # IQA-PyTorch's own cache first, where pyiqa looks and fetches
+        return [Path(torch.hub.get_dir()) / "pyiqa", home() / "pyiqa"]
+    if entry.folder == "clip":  # where IQA-PyTorch's CLIP loader looks (and nowhere else)
+        return [Path(torch.hub.get_dir()) / "clip"]
+    if entry.folder == "hf":
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return [Path(HF_HUB_CACHE)]
     return [home() / entry.folder]
 
 
@@ -290,9 +460,31 @@ def shipped_path(entry: WeightFile) -> Path | None:
     return path if path.is_file() else None
 
 
+_HF_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
+
+
+def _hf_snapshot(entry: WeightFile, download: bool = False) -> Path | None:
+    """The Hugging Face cache's snapshot folder of ``entry.hf_repo`` (``None`` when absent);
+    ``download=True`` fetches it (config, tokenizer and safetensors weights only)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                entry.hf_repo, allow_patterns=_HF_PATTERNS, local_files_only=not download
+            )
+        )
+    except Exception:
+        if download:
+            raise
+        return None
+
+
 def find(entry: WeightFile) -> Path | None:
     """The shipped file or the cached copy of ``entry`` (our cache, then the Hugging Face cache
     for an entry on the Hub), or ``None``."""
+    if entry.hf_repo is not None:
+        return _hf_snapshot(entry)
     shipped = shipped_path(entry)
     if shipped is not None:
         return shipped
@@ -456,10 +648,21 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"clone), copy it to {target}, or rebuild it with {entry.source}"
         )
         return f"{head}{where}. {how[0].upper()}{how[1:]}."
-    if entry.manual:
+    if entry.hf_repo is not None:
+        how = (
+            f"run `python -m lit_restore.weights {entry.name}` (downloads the Hub repository "
+            f"{entry.hf_repo} into the Hugging Face cache), or pass a local folder holding it"
+        )
+    elif entry.manual:
         how = (
             f"download it by hand from {entry.url} (a web page a script cannot fetch) and save "
             f"it as {target}"
+        )
+    elif entry.archive_member:
+        how = (
+            f"run `python -m lit_restore.weights {entry.name}` (downloads {entry.url} and "
+            f"extracts its {entry.archive_member}), or download that zip by hand and save its "
+            f"{entry.archive_member} as {target}"
         )
     else:
         how = (
@@ -583,6 +786,16 @@ def fetch(
     entry = get(name)
     if entry.shipped is not None and url is None:
         return check_shipped(entry)
+    if entry.hf_repo is not None:
+        try:
+            return _hf_snapshot(entry, download=True)
+        except Exception as err:
+            reason = " ".join(str(err).split())  # the Hub's messages span lines
+            raise FetchError(
+                f"could not download {entry.hf_repo} from the Hugging Face Hub ({reason}); without "
+                f"network access, run `huggingface-cli download {entry.hf_repo}` on another "
+                "machine and copy its cache folder to $HF_HOME/hub"
+            ) from err
     if entry.hub is not None and url is None and directory is None:
         return find(entry) or _fetch_hub(entry.hub, None, progress, entry.sha256)
     folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]
@@ -596,10 +809,11 @@ def fetch(
     if target.is_file():
         return target
     source = url or entry.url
+    archive = target.with_name(f"{target.name}.zip") if entry.archive_member else target
     try:
         download(
             source,
-            target,
+            archive,
             sha256=entry.sha256,
             sha256_prefix=entry.sha256_prefix,
             progress=progress,
@@ -610,8 +824,13 @@ def fetch(
             f"could not download {name} from {source} ({reason}); without network access, "
             f"download that URL on another machine and save it as {target}"
         ) from err
+    if entry.archive_member:
+        try:
+            _extract(archive, entry.archive_member, target)
+        finally:
+            archive.unlink(missing_ok=True)
     try:
-        check_readable(target)
+        check_file(entry, target)
     except CheckpointError as err:
         target.unlink(missing_ok=True)
         raise FetchError(f"downloaded {entry.file_name} from {source} is unusable: {err}") from err
@@ -640,6 +859,46 @@ def _fetch_hub(
     except CheckpointError as err:
         raise FetchError(f"{hub} downloaded to {path} is unusable: {err}") from err
     return path
+
+
+def _extract(archive: Path, member: str, target: Path) -> None:
+    """Copy the zip member whose path ends with ``member`` to ``target`` (temp + ``os.replace``)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
+            if len(names) != 1:
+                raise FetchError(
+                    f"{archive.name}: expected one {member} in the archive, found {len(names)}"
+                )
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                with zf.open(names[0]) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except zipfile.BadZipFile as err:
+        raise FetchError(f"downloaded {archive.name} is not a zip archive: {err}") from err
+
+
+def check_file(entry: WeightFile, path: Path) -> None:
+    """Check that ``path`` reads as ``entry.file_format`` (catches truncated files and saved error
+    pages); raises :class:`CheckpointError`. A TorchScript archive or a pickled tensor is not
+    opened here (that would run its code): only its zip container is checked."""
+    if entry.file_format == "checkpoint":
+        check_readable(path)
+    elif entry.file_format == "mat":
+        from scipy.io import loadmat
+
+        try:
+            loadmat(str(path))
+        except (ValueError, OSError) as err:
+            raise CheckpointError(f"{path} is not a MATLAB .mat file: {err}") from err
+    else:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is not a torch archive (no zip container)")
 
 
 def sha256_of(path: Path) -> str:

@@ -2,6 +2,7 @@
 
     python scripts/export_demo_weights.py prior     # runs/prior_demo_adm → weights/prior_demo_adm.safetensors
     python scripts/export_demo_weights.py resshift  # runs/resshift_demo_sr4 → weights/resshift_demo_sr4.safetensors
+    python scripts/export_demo_weights.py sinsr     # runs/sinsr_demo_sr4 → weights/sinsr_demo_sr4.safetensors
 
 What is written:
 
@@ -47,6 +48,13 @@ RECIPES = {
         "runs/resshift_demo_sr4",
         "network.",
         "weights/resshift_demo_sr4.safetensors",
+    ),
+    # the SinSR student: ``network.`` holds the student only (the teacher is outside the state dict)
+    "sinsr": (
+        "configs/experiment/sinsr_demo_sr4.yaml",
+        "runs/sinsr_demo_sr4",
+        "network.",
+        "weights/sinsr_demo_sr4.safetensors",
     ),
 }
 FIRST_LOSSES = 4  # how many leading losses go into the metadata

@@ -10,7 +10,8 @@ Regenerate (from the repository root; each path is a checkout of the repository 
 
     PYTHONPATH=<extra site dir, see below> python scripts/make_parity_fixtures.py \\
         --guided-diffusion <dir> --dps <dir> --motionblur <dir> --ddrm <dir> --ddnm <dir> \\
-        --ddpg <dir> --fdgr <dir> --resshift <dir> [--only dps ddrm ...] [--out tests/data/parity]
+        --ddpg <dir> --fdgr <dir> --resshift <dir> --reddiff <dir> --dds <dir> --daps <dir> \\
+        [--only dps ddrm ...] [--out tests/data/parity]
 
 (about 15 minutes on 2 CPU cores, most of it the 1000-step DPS chains run twice: float32 and
 float64). A fresh run reproduces the committed files bit for bit.
@@ -30,12 +31,14 @@ option              repository                                   commit
 --resshift          zsyOAOA/ResShift (branch journal)            3ce1d81e8402fd50083809ae288a3977f6921bdd
 --reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
 --dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
+--daps              zhangbingliang2019/DAPS                      098df6b7643c23f0de21064124f383c3945348a6
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
-ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``), installed apart with ``pip install --target <dir>`` and put on
+ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``; ``torchdiffeq``
+0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
 (mapped to the CPU); ``matplotlib`` (DPS saves PNGs with it; a stub, nothing is saved);
@@ -151,6 +154,13 @@ this script). Where ours differs, the fixture key a later implementation must ma
     Adam step lr·m̂/(√v̂ + 1e-8) divides by gradient magnitudes that cross zero, and the official
     float32 output was 7.0e-3 from its own float64 run, so no implementation can be held to
     1e-5. Its output is ``x0_pred`` of the last step, before that step's Adam update.
+14. DAPS — ``daps_sr4_avgpool``, ``daps_sr4_avgpool_hmc``. ``model/precond.py::VPPrecond``
+    evaluates the ε-network at the *fractional* timestep (T−1)·τ(σ) of the continuous VP SDE
+    (β_min 0.1, β_d 19.9), not at a timestep of the discrete chain; the annealing levels are
+    computed in float64 and cast to float32 (``tensorize``), each ODE grid in float32 from its
+    float32 level; ``get_lr`` divides the level index by N + 1; the last level draws its
+    ε and multiplies it by σ_N = 0. lit_restore's ``DAPS(timestep_rule="vp_sde")`` does all of
+    this (≤ 3.0e-7; official float32 round-off ≤ 9.7e-7).
 """
 
 from __future__ import annotations
@@ -190,6 +200,7 @@ REPOS = {
     "resshift": ("zsyOAOA/ResShift", "3ce1d81e8402fd50083809ae288a3977f6921bdd"),
     "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
     "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
+    "daps": ("zhangbingliang2019/DAPS", "098df6b7643c23f0de21064124f383c3945348a6"),
     "bkse": (
         "VinAIResearch/blur-kernel-space-exploring",
         "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
@@ -215,6 +226,8 @@ _CLASHING = (
     "physics",
     "solver_2d",
     "solver_3d",
+    "cores",
+    "forward_operator",
 )
 
 
@@ -1713,6 +1726,104 @@ def copy_namespace(ns: SimpleNamespace) -> SimpleNamespace:
     return SimpleNamespace(**vars(ns))
 
 
+#: the DAPS fixtures: (name, mcmc_sampler_config) — ``configs/task/down_sampling.yaml`` ``pixel``
+#: (Langevin) and ``pixel_hmc``, on 20 annealing levels (the published 200 would take 10× longer
+#: and test nothing more: the level count only changes the σ grid)
+DAPS_CASES = (
+    ("daps_sr4_avgpool", dict(num_steps=20, lr=1e-4, tau=0.01, lr_min_ratio=0.01,
+                              mc_algo="langevin", prior_solver="gaussian")),
+    ("daps_sr4_avgpool_hmc", dict(num_steps=12, lr=1.04e-4, tau=0.01, lr_min_ratio=0.012,
+                                  momentum=0.9, mc_algo="hmc", prior_solver="gaussian")),
+)  # fmt: skip
+DAPS_ANNEALING = dict(name="edm", num_steps=20, sigma_max=100, sigma_min=0.1, timestep="poly-7")
+DAPS_ODE = dict(name="edm", num_steps=5, sigma_min=0.01, timestep="poly-7")
+
+
+def fx_daps(paths, out: Path) -> None:
+    """DAPS, zhangbingliang2019/DAPS ``sampler.py::DAPS.sample`` (pixel, ``edm_daps.yaml``
+    schedules with 20 annealing levels, 5 Euler ODE steps), run unchanged with its own
+    ``cores/scheduler.py`` (``EDMScheduler``, ``DiffusionPFODE`` through ``torchdiffeq.odeint``)
+    and ``cores/mcmc.py::MCMCSampler``. The network is ``model/precond.py::VPPrecond`` (the
+    official VP-to-EDM wrapper; ``learn_sigma`` True) around :class:`FixtureModel` — which indexes
+    its Gaussian coefficients by ``t.long()`` of the fractional timestep VPPrecond passes — and
+    the operator a subclass of the official ``forward_operator.Operator`` (its ``loss`` and
+    ``gradient``) whose ``__call__`` is 4× average pooling (its ``down_sampling`` is a bicubic
+    ``Resizer``). ``model/__init__.py`` imports diffusers and the LDM stack, so the two-line
+    score of its ``DiffusionModel`` (``(tweedie(x, σ) − x)/σ²``) is restated here.
+
+    Round-off: ``VPPrecond`` hard-codes float32 (``x.to(torch.float32)``, ``assert F_x.dtype ==
+    dtype``), so the float64 run rounds the network's input and output to float32 (the network
+    itself runs in float64, :class:`Float32Out`); everything else
+    (schedules aside: ``tensorize`` casts them to float32) runs in float64."""
+    repo = paths.daps
+    model = FixtureModel(make_adm(paths, True))
+    g = torch.Generator().manual_seed(700)
+    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    with official(repo), cpu_for_cuda(), stub_modules():
+        sampler_mod = importlib.import_module("sampler")
+        operators = importlib.import_module("forward_operator")
+        precond = load_file(repo / "model" / "precond.py", "daps_precond")
+
+        class AvgPool4(operators.Operator):
+            def __call__(self, x):
+                return torch.nn.functional.avg_pool2d(x, 4)
+
+        class Float32Out(torch.nn.Module):
+            def __init__(self, net: torch.nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x, t, **kwargs):  # float64 inside, float32 out (VPPrecond)
+                return self.net(x.double(), t, **kwargs).float()
+
+        class EDMModel(torch.nn.Module):
+            """The interface the official loop calls: ``score``, ``parameters``, ``get_in_shape``."""
+
+            def __init__(self, net: torch.nn.Module) -> None:
+                super().__init__()
+                self.precond = precond.VPPrecond(model=net, learn_sigma=True, conditional=False)
+
+            def tweedie(self, x, sigma):
+                return self.precond(x, torch.as_tensor(sigma).to(x.device))
+
+            def score(self, x, sigma):
+                return (self.tweedie(x, sigma) - x) / sigma**2
+
+            def get_in_shape(self):
+                return (3, 32, 32)
+
+        for k, (name, mcmc) in enumerate(DAPS_CASES):
+
+            def run(dtype, mcmc=mcmc, k=k):
+                with precision(dtype, model), PrescribedNoise(seed=7000 + k) as noise:
+                    net = Float32Out(model) if dtype == torch.float64 else model
+                    edm = EDMModel(net)
+                    daps = sampler_mod.DAPS(dict(DAPS_ANNEALING), dict(DAPS_ODE), dict(mcmc))
+                    x_start = daps.get_start(1, edm)
+                    result = daps.sample(edm, x_start, AvgPool4(sigma=0.05), y.to(dtype))
+                return result, noise
+
+            final, noise = run(torch.float32)
+            kappa = roundoff(lambda d, run=run: run(d)[0], final)
+            per_level = mcmc["num_steps"] + 1 + (mcmc["mc_algo"] == "hmc")
+            assert len(noise.shapes) == 1 + DAPS_ANNEALING["num_steps"] * per_level
+            meta = {
+                "source": source("daps", "sampler.py::DAPS.sample"),
+                "network": "model/precond.py::VPPrecond(FixtureModel(net_adm), learn_sigma=True)",
+                "operator": "forward_operator.Operator subclass, __call__ = avg_pool2d(x, 4)",
+                "kind": "sr4_avgpool",
+                "annealing": DAPS_ANNEALING,
+                "ode": DAPS_ODE,
+                "mcmc": mcmc,
+                "noise": noise.meta(),
+                "float32_roundoff": kappa,
+                "noise_calls": "x_start (get_start, × σ_max), then per level: [hmc: the "
+                "velocity], one randn_like per MCMC step, one for x_{i+1} (× 0 at the last)",
+            }
+            save(out, name, meta, out=final, noise_shapes=noise.shape_table(), y=y, x_ref=x_ref)
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -1727,6 +1838,7 @@ FIXTURES: dict[str, Callable] = {
     "imresize": fx_imresize,
     "pigdm": fx_pigdm,
     "dds": fx_dds,
+    "daps": fx_daps,
 }
 
 
@@ -1745,6 +1857,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "imresize": ("dps", "resshift"),
     "pigdm": ("guided_diffusion", "reddiff"),
     "dds": ("guided_diffusion", "dds"),
+    "daps": ("guided_diffusion", "daps"),
 }
 
 

@@ -43,7 +43,7 @@ def test_full_configs_are_the_published_layouts(bench):
         assert abs(n - params_m) < 0.05, (name, n)
     assert {m: s.published_steps for m, s in bench.METHODS.items()} == {
         "safari": 1000, "dps": 1000, "ddnm": 100, "ddrm": 20, "ddpg": 100, "idpg": 100, "fdgr": 100,
-        "diffpir": 100, "pgdm": 100, "dds": 50, "reddiff": 100,
+        "diffpir": 100, "pgdm": 100, "dds": 50, "reddiff": 100, "daps": 200,
     }  # fmt: skip
 
 
@@ -148,3 +148,18 @@ def test_run_gpu_smoke_all_rows(tmp_path):
     from bench import run_gpu
 
     _run_gpu_smoke(tmp_path, ",".join(r.name for r in run_gpu.ROWS))
+
+
+def test_latent_bench_runs_and_counts_resamplings():
+    """bench/bench_latent.py in its smallest mode (32 px, one timed step) and its schedule count:
+    ReSample's official 500 steps resample at indices 10, 20, …, 330 (≤ N − N//3 = 334), 17 of
+    them in the pixel stage (≥ N//3 = 166) and 16 in the latent stage."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_latent.py"
+    spec = importlib.util.spec_from_file_location("bench_latent", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.resample_counts(500) == (17, 16)
+    args = ["--reduced", "--image-size", "32", "--steps", "1", "--device", "cpu"]
+    rows = module.main([*args, "--methods", "psld,resample"])
+    assert [r["nfe_per_image"] for r in rows] == [1000, 500]
+    assert all(r["seconds_per_image"] > 0 for r in rows)

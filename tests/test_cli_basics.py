@@ -197,6 +197,41 @@ def test_a_bug_keeps_its_traceback(cli, monkeypatch, tmp_path):
             "--trainer.default_root_dir", str(tmp_path / "run"))  # fmt: skip
 
 
+def test_threads_hold_for_the_run_and_are_restored_after_it(cli, monkeypatch, tmp_path):
+    """``--threads N`` sets torch's intra-op pool for the run only: the restoration sees N
+    threads, and the caller's count is back afterwards — after a run that fails too (suites and
+    tests share one process). 0 threads is one ``error:`` line."""
+    import torch
+
+    from lit_restore.modules import PseudoInverse
+
+    seen: set[int] = set()
+    fail = []
+    original = PseudoInverse.restore
+
+    def recording(self, batch):
+        seen.add(torch.get_num_threads())
+        if fail:
+            raise RuntimeError("a failing run")
+        return original(self, batch)
+
+    monkeypatch.setattr(PseudoInverse, "restore", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        args = (*SMALL, "--trainer.logger", "false", "--trainer.default_root_dir")
+        assert cli("test", "--config", PINV, *args, str(tmp_path / "a"), "--threads", "1")[0] == 0
+        assert seen == {1} and torch.get_num_threads() == 2
+        fail.append(True)
+        with pytest.raises(RuntimeError, match="a failing run"):
+            cli("test", "--config", PINV, *args, str(tmp_path / "b"), "--threads", "1")
+        assert seen == {1} and torch.get_num_threads() == 2
+        code, err = cli("test", "--config", PINV, *args, str(tmp_path / "c"), "--threads", "0")
+        assert_one_error(code, err, "--threads", "got 0")
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------------- suites
 def test_suite_file_parsing(tmp_path):
     plain = tmp_path / "plain.yaml"

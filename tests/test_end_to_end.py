@@ -60,6 +60,7 @@ SAMPLERS = {
     "pgdm": ("PiGDM", {"steps": 3}),
     "dds": ("DDS", {"steps": 3}),
     "reddiff": ("REDDiff", {"steps": 3}),
+    "daps": ("DAPS", {"annealing_steps": 3, "ode_steps": 1, "mcmc_steps": 2}),
 }
 
 NEEDS_SVD = {"ddnm", "ddrm"}  # with noise: DDNM+ and DDRM work in the SVD basis
@@ -79,8 +80,25 @@ def supported(method: str, operator: str) -> bool:
 
 
 def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
-    op_cls, op_args = OPERATORS[operator]
-    s_cls, s_args = SAMPLERS[method]
+    """The matrix's config of ``method`` × ``operator`` on the tiny ADM."""
+    return write_run_config(
+        tmp_path, method, operator, TINY_ADM, SAMPLERS[method], OPERATORS[operator], **trainer
+    )
+
+
+def write_run_config(
+    tmp_path: Path,
+    method: str,
+    operator: str,
+    prior: dict,
+    sampler: tuple[str, dict],
+    op: tuple[str, dict],
+    **trainer,
+) -> Path:
+    """A sample.py config: ``prior`` (class_path/init_args), ``sampler`` and ``op`` as
+    ``(class name, init_args)``; the run writes under ``tmp_path/runs/method/operator``."""
+    op_cls, op_args = op
+    s_cls, s_args = sampler
     config = {
         "seed_everything": 0,
         "trainer": {
@@ -107,7 +125,7 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
         "model": {
             "class_path": "lit_restore.modules.ZeroShotRestoration",
             "init_args": {
-                "prior": TINY_ADM,
+                "prior": prior,
                 "sampler": {"class_path": f"lit_restore.samplers.{s_cls}", "init_args": s_args},
             },
         },
@@ -133,7 +151,16 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
     return path
 
 
-# The whole matrix: 11 methods × 12 operators.
+def assert_three_images_scored_and_written(run_dir: Path) -> None:
+    """A finished run over the 3 test images: one CSV row with a PSNR each, 3 PNGs."""
+    with open(run_dir / "per_image_test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
+    assert all(float(r["psnr"]) > 0 for r in rows)
+    assert len(list((run_dir / "restored").glob("*.png"))) == 3
+
+
+# The whole matrix: 12 methods × 12 operators.
 MATRIX = [pytest.param(m, o, id=f"{m}-{o}") for m in SAMPLERS for o in OPERATORS]
 
 
@@ -149,11 +176,7 @@ def test_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator)
     run_dir = tmp_path / "runs" / method / operator
     if supported(method, operator):
         assert code == 0, capsys.readouterr().err
-        with open(run_dir / "per_image_test.csv") as f:
-            rows = list(csv.DictReader(f))
-        assert sorted(int(r["index"]) for r in rows) == [0, 1, 2]
-        assert all(float(r["psnr"]) > 0 for r in rows)
-        assert len(list((run_dir / "restored").glob("*.png"))) == 3
+        assert_three_images_scored_and_written(run_dir)
     else:
         err = capsys.readouterr().err
         assert code == 2

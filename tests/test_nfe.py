@@ -15,6 +15,10 @@ DiffPIR    N (one x̂0 per step; the data step is a closed form)
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
+latent DPS / latent SaFaRI / PSLD   N (one ε(z_t) per step; decoder/encoder calls are not
+           network evaluations of the prior)
+ReSample   N (one ε(z_t) per step; its data-consistency optimisations use only E, D and A)
+DAPS       N·K (N annealing levels × K Euler steps of the ODE; the MCMC uses only A)
 ResShift   T per tile group (T when untiled)
 =========  ===========================================================================
 
@@ -38,8 +42,9 @@ from lit_restore.modules import ResShiftModule, ZeroShotRestoration
 from lit_restore.nn import PixelSpace, SwinUNet
 from lit_restore.operators import BicubicSR, GaussianNoise
 from lit_restore.presets import preset_args
-from lit_restore.priors import ADMPrior
+from lit_restore.priors import ADMPrior, LDMPrior
 from lit_restore.samplers import (
+    DAPS,
     DDNM,
     DDPG,
     DDRM,
@@ -47,9 +52,13 @@ from lit_restore.samplers import (
     DPS,
     FDGR,
     IDPG,
+    PSLD,
     DiffPIR,
+    LatentDPS,
+    LatentSaFaRI,
     PiGDM,
     REDDiff,
+    ReSample,
     SaFaRI,
 )
 from lit_restore.samplers.presets import presets_of
@@ -79,9 +88,21 @@ def _prior() -> ADMPrior:
     )  # fmt: skip
 
 
-def _restore(sampler, sigma: float) -> tuple[list, dict, ZeroShotRestoration]:
-    prior = _prior()
-    calls = _calls(prior.net)
+def _latent_prior() -> LDMPrior:
+    """A tiny CompVis LDM (16-px images, 8-px latents)."""
+    torch.manual_seed(0)
+    return LDMPrior(
+        unet=dict(
+            image_size=8, in_channels=3, out_channels=3, model_channels=32,
+            attention_resolutions=[2], num_res_blocks=1, channel_mult=[1, 2], num_head_channels=16,
+        ),
+        first_stage=dict(embed_dim=3, n_embed=32, ch=32, ch_mult=[1, 2], num_res_blocks=1, z_channels=3),
+    )  # fmt: skip
+
+
+def _restore(sampler, sigma: float, latent: bool = False) -> tuple[list, dict, ZeroShotRestoration]:
+    prior = _latent_prior() if latent else _prior()
+    calls = _calls(prior.unet if latent else prior.net)
     op = BicubicSR(factor=2, mode="keys")
     module = ZeroShotRestoration(prior, sampler, operator=op, noise=GaussianNoise(sigma))
     y = op.A(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
@@ -113,6 +134,14 @@ METHODS = {
     "pgdm": (lambda: PiGDM(steps=N), N),
     "dds": (lambda: DDS(steps=N), N),
     "reddiff": (lambda: REDDiff(steps=N), N),
+    "daps": (lambda: DAPS(annealing_steps=N, ode_steps=3, mcmc_steps=2), N * 3),
+}  # fmt: skip
+#: the latent methods (on a latent prior)
+LATENT_METHODS = {
+    "latent_dps": (lambda: LatentDPS(steps=N), N),
+    "latent_safari": (lambda: LatentSaFaRI(steps=N), N),
+    "psld": (lambda: PSLD(steps=N), N),
+    "resample": (lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1), N),
 }  # fmt: skip
 
 
@@ -123,20 +152,29 @@ def test_zero_shot_nfe_equals_the_definition(method, sigma):
     _check(*_restore(make(), sigma), expected)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.05])
+@pytest.mark.parametrize("method", sorted(LATENT_METHODS))
+def test_latent_nfe_equals_the_definition(method, sigma):
+    make, expected = LATENT_METHODS[method]
+    _check(*_restore(make(), sigma, latent=True), expected)
+
+
 #: every published preset of every method (steps set to N; σ_y as the preset's name says, else
 #: the DPS protocol's)
 PRESETS = [
     (cls, name)
-    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff)
+    for cls in (DPS, SaFaRI, DDNM, DDRM, DDPG, IDPG, FDGR, DiffPIR, PiGDM, DDS, REDDiff, DAPS)
     for name in presets_of(cls)
 ]
 
 
 @pytest.mark.parametrize("cls, name", PRESETS, ids=[f"{c.__name__}-{n}" for c, n in PRESETS])
 def test_every_preset_evaluates_the_network_as_defined(cls, name):
-    args = {**preset_args(cls, name), "steps": N}
+    args = {**preset_args(cls, name), "annealing_steps" if cls is DAPS else "steps": N}
     sampler = cls(**args)
-    if isinstance(sampler, DDNM):
+    if isinstance(sampler, DAPS):
+        expected = N * sampler.ode_steps
+    elif isinstance(sampler, DDNM):
         expected = _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
     elif sampler.spacing == "ddrm":  # DDRM's untruncated range(0, T, T // N): 7 for N = 6
         expected = len(range(0, 1000, 1000 // N))
@@ -155,7 +193,7 @@ def test_every_exported_sampler_is_counted():
         and issubclass(c, samplers_pkg.Sampler)
         and c is not samplers_pkg.Sampler
     }
-    counted = {type(make()) for make, _ in METHODS.values()} | {
+    counted = {type(make()) for make, _ in (*METHODS.values(), *LATENT_METHODS.values())} | {
         samplers_pkg.DDPM,
         samplers_pkg.DDIM,
     }
@@ -192,10 +230,13 @@ def test_ddnm_travel_definition_is_not_vacuous():
     assert _ddnm_definition(100, 1, 1) == 100
 
 
-@pytest.mark.parametrize("chop, expected", [(None, 4), (8, 4 * 5)])
-def test_resshift_nfe_is_steps_per_tile_group(chop, expected):
-    """T network calls per pass of the chain: T = 4 untiled; tiled, 16 px in 8-px tiles with
-    overlap 4 start at 0, 4, 8 on each axis: 9 tiles, 2 per forward (chop_bs) → 5 passes."""
+@pytest.mark.parametrize("chop, passes", [(None, 1), (8, 5)])
+@pytest.mark.parametrize("sampling, per_pass", [("posterior", 4), ("ode", 4), ("one_step", 1)])
+def test_resshift_nfe_is_steps_per_tile_group(chop, passes, sampling, per_pass):
+    """T network calls per pass of the chain (T = 4; one in SinSR's ``one_step`` mode):
+    untiled one pass; tiled, 16 px in 8-px tiles with overlap 4 start at 0, 4, 8 on each axis:
+    9 tiles, 2 per forward (chop_bs) → 5 passes."""
+    expected = per_pass * passes
     torch.manual_seed(0)
     net = SwinUNet(
         image_size=8, model_channels=32, channel_mult=(1,), num_res_blocks=1,
@@ -204,7 +245,7 @@ def test_resshift_nfe_is_steps_per_tile_group(chop, expected):
     )  # fmt: skip
     module = ResShiftModule(
         network=net, steps=4, sf=1, lpips_weight=0.0, warmup_steps=1, chop_size=chop,
-        chop_overlap=4, chop_bs=2,
+        chop_overlap=4, chop_bs=2, sampling=sampling,
     )  # fmt: skip
     assert isinstance(module.first_stage, PixelSpace)
     calls: list[tuple[str, tuple[int, ...]]] = []

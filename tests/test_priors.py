@@ -23,7 +23,7 @@ from lit_restore.checkpoints import (
 )
 from lit_restore.nn import ADMUNet, DDIMUNet
 from lit_restore.nn.adm_unet import AttentionBlock
-from lit_restore.priors import ADMPrior, DDIMPrior, DiffusionPrior, load_prior
+from lit_restore.priors import ADMPrior, DDIMPrior, DiffusionPrior, LDMPrior, load_prior
 from lit_restore.priors import registry as reg
 from lit_restore.samplers import DDIM, DDPM
 from lit_restore.weights import resolve
@@ -255,8 +255,10 @@ def test_resolution_order(tmp_path, monkeypatch):
 def test_registry_dispatches_on_kind_once(tmp_path):
     """One mapping kind → class serves the registry, layout matching and ``load_prior(arch=…)``;
     an unknown kind is an error naming the choices, never a silent default class."""
-    assert {e.kind for e in reg.REGISTRY.values()} == set(reg.PRIOR_CLASSES) == {"adm", "ddim"}
+    kinds = {e.kind for e in reg.REGISTRY.values()}
+    assert kinds == set(reg.PRIOR_CLASSES) == {"adm", "ddim", "ldm"}
     assert reg.prior_class("adm") is ADMPrior and reg.prior_class("ddim") is DDIMPrior
+    assert reg.prior_class("ldm") is LDMPrior
     with pytest.raises(ValueError, match=r"unknown prior kind/arch 'unet3000'; choose one of adm"):
         reg.build_prior(
             dataclasses.replace(reg.REGISTRY["ddim-celebahq256"], kind="unet3000"), None

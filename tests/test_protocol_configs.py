@@ -46,8 +46,12 @@ def _training_recipes() -> dict[str, str]:
 
 
 TRAIN = _training_recipes()
-#: parse-only: the released ResShift weights are not available offline
-NEEDS_WEIGHTS = {"resshift_official_realsr_x4.yaml": "predict"}
+#: parse-only: released weights are not available offline (name → subcommand, option, registry name)
+NEEDS_WEIGHTS = {
+    "resshift_official_realsr_x4.yaml": ("predict", "weights", "resshift-realsr-x4-v3"),
+    "sinsr_official_realsr_x4.yaml": ("predict", "weights", "sinsr-realsr-x4-v1"),
+    "sinsr_realsr_x4.yaml": ("fit", "teacher", "resshift-realsr-x4-s15-v1"),
+}
 FRAGMENTS = {"eval_callbacks.yaml"}
 
 
@@ -65,6 +69,22 @@ GAUSSIAN_PRIOR = {
     "class_path": "lit_restore.priors.PowerLawGaussianPrior",
     "init_args": {"alpha": 2.0, "std": 0.5, "f0": 0.015625, "mean": 0.0, "channels": 3},
 }
+
+#: latent protocols (PSLD, ReSample) run on a tiny random LDM in the published layout
+TINY_LDM = {
+    "class_path": "lit_restore.priors.LDMPrior",
+    "init_args": {
+        "unet": {
+            "image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+            "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2],
+            "num_head_channels": 16,
+        },
+        "first_stage": {
+            "embed_dim": 3, "n_embed": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+            "z_channels": 3,
+        },
+    },
+}  # fmt: skip
 
 
 def _plain(ns: Any) -> Any:
@@ -104,13 +124,20 @@ def _shrink(cfg: Any, tmp_path: Path) -> None:
     from jsonargparse import Namespace
 
     model, data = cfg.model.init_args, cfg.data.init_args
-    if "prior" in model:
+    if "prior" in model and model.prior.class_path.endswith("LDMPrior"):  # a tiny random LDM
+        model.prior = Namespace(
+            class_path=TINY_LDM["class_path"], init_args=Namespace(**TINY_LDM["init_args"])
+        )
+    elif "prior" in model:
         model.prior = Namespace(
             class_path=GAUSSIAN_PRIOR["class_path"],
             init_args=Namespace(**GAUSSIAN_PRIOR["init_args"]),
         )
     if "sampler" in model and model.sampler is not None:
         model.sampler.init_args.steps = 2
+        for iters in ("pixel_iters", "latent_iters"):  # ReSample's optimisers
+            if iters in model.sampler.init_args:
+                model.sampler.init_args[iters] = 3
     net = model.get("network")
     if isinstance(net, dict):  # ADM flags of a prior to train: a 16-px, 2-level network
         net.update(image_size=16, num_channels=32, channel_mult="1,2", attention_resolutions="8")
@@ -145,7 +172,7 @@ def _shrink(cfg: Any, tmp_path: Path) -> None:
 
 
 def _subcommand(name: str) -> str:
-    return TRAIN.get(name) or NEEDS_WEIGHTS.get(name) or "test"
+    return TRAIN.get(name) or NEEDS_WEIGHTS.get(name, ("test",))[0]
 
 
 def _experiment_args(name: str) -> list[str]:
@@ -178,6 +205,19 @@ def _assert_is_preset(method: str, args: dict, preset: str) -> None:
 def check_protocol(name: str, cfg: dict) -> None:
     """The resolved config of experiment ``name`` holds its protocol's published values."""
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    if name.startswith(("psld_", "resample_")):  # the latent methods on the FFHQ LDM-VQ-4
+        method, args = _sampler_preset(cfg)
+        task = name.split("_ffhq256_")[1][:-5]
+        assert model["prior"]["class_path"] == "lit_restore.priors.LDMPrior"
+        assert model["prior"]["init_args"]["checkpoint"] == "ldm-ffhq256"
+        if method == "PSLD":  # DPS's task configs: σ 0.05 on [-1, 1]
+            _assert_is_preset(method, args, f"ldm_{task}")
+            assert data["noise"]["init_args"]["sigma"] == pytest.approx(0.025)
+        else:  # ReSample's task configs: σ 0.01 on [-1, 1]
+            assert method == "ReSample"
+            _assert_is_preset(method, args, "official")
+            assert data["noise"]["init_args"]["sigma"] == pytest.approx(0.005)
+        return
     if name.startswith("diffpir_"):  # DiffPIR scripts: σ in [0, 1] units doubled, as ours
         method, args = _sampler_preset(cfg)
         inpaint = "inpaint" in name
@@ -190,6 +230,17 @@ def check_protocol(name: str, cfg: dict) -> None:
             assert a["mask_type"] == "random" and list(a["drop_range"]) == [0.5, 0.5]
         else:  # 61 taps, circular (the code's mode='wrap' for its FFT data step)
             assert (a["kernel_size"], a["boundary"]) == (61, "circular")
+        return
+    if name.startswith("sinsr_") and "realsr" in name:  # wyf0912/SinSR configs/SinSR.yaml
+        sch = (model["steps"], model["kappa"], model["min_noise_level"], model["etas_end"])
+        assert sch == (15, 2.0, 0.04, 0.99) and model["power"] == 0.3
+        assert model["autoencoder"] == "resshift-vq-f4"
+        if "teacher" in model and model["teacher"] is not None:  # the distillation recipe
+            weights = (model["distill_weight"], model["inverse_weight"], model["gt_weight"])
+            assert weights == (1.0, 1.0, 1.0) and model["lpips_weight"] == 0.0
+            assert (model["lr"], model["lr_min"], model["warmup_steps"]) == (5e-5, 5e-5, 5000)
+            assert data["batch_size"] == 64 and data["crop_size"] == 256
+            assert cfg["trainer"]["callbacks"][0]["init_args"]["decay"] == 0.999
         return
     if not name.startswith(("dps_", "safari_", "protocol_")):
         return
@@ -250,7 +301,7 @@ def check_suite_run(suite: str, run: str, cfg: dict) -> None:
     """A DDPG-protocol suite run: its method, its σ_y, and the preset of its (data, task, σ_y);
     a Gaussian demo suite run: its method's demo preset; a main-job run: its method over the
     shipped weights (prior adm-demo-pd, ResShift resshift-demo-sr4) with its demo_adm preset."""
-    if suite == "demo.yaml":
+    if suite in ("demo.yaml", "demo_sinsr.yaml"):  # demo_sinsr: the main job's data, + SinSR
         model = cfg["model"]
         noise, op = cfg["data"]["init_args"]["noise"], cfg["data"]["init_args"]["operator"]
         assert noise["init_args"]["sigma"] == pytest.approx(0.025)
@@ -260,6 +311,10 @@ def check_suite_run(suite: str, run: str, cfg: dict) -> None:
         elif run == "resshift":
             assert model["class_path"] == "lit_restore.modules.resshift.ResShiftModule"
             assert model["init_args"]["weights"] == "resshift-demo-sr4"
+        elif run == "sinsr":
+            assert model["class_path"] == "lit_restore.modules.SinSRModule"
+            assert model["init_args"]["weights"] == "sinsr-demo-sr4"
+            assert model["init_args"]["sampling"] == "one_step"
         else:
             method, args = _sampler_preset(cfg)
             assert method.lower() == run
@@ -331,7 +386,9 @@ def test_experiment_resolves_and_runs_one_batch(name, tmp_path):
     cli_class = TrainCLI if name in TRAIN else SampleCLI
     if name in NEEDS_WEIGHTS:  # parse only
         cfg, _ = _cli(cli_class, _experiment_args(name), None)
-        assert cfg["model"]["init_args"]["weights"] == "resshift-realsr-x4-v3"  # registered name
+        _, option, registered = NEEDS_WEIGHTS[name]
+        assert cfg["model"]["init_args"][option] == registered  # a registered name
+        check_protocol(name, cfg)
         return
     if name.startswith("protocol_"):  # parse only: its suite's σ_y = 0.05 runs run a batch
         cfg, _ = _cli(cli_class, _experiment_args(name), None)

@@ -16,7 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINABLE = {"lit_restore.modules.resshift.ResShiftModule",
-             "lit_restore.modules.diffusion_prior.DiffusionPriorModule"}  # fmt: skip
+             "lit_restore.modules.diffusion_prior.DiffusionPriorModule",
+             "lit_restore.modules.SinSRModule"}  # fmt: skip
 
 
 def _training_configs() -> list[Path]:

@@ -98,7 +98,10 @@ class RestorationMetrics(EvaluationCallback):
 
     Args:
         metrics: per-image metrics, by registry name (:mod:`lit_restore.metrics.registry`:
-            ``psnr``, ``ssim``, ``lpips``, ``lpips_alex``, ``lpips_vgg``, no-reference ones).
+            ``psnr``, ``ssim``, ``lpips``, ``lpips_alex``, ``lpips_vgg``, and the no-reference
+            ``niqe``, ``musiq``, ``maniqa``, ``clipiqa``, which also score inputs without a
+            reference, e.g. ``sample.py predict`` on an ``LQFolder``; their columns name the
+            implementation, e.g. ``clipiqa[pyiqa:clipiqa]``).
         fid: also compute FID (set-level; needs the Inception weights). ``kid`` adds KID.
         perceptual: ``"auto"`` (default): LPIPS/FID/KID are scored and logged when their weight
             files are present, and left out otherwise with one warning naming the fetch command
@@ -120,6 +123,8 @@ class RestorationMetrics(EvaluationCallback):
         lpips_module, fid_features: injected networks (tests use random ones).
         background: score and write on the background worker while the next batch is restored
             (:mod:`lit_restore.evaluation.base`); ``false``: in the loop.
+        niqe_weights: NIQE pristine-model ``.mat`` (else the cache: ``niqe-pristine``).
+        clip_model: Hugging Face CLIP folder of ``clipiqa[torchmetrics:...]`` (else the cache).
     """
 
     def __init__(
@@ -141,13 +146,16 @@ class RestorationMetrics(EvaluationCallback):
         lpips_module: nn.Module | None = None,
         fid_features: nn.Module | None = None,
         background: bool = True,
+        niqe_weights: str | None = None,
+        clip_model: str | None = None,
     ) -> None:
         super().__init__(background=background)
         self.suite_kwargs = dict(
             metrics=list(metrics), fid=fid, kid=kid, perceptual=perceptual,
             crop_border=crop_border, y_channel=y_channel, quantize=quantize, lpips_net=lpips_net,
             lpips_weights=lpips_weights, inception_weights=inception_weights,
-            lpips_module=lpips_module, fid_features=fid_features,
+            lpips_module=lpips_module, fid_features=fid_features, niqe_weights=niqe_weights,
+            clip_model=clip_model,
         )  # fmt: skip
         self.output_dir = output_dir
         self.resume = resume

@@ -1,8 +1,15 @@
-"""Score any folder of restored images against a folder of references (matched by file stem).
+"""Score any folder of restored images against a folder of references (matched by file stem),
+or alone with no-reference metrics.
 
 ``python -m lit_restore.evaluation.score --restored DIR --reference DIR [--crop-border N]
 [--y-channel] [--metrics psnr ssim lpips] [--lpips alex|vgg] [--fid] [--no-perceptual]
 [--csv PATH]``
+
+``python -m lit_restore.evaluation.score --restored DIR [--metrics niqe clipiqa musiq maniqa]``:
+without ``--reference`` (real low-quality inputs, e.g. RealSR / RealSet65 restorations) only
+no-reference metrics are scored (default ``niqe clipiqa musiq``); each column names the
+implementation that computed it (``clipiqa[pyiqa:clipiqa]``, ``niqe[lit_restore]``:
+:mod:`lit_restore.metrics.registry`).
 
 Uses exactly the metric code of the evaluation callbacks (:class:`lit_restore.metrics.MetricSuite`),
 so results of other codebases (or of our own runs) are scored with one convention. Images are
@@ -33,6 +40,33 @@ def image_folder(root: Path, option: str) -> ImageFolder:
     if not root.is_dir():
         raise FileNotFoundError(f"{option} {root} is not a directory; pass a folder of images")
     return ImageFolder(root)
+
+
+def score_alone(restored: Path, suite: MetricSuite) -> tuple[list[dict], dict[str, float]]:
+    """Per-image rows and the aggregate table of the no-reference metrics of ``suite``."""
+    full_reference = [m for m in suite.metrics if suite.needs_reference(m)]
+    if full_reference or suite.set_metrics:
+        raise ValueError(
+            f"{', '.join(full_reference + suite.set_metrics)} need(s) a reference: pass "
+            "--reference DIR, or list only no-reference metrics in --metrics (niqe, clipiqa, "
+            "musiq, maniqa)"
+        )
+    if not suite.metrics:
+        raise ValueError(
+            "no metric left to score: every no-reference metric needs a weight file, so "
+            "--no-perceptual leaves none; drop --no-perceptual"
+        )
+    res = image_folder(restored, "--restored")
+    if not res.names:
+        raise FileNotFoundError(f"--restored {restored} holds no images")
+    rows = []
+    for i, name in enumerate(res.names):
+        vals = suite.per_image(res[i]["image"][None])
+        rows.append({"name": name, **{k: float(v[0]) for k, v in vals.items()}})
+    summary: dict[str, float] = {"images": float(len(rows))}
+    for m in suite.metrics:
+        summary[m] = aggregate(r[m] for r in rows)
+    return rows, summary
 
 
 def score_folders(
@@ -78,8 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lit_restore.evaluation.score", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--restored", type=Path, required=True)
-    ap.add_argument("--reference", type=Path, required=True)
-    ap.add_argument("--metrics", nargs="+", default=["psnr", "ssim", "lpips"])
+    ap.add_argument(
+        "--reference", type=Path, default=None, help="omit to score no-reference metrics only"
+    )
+    ap.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="default: psnr ssim lpips (with --reference), niqe clipiqa musiq (without)",
+    )
     ap.add_argument("--crop-border", type=int, default=0)
     ap.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 Y (BasicSR)")
     ap.add_argument(
@@ -89,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fid", action="store_true")
     ap.add_argument("--kid", action="store_true")
     ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--niqe-weights", default=None, help="NIQE pristine-model .mat file")
+    ap.add_argument("--clip-model", default=None, help="Hugging Face CLIP folder (torchmetrics)")
     ap.add_argument("--no-perceptual", action="store_true", help="PSNR/SSIM only (no weight files)")
     ap.add_argument("--allow-missing", action="store_true")
     ap.add_argument(
@@ -98,26 +141,30 @@ def main(argv: list[str] | None = None) -> int:
         help="per-image CSV (default: scores.csv next to --restored)",
     )
     args = ap.parse_args(argv)
+    if args.metrics is None:
+        args.metrics = ["psnr", "ssim", "lpips"] if args.reference else ["niqe", "clipiqa", "musiq"]
     try:
         suite = MetricSuite(
             metrics=args.metrics, fid=args.fid, kid=args.kid, perceptual=not args.no_perceptual,
             crop_border=args.crop_border, y_channel=args.y_channel, lpips_net=args.lpips_net,
             lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
+            niqe_weights=args.niqe_weights, clip_model=args.clip_model,
         )  # fmt: skip
     except MissingWeightsError as err:
         raise MissingWeightsError(
             f"{err} Here: pass --no-perceptual to score PSNR/SSIM only, or --lpips-weights / "
-            "--inception-weights FILE."
+            "--inception-weights / --niqe-weights FILE."
         ) from err
-    rows, summary = score_folders(args.restored, args.reference, suite, args.allow_missing)
+    if args.reference is None:
+        rows, summary = score_alone(args.restored, suite)
+        against = "no reference"
+    else:
+        rows, summary = score_folders(args.restored, args.reference, suite, args.allow_missing)
+        against = f"vs {args.reference}"
     csv_path = args.csv or args.restored.resolve().parent / f"scores_{args.restored.name}.csv"
     atomic_write_text(csv_path, rows_to_csv(rows, ["name", *suite.metrics]))
     conv = f"crop_border={args.crop_border}, y_channel={args.y_channel}"
-    print(
-        format_table(
-            summary, f"{args.restored} vs {args.reference} ({conv}; mean of per-image values)"
-        )
-    )
+    print(format_table(summary, f"{args.restored} {against} ({conv}; mean of per-image values)"))
     print(f"per-image scores: {csv_path}")
     return 0
 

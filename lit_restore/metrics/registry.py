@@ -14,6 +14,14 @@ An entry (:class:`MetricSpec`) says what a metric needs and how to build it:
   metrics give ``scorer(fake, real) -> {column: value}`` on ``[N, D]`` features computed by the
   extractor named in ``features`` (one extractor, built once, serves every metric that names it).
 
+**Implementations.** No-reference metrics disagree between implementations (ResShift issue #45:
+the same images score differently in IQA-PyTorch and elsewhere), so their registry name says
+which one computed the number — ``niqe[lit_restore]``, ``musiq[pyiqa:musiq]``,
+``clipiqa[pyiqa:clipiqa+]``, ``clipiqa[torchmetrics:clip-vit-base-patch16]`` — and that name is
+the CSV column, the summary key and the logged tag. The short names users list (``niqe``,
+``musiq``, ``maniqa``, ``clipiqa``) are :data:`ALIASES` of the implementation that papers report
+(IQA-PyTorch), or of our own where it reproduces it (NIQE).
+
 A new metric is one :func:`register` call; :class:`lit_restore.metrics.scorer.MetricSuite`
 (used by the evaluation callbacks and the ``score`` tool) then scores it wherever it is listed.
 """
@@ -32,7 +40,9 @@ from torch import Tensor, nn
 from lit_restore.metrics.divergence import clipped_fraction
 from lit_restore.metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
 from lit_restore.metrics.fidelity import psnr, ssim
+from lit_restore.metrics.niqe import NIQE
 from lit_restore.metrics.perceptual import LPIPS
+from lit_restore.metrics.pyiqa_metrics import PYIQA_MODELS, PyiqaMetric
 
 MetricKind = Literal["full-reference", "no-reference", "set-level"]
 KINDS: tuple[str, ...] = ("full-reference", "no-reference", "set-level")
@@ -48,6 +58,9 @@ class MetricOptions:
         lpips_weights, inception_weights: explicit weight files (else the resolver's cache).
         lpips_module: an injected ``(x, ref) -> [N]`` network used for every LPIPS entry (tests).
         fid_features: an injected ``images -> [N, D]`` module used as the Inception features.
+        niqe_weights: explicit NIQE pristine-model ``.mat`` file (else the cache).
+        clip_model: local folder (or Hub repo id, resolved offline) of the Hugging Face CLIP
+            model of ``clipiqa[torchmetrics:...]`` (else the registered one).
     """
 
     crop_border: int = 0
@@ -57,6 +70,8 @@ class MetricOptions:
     inception_weights: str | os.PathLike | None = None
     lpips_module: Callable[[Tensor, Tensor], Tensor] | None = None
     fid_features: nn.Module | None = None
+    niqe_weights: str | os.PathLike | None = None
+    clip_model: str | os.PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ class FeatureSpec:
 METRICS: dict[str, MetricSpec] = {}
 #: feature-extractor name -> entry.
 FEATURES: dict[str, FeatureSpec] = {}
+#: short name -> registered name (the implementation papers report; see the module docstring)
+ALIASES: dict[str, str] = {}
 
 
 def register(spec: MetricSpec | FeatureSpec) -> MetricSpec | FeatureSpec:
@@ -114,9 +131,13 @@ def register(spec: MetricSpec | FeatureSpec) -> MetricSpec | FeatureSpec:
 
 
 def get_metric(name: str) -> MetricSpec:
-    """The entry of ``name``, or a ValueError listing the registered names."""
+    """The entry of ``name`` (a registered name or an alias), or a ValueError listing them."""
+    name = ALIASES.get(name, name)
     if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+        raise ValueError(
+            f"unknown metric {name!r}; choose from {sorted(METRICS)} or the short names "
+            f"{sorted(ALIASES)}"
+        )
     return METRICS[name]
 
 
@@ -211,3 +232,53 @@ register(
         description="Kernel Inception Distance (Bińkowski et al. 2018): mean and std over subsets",
     )
 )  # fmt: skip
+
+
+# ------------------------------------------------------------------------- no-reference metrics
+def _pyiqa(name: str, metric: str, higher_is_better: bool, description: str) -> MetricSpec:
+    model = PYIQA_MODELS[name]
+    explicit = {"niqe": lambda o: o.niqe_weights}.get(name, lambda o: None)
+    return MetricSpec(
+        f"{metric}[pyiqa:{name}]", "no-reference", higher_is_better,
+        build=lambda o: PyiqaMetric(name, explicit(o)),
+        weights=lambda o: model.weights,
+        dtype=torch.float32,
+        description=description + " (IQA-PyTorch, optional extra `pyiqa`)",
+    )  # fmt: skip
+
+
+def _clipiqa_torchmetrics(o: MetricOptions) -> nn.Module:
+    from lit_restore.metrics.clipiqa import CLIPIQA
+
+    return CLIPIQA(o.clip_model)
+
+
+register(
+    MetricSpec(
+        "niqe[lit_restore]", "no-reference", False,
+        build=lambda o: NIQE(o.niqe_weights),
+        weights=lambda o: ("niqe-pristine",),
+        description="NIQE (Mittal et al. 2013), ours, equal to IQA-PyTorch's `niqe`",
+    )
+)  # fmt: skip
+register(_pyiqa("niqe", "niqe", False, "NIQE (Mittal et al. 2013)"))
+register(_pyiqa("musiq", "musiq", True, "MUSIQ (Ke et al. 2021), KonIQ-10k"))
+register(_pyiqa("maniqa-pipal", "maniqa", True, "MANIQA (Yang et al. 2022), PIPAL"))
+register(_pyiqa("clipiqa", "clipiqa", True, "CLIP-IQA (Wang et al. 2023), RN50, 5 prompt pairs"))
+register(_pyiqa("clipiqa+", "clipiqa", True, "CLIP-IQA+ (Wang et al. 2023), learned prompts"))
+register(
+    MetricSpec(
+        "clipiqa[torchmetrics:clip-vit-base-patch16]", "no-reference", True,
+        build=_clipiqa_torchmetrics,
+        weights=lambda o: () if o.clip_model is not None else ("clip-vit-base-patch16",),
+        dtype=torch.float32,
+        description="CLIP-IQA (Wang et al. 2023), 'Good photo.'/'Bad photo.', torchmetrics on "
+        "Hugging Face CLIP ViT-B/16 (optional extra `clip`: transformers)",
+    )
+)  # fmt: skip
+ALIASES.update(
+    niqe="niqe[lit_restore]",
+    musiq="musiq[pyiqa:musiq]",
+    maniqa="maniqa[pyiqa:maniqa-pipal]",
+    clipiqa="clipiqa[pyiqa:clipiqa]",
+)

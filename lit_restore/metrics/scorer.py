@@ -31,6 +31,7 @@ from lit_restore.metrics.registry import (
     get_metric,
     needs_weights,
 )
+from lit_restore.utils.extras import MissingExtraError
 from lit_restore.weights import MissingWeightsError
 
 
@@ -49,18 +50,21 @@ class MetricSuite(nn.Module):
     Args:
         metrics: registry names (:data:`lit_restore.metrics.registry.METRICS`): per-image ones
             (``psnr``, ``ssim``, ``lpips`` — backbone ``lpips_net`` —, ``lpips_alex``,
-            ``lpips_vgg``, any registered no-reference metric) and set-level ones (``fid``,
-            ``kid``).
+            ``lpips_vgg``, any registered no-reference metric: ``niqe``, ``musiq``, ``maniqa``,
+            ``clipiqa`` or an implementation-tagged name such as ``clipiqa[pyiqa:clipiqa+]``) and
+            set-level ones (``fid``, ``kid``).
         fid, kid: add the set-level ``fid`` / ``kid`` (the same as listing them).
-        perceptual: ``False`` drops every metric that needs a weight file (LPIPS/FID/KID), so the
-            suite runs with no weight file at all; ``"auto"`` keeps those whose weights are
-            present and leaves out the others (:attr:`unavailable`,
+        perceptual: ``False`` drops every metric that needs a weight file (LPIPS/FID/KID and the
+            no-reference networks), so the suite runs with no weight file at all; ``"auto"`` keeps
+            those whose weights (and optional package) are present and leaves out the others (:attr:`unavailable`,
             :meth:`unavailable_message`); ``True`` requires them (a missing file is an error).
         crop_border, y_channel: BasicSR conventions for PSNR/SSIM.
         quantize: round to 8 bits first, so in-run scores equal scores of the written PNGs.
         lpips_weights / inception_weights: explicit weight files (else the torch hub cache).
         lpips_module: injected ``(x, ref) -> [N]`` network (tests: random backbone).
         fid_features: injected ``images -> [N,D]`` module (tests: random features).
+        niqe_weights: NIQE pristine-model ``.mat`` (else the cache: ``niqe-pristine``).
+        clip_model: Hugging Face CLIP folder for ``clipiqa[torchmetrics:...]`` (else the cache).
     """
 
     def __init__(
@@ -77,25 +81,28 @@ class MetricSuite(nn.Module):
         inception_weights: str | os.PathLike | None = None,
         lpips_module: Callable[[Tensor, Tensor], Tensor] | None = None,
         fid_features: nn.Module | None = None,
+        niqe_weights: str | os.PathLike | None = None,
+        clip_model: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         options = MetricOptions(
             crop_border=crop_border, y_channel=y_channel, lpips_net=lpips_net,
             lpips_weights=lpips_weights, inception_weights=inception_weights,
-            lpips_module=lpips_module, fid_features=fid_features,
+            lpips_module=lpips_module, fid_features=fid_features, niqe_weights=niqe_weights,
+            clip_model=clip_model,
         )  # fmt: skip
-        names = list(
-            dict.fromkeys([*metrics, *(["fid"] if fid else []), *(["kid"] if kid else [])])
-        )
+        names = [*metrics, *(["fid"] if fid else []), *(["kid"] if kid else [])]
         if perceptual not in (True, False, "auto"):
             raise ValueError(f"perceptual must be true, false or 'auto', got {perceptual!r}")
-        specs = [get_metric(m) for m in names]
+        specs = list({s.name: s for s in map(get_metric, names)}.values())
         if perceptual is False:
             specs = [s for s in specs if not needs_weights(s, options)]
         self.options = options
         self.crop_border, self.y_channel, self.quantize = crop_border, y_channel, quantize
         #: metrics left out by ``perceptual="auto"`` -> the weight files they lack
         self.unavailable: dict[str, tuple[str, ...]] = {}
+        #: metrics left out by ``perceptual="auto"`` for a missing optional package -> why
+        self.missing_extras: dict[str, str] = {}
         self.scorers = nn.ModuleDict()  # network scorers, so that .to(device) moves them
         self._functions: dict[str, Callable] = {}
         for s in specs:
@@ -105,6 +112,11 @@ class MetricSuite(nn.Module):
                 if perceptual != "auto":
                     raise
                 self.unavailable[s.name] = s.weights(options)
+                continue
+            except MissingExtraError as err:
+                if perceptual != "auto":
+                    raise
+                self.missing_extras[s.name] = str(err)
                 continue
             if isinstance(scorer, nn.Module):
                 self.scorers[s.name] = scorer
@@ -126,7 +138,9 @@ class MetricSuite(nn.Module):
                     if s.features is not None:
                         self.unavailable[s.name] = feature_spec.weights(options)
                         self._functions.pop(s.name, None)
-        specs = [s for s in specs if s.name not in self.unavailable]
+        specs = [
+            s for s in specs if s.name not in self.unavailable and s.name not in self.missing_extras
+        ]
         self.specs: dict[str, MetricSpec] = {s.name: s for s in specs}
         #: per-image metrics, in the order given (CSV columns)
         self.metrics: list[str] = [s.name for s in specs if s.kind != "set-level"]
@@ -134,14 +148,18 @@ class MetricSuite(nn.Module):
     def unavailable_message(self) -> str | None:
         """One line naming the metrics ``perceptual="auto"`` left out and the command that
         fetches their weights (``None`` when every metric is on)."""
-        if not self.unavailable:
+        parts = []
+        if self.unavailable:
+            files = list(dict.fromkeys(f for fs in self.unavailable.values() for f in fs))
+            parts.append(
+                f"{', '.join(self.unavailable)} not computed: weight file(s) {', '.join(files)} "
+                f"missing; fetch them once with `python -m lit_restore.weights {' '.join(files)}`"
+            )
+        for name, why in self.missing_extras.items():
+            parts.append(f"{name} not computed: {why.rstrip('.')}")
+        if not parts:
             return None
-        files = list(dict.fromkeys(f for fs in self.unavailable.values() for f in fs))
-        return (
-            f"{', '.join(self.unavailable)} not computed: weight file(s) {', '.join(files)} "
-            f"missing; fetch them once with `python -m lit_restore.weights {' '.join(files)}` "
-            "(or set perceptual: false to silence this)"
-        )
+        return "; ".join(parts) + " (or set perceptual: false to silence this)"
 
     @property
     def set_metrics(self) -> list[str]:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lit_restore.modules.base import PseudoInverse, RestorationModule
     from lit_restore.modules.diffusion_prior import DiffusionPriorModule
     from lit_restore.modules.resshift import ResShiftModule
+    from lit_restore.modules.sinsr import SinSRModule
     from lit_restore.modules.zero_shot import ZeroShotRestoration
 
 #: public name -> the submodule that defines it
@@ -22,6 +23,7 @@ _HOMES = {
     "PseudoInverse": "base",
     "ResShiftModule": "resshift",
     "RestorationModule": "base",
+    "SinSRModule": "sinsr",
     "ZeroShotRestoration": "zero_shot",
 }
 
@@ -30,6 +32,7 @@ __all__ = [
     "PseudoInverse",
     "ResShiftModule",
     "RestorationModule",
+    "SinSRModule",
     "ZeroShotRestoration",
 ]
 

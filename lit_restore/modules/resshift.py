@@ -99,6 +99,9 @@ class ResShiftModule(RestorationModule):
             :func:`lit_restore.resshift.chain.auto_chop_size`); ``null`` never tiles.
         tiling: ``"cosine"`` (default), ``"uniform"`` or ``"official"`` (ResShift's own tiled
             inference, for reproducing the released models' numbers; :mod:`lit_restore.resshift.chain`).
+        sampling: the chain's mode: ``"posterior"`` (ResShift's stochastic chain, default),
+            ``"ode"`` (SinSR's deterministic sampling) or ``"one_step"``
+            (:mod:`lit_restore.resshift.chain`).
         color_fix: ``None``, ``"wavelet"`` or ``"adain"`` (:mod:`lit_restore.postprocess`),
             with the bicubic-upsampled LQ as the colour reference.
         precision: ``fp32``, ``bf16`` (network and first stage under bf16 autocast, for
@@ -136,6 +139,7 @@ class ResShiftModule(RestorationModule):
         chop_bs: int = 1,
         padding_offset: int | None = None,
         tiling: str = "cosine",
+        sampling: str = "posterior",
         color_fix: str | None = None,
         operator: Operator | None = None,
         noise: NoiseModel | None = None,
@@ -160,7 +164,14 @@ class ResShiftModule(RestorationModule):
         else:
             self.first_stage = VQModel.from_pretrained(autoencoder, **(vq_config or {}))
         self.chain = ResShiftChain(
-            self.schedule, sf, padding_offset, chop_size, chop_overlap, chop_bs, tiling=tiling
+            self.schedule,
+            sf,
+            padding_offset,
+            chop_size,
+            chop_overlap,
+            chop_bs,
+            tiling=tiling,
+            mode=sampling,
         )
         self.sf, self.inpainting = sf, inpainting
         self.lpips_weight = lpips_weight

@@ -45,6 +45,7 @@ class ADMPrior(DiffusionPrior):
         class_label: for ``class_cond`` models, the class every call is conditioned on.
         beta_schedule, num_timesteps: the training schedule (linear 1e-4→0.02, 1000 for every
             published ADM prior used here).
+        betas: explicit β (overrides ``beta_schedule``; e.g. an LDM's ``scaled_linear`` table).
         frozen: call :meth:`freeze` (eval, no parameter gradients).
     """
 
@@ -74,12 +75,14 @@ class ADMPrior(DiffusionPrior):
         beta_schedule: str = "linear",
         num_timesteps: int = 1000,
         frozen: bool = True,
+        betas: Tensor | None = None,
     ) -> None:
         super().__init__(
             image_size=image_size,
             channels=channels,
             beta_schedule=beta_schedule,
             num_timesteps=num_timesteps,
+            betas=betas,
         )
         self.net = ADMUNet(
             image_size=image_size,

@@ -6,6 +6,10 @@ saved locally) or a bare UNet directory (``config.json`` + weights) with an opti
 come from the scheduler config (:class:`diffusers.DDPMScheduler` rebuilds them from
 ``beta_schedule``/``beta_start``/``beta_end``/``trained_betas``); without a scheduler config
 the linear 1e-4→0.02 schedule is assumed (and said so in a warning).
+
+:class:`DiffusersLatentPrior` wraps a saved latent pipeline (UNet + VQ/KL autoencoder +
+scheduler: ``LDMPipeline``, Stable Diffusion) as a
+:class:`~lit_restore.priors.latent.LatentDiffusionPrior` for the latent methods.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import Tensor
 
 from lit_restore.priors.base import DiffusionPrior
+from lit_restore.priors.latent import LatentDiffusionPrior
 
 
 def _require_diffusers():
@@ -85,3 +90,142 @@ class DiffusersPrior(DiffusionPrior):
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         out = self.unet(x_t, t).sample
         return out[:, : self.channels]
+
+
+class _DiffusersUNetEps(DiffusionPrior):
+    """The ε of a diffusers latent UNet (``UNet2DModel`` or ``UNet2DConditionModel`` with fixed
+    ``encoder_hidden_states``), whatever its ``prediction_type``: ε is recovered from a
+    v-prediction as ε = √ᾱ v + √(1−ᾱ) z_t and from an x0-prediction as
+    ε = (z_t − √ᾱ x̂0)/√(1−ᾱ) (Salimans & Ho 2022, App. D; diffusers ``DDPMScheduler.step``)."""
+
+    def __init__(self, unet, betas: Tensor | None, prediction_type: str, context: Tensor | None):
+        size = unet.config.sample_size
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        super().__init__(image_size=size, channels=unet.config.in_channels, betas=betas)
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"unknown diffusers prediction_type {prediction_type!r}")
+        self.unet = unet
+        self.prediction_type = prediction_type
+        self.register_buffer("context", context, persistent=False)
+
+    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self.check_input(x_t)
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        if self.context is None:
+            out = self.unet(x_t, t).sample
+        else:
+            ctx = self.context.to(x_t.dtype).expand(x_t.shape[0], -1, -1)
+            out = self.unet(x_t, t, encoder_hidden_states=ctx).sample
+        out = out[:, : self.channels]
+        a = self.alpha_bar(t, x_t)
+        if self.prediction_type == "v_prediction":
+            return a.sqrt() * out + (1 - a).sqrt() * x_t
+        if self.prediction_type == "sample":
+            return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+        return out
+
+
+class _DiffusersFirstStage(torch.nn.Module):
+    """``encode``/``decode`` of a diffusers ``VQModel`` (latent before quantisation; decode
+    quantises with the straight-through estimator, as ``VQModel.decode``) or ``AutoencoderKL``
+    (the posterior's mean; deterministic)."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae
+        self.is_vq = type(vae).__name__ == "VQModel"
+
+    def encode(self, x: Tensor) -> Tensor:
+        out = self.vae.encode(x)
+        return out.latents if self.is_vq else out.latent_dist.mean
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.vae.decode(z).sample
+
+
+def _read_embeddings(path: str) -> Tensor:
+    from lit_restore.checkpoints import read_state_dict
+
+    sd = read_state_dict(path)
+    if len(sd) != 1:
+        raise ValueError(
+            f"prompt_embeds {path!r} must hold one tensor [1, tokens, dim] (the text encoder's "
+            f"output for the prompt), found {len(sd)}: {sorted(sd)[:3]}"
+        )
+    emb = next(iter(sd.values())).float()
+    return emb if emb.dim() == 3 else emb.unsqueeze(0)
+
+
+def _empty_prompt_embeddings(root: Path, prompt: str) -> Tensor:
+    """The pipeline's own text encoder on ``prompt`` (classifier-free guidance's unconditional
+    branch for ``""``), as ``StableDiffusionPipeline.encode_prompt`` computes it."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError(
+            f"DiffusersLatentPrior: {str(root)!r} holds a text-conditioned UNet; its text encoder "
+            "needs the transformers package (pip install transformers), or pass prompt_embeds= "
+            "(a file with the encoder's output for the prompt)"
+        ) from err
+    tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+    enc = transformers.CLIPTextModel.from_pretrained(
+        str(root / "text_encoder"), local_files_only=True
+    )
+    ids = tok(
+        [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+        return_tensors="pt",
+    ).input_ids  # fmt: skip
+    with torch.no_grad():
+        return enc(ids)[0].float()
+
+
+class DiffusersLatentPrior(LatentDiffusionPrior):
+    """A local diffusers latent pipeline (UNet + VQ/KL autoencoder + scheduler) as a latent prior.
+
+    ``path`` is a saved pipeline folder: ``unet/`` (``UNet2DModel``, e.g.
+    ``CompVis/ldm-celebahq-256``, or ``UNet2DConditionModel``, e.g. Stable Diffusion),
+    ``vqvae/`` (``VQModel``) or ``vae/`` (``AutoencoderKL``), ``scheduler/`` (β, and the
+    ``prediction_type``). ``z = scaling_factor · E(x)`` with the autoencoder config's
+    ``scaling_factor`` (diffusers ``LDMPipeline`` / ``StableDiffusionPipeline`` divide by it
+    before decoding). A text-conditioned UNet runs on one fixed prompt embedding: ``prompt``
+    through the pipeline's text encoder (needs ``transformers``; ``""`` = the unconditional
+    branch, what PSLD/ReSample use with Stable Diffusion), or ``prompt_embeds`` from a file.
+    """
+
+    def __init__(
+        self, path: str, prompt: str = "", prompt_embeds: str | None = None, frozen: bool = True
+    ) -> None:
+        diffusers = _require_diffusers()
+        root = Path(path).expanduser()
+        vae_dir = next((root / d for d in ("vqvae", "vae") if (root / d).is_dir()), None)
+        if not (root / "unet").is_dir() or vae_dir is None:
+            raise FileNotFoundError(
+                f"DiffusersLatentPrior: {str(root)!r} is not a saved latent pipeline: it needs "
+                "unet/ and vqvae/ or vae/ (LDMPipeline/StableDiffusionPipeline.save_pretrained)"
+            )
+        unet_cfg = diffusers.UNet2DConditionModel.load_config(str(root / "unet"))
+        conditional = unet_cfg.get("_class_name") == "UNet2DConditionModel"
+        unet_cls = diffusers.UNet2DConditionModel if conditional else diffusers.UNet2DModel
+        unet = unet_cls.from_pretrained(str(root / "unet"), local_files_only=True)
+        vae_cls = diffusers.VQModel if vae_dir.name == "vqvae" else diffusers.AutoencoderKL
+        vae = vae_cls.from_pretrained(str(vae_dir), local_files_only=True)
+        betas = DiffusersPrior._betas(diffusers, root, "unet")
+        prediction = "epsilon"
+        if (root / "scheduler" / "scheduler_config.json").is_file():
+            cfg = diffusers.DDPMScheduler.load_config(str(root / "scheduler"))
+            prediction = cfg.get("prediction_type", "epsilon")
+        context = None
+        if conditional:
+            context = (
+                _read_embeddings(prompt_embeds)
+                if prompt_embeds is not None
+                else _empty_prompt_embeddings(root, prompt)
+            )
+        super().__init__(
+            _DiffusersUNetEps(unet, betas, prediction, context),
+            _DiffusersFirstStage(vae),
+            scale_factor=vae.config.scaling_factor,
+            downscale=2 ** (len(vae.config.block_out_channels) - 1),
+        )
+        if frozen:
+            self.freeze()

@@ -19,13 +19,18 @@ from lit_restore.checkpoints import extract_state_dict, read_checkpoint
 from lit_restore.priors.adm_prior import ADMPrior, DDIMPrior
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.priors.diffusers_prior import DiffusersPrior
+from lit_restore.priors.latent import LDM_VQ4_FIRST_STAGE, LDM_VQ4_UNET, LDMPrior
 from lit_restore.weights import resolve
 
 #: entry kind (and ``load_prior(arch=…)``) → the prior class that builds that network family.
-PRIOR_CLASSES: dict[str, type[ADMPrior] | type[DDIMPrior]] = {"adm": ADMPrior, "ddim": DDIMPrior}
+PRIOR_CLASSES: dict[str, type[ADMPrior] | type[DDIMPrior] | type[LDMPrior]] = {
+    "adm": ADMPrior,
+    "ddim": DDIMPrior,
+    "ldm": LDMPrior,
+}
 
 
-def prior_class(kind: str) -> type[ADMPrior] | type[DDIMPrior]:
+def prior_class(kind: str) -> type[ADMPrior] | type[DDIMPrior] | type[LDMPrior]:
     """The class for ``kind``; an unknown kind is a clear error, never a silent default."""
     if kind not in PRIOR_CLASSES:
         raise ValueError(
@@ -62,6 +67,11 @@ ADM_DEMO_PD = dict(
     num_heads=1, num_head_channels=32, learn_sigma=False, use_scale_shift_norm=True, resblock_updown=False,
     class_cond=False, use_new_attention_order=False, dropout=0.0,
 )  # fmt: skip
+#: CompVis configs/latent-diffusion/{ffhq,celebahq,lsun_bedrooms}-ldm-vq-4.yaml (identical networks)
+LDM_VQ4 = dict(
+    unet=LDM_VQ4_UNET, first_stage=LDM_VQ4_FIRST_STAGE, linear_start=0.0015, linear_end=0.0195,
+    timesteps=1000,
+)  # fmt: skip
 DDIM_CELEBAHQ256 = dict(
     image_size=256, channels=3, ch=128, ch_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2, attn_resolutions=(16,),
     dropout=0.0, resamp_with_conv=True,
@@ -78,6 +88,10 @@ REGISTRY: dict[str, PriorEntry] = {
         PriorEntry("ddim-celebahq256", "ddim", DDIM_CELEBAHQ256),
         # trained here: configs/experiment/prior_demo_adm.yaml on data/train (the main job's prior)
         PriorEntry("adm-demo-pd", "adm", ADM_DEMO_PD),
+        # CompVis/latent-diffusion README (pretrained LDMs), configs/latent-diffusion/*-ldm-vq-4
+        PriorEntry("ldm-ffhq256", "ldm", LDM_VQ4),
+        PriorEntry("ldm-celebahq256", "ldm", LDM_VQ4),
+        PriorEntry("ldm-lsun-bedrooms256", "ldm", LDM_VQ4),
     )
 }
 
@@ -103,6 +117,8 @@ def match_layout(sd: dict[str, torch.Tensor]) -> PriorEntry | None:
     (built on the meta device: nothing allocated)."""
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     for entry in REGISTRY.values():
+        if entry.kind == "ldm":  # a LatentDiffusion container, not a bare network (load by name)
+            continue
         with torch.device("meta"):
             net = prior_class(entry.kind)(**entry.config, frozen=False).net
         if {k: tuple(v.shape) for k, v in net.state_dict().items()} == shapes:
@@ -114,7 +130,8 @@ def load_prior(name_or_path: str | os.PathLike, **overrides: Any) -> DiffusionPr
     """A frozen prior from a registry name, a checkpoint path or a diffusers directory.
 
     * registry name (``adm-imagenet256-uncond``, ``adm-ffhq256-dps``, ``ddim-celebahq256``,
-      ``adm-demo-pd``) →
+      ``adm-demo-pd``, the latent ``ldm-ffhq256``, ``ldm-celebahq256``,
+      ``ldm-lsun-bedrooms256``) →
       weights resolved by :func:`lit_restore.weights.resolve`; ``overrides`` change flags (e.g.
       ``dtype``).
     * a Lightning checkpoint of :class:`~lit_restore.modules.diffusion_prior.DiffusionPriorModule`

@@ -9,6 +9,19 @@ conditioned on (inpainting: missing pixels set to −1; bicubic ×sf upsampling;
 the LQ at the network's ``lq_size``; the mask channel): training
 (:class:`~lit_restore.modules.resshift.ResShiftModule`) and sampling both call it.
 
+Sampling modes (``mode``):
+
+* ``"posterior"`` (default): ResShift's stochastic chain, the exact posterior at every step;
+* ``"ode"``: the deterministic sampling of SinSR (Wang et al., CVPR 2024; wyf0912/SinSR
+  ``models/gaussian_diffusion.py::ddim_sample_loop``): the same T network calls, each step
+  :meth:`~lit_restore.resshift.schedule.ResShiftSchedule.ode_step` — a map from ``x_T`` (and
+  the LQ) to the output, the teacher's target in SinSR's distillation;
+* ``"one_step"``: one network call at ``t = T`` on ``x_T``, its x̂0 is the output (SinSR
+  ``p_sample_loop_progressive(one_step=True)``, the distilled student's inference).
+
+``x_T`` comes from the first ``C`` channels of the noise field in every mode, so the three modes
+start from the same ``x_T`` for the same seed.
+
 Additions over the official loop:
 
 * per-image noise: every random draw of image ``index`` comes from its own generator, and the
@@ -62,6 +75,8 @@ from lit_restore.utils.seeding import NoiseFn, randn_per_image
 
 #: tiling modes (module docstring)
 TILINGS = ("cosine", "uniform", "official")
+#: sampling modes (module docstring)
+MODES = ("posterior", "ode", "one_step")
 
 
 def _pad_to(x: Tensor, multiple: int) -> Tensor:
@@ -146,6 +161,7 @@ class ResShiftChain(nn.Module):
         chop_bs: tile positions per forward (each holds the whole batch).
         progress: tqdm bar over tiles.
         tiling: ``"cosine"`` (default), ``"uniform"`` or ``"official"`` (module docstring).
+        mode: ``"posterior"`` (default), ``"ode"`` or ``"one_step"`` (module docstring).
     """
 
     def __init__(
@@ -158,11 +174,14 @@ class ResShiftChain(nn.Module):
         chop_bs: int = 1,
         progress: bool = False,
         tiling: str = "cosine",
+        mode: str = "posterior",
     ) -> None:
         super().__init__()
         if tiling not in TILINGS:
             raise ValueError(f"tiling={tiling!r}: use one of {TILINGS}")
-        self.tiling = tiling
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: use one of {MODES}")
+        self.tiling, self.mode = tiling, mode
         if chop_size == "auto":
             if chop_overlap < 0:
                 raise ValueError(f"chop_overlap={chop_overlap} must be >= 0")
@@ -219,8 +238,26 @@ class ResShiftChain(nn.Module):
         nfe: Callable[[int], None] | None,
     ) -> Tensor:
         """One (tile of a) batch: returns the decoded image in [-1, 1] at HQ size."""
-        sch = self.schedule
         cond = self.condition(network, first_stage, lq, mask)
+        x = self.reverse(network, cond, noise, nfe)
+        return first_stage.decode(x).clamp(-1, 1)
+
+    def reverse(
+        self,
+        network: nn.Module,
+        cond: Condition,
+        noise: Tensor,
+        nfe: Callable[[int], None] | None = None,
+        mode: str | None = None,
+    ) -> Tensor:
+        """The latent output of the chain from ``x_T = z_y + κ√η_T noise[:, :C]``.
+
+        ``noise``: ``[B, (T+1)·C, H, W]`` (``"posterior"`` reads slice ``k`` at its k-th step;
+        the other modes read ``x_T``'s slice only); ``mode``: this call's sampling mode
+        (default: the chain's). Differentiable (no ``no_grad`` here), so a distillation loss
+        can run it on a frozen teacher or a student."""
+        mode = self.mode if mode is None else mode
+        sch = self.schedule
         c = cond.z_y.shape[1]
         x = sch.prior_sample(cond.z_y, noise[:, :c])
         for i in reversed(range(sch.steps)):
@@ -228,9 +265,14 @@ class ResShiftChain(nn.Module):
             x0 = network(sch.scale_model_input(x, t), t, lq=cond.lq, mask=cond.mask).to(x.dtype)
             if nfe is not None:
                 nfe(1)
-            k = sch.steps - i
-            x = sch.p_step(x, x0, t, noise[:, k * c : (k + 1) * c])
-        return first_stage.decode(x).clamp(-1, 1)
+            if mode == "one_step":
+                return x0
+            if mode == "ode":
+                x = sch.ode_step(x, x0, cond.z_y, t)
+            else:
+                k = sch.steps - i
+                x = sch.p_step(x, x0, t, noise[:, k * c : (k + 1) * c])
+        return x
 
     def _offset(self, network: nn.Module, first_stage: nn.Module) -> int:
         if self.padding_offset is not None:

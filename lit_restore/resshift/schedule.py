@@ -9,6 +9,14 @@ Notation: ``x0`` is the HQ latent, ``y`` the LQ latent, ``e0 = y - x0``, and
       mean = (eta_{t-1}/eta_t) x_t + (alpha_t/eta_t) x0,   var = kappa^2 (eta_{t-1}/eta_t) alpha_t
 * prior:                           x_T = y + kappa sqrt(eta_T) eps
 * network input scaling:           x_t / sqrt(kappa^2 eta_t + 1)
+* deterministic (ODE / DDIM, zero posterior noise) step, SinSR (Wang et al., CVPR 2024,
+  arXiv 2311.14760; wyf0912/SinSR ``models/gaussian_diffusion.py::ddim_sample``): keep
+  the noise implied by (x_t, x0) and move it to t-1,
+      eps_hat = (x_t - x0 - eta_t e0) / (kappa sqrt(eta_t))
+      x_{t-1} = x0 + eta_{t-1} e0 + kappa sqrt(eta_{t-1}) eps_hat
+              = k_t x0 + m_t x_t + j_t y,   m_t = sqrt(eta_{t-1}/eta_t),
+                k_t = 1 - eta_{t-1} + sqrt(eta_{t-1} eta_t) - m_t,   j_t = eta_{t-1} - sqrt(eta_{t-1} eta_t)
+  (at t = 1, eta_0 = 0: k = 1, m = j = 0, the step returns x0).
 
 The shifting schedule is the ``exponential`` rule of the official code
 (zsyOAOA/ResShift ``models/gaussian_diffusion.py::get_named_eta_schedule``)::
@@ -89,6 +97,12 @@ class ResShiftSchedule(nn.Module):
         self.register_buffer("posterior_log_variance_clipped", log_var_clipped, persistent=False)
         self.register_buffer("coef_xt", etas_prev / etas, persistent=False)
         self.register_buffer("coef_x0", alphas / etas, persistent=False)
+        # the deterministic step's coefficients, in the official form (module docstring)
+        ode_m = torch.sqrt(etas_prev / etas)
+        ode_k = 1 - etas_prev + torch.sqrt(etas_prev * etas) - ode_m
+        self.register_buffer("ode_k", ode_k, persistent=False)
+        self.register_buffer("ode_m", ode_m, persistent=False)
+        self.register_buffer("ode_j", etas_prev - torch.sqrt(etas_prev * etas), persistent=False)
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -122,6 +136,12 @@ class ResShiftSchedule(nn.Module):
         mean, _, logvar = self.posterior_mean_variance(x_t, x0_pred, t)
         nonzero = (t != 0).to(x_t.dtype).view(-1, *([1] * (x_t.ndim - 1))).to(x_t.device)
         return mean + nonzero * torch.exp(0.5 * logvar) * noise
+
+    def ode_step(self, x_t: Tensor, x0_pred: Tensor, y: Tensor, t: Tensor) -> Tensor:
+        """One deterministic reverse step ``x_t → x_{t-1} = k x̂0 + m x_t + j y`` (module
+        docstring; returns x̂0 at ``t == 0``)."""
+        k, m, j = (self._take(b, t, x_t) for b in (self.ode_k, self.ode_m, self.ode_j))
+        return x0_pred * k + m * x_t + j * y
 
     def prior_sample(self, y: Tensor, noise: Tensor) -> Tensor:
         """x_T = y + kappa sqrt(eta_T) eps."""

@@ -105,8 +105,12 @@ class SamplingContext:
 
     def eps(self, x: Tensor, t: int) -> Tensor:
         """The prior's ε̂(x, t); counts one network evaluation."""
+        return self.eps_at(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+
+    def eps_at(self, x: Tensor, tt: Tensor) -> Tensor:
+        """ε̂(x, t) with one timestep per image in ``tt`` (fractional for a continuous noise
+        level, :mod:`lit_restore.diffusion.sigma`); counts one network evaluation."""
         self.sampler.nfe += 1
-        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         dtype = self.sampler.autocast_dtype
         if dtype is not None:
             with autocast(dtype, x.device):

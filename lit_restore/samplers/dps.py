@@ -106,20 +106,24 @@ class DPS(Sampler):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0, v = self.denoise_with_variance(ctx, x_in, t)  # clamp inside the graph
-            D = self.fidelity(ctx, x0, t)  # [B]
-            norm = D.clamp_min(1e-30).sqrt()
-            if self.step_rule == "code":
-                (grad,) = torch.autograd.grad(norm.sum(), x_in)
-                weight = torch.full_like(norm, self.scale)
-            else:
-                (grad,) = torch.autograd.grad(D.sum(), x_in)
-                weight = self.scale / norm.detach()
+            loss, weight = self.guidance(ctx, x0, t)  # [B] each
+            (grad,) = torch.autograd.grad(loss.sum(), x_in)
         with torch.no_grad():
             x0 = x0.detach()
             v = None if v is None else v.detach()
             x_next = self.transition(ctx, x, x0, t, t_next, v=v)
             x_next = x_next - weight.view(-1, *[1] * (x.dim() - 1)) * grad
         return x_next, x0
+
+    def guidance(self, ctx: SamplingContext, x0: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """Per-image ``(loss, step)``: the update subtracts ``step_b · ∇_{x_t} loss_b``. DPS:
+        ``(‖r‖, ζ)`` with ``step="code"``, ``(‖r‖², ζ′/‖r‖)`` with ``step="paper"``; a method
+        with another guidance objective on the same update overrides this (PSLD)."""
+        D = self.fidelity(ctx, x0, t)  # [B]
+        norm = D.clamp_min(1e-30).sqrt()
+        if self.step_rule == "code":
+            return norm, torch.full_like(norm, self.scale)
+        return D, self.scale / norm.detach()
 
     def hparams(self) -> dict:
         return {

@@ -101,7 +101,8 @@ class SpatialFrequencyFidelity(Fidelity):
         return ((fy**2 + fx**2).sqrt() / 0.5 <= self.r0).float()
 
     def __call__(self, ctx: SamplingContext, x0: Tensor, t: int) -> Tensor:
-        hw = tuple(ctx.shape[-2:])
+        # the image's size (the operator's), not the loop's: a latent loop runs on smaller z
+        hw = tuple((ctx.operator.image_shape or ctx.shape)[-2:])
         r = self.psi_s(ctx.y, hw, t) - self.psi_s(ctx.operator.A(x0), hw, t)
         D = r.flatten(1).pow(2).sum(1)
         if r.dim() != 4:  # a flat measurement has no spatial frequencies: D = ‖r‖²

@@ -54,6 +54,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from lit_restore.data.io import BadImageError
     from lit_restore.operators.base import OperatorCapabilityError
     from lit_restore.presets import PresetError
+    from lit_restore.utils.extras import MissingExtraError
     from lit_restore.utils.tables import OutputWriteError
 
     return (
@@ -70,6 +71,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         CheckpointError,
         BadImageError,
         OutputWriteError,
+        MissingExtraError,
     )
 
 
