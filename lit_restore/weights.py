@@ -107,16 +107,15 @@ class WeightFile:
             (trained here); it resolves before the cache and is never downloaded.
         hub: ``hf://OWNER/REPO/FILE[@REVISION]`` where the file is hosted on the Hugging Face
             Hub (:class:`HubFile`): found in the Hugging Face cache too, fetched through
-            ``huggingface_hub``.
+            ``huggingface_hub``; ``hf://OWNER/REPO[@REVISION]``: the entry *is* that repository
+            (``file_name`` is then informative), resolved to its snapshot folder in the Hugging
+            Face cache only.
         archive_member: ``url`` is a zip archive and the weight file is this member of it (the
             CompVis LDM releases); :func:`fetch` extracts it to ``file_name``.
         file_format: ``"checkpoint"`` (a torch/safetensors state dict), ``"mat"`` (a MATLAB
             parameter file), ``"torchscript"`` (OpenAI CLIP's release archive) or ``"tensor"``
             (a pickled tensor): how a download is checked. The last two are read only by the
             optional IQA-PyTorch package, never by lit_restore itself.
-        hf_repo: a Hugging Face Hub model repository (``file_name`` is then informative): it
-            resolves to its snapshot folder in the Hugging Face cache (``$HF_HOME``), offline,
-            and the fetch command downloads it there with ``huggingface_hub.snapshot_download``.
     """
 
     name: str
@@ -134,7 +133,6 @@ class WeightFile:
     hub: str | None = None
     archive_member: str | None = None
     file_format: str = "checkpoint"
-    hf_repo: str | None = None
 
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
@@ -360,7 +358,7 @@ WEIGHTS: dict[str, WeightFile] = {
             purpose="OpenAI CLIP ViT-B/16 (Hugging Face layout) for torchmetrics' CLIP-IQA",
             source="torchmetrics multimodal/clip_iqa.py model_name_or_path choices",
             folder="hf",
-            hf_repo="openai/clip-vit-base-patch16",
+            hub="hf://openai/clip-vit-base-patch16",
             without=_NO_NR,
             notes="~600 MB; the Hugging Face cache; pinned to the repository's main revision",
         ),
@@ -460,31 +458,11 @@ def shipped_path(entry: WeightFile) -> Path | None:
     return path if path.is_file() else None
 
 
-_HF_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
-
-
-def _hf_snapshot(entry: WeightFile, download: bool = False) -> Path | None:
-    """The Hugging Face cache's snapshot folder of ``entry.hf_repo`` (``None`` when absent);
-    ``download=True`` fetches it (config, tokenizer and safetensors weights only)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                entry.hf_repo, allow_patterns=_HF_PATTERNS, local_files_only=not download
-            )
-        )
-    except Exception:
-        if download:
-            raise
-        return None
-
-
 def find(entry: WeightFile) -> Path | None:
     """The shipped file or the cached copy of ``entry`` (our cache, then the Hugging Face cache
     for an entry on the Hub), or ``None``."""
-    if entry.hf_repo is not None:
-        return _hf_snapshot(entry)
+    if entry.hub is not None and HubFile.parse(entry.hub).filename is None:
+        return HubFile.parse(entry.hub).cached()  # a repository: only in the Hugging Face cache
     shipped = shipped_path(entry)
     if shipped is not None:
         return shipped
@@ -499,6 +477,9 @@ def find(entry: WeightFile) -> Path | None:
 # ------------------------------------------------------------------------------ Hugging Face Hub
 #: the scheme of a Hub file spec
 HF_SCHEME = "hf://"
+#: the files of a repository snapshot fetched (configs, tokenizer files, safetensors weights:
+#: what transformers/diffusers load; not the duplicate .bin/.msgpack/.h5 weights)
+SNAPSHOT_FILES = ["*.json", "*.txt", "*.safetensors"]
 
 
 @dataclass(frozen=True)
@@ -546,7 +527,9 @@ class HubFile:
 
         if self.filename is None:
             return Path(
-                huggingface_hub.snapshot_download(self.repo_id, revision=self.revision, **kwargs)
+                huggingface_hub.snapshot_download(
+                    self.repo_id, revision=self.revision, allow_patterns=SNAPSHOT_FILES, **kwargs
+                )
             )
         return Path(
             huggingface_hub.hf_hub_download(
@@ -648,10 +631,10 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"clone), copy it to {target}, or rebuild it with {entry.source}"
         )
         return f"{head}{where}. {how[0].upper()}{how[1:]}."
-    if entry.hf_repo is not None:
+    if entry.hub is not None and HubFile.parse(entry.hub).filename is None:
         how = (
             f"run `python -m lit_restore.weights {entry.name}` (downloads the Hub repository "
-            f"{entry.hf_repo} into the Hugging Face cache), or pass a local folder holding it"
+            f"{entry.hub} into the Hugging Face cache), or pass a local folder holding it"
         )
     elif entry.manual:
         how = (
@@ -786,16 +769,6 @@ def fetch(
     entry = get(name)
     if entry.shipped is not None and url is None:
         return check_shipped(entry)
-    if entry.hf_repo is not None:
-        try:
-            return _hf_snapshot(entry, download=True)
-        except Exception as err:
-            reason = " ".join(str(err).split())  # the Hub's messages span lines
-            raise FetchError(
-                f"could not download {entry.hf_repo} from the Hugging Face Hub ({reason}); without "
-                f"network access, run `huggingface-cli download {entry.hf_repo}` on another "
-                "machine and copy its cache folder to $HF_HOME/hub"
-            ) from err
     if entry.hub is not None and url is None and directory is None:
         return find(entry) or _fetch_hub(entry.hub, None, progress, entry.sha256)
     folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]

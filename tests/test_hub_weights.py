@@ -169,3 +169,17 @@ def test_fetch_command_and_ckpt_path_offline_are_one_line(tmp_path):
     errors = [line for line in sampled.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"--ckpt_path={spec!r}" in errors[0]
     assert "not in the Hugging Face cache" in errors[0]
+
+
+def test_registry_entry_that_is_a_hub_repository_resolves_to_its_snapshot(hub_cache, tmp_path):
+    """``clip-vit-base-patch16`` is a whole Hub repository (``hub`` without a file): it resolves
+    to the snapshot folder, from the Hugging Face cache only."""
+    entry = weights.get("clip-vit-base-patch16")
+    assert HubFile.parse(entry.hub) == HubFile("openai/clip-vit-base-patch16", None, None)
+    with pytest.raises(MissingWeightsError, match=r"downloads the Hub repository hf://openai"):
+        resolve("clip-vit-base-patch16")
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    snapshot = lay_out(hub_cache, "openai/clip-vit-base-patch16", {"config.json": config})
+    assert resolve("clip-vit-base-patch16") == snapshot
+    assert fetch("clip-vit-base-patch16") == snapshot  # cached: no download
