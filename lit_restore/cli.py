@@ -37,6 +37,7 @@ from lit_restore.utils.errors import (
     report,
     report_user_errors,
 )
+from lit_restore.weights import HF_SCHEME, resolve_hub
 
 #: Trainer defaults for every run. We shard evaluation data ourselves (no padded duplicates
 #: under DDP: DistributedSampler would repeat images and bias PSNR/FID).
@@ -92,7 +93,9 @@ class LitRestoreCLI(LightningCLI):
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse (a parse error becomes one :class:`ConfigError` line with a "did you mean"),
-        then check a ``--ckpt_path`` file before Lightning reads it: a text, empty or truncated
+        resolve a ``--ckpt_path hf://OWNER/REPO/FILE@REVISION`` in the Hugging Face cache
+        (:func:`lit_restore.weights.resolve_hub`; never downloading), then check a
+        ``--ckpt_path`` file before Lightning reads it: a text, empty or truncated
         file becomes one :class:`~lit_restore.checkpoints.CheckpointError` line naming it
         (``torch.load`` alone reports ``KeyError``/``IndexError`` without the file name)."""
         try:
@@ -102,6 +105,9 @@ class LitRestoreCLI(LightningCLI):
             raise ConfigError(describe_parse_error(str(err), self._option_strings(), argv)) from err
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and str(ckpt_path).startswith(HF_SCHEME):  # a checkpoint on the Hub
+            ckpt_path = str(resolve_hub(str(ckpt_path), option="--ckpt_path"))
+            self.config[sub]["ckpt_path"] = ckpt_path
         if ckpt_path and os.path.isfile(ckpt_path):
             try:
                 check_readable(ckpt_path)

@@ -29,6 +29,17 @@ the fetch command extracts).
 4. otherwise one :class:`MissingWeightsError` line naming the file, where to get it (URL or web
    page), where to put it, and the fetch command.
 
+**Hugging Face Hub.** Anywhere a weight file is named, ``hf://OWNER/REPO/PATH/IN/REPO@REVISION``
+names a file of a Hub model repository (``@REVISION``: a commit hash, branch or tag; without it
+``main``; pin a commit hash for reproducible runs), and ``hf://OWNER/REPO@REVISION`` the whole
+repository (a diffusers UNet directory). :func:`resolve` looks it up in the Hugging Face cache only
+(``huggingface_hub`` with ``local_files_only``: ``$HF_HUB_CACHE``, default
+``~/.cache/huggingface/hub``), so it works with ``HF_HUB_OFFLINE=1``; ``python -m
+lit_restore.weights hf://...`` downloads it into that cache (``huggingface_hub.hf_hub_download``:
+resumable, ``HF_TOKEN`` for private or gated repositories). A registry entry hosted on the Hub
+names its file in ``WeightFile.hub`` and is fetched the same way. ``huggingface_hub`` comes with
+``datasets`` (a dependency) and is imported only when an ``hf://`` spec is used.
+
 Downloading is opt-in only: ``python -m lit_restore.weights NAME [NAME ...]`` (:func:`fetch`)
 streams to a temporary file beside the target with a progress bar, checks the SHA-256 where one is
 known (torchvision and torch-fidelity name their files after a SHA-256 prefix, e.g.
@@ -94,15 +105,17 @@ class WeightFile:
         notes: size and other facts.
         shipped: path, relative to the repository root, of a file committed with the repository
             (trained here); it resolves before the cache and is never downloaded.
+        hub: ``hf://OWNER/REPO/FILE[@REVISION]`` where the file is hosted on the Hugging Face
+            Hub (:class:`HubFile`): found in the Hugging Face cache too, fetched through
+            ``huggingface_hub``; ``hf://OWNER/REPO[@REVISION]``: the entry *is* that repository
+            (``file_name`` is then informative), resolved to its snapshot folder in the Hugging
+            Face cache only.
         archive_member: ``url`` is a zip archive and the weight file is this member of it (the
             CompVis LDM releases); :func:`fetch` extracts it to ``file_name``.
         file_format: ``"checkpoint"`` (a torch/safetensors state dict), ``"mat"`` (a MATLAB
             parameter file), ``"torchscript"`` (OpenAI CLIP's release archive) or ``"tensor"``
             (a pickled tensor): how a download is checked. The last two are read only by the
             optional IQA-PyTorch package, never by lit_restore itself.
-        hf_repo: a Hugging Face Hub model repository (``file_name`` is then informative): it
-            resolves to its snapshot folder in the Hugging Face cache (``$HF_HOME``), offline,
-            and the fetch command downloads it there with ``huggingface_hub.snapshot_download``.
     """
 
     name: str
@@ -117,9 +130,9 @@ class WeightFile:
     without: str = ""
     notes: str = ""
     shipped: str | None = None
+    hub: str | None = None
     archive_member: str | None = None
     file_format: str = "checkpoint"
-    hf_repo: str | None = None
 
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
@@ -162,6 +175,7 @@ WEIGHTS: dict[str, WeightFile] = {
             "1wSoA5fm_d6JBZk4RZ1SzWLMgev4WqH21",
             folder="priors",
             notes="~455 MB (113.7 M float32 parameters); no published sha256",
+            hub="hf://gwang-kim/DiffusionCLIP-CelebA_HQ/celeba_hq.ckpt",
         ),
         WeightFile(
             name="ldm-ffhq256",
@@ -344,7 +358,7 @@ WEIGHTS: dict[str, WeightFile] = {
             purpose="OpenAI CLIP ViT-B/16 (Hugging Face layout) for torchmetrics' CLIP-IQA",
             source="torchmetrics multimodal/clip_iqa.py model_name_or_path choices",
             folder="hf",
-            hf_repo="openai/clip-vit-base-patch16",
+            hub="hf://openai/clip-vit-base-patch16",
             without=_NO_NR,
             notes="~600 MB; the Hugging Face cache; pinned to the repository's main revision",
         ),
@@ -444,37 +458,159 @@ def shipped_path(entry: WeightFile) -> Path | None:
     return path if path.is_file() else None
 
 
-_HF_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
-
-
-def _hf_snapshot(entry: WeightFile, download: bool = False) -> Path | None:
-    """The Hugging Face cache's snapshot folder of ``entry.hf_repo`` (``None`` when absent);
-    ``download=True`` fetches it (config, tokenizer and safetensors weights only)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                entry.hf_repo, allow_patterns=_HF_PATTERNS, local_files_only=not download
-            )
-        )
-    except Exception:
-        if download:
-            raise
-        return None
-
-
 def find(entry: WeightFile) -> Path | None:
-    """The shipped file or the cached copy of ``entry``, or ``None``."""
-    if entry.hf_repo is not None:
-        return _hf_snapshot(entry)
+    """The shipped file or the cached copy of ``entry`` (our cache, then the Hugging Face cache
+    for an entry on the Hub), or ``None``."""
+    if entry.hub is not None and HubFile.parse(entry.hub).filename is None:
+        return HubFile.parse(entry.hub).cached()  # a repository: only in the Hugging Face cache
     shipped = shipped_path(entry)
     if shipped is not None:
         return shipped
     for d in search_dirs(entry):
         if (d / entry.file_name).is_file():
             return d / entry.file_name
+    if entry.hub is not None:
+        return HubFile.parse(entry.hub).cached()
     return None
+
+
+# ------------------------------------------------------------------------------ Hugging Face Hub
+#: the scheme of a Hub file spec
+HF_SCHEME = "hf://"
+#: the files of a repository snapshot fetched (configs, tokenizer files, safetensors weights:
+#: what transformers/diffusers load; not the duplicate .bin/.msgpack/.h5 weights)
+SNAPSHOT_FILES = ["*.json", "*.txt", "*.safetensors"]
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file (or, ``filename=None``, the whole snapshot) of a Hugging Face Hub model repository
+    at a revision: ``hf://OWNER/REPO/PATH/IN/REPO@REVISION`` (module docstring).
+
+    Attributes:
+        repo_id: ``OWNER/REPO``.
+        filename: path inside the repository, or ``None`` for the repository's snapshot.
+        revision: commit hash, branch or tag (``None``: ``main``).
+    """
+
+    repo_id: str
+    filename: str | None
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> HubFile:
+        """``hf://OWNER/REPO[/PATH][@REVISION]`` -> ``HubFile`` (the revision is what follows
+        the last ``@``; file names with ``@`` cannot be given this way)."""
+        text = str(spec)
+        if not text.startswith(HF_SCHEME):
+            raise ValueError(f"{spec!r} is not a Hub spec ({HF_SCHEME}OWNER/REPO/FILE@REVISION)")
+        body, at, revision = text[len(HF_SCHEME) :].rpartition("@")
+        if not at:
+            body, revision = revision, ""
+        parts = [p for p in body.split("/") if p]
+        if len(parts) < 2 or (at and not revision):
+            raise ValueError(
+                f"{spec!r}: a Hub spec is {HF_SCHEME}OWNER/REPO/PATH/IN/REPO@REVISION (e.g. "
+                f"{HF_SCHEME}gwang-kim/DiffusionCLIP-CelebA_HQ/celeba_hq.ckpt@main; pin a commit "
+                "hash for reproducible runs)"
+            )
+        filename = "/".join(parts[2:]) or None
+        return cls("/".join(parts[:2]), filename, revision or None)
+
+    def __str__(self) -> str:
+        path = f"/{self.filename}" if self.filename else ""
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{HF_SCHEME}{self.repo_id}{path}{rev}"
+
+    def _download(self, **kwargs) -> Path:
+        import huggingface_hub
+
+        if self.filename is None:
+            return Path(
+                huggingface_hub.snapshot_download(
+                    self.repo_id, revision=self.revision, allow_patterns=SNAPSHOT_FILES, **kwargs
+                )
+            )
+        return Path(
+            huggingface_hub.hf_hub_download(
+                self.repo_id, self.filename, revision=self.revision, **kwargs
+            )
+        )
+
+    def cached(self) -> Path | None:
+        """The file (snapshot folder) in the Hugging Face cache, or ``None``; no network."""
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            path = self._download(local_files_only=True)
+        except (LocalEntryNotFoundError, FileNotFoundError):
+            return None
+        return path if path.exists() else None
+
+    def fetch(self, directory: Path | None = None, progress: bool = True) -> Path:
+        """Download into the Hugging Face cache (or ``directory``), through ``huggingface_hub``
+        (honours ``HF_HUB_OFFLINE``, ``HF_TOKEN``, ``HF_ENDPOINT``)."""
+        import huggingface_hub
+
+        kwargs: dict = {"local_dir": directory} if directory is not None else {}
+        if not progress:  # huggingface_hub's own switch for its progress bars
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        try:
+            return self._download(**kwargs)
+        except huggingface_hub.errors.HfHubHTTPError as err:
+            raise FetchError(f"{self}: the Hub refused the download ({one_line_of(err)})") from err
+        except (huggingface_hub.errors.LocalEntryNotFoundError, OSError) as err:
+            offline = " (HF_HUB_OFFLINE is set: unset it to download)" if hub_offline() else ""
+            raise FetchError(
+                f"could not download {self}{offline}: {one_line_of(err)}; on a machine with "
+                f"network access run `python -m lit_restore.weights {self}` and copy its Hugging "
+                f"Face cache ({hub_cache_dir()}) here, or download the file by hand and pass its "
+                "path"
+            ) from err
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache ``huggingface_hub`` reads (``$HF_HUB_CACHE``, ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def one_line_of(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def resolve_hub(spec: str, option: str = "") -> Path:
+    """The cached file of Hub spec ``spec``; never downloads.
+
+    Raises:
+        MissingWeightsError: not in the Hugging Face cache (one line: which repo/file/revision,
+            where we looked, the fetch command).
+    """
+    try:
+        hub = HubFile.parse(spec)
+    except ValueError as err:
+        raise MissingWeightsError(f"{option or 'weights'}: {err}") from None
+    found = hub.cached()
+    if found is not None:
+        return found
+    what = f"file {hub.filename!r}" if hub.filename else "the snapshot"
+    raise MissingWeightsError(
+        f"{option or 'weights'}={spec!r}: {what} of Hub repository {hub.repo_id!r} at revision "
+        f"{hub.revision or 'main'!r} is not in the Hugging Face cache ({hub_cache_dir()}; "
+        "$HF_HUB_CACHE / $HF_HOME move it). Nothing is downloaded implicitly; to get it, run "
+        f"`python -m lit_restore.weights {hub}` (huggingface_hub download; HF_TOKEN for gated "
+        "repositories), or pass a local path"
+    )
 
 
 def missing_message(entry: WeightFile, given: str | None = None, option: str = "") -> str:
@@ -495,10 +631,10 @@ def missing_message(entry: WeightFile, given: str | None = None, option: str = "
             f"clone), copy it to {target}, or rebuild it with {entry.source}"
         )
         return f"{head}{where}. {how[0].upper()}{how[1:]}."
-    if entry.hf_repo is not None:
+    if entry.hub is not None and HubFile.parse(entry.hub).filename is None:
         how = (
             f"run `python -m lit_restore.weights {entry.name}` (downloads the Hub repository "
-            f"{entry.hf_repo} into the Hugging Face cache), or pass a local folder holding it"
+            f"{entry.hub} into the Hugging Face cache), or pass a local folder holding it"
         )
     elif entry.manual:
         how = (
@@ -525,7 +661,8 @@ def resolve(spec: str | os.PathLike, *, option: str = "", expect: str | None = N
     """The local file (or diffusers directory) for ``spec``; never downloads.
 
     Args:
-        spec: a path, a registered name (:data:`WEIGHTS`) or a registered file name.
+        spec: a path, a registered name (:data:`WEIGHTS`), a registered file name, or a Hub
+            spec ``hf://OWNER/REPO/FILE@REVISION`` (:class:`HubFile`, Hugging Face cache).
         option: the option the user set ``spec`` with (named in errors).
         expect: the registered name ``spec`` should be (a path given for it), for the error.
 
@@ -538,6 +675,8 @@ def resolve(spec: str | os.PathLike, *, option: str = "", expect: str | None = N
         raise MissingWeightsError(
             f"{option or 'weights'} is empty: give a path or a registered name"
         )
+    if text.startswith(HF_SCHEME):
+        return resolve_hub(text, option)
     path = Path(text).expanduser()
     if path.is_file() or path.is_dir():
         return path
@@ -615,8 +754,9 @@ def fetch(
     url: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Download registered file ``name`` into ``directory`` (default: its first cache folder)
-    and verify it; a file already there is returned as is.
+    """Download registered file ``name`` (or a Hub spec ``hf://...``) into ``directory``
+    (default: its first cache folder; the Hugging Face cache for a file on the Hub) and verify
+    it; a file already there is returned as is.
 
     ``url`` overrides the registered URL (a mirror, or a ``file://`` URL in tests).
 
@@ -624,19 +764,13 @@ def fetch(
         FetchError: a manual entry without ``url``, no network, or a failed check (one line,
             naming the URL and where to put the file by hand).
     """
+    if name.startswith(HF_SCHEME):
+        return _fetch_hub(name, directory, progress)
     entry = get(name)
     if entry.shipped is not None and url is None:
         return check_shipped(entry)
-    if entry.hf_repo is not None:
-        try:
-            return _hf_snapshot(entry, download=True)
-        except Exception as err:
-            reason = " ".join(str(err).split())  # the Hub's messages span lines
-            raise FetchError(
-                f"could not download {entry.hf_repo} from the Hugging Face Hub ({reason}); without "
-                f"network access, run `huggingface-cli download {entry.hf_repo}` on another "
-                "machine and copy its cache folder to $HF_HOME/hub"
-            ) from err
+    if entry.hub is not None and url is None and directory is None:
+        return find(entry) or _fetch_hub(entry.hub, None, progress, entry.sha256)
     folder = Path(directory).expanduser() if directory else search_dirs(entry)[0]
     target = folder / entry.file_name
     if entry.manual and url is None:
@@ -674,6 +808,30 @@ def fetch(
         target.unlink(missing_ok=True)
         raise FetchError(f"downloaded {entry.file_name} from {source} is unusable: {err}") from err
     return target
+
+
+def _fetch_hub(
+    spec: str,
+    directory: str | os.PathLike | None,
+    progress: bool,
+    sha256: str | None = None,
+) -> Path:
+    """``HubFile.fetch`` + the checks of a download: the SHA-256 when one is known, and that a
+    file reads as a checkpoint (a snapshot folder is a diffusers directory: not checked)."""
+    try:
+        hub = HubFile.parse(spec)
+    except ValueError as err:
+        raise FetchError(str(err)) from None
+    path = hub.fetch(Path(directory).expanduser() if directory else None, progress)
+    if path.is_dir():
+        return path
+    if sha256 is not None and sha256_of(path) != sha256:
+        raise FetchError(f"{hub} ({path}): sha256 {sha256_of(path)} is not the recorded {sha256}")
+    try:
+        check_readable(path)
+    except CheckpointError as err:
+        raise FetchError(f"{hub} downloaded to {path} is unusable: {err}") from err
+    return path
 
 
 def _extract(archive: Path, member: str, target: Path) -> None:
@@ -752,12 +910,16 @@ def main(argv: list[str] | None = None) -> int:
         "them. Nothing else in lit_restore downloads.",
     )
     parser.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"any of: {', '.join(sorted(WEIGHTS))}"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"any of: {', '.join(sorted(WEIGHTS))}; or a Hugging Face Hub file "
+        f"{HF_SCHEME}OWNER/REPO/FILE@REVISION (into the Hugging Face cache)",
     )
     parser.add_argument("--dir", default=None, help="target folder (default: the entry's cache)")
     parser.add_argument("--url", default=None, help="a mirror URL (with a single NAME)")
     args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in WEIGHTS]
+    unknown = [n for n in args.names if n not in WEIGHTS and not n.startswith(HF_SCHEME)]
     if unknown:
         parser.error(f"unknown NAME {', '.join(unknown)}; choose from {', '.join(sorted(WEIGHTS))}")
     if args.url and len(args.names) != 1:

@@ -213,3 +213,25 @@ __all__ = [
     "registered_toy_metrics",
     "write_alexnet_features",
 ]
+
+
+class KillAfterImages(L.Callback):
+    """Rank 0 kills its whole process group (SIGKILL: every DDP rank, at whatever point each
+    is) once it has restored ``images`` test images and their records were written — a node
+    dying mid-run. Tests start the run in a session of its own."""
+
+    def __init__(self, images: int) -> None:
+        super().__init__()
+        self.images = images
+        self.seen = 0
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        import os
+        import signal
+
+        from lit_restore.evaluation.background import BackgroundWorker
+
+        self.seen += len(batch["index"])
+        if trainer.global_rank == 0 and self.seen >= self.images:
+            BackgroundWorker.of(trainer).flush()  # its rows are committed
+            os.killpg(os.getpgid(0), signal.SIGKILL)

@@ -2,7 +2,7 @@
 and weights of the uninterrupted fit, bit for bit (ResShift and the diffusion-prior trainer).
 
 What makes it exact (each would break it alone): the training loader's position is in the
-checkpoint and the epoch continues mid-way (:class:`~lit_restore.data.samplers.ResumableDataLoader`);
+checkpoint and the epoch continues mid-way (:class:`~lit_restore.data.sharding.ResumableDataLoader`);
 every draw of a training step comes from ``(seed, global step, rank)``
 (:func:`~lit_restore.utils.seeding.training_step_rng`) — timesteps, noise and dropout; the data
 draws come from ``(seed, index, epoch)``; the training-pair pool is in the checkpoint. Lightning

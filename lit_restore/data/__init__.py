@@ -12,7 +12,7 @@ from lit_restore.data.deadleaves import DeadLeaves, dead_leaves
 from lit_restore.data.folders import ImageFolder, LQFolder, PairedFolder, list_images
 from lit_restore.data.hf import HFImageDataset
 from lit_restore.data.io import IMAGE_EXTENSIONS, BadImageError, load_image, save_png
-from lit_restore.data.samplers import EpochTaggedSampler, ShardSampler
+from lit_restore.data.sharding import EpochTaggedSampler, ShardSampler
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -38,7 +38,10 @@ Batches (:func:`collate`) follow the protocol of :mod:`lit_restore.modules.base`
 Distributed use: the CLI sets ``trainer.use_distributed_sampler: false``; the samplers are built
 here from ``trainer.world_size``/``global_rank``: training uses ``DistributedSampler(shuffle=True,
 drop_last=True, seed=seed)`` (also on one process, for a reproducible shuffle), evaluation an
-unpadded :class:`~lit_restore.data.samplers.ShardSampler` (every image scored exactly once).
+unpadded :class:`~lit_restore.data.sharding.ShardSampler` (every image scored exactly once).
+Jobs that share nothing (a SLURM job array) split test/predict with ``shard: "i/N"``
+(:class:`~lit_restore.data.sharding.Shard`: the indices ``k mod N == i``), merged afterwards by
+:mod:`lit_restore.evaluation.merge`.
 Resuming: :meth:`RestorationDataModule.exclude` (called by the evaluation records before the
 dataloaders are built) leaves finished images out of test/predict.
 """
@@ -61,7 +64,12 @@ from lit_restore.data.deadleaves import DeadLeaves
 from lit_restore.data.folders import LQFolder, PairedFolder, check_on_bad_image
 from lit_restore.data.io import BadImageError, image_size
 from lit_restore.data.pair_pool import TrainingPairPool
-from lit_restore.data.samplers import EpochTaggedSampler, ResumableDataLoader, ShardSampler
+from lit_restore.data.sharding import (
+    EpochTaggedSampler,
+    ResumableDataLoader,
+    Shard,
+    ShardSampler,
+)
 from lit_restore.degradations.base import Degradation
 from lit_restore.degradations.linear import LinearDegradation
 from lit_restore.operators.base import Operator
@@ -409,9 +417,13 @@ class RestorationDataModule(L.LightningDataModule):
             (:class:`~lit_restore.data.pair_pool.TrainingPairPool`; Real-ESRGAN/ResShift
             official training: 10 × ``batch_size``, with the degradation's official
             ``draws: per_batch``); ``0`` (default): no pool.
+        shard: ``"i/N"``: test/predict only the images whose dataset index ``k`` has
+            ``k mod N == i`` (:class:`~lit_restore.data.sharding.Shard`), for job arrays; the
+            N runs are merged by index with ``python -m lit_restore.evaluation.merge``.
+            Training and validation always see the whole set. ``None``: no sharding.
 
     Training resumes exactly: the training loader's position (epoch, batches done; see
-    :class:`~lit_restore.data.samplers.ResumableDataLoader`) and the pool are saved in every
+    :class:`~lit_restore.data.sharding.ResumableDataLoader`) and the pool are saved in every
     checkpoint, and everything else in a batch is drawn from ``(seed, index, epoch)``.
     """
 
@@ -437,6 +449,7 @@ class RestorationDataModule(L.LightningDataModule):
         degradation: Degradation | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         pair_pool_size: int = 0,
+        shard: str | None = None,
     ) -> None:
         super().__init__()
         record_init_args(self)  # HPARAMS: dataset, crop, operator, noise, seed (utils.hparams)
@@ -501,6 +514,11 @@ class RestorationDataModule(L.LightningDataModule):
         self._pool: TrainingPairPool | None = None
         self._pool_state: dict[str, Any] | None = None
         self._positions: dict[str, list[int]] = {}
+        # the job-array shard of test/predict. Private, read through properties: the run's
+        # fingerprint (public attributes) leaves it out, so the N shards of a run share one
+        # fingerprint (their record files carry the shard's tag instead) and run dirs made
+        # before sharding existed still resume
+        self._shard = Shard.parse(shard)
 
     def _check_crop(self, crop_size: int | None) -> None:
         """A crop the degradation cannot take is a config error, reported before any work."""
@@ -527,31 +545,42 @@ class RestorationDataModule(L.LightningDataModule):
         for split in wanted:
             self.positions(split)
 
+    @property
+    def shard_spec(self) -> Shard | None:
+        """The :class:`~lit_restore.data.sharding.Shard` of test/predict (``None``: all)."""
+        return self._shard
+
+    @property
+    def shard(self) -> str | None:
+        """``"i/N"``, or ``None`` without sharding."""
+        return None if self._shard is None else str(self._shard)
+
     def positions(self, split: str) -> list[int]:
-        """Original indices of ``split`` usable at this crop (scanned once in skip mode)."""
+        """Original indices of ``split`` usable at this crop (scanned once in skip mode), of
+        this job's :attr:`shard_spec` for test/predict."""
         if split not in self._positions:
             ds = self.sets[split]
-            if ds is None:
-                self._positions[split] = []
-            elif self.on_bad_image == "skip":
-                self._positions[split] = self._scan(ds, split)
-            else:
-                self._positions[split] = list(range(len(ds)))
+            candidates = [] if ds is None else list(range(len(ds)))
+            if self.shard_spec is not None and split in ("test", "predict"):
+                candidates = self.shard_spec.keep(candidates)  # before the scan: scan less
+            if ds is not None and self.on_bad_image == "skip":
+                candidates = self._scan(ds, split, candidates)
+            self._positions[split] = candidates
         return self._positions[split]
 
-    def _scan(self, ds: Dataset, split: str) -> list[int]:
-        """Keep indices whose image decodes and is at least the crop (after ``resize``)."""
+    def _scan(self, ds: Dataset, split: str, indices: list[int]) -> list[int]:
+        """Keep the ``indices`` whose image decodes and is at least the crop (after ``resize``)."""
         if isinstance(ds, DeadLeaves):
             c = self.crop_size or 0
             if self.resize is None and ds.image_size < c:
                 raise ImageTooSmallError(repr(ds), (ds.image_size,) * 2, c)
-            return list(range(len(ds)))
+            return indices
         items = self._items(split, list(range(len(ds))), train=False)
         cheap = callable(getattr(ds, "path", None)) and getattr(ds, "on_bad_image", "") == "skip"
         lq_only = isinstance(ds, LQFolder)
         degraded = not isinstance(ds, (LQFolder, PairedFolder))  # these items carry their LQ
         good, bad = [], []
-        for i in range(len(ds)):
+        for i in indices:
             try:
                 if cheap and self.resize is None:  # decoded already by the dataset: header only
                     h, w = image_size(ds.path(i))
@@ -569,7 +598,7 @@ class RestorationDataModule(L.LightningDataModule):
         if bad:
             shown = ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
             warnings.warn(
-                f"on_bad_image='skip': left out {len(bad)} of {len(ds)} {split} image(s) that are "
+                f"on_bad_image='skip': left out {len(bad)} of {len(indices)} {split} image(s) that are "
                 f"unreadable, smaller than crop_size={self.crop_size}, larger than "
                 f"max_pixels={self.max_pixels} or of a size the degradation cannot take: {shown}",
                 stacklevel=2,

@@ -9,7 +9,8 @@ share (resumable, fingerprinted, DDP-exact), and the ``compare`` / ``score`` too
   restored (every callback above: ``background: true``);
 * ``python -m lit_restore.evaluation.compare`` (table, paged comparison figure:
   :mod:`~lit_restore.evaluation.figures`, trade-off plot: :mod:`~lit_restore.evaluation.tradeoff`)
-  / ``python -m lit_restore.evaluation.score``.
+  / ``python -m lit_restore.evaluation.score`` / ``python -m lit_restore.evaluation.merge`` (the
+  shards of a job array, ``data.init_args.shard: i/N``, joined into one run).
 
 The names are imported on first use, so the command-line tools start without loading Lightning.
 """

@@ -60,6 +60,11 @@ def load_run(run_dir: Path, stage: str = "test") -> dict:
         raise FileNotFoundError(f"{run_dir} is not a directory; pass run directories")
     header, rows = read_rows(csv_path)
     if not rows:
+        if list(run_dir.glob(f"per_image_{stage}.shard*of*.csv")):
+            raise FileNotFoundError(
+                f"{run_dir} holds the shards of a job array but no merged {csv_path.name}; merge "
+                f"them first: python -m lit_restore.evaluation.merge {run_dir}"
+            )
         raise FileNotFoundError(
             f"{csv_path} is missing or empty; pass run directories written by RestorationMetrics "
             f"(or choose the stage with --stage)."

@@ -69,7 +69,7 @@ class ImageGridLogger(EvaluationCallback):
         self.records = RunRecords.of(self.trainer, self.output_dir)  # all ranks (broadcast)
         self.run_dir = self.records.run_dir
         if stage in PERSISTENT_STAGES:
-            self.records.artifact(self.run_dir / f"grid_{stage}.png")
+            self.records.artifact(self.records.stage_file("grid", stage, ".png"))
         self.items = {}
 
     def on_start(self, stage: str) -> None:
@@ -159,7 +159,8 @@ class ImageGridLogger(EvaluationCallback):
             return
         grid = built[0]
         log_image(trainer, f"{STAGE_PREFIX[stage]}/grid", grid, trainer.global_step)
-        path = self.run_dir / f"grid_{stage}.png"
+        assert self.records is not None
+        path = self.records.stage_file("grid", stage, ".png")
         # a resumed run whose earlier images lack some columns on disk (the writer did not save
         # them) keeps the grid the earlier run wrote rather than replace it by a poorer one
         if self.save_png and stage != "validate" and (complete or not path.exists()):

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import nn
+from torch import Tensor, nn
 
 from lit_restore.evaluation.base import STAGE_PREFIX, EvaluationCallback, to_unit
 from lit_restore.evaluation.fingerprint import state_digest
@@ -54,6 +54,43 @@ from lit_restore.utils.tables import (
     atomic_write_text,
     format_table,
 )
+
+#: folder of the per-image FID/KID features in a run dir (``<index:08d>.npy``, [2, D])
+FEATURES_DIR = "fid_features"
+
+
+def feature_path(run_dir: Path, index: int) -> Path:
+    """``<run_dir>/fid_features/<index:08d>.npy``: the stored features of image ``index``."""
+    return run_dir / FEATURES_DIR / f"{int(index):08d}.npy"
+
+
+def summarize(
+    rows: Sequence[dict],
+    metrics: Sequence[str],
+    with_reference: Sequence[int],
+    features: Callable[[int], np.ndarray],
+    set_level: Callable[[Tensor, Tensor], dict[str, float]],
+) -> dict[str, float]:
+    """The summary of a run from its index-sorted per-image ``rows``: ``images``, the mean of
+    each per-image metric (:func:`~lit_restore.utils.tables.aggregate`), the ``diverged``
+    count, the set-level metrics (FID/KID) of the images ``with_reference`` from their stored
+    features (``features(index)`` -> ``[2, D]``: restored, reference; stacked in index order),
+    and the cost (mean seconds and NFE per image, peak memory).
+
+    One function for the callback and the shard merge (:mod:`lit_restore.evaluation.merge`), so
+    a merged run's summary is computed exactly as a single run's."""
+    summary: dict[str, float] = {"images": float(len(rows))}
+    for m in metrics:
+        summary[m] = aggregate(r[m] for r in rows)
+    summary["diverged"] = float(sum(r["diverged"] == 1 for r in rows))  # a count
+    if len(with_reference) >= 2:
+        f = torch.from_numpy(np.stack([features(i) for i in with_reference]))
+        summary.update(set_level(f[:, 0], f[:, 1]))
+    summary["seconds_per_image"] = aggregate(r["seconds_per_image"] for r in rows)
+    summary["nfe_per_image"] = aggregate(r["nfe_per_image"] for r in rows)
+    mem = [r["peak_memory_mb"] for r in rows if not math.isnan(r["peak_memory_mb"])]
+    summary["peak_memory_mb"] = max(mem) if mem else float("nan")
+    return summary
 
 
 class RestorationMetrics(EvaluationCallback):
@@ -152,9 +189,14 @@ class RestorationMetrics(EvaluationCallback):
         assert self.records is not None
         return self.records.run_dir
 
+    def summary_path(self, stage: str) -> Path:
+        """``summary_<stage>.json`` (of this shard, in a job array)."""
+        assert self.records is not None
+        return self.records.stage_file("summary", stage, ".json")
+
     def feature_path(self, index: int) -> Path:
         assert self.records is not None
-        return self.records.file_path("fid_features", f"{index:08d}", ".npy")
+        return feature_path(self.records.run_dir, index)
 
     def _has_reference(self, row: dict) -> bool:
         """The image was scored against a reference (a full-reference metric has a value)."""
@@ -188,7 +230,7 @@ class RestorationMetrics(EvaluationCallback):
         )
         self.records.join(self.trainer, stage, self, participant, resume=self.resume)
         if stage in PERSISTENT_STAGES:
-            self.records.artifact(self.run_dir / f"summary_{stage}.json")
+            self.records.artifact(self.summary_path(stage))
         self.feats = {}
 
     def on_start(self, stage: str) -> None:
@@ -258,7 +300,7 @@ class RestorationMetrics(EvaluationCallback):
             summary = self._aggregate(ordered, feats, stage)
             if stage in PERSISTENT_STAGES:
                 atomic_write_text(
-                    self.run_dir / f"summary_{stage}.json",
+                    self.summary_path(stage),
                     json.dumps({"metrics": summary, "hparams": self._hparams()}, indent=2),
                 )
         summary = trainer.strategy.broadcast(summary, src=0)
@@ -266,24 +308,18 @@ class RestorationMetrics(EvaluationCallback):
         return summary
 
     def _aggregate(self, ordered: list[dict], feats: dict, stage: str) -> dict:
-        assert self.suite is not None
-        summary: dict[str, float] = {"images": float(len(ordered))}
-        for m in self.suite.metrics:
-            summary[m] = aggregate(r[m] for r in ordered)
-        summary["diverged"] = float(sum(r["diverged"] == 1 for r in ordered))  # a count
-        if self.suite.set_metrics:
-            with_ref = [r["index"] for r in ordered if self._has_reference(r)]
-            for i in with_ref:
-                if i not in feats and stage in PERSISTENT_STAGES:
-                    feats[i] = np.load(self.feature_path(i))
-            if len(with_ref) >= 2:
-                f = torch.from_numpy(np.stack([feats[i] for i in with_ref]))
-                summary.update(self.suite.set_level(f[:, 0], f[:, 1]))
-        summary["seconds_per_image"] = aggregate(r["seconds_per_image"] for r in ordered)
-        summary["nfe_per_image"] = aggregate(r["nfe_per_image"] for r in ordered)
-        mem = [r["peak_memory_mb"] for r in ordered if not math.isnan(r["peak_memory_mb"])]
-        summary["peak_memory_mb"] = max(mem) if mem else float("nan")
-        return summary
+        suite = self.suite
+        assert suite is not None
+
+        def features(i: int) -> np.ndarray:  # gathered in this epoch, else stored (resumed)
+            if i in feats or stage not in PERSISTENT_STAGES:
+                return feats[i]
+            return np.load(self.feature_path(i))
+
+        with_reference = [r["index"] for r in ordered if self._has_reference(r)]
+        if not suite.set_metrics:  # no features were stored
+            with_reference = []
+        return summarize(ordered, suite.metrics, with_reference, features, suite.set_level)
 
     def _log(self, summary: dict, stage: str) -> None:
         trainer, pl_module = self.trainer, self.pl_module

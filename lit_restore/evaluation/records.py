@@ -37,6 +37,15 @@ without asking to overwrite. When the epoch starts — after Lightning restored 
 it compares everything, the model's weights included; a refusal there puts back the
 ``config.yaml``/``hparams.yaml`` Lightning rewrote in between. Either way, a refused run leaves
 every existing file as it was and removes the TensorBoard event file it had opened.
+
+**Job-array shards** (``data.init_args.shard: "i/N"``, :class:`lit_restore.data.sharding.Shard`):
+a shard is a run of its own. Its record files carry the shard's tag —
+``per_image_<stage>.shard<i>of<N>.csv``, ``fingerprint_<stage>.shard<i>of<N>.json``,
+``summary_<stage>.shard<i>of<N>.json``, ... (:meth:`RunRecords.stage_file`) — so N shards can
+write into one run directory at the same time (their images are disjoint) or into N
+directories; a killed shard resumes like any run. Its temp-file cleanup leaves other shards'
+files alone (their writers may be running): stray temp files of images are removed by the merge
+(:mod:`lit_restore.evaluation.merge`), which joins the shards by index once all are complete.
 """
 
 from __future__ import annotations
@@ -194,6 +203,8 @@ class RunRecords:
         self._verified = False
         self._refusal: str | None = None
         self._snapshot: dict[str, bytes | None] = {}
+        #: ``.shard<i>of<N>`` when the datamodule is a job-array shard, else ``""``
+        self.shard_suffix = ""
 
     @classmethod
     def of(cls, trainer: L.Trainer, output_dir: str | os.PathLike | None = None) -> RunRecords:
@@ -207,20 +218,27 @@ class RunRecords:
                 f"evaluation callbacks of one run write to different directories ({records.run_dir}"
                 f" and {run_dir}); give them the same output_dir (or none: the logger's run dir)."
             )
+        shard = getattr(trainer.datamodule, "shard_spec", None)
+        records.shard_suffix = f".{shard.tag}" if shard is not None else ""
         return records
 
     # ------------------------------------------------------------------ paths
+    def stage_file(self, stem: str, stage: str, suffix: str) -> Path:
+        """``<run_dir>/<stem>_<stage>[.shard<i>of<N>]<suffix>``: a stage-level file of this run
+        (of this shard, in a job array)."""
+        return self.run_dir / f"{stem}_{stage}{self.shard_suffix}{suffix}"
+
     def csv_path(self, stage: str) -> Path:
-        return self.run_dir / f"per_image_{stage}.csv"
+        return self.stage_file("per_image", stage, ".csv")
 
     def part_path(self, stage: str, rank: int) -> Path:
-        return self.run_dir / f"per_image_{stage}.rank{rank}.part.csv"
+        return self.stage_file("per_image", stage, f".rank{rank}.part.csv")
 
     def part_paths(self, stage: str) -> list[Path]:
-        return sorted(self.run_dir.glob(f"per_image_{stage}.rank*.part.csv"))
+        return sorted(self.run_dir.glob(f"per_image_{stage}{self.shard_suffix}.rank*.part.csv"))
 
     def fingerprint_path(self, stage: str) -> Path:
-        return self.run_dir / f"fingerprint_{stage}.json"
+        return self.stage_file("fingerprint", stage, ".json")
 
     def file_path(self, kind: str, name: str, suffix: str = ".png") -> Path:
         """``<run_dir>/<kind>/<name><suffix>`` for an image ``name`` (a dataset file stem)."""
@@ -288,9 +306,11 @@ class RunRecords:
 
     def _cleanup_temporary_files(self, trainer: L.Trainer) -> None:
         """Remove the temp files a killed run left (``.<name>.<pid>.<random>.tmp``): no rank has
-        written anything yet in this run."""
+        written anything yet in this run. A shard removes only those of its own record files
+        (other shards may be writing into the same directory now)."""
         if trainer.is_global_zero and self.run_dir.is_dir():
-            for p in self.run_dir.rglob(f".*{TEMP_SUFFIX}"):
+            shard = f"{self.shard_suffix}*" if self.shard_suffix else ""
+            for p in self.run_dir.rglob(f".*{shard}{TEMP_SUFFIX}"):
                 p.unlink(missing_ok=True)
         trainer.strategy.barrier("lit_restore_records_cleanup")
 

@@ -1,4 +1,15 @@
-"""Samplers for multi-process evaluation and epoch-aware training.
+"""How evaluation data is split over processes and jobs, and how training walks its data.
+
+Two ways to split an evaluation, which compose:
+
+- :class:`Shard` — *between jobs* (a SLURM job array, machines that never talk to each other):
+  ``data.init_args.shard: "i/N"`` keeps the images whose dataset index ``k`` has
+  ``k mod N == i``. The N shards are disjoint and together cover every index exactly once,
+  whatever the dataset; each is an independent run, merged afterwards by index
+  (:mod:`lit_restore.evaluation.merge`). No collective communication is involved.
+- :class:`ShardSampler` — *between the ranks of one DDP job*, see below.
+
+Samplers:
 
 Lightning's own ``DistributedSampler`` injection pads the dataset so that every rank gets the
 same number of samples; in evaluation the padded duplicates would be scored twice and bias the
@@ -19,11 +30,63 @@ builds its samplers itself:
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from torch.utils.data import DataLoader, Sampler
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the dataset indices ``k`` with ``k mod count == index``.
+
+    Striding by index (rather than cutting contiguous blocks) needs no dataset length, so a
+    shard is known before the dataset is scanned, and shards stay balanced (sizes differ by at
+    most one) even when ``on_bad_image: skip`` leaves some indices out.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(
+                f"data.init_args.shard={self.index}/{self.count}: need 0 <= i < N in 'i/N' "
+                f"(e.g. shard: 0/{max(self.count, 2)} ... {max(self.count, 2) - 1}/"
+                f"{max(self.count, 2)})"
+            )
+
+    @classmethod
+    def parse(cls, spec: str | Shard | None) -> Shard | None:
+        """``"i/N"`` (e.g. ``"3/8"``, a job array's ``$SLURM_ARRAY_TASK_ID/8``) -> ``Shard``;
+        ``None`` or ``""`` -> ``None`` (no sharding)."""
+        if spec is None or isinstance(spec, Shard):
+            return spec
+        text = str(spec).strip()
+        if not text:
+            return None
+        m = re.fullmatch(r"(\d+)\s*/\s*(\d+)", text)
+        if m is None:
+            raise ValueError(
+                f"data.init_args.shard={spec!r} is not 'i/N' (e.g. shard: 0/4 for the first of "
+                "4 shards; a job array passes $SLURM_ARRAY_TASK_ID/N)"
+            )
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def keep(self, indices: Iterable[int]) -> list[int]:
+        """The indices of this shard, in the given order."""
+        return [int(k) for k in indices if int(k) % self.count == self.index]
+
+    @property
+    def tag(self) -> str:
+        """``shard<i>of<N>``: names this shard's record files in a shared run directory."""
+        return f"shard{self.index}of{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 class ShardSampler(Sampler[int]):
