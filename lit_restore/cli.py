@@ -122,10 +122,10 @@ class LitRestoreCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.in_process_only and needs_own_process(config.trainer):
             raise NeedsOwnProcess(config)
-        threads = config.get("threads")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"--threads: a number of CPU threads ≥ 1 (or null), got {threads}")
-        self._run_context.enter_context(cpu_threads(threads))
+        try:  # cpu_threads checks the count; the user's error names the option
+            self._run_context.enter_context(cpu_threads(config.get("threads")))
+        except ValueError as err:
+            raise ConfigError(f"--threads: {err}") from err
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

@@ -157,7 +157,7 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         yield
         return
     if int(threads) < 1:
-        raise ValueError(f"threads must be a positive number of CPU threads, got {threads}")
+        raise ValueError(f"a number of CPU threads ≥ 1 (or null), got {threads}")
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
