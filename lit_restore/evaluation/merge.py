@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_restore.evaluation import fingerprint
-from lit_restore.evaluation.metrics import feature_path, summarize
+from lit_restore.evaluation.metrics import feature_path, summarize, write_summary
 from lit_restore.metrics.registry import METRICS, MetricOptions
 from lit_restore.utils.tables import (
     COST_COLUMNS,
@@ -260,10 +260,7 @@ def merge(dirs: list[Path], stage: str = "test", out: Path | None = None) -> dic
     if SHARD_HPARAM in hparams:
         hparams[SHARD_HPARAM] = "None"  # as an unsharded run records it
     atomic_write_text(out / f"per_image_{stage}.csv", rows_to_csv(rows, header))
-    atomic_write_text(
-        out / f"summary_{stage}.json",
-        json.dumps({"metrics": summary, "hparams": hparams}, indent=2),
-    )
+    write_summary(out / f"summary_{stage}.json", summary, hparams)
     atomic_write_text(out / f"fingerprint_{stage}.json", fingerprint.to_json(parts))
     return summary
 

@@ -64,6 +64,12 @@ def feature_path(run_dir: Path, index: int) -> Path:
     return run_dir / FEATURES_DIR / f"{int(index):08d}.npy"
 
 
+def write_summary(path: Path, metrics: dict[str, float], hparams: dict[str, Any]) -> None:
+    """``summary_<stage>.json``: the run's final metrics and its flat hyper-parameters, written
+    atomically (by the metric callback, and by the shard merge for the merged run)."""
+    atomic_write_text(path, json.dumps({"metrics": metrics, "hparams": hparams}, indent=2))
+
+
 def summarize(
     rows: Sequence[dict],
     metrics: Sequence[str],
@@ -299,10 +305,7 @@ class RestorationMetrics(EvaluationCallback):
                 feats.update(part)
             summary = self._aggregate(ordered, feats, stage)
             if stage in PERSISTENT_STAGES:
-                atomic_write_text(
-                    self.summary_path(stage),
-                    json.dumps({"metrics": summary, "hparams": self._hparams()}, indent=2),
-                )
+                write_summary(self.summary_path(stage), summary, self._hparams())
         summary = trainer.strategy.broadcast(summary, src=0)
         self.summary = summary
         return summary
