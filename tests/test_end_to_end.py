@@ -86,6 +86,10 @@ def write_config(tmp_path: Path, method: str, operator: str, **trainer) -> Path:
     )
 
 
+def _class_path(operator_class: str) -> str:
+    return operator_class if "." in operator_class else f"lit_restore.operators.{operator_class}"
+
+
 def write_run_config(
     tmp_path: Path,
     method: str,
@@ -96,7 +100,8 @@ def write_run_config(
     **trainer,
 ) -> Path:
     """A sample.py config: ``prior`` (class_path/init_args), ``sampler`` and ``op`` as
-    ``(class name, init_args)``; the run writes under ``tmp_path/runs/method/operator``."""
+    ``(class name, init_args)`` (an operator outside lit_restore.operators by its dotted path);
+    the run writes under ``tmp_path/runs/method/operator``."""
     op_cls, op_args = op
     s_cls, s_args = sampler
     config = {
@@ -136,7 +141,7 @@ def write_run_config(
                     "class_path": "lit_restore.data.DeadLeaves",
                     "init_args": {"length": 3, "image_size": 16},
                 },
-                "operator": {"class_path": f"lit_restore.operators.{op_cls}", "init_args": op_args},
+                "operator": {"class_path": _class_path(op_cls), "init_args": op_args},
                 "noise": {
                     "class_path": "lit_restore.operators.GaussianNoise",
                     "init_args": {"sigma": 0.05},

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 from test_end_to_end import TINY_ADM, assert_three_images_scored_and_written, write_run_config
 
 from lit_restore.cli import SampleCLI, run_cli
 
 
-def _run(tmp_path, monkeypatch, method: str, sampler: tuple[str, dict], op: tuple[str, dict],
-         class_path: str | None = None) -> int:  # fmt: skip
-    """Write the run's config (``class_path`` replaces the operator's, for a user class), run it
-    in-process as ``sample.py test`` does, return the exit status."""
+def _run(
+    tmp_path, monkeypatch, method: str, sampler: tuple[str, dict], op: tuple[str, dict]
+) -> int:
+    """Write the run's config (``op``'s class by name in lit_restore.operators, or a user class
+    by its dotted path), run it in-process as ``sample.py test`` does, return the exit status."""
     monkeypatch.setattr("sys.argv", ["sample.py"])
     config = write_run_config(tmp_path, method, "user", TINY_ADM, sampler, op)
-    if class_path is not None:
-        data = yaml.safe_load(config.read_text())
-        data["data"]["init_args"]["operator"]["class_path"] = class_path
-        config.write_text(yaml.safe_dump(data))
     return run_cli(SampleCLI, ["test", "--config", str(config)])
 
 
@@ -72,7 +68,7 @@ def test_a_user_operator_class_runs(tmp_path, monkeypatch, capsys, method, sampl
                                     init_args):  # fmt: skip
     """The user operators of ``tests/test_operators.py`` (the base-class docstring's recipe: ``A``
     and ``adjoint``; plus an SVD for DDNM) named by ``class_path`` in the run's config."""
-    code = _run(tmp_path, monkeypatch, method, sampler, ("unused", init_args), class_path)
+    code = _run(tmp_path, monkeypatch, method, sampler, (class_path, init_args))
     assert code == 0, capsys.readouterr().err
     assert_three_images_scored_and_written(tmp_path / "runs" / method / "user")
 
@@ -81,9 +77,8 @@ def test_a_user_operator_without_an_svd_is_refused_in_one_line(tmp_path, monkeyp
     """DDNM needs the operator's SVD; a user class with only ``A``/``adjoint`` is refused by
     name in a single ``error:`` line, before any restoration."""
     code = _run(
-        tmp_path, monkeypatch, "ddnm", ("DDNM", {"steps": 3}), ("unused", {}),
-        "test_operators.UserScale",
-    )  # fmt: skip
+        tmp_path, monkeypatch, "ddnm", ("DDNM", {"steps": 3}), ("test_operators.UserScale", {})
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1, err[-2000:]
