@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 
 import pytest
@@ -285,6 +286,36 @@ def test_latent_result_independent_of_batch_mates(method):
     diff = (batch[2] - alone[0]).abs().max().item()
     print(f"{method}: max |batch[2] − alone| = {diff:.2e}")
     assert diff < 1e-5
+
+
+def test_resample_stopping_rules_are_the_official_per_image():
+    """``_optimise`` stops each image by the official rules (``latent_optimization``: after the
+    AdamW step of iteration k, stop if loss_k < ε², or — from k = patience on — if loss_k exceeds
+    loss_{k−patience}). Scripted losses with zero gradient: AdamW then only applies its decoupled
+    weight decay, v ← v·(1 − lr·0.01) per step taken, so the final value tells each image's count
+    of steps exactly. Image 0 rises above its value 3 iterations earlier at k = 5 (6 steps), image
+    1 falls below ε² = 1e-6 at k = 2 (3 steps), image 2 runs to the cap (10 steps)."""
+    from lit_restore.samplers.resample import _optimise
+
+    script = torch.tensor(
+        [
+            [5.0, 4.0, 3.0, 3.5, 3.2, 3.6, 1.0, 1.0, 1.0, 1.0],  # k=5: 3.6 > loss_2 = 3.0
+            [1.0, 0.5, 1e-7, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5],
+        ]
+    )
+    calls = []
+
+    def loss_fn(v):
+        k = len(calls)
+        calls.append(k)
+        return script[:, k] + 0 * v.flatten(1).sum(1)
+
+    start = torch.ones(3, 2)
+    out = _optimise(start, loss_fn, lr=0.1, iters=10, tol=1e-3, patience=3)
+    steps = torch.log(out[:, 0].double()) / math.log(1 - 0.1 * 0.01)
+    assert torch.allclose(steps, torch.tensor([6.0, 3.0, 10.0], dtype=torch.float64), atol=1e-3)
+    assert len(calls) == 10
 
 
 def test_psld_gluing_term_is_the_papers():
