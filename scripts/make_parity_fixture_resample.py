@@ -1,17 +1,15 @@
-"""Parity fixtures ``tests/data/parity/resample_*.npz``: ReSample's loop run by the official code.
+"""Parity fixtures ``net_ldm.npz`` and ``resample_*.npz``: ReSample's loop run by the official code.
 
 An addition to ``scripts/make_parity_fixtures.py`` (same helpers and conventions: the official
 checkout is imported, never copied; numbers only are written). From the repository root::
 
     PYTHONPATH=<extra site dir> python scripts/make_parity_fixture_resample.py \\
-        --resample /path/to/resample --guided-diffusion /path/to/guided-diffusion \\
-        [--out tests/data/parity]
+        --resample /path/to/resample [--out tests/data/parity]
 
 (soominkwon/resample at 3e332b2c867a144aeb18bab1d0fadcf3faa4964e; the extra site dir holds
 ``einops``, which its ``ldm`` package imports; ``pytorch_lightning`` — the base class of its
 autoencoder — and ``scikit-image`` come from the lit_restore venv; its bundled
-``src/taming-transformers`` provides the quantiser class. ``--guided-diffusion`` is only named
-for symmetry with the main script and is not used.)
+``src/taming-transformers`` provides the quantiser class; about a minute on one core.)
 
 What runs: ``ldm/models/diffusion/ddim.py::DDIMSampler.posterior_sampler`` with
 ``cond_method="resample"`` (so ``resample_sampling``, ``pixel_optimization``,
@@ -188,8 +186,9 @@ def save_networks(out: Path, unet: torch.nn.Module, vq: torch.nn.Module) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resample", type=Path, required=True, help="a soominkwon/resample checkout")
-    parser.add_argument("--guided-diffusion", type=Path, help="unused (see the docstring)")
+    parser.add_argument(
+        "--resample", type=Path, required=True, help="a soominkwon/resample checkout"
+    )
     parser.add_argument("--out", type=Path, default=OUT_DEFAULT)
     parser.add_argument("--pixel-iters", type=int, default=PIXEL_ITERS)
     parser.add_argument("--latent-iters", type=int, default=LATENT_ITERS)
