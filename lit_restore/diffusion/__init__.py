@@ -10,7 +10,9 @@ Priors, the zero-shot sampling loop and prior training all call these functions.
 
 from lit_restore.diffusion.respacing import (
     SPACINGS,
+    chain_end,
     ddrm_timesteps,
+    ldm_timesteps,
     leading_timesteps,
     linspace_timesteps,
     quad_timesteps,
@@ -48,11 +50,13 @@ __all__ = [
     "alpha_bar_at",
     "alpha_bar_from_sigma",
     "alphas_cumprod",
+    "chain_end",
     "ddim_mean",
     "ddim_sigma",
     "ddrm_timesteps",
     "denoise_at_sigma",
     "eps_from_x0",
+    "ldm_timesteps",
     "leading_timesteps",
     "linspace_timesteps",
     "make_betas",

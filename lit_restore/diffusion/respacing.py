@@ -1,8 +1,8 @@
 """Which timesteps a shortened chain of N steps visits, out of the T training steps.
 
 Each rule returns original timesteps in sampling order (descending); the chain then ends at
-``t = −1`` (ᾱ = 1). The rules are named after where they come from, so that a method's config can
-use the one its official code uses:
+``t = −1`` (ᾱ = 1), except ``"ldm"``'s, which ends at ``t = 0`` (:func:`chain_end`). The rules are
+named after where they come from, so that a method's config can use the one its official code uses:
 
 * ``"leading"`` (alias ``"uniform"``) — :func:`leading_timesteps`, ermongroup/ddim
   ``runners/diffusion.py`` (``skip_type="uniform"``: ``range(0, T, T // N)``) truncated to its
@@ -24,6 +24,14 @@ use the one its official code uses:
   noise-level index ``seq_i = int(√(i·T²/(N−1)))`` (its last entry minus one) read from the top
   of the chain, ``t_i = T−1−seq_i``: dense near t = T−1, sparse near 0 (N = 100: 999, 899, 858,
   …, 0). Indices may repeat when N approaches T; they are kept, as the official loop keeps them.
+* ``"ldm"`` — :func:`ldm_timesteps`, CompVis latent-diffusion
+  ``ldm/modules/diffusionmodules/util.py::make_ddim_timesteps`` (``ddim_discr_method="uniform"``):
+  ``range(0, T, T // N)`` untruncated *plus one* ("to get the final alpha values right"), and
+  ``make_ddim_sampling_parameters`` sets the last step's ᾱ_prev to ``alphacums[0]``: the chain
+  ends at ``t = 0``, not at ᾱ = 1. T = 1000, N = 500 gives 999, 997, …, 1 → 0. The DDIM samplers
+  of the LDM family (soominkwon/resample, LituRout/PSLD) use it. N with a top entry
+  ``(⌈T/(T//N)⌉ − 1)·(T//N) + 1 > T − 1`` (N = 1000, 300 … for T = 1000) index past ᾱ there and
+  are refused here.
 """
 
 from __future__ import annotations
@@ -75,6 +83,18 @@ def quad_timesteps(num_timesteps: int, steps: int) -> list[int]:
     return [num_timesteps - 1 - s for s in seq]
 
 
+def ldm_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """CompVis ``make_ddim_timesteps(uniform)``: ``range(0, T, T // N) + 1``, descending."""
+    ts = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)][::-1]
+    if ts[0] > num_timesteps - 1:
+        raise ValueError(
+            f"spacing 'ldm' with steps={steps}: CompVis's grid range(0, {num_timesteps}, "
+            f"{num_timesteps // steps}) + 1 reaches t = {ts[0]} > {num_timesteps - 1} (the "
+            "official DDIM sampler fails there too); choose other steps or spacing 'uniform'"
+        )
+    return ts
+
+
 #: spacing name → rule; ``"uniform"`` is the historical name of ``"leading"``.
 SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "leading": leading_timesteps,
@@ -83,7 +103,17 @@ SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "guided_diffusion": space_timesteps,
     "linspace": linspace_timesteps,
     "quad": quad_timesteps,
+    "ldm": ldm_timesteps,
 }
+
+#: where a rule's chain ends when it is not ``t = −1`` (ᾱ = 1)
+_CHAIN_ENDS: dict[str, int] = {"ldm": 0}
+
+
+def chain_end(spacing: str) -> int:
+    """The timestep the last step of a ``spacing`` chain lands on: −1 (ᾱ = 1, the clean image)
+    for every rule but ``"ldm"``, whose DDIM ends at ᾱ_0 (``alphas_prev[0] = alphacums[0]``)."""
+    return _CHAIN_ENDS.get(spacing, -1)
 
 
 def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
