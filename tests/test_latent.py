@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import zipfile
 
 import pytest
@@ -673,3 +674,20 @@ def test_stable_diffusion_without_its_tokenizer_is_one_error_line(
     assert code == 2 and len(lines) == 1, err[-2000:]
     assert TOKENIZER_DEFECTS[defect] in lines[0] and "prompt_embeds=" in lines[0], lines[0]
     assert str(tmp_path / "sd" / "tokenizer") in lines[0]
+
+
+def test_stable_diffusion_prompt_without_transformers_names_the_extra(tmp_path, monkeypatch):
+    """Without transformers a prompt cannot be encoded: the one-line user error names the extra
+    and the prompt_embeds= alternative (runs where transformers is absent, as here by default)."""
+    pytest.importorskip("diffusers")
+    from lit_restore.priors import DiffusersLatentPrior
+    from lit_restore.utils.errors import one_line
+    from lit_restore.utils.extras import MissingExtraError
+
+    _save_ldm_pipeline(tmp_path, conditional=True)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers → ImportError
+    with pytest.raises(MissingExtraError) as caught:
+        DiffusersLatentPrior(str(tmp_path))
+    line = one_line(caught.value)
+    assert line.startswith("error: ") and "\n" not in line
+    assert "pip install 'lit_restore[diffusers]'" in line and "prompt_embeds=" in line
