@@ -1,4 +1,6 @@
-"""Every zero-shot method × every operator it supports, through the sample.py CLI, on a tiny ADM.
+"""Every zero-shot method × every operator it supports, through the sample.py CLI: the pixel
+methods on a tiny ADM, the latent methods (latent DPS / SaFaRI / DAPS, PSLD, ReSample) on a tiny
+LDM in the CompVis layout, the latter also on the nonlinear operators.
 
 The CLI runs in-process (``run_cli(SampleCLI, argv)`` is exactly what ``sample.py`` executes);
 ``test_cli_runs.py`` runs the scripts as subprocesses. A method that cannot use an operator must
@@ -186,3 +188,81 @@ def test_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator)
         err = capsys.readouterr().err
         assert code == 2
         assert "error:" in err and "SVD" in err and OPERATORS[operator][0] in err
+
+
+# ------------------------------------------------------------------ latent methods on a tiny LDM
+#: :class:`lit_restore.priors.LDMPrior` in the CompVis layout, tiny: 16 px images ↔ 8² VQ latents
+TINY_LDM = {
+    "class_path": "lit_restore.priors.LDMPrior",
+    "init_args": {
+        "unet": {
+            "image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+            "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2],
+            "num_head_channels": 16,
+        },
+        "first_stage": {
+            "embed_dim": 3, "n_embed": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+            "z_channels": 3,
+        },
+    },
+}  # fmt: skip
+
+LATENT_SAMPLERS = {
+    "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
+    "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
+    "psld": ("PSLD", {"steps": 3}),
+    "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
+    # official mode (per-step latent DPS, look-ahead) and the paper's Algorithm 1
+    "resample": (
+        "ReSample",
+        {"steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
+    ),
+    "resample_paper": (
+        "ReSample",
+        {"mode": "paper", "steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2,
+         "patience": 1},
+    ),
+}  # fmt: skip
+
+#: operators with a differentiable ``A`` and no declared capabilities (not linear)
+NONLINEAR_OPERATORS = {
+    "jpeg": ("JPEG", {"quality": 10}),
+    "phase_retrieval": ("PhaseRetrieval", {}),
+}
+
+#: PSLD's gluing term needs A⁺ (a linear operator's ``pinv``); the other latent methods
+#: differentiate ``A ∘ D`` only, so they run on every operator
+LATENT_NEEDS_PINV = {"psld": "PSLD"}
+
+
+def latent_supported(method: str, operator: str) -> bool:
+    return not (method in LATENT_NEEDS_PINV and operator in NONLINEAR_OPERATORS)
+
+
+# The whole latent matrix: 5 methods × (12 linear + 2 nonlinear operators).
+LATENT_OPERATORS = {**OPERATORS, **NONLINEAR_OPERATORS}
+LATENT_MATRIX = [
+    pytest.param(m, o, id=f"{m}-{o}") for m in LATENT_SAMPLERS for o in LATENT_OPERATORS
+]
+
+
+def test_latent_matrix_exercises_refusals():
+    assert any(not latent_supported(m, o) for m in LATENT_SAMPLERS for o in LATENT_OPERATORS)
+
+
+@pytest.mark.parametrize(("method", "operator"), LATENT_MATRIX)
+def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
+    monkeypatch.setattr("sys.argv", ["sample.py"])
+    path = write_run_config(
+        tmp_path, method, operator, TINY_LDM, LATENT_SAMPLERS[method], LATENT_OPERATORS[operator]
+    )
+    code = run_cli(SampleCLI, ["test", "--config", str(path)])
+    if latent_supported(method, operator):
+        assert code == 0, capsys.readouterr().err
+        assert_three_images_scored_and_written(tmp_path / "runs" / method / operator)
+    else:
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1, err[-2000:]
+        op_class = LATENT_OPERATORS[operator][0]
+        assert f"{LATENT_NEEDS_PINV[method]} needs a linear operator, but {op_class}" in lines[0]

@@ -7,7 +7,9 @@
   linear A has the exact posterior z | y ~ N(μ, C) of the linear-Gaussian model y = (A M) z + n;
   the sample mean of D(z) over 512 runs must be at least 2× closer to M μ than both A⁺y and the
   decoded prior mean (the pixel samplers' criterion, ``test_samplers.py``).
-* Batch-mate independence, refusals (NFE: ``test_nfe.py``), and the method × operator matrix through sample.py.
+* Batch-mate independence and refusals (NFE: ``test_nfe.py``; the method × operator matrix
+  through sample.py: ``test_end_to_end.py``).
+* Stable Diffusion: the prompt's embedding is ``StableDiffusionPipeline.encode_prompt``'s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import zipfile
 
 import pytest
 import torch
-from test_end_to_end import assert_three_images_scored_and_written, write_run_config
+from test_end_to_end import LATENT_SAMPLERS, OPERATORS, TINY_LDM, write_run_config
 from test_samplers import SIGMA_Y, _prior
 from torch import nn
 
@@ -36,11 +38,8 @@ from lit_restore.samplers.latent import DecodedOperator
 from lit_restore.weights import fetch
 
 # ------------------------------------------------------------------------- tiny published layout
-TINY_UNET = dict(
-    image_size=8, in_channels=3, out_channels=3, model_channels=32, attention_resolutions=[2],
-    num_res_blocks=1, channel_mult=[1, 2], num_head_channels=16,
-)  # fmt: skip
-TINY_VQ = dict(embed_dim=3, n_embed=32, ch=32, ch_mult=[1, 2], num_res_blocks=1, z_channels=3)
+TINY_UNET = TINY_LDM["init_args"]["unet"]
+TINY_VQ = TINY_LDM["init_args"]["first_stage"]
 
 
 def _tiny_ldm(**kw) -> LDMPrior:
@@ -378,52 +377,6 @@ def test_latent_methods_refuse_what_they_cannot_use():
         prior.latent_shape((1, 3, 15, 16))
 
 
-# ------------------------------------------------------------------------ through sample.py
-TINY_LDM_CONFIG = {
-    "class_path": "lit_restore.priors.LDMPrior",
-    "init_args": {"unet": TINY_UNET, "first_stage": TINY_VQ},
-}
-E2E_SAMPLERS = {
-    "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
-    "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
-    "psld": ("PSLD", {"steps": 3}),
-    "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
-    "resample": (
-        "ReSample",
-        {"steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
-    ),
-}
-E2E_OPERATORS = {
-    "sr_bicubic": ("BicubicSR", {"factor": 2, "mode": "keys"}),
-    "blur_gauss_circular": (
-        "GaussianBlur",
-        {"kernel_size": 5, "sigma": 1.0, "boundary": "circular"},
-    ),
-    "inpaint_box": ("Inpainting", {"mask_type": "box", "box_size": 6, "margin": 2}),
-    "jpeg": ("JPEG", {"quality": 10}),
-}
-LINEAR_ONLY = {"psld"}  # A⁺ in the gluing term
-
-
-@pytest.mark.parametrize("operator", list(E2E_OPERATORS))
-@pytest.mark.parametrize("method", list(E2E_SAMPLERS))
-def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
-    monkeypatch.setattr("sys.argv", ["sample.py"])
-    path = write_run_config(
-        tmp_path, method, operator, TINY_LDM_CONFIG, E2E_SAMPLERS[method], E2E_OPERATORS[operator]
-    )
-    code = run_cli(SampleCLI, ["test", "--config", str(path)])
-    run_dir = tmp_path / "runs" / method / operator
-    if method in LINEAR_ONLY and operator == "jpeg":
-        err = capsys.readouterr().err
-        assert code == 2
-        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-        assert len(lines) == 1 and "PSLD" in lines[0] and "JPEG" in lines[0]
-        return
-    assert code == 0, capsys.readouterr().err
-    assert_three_images_scored_and_written(run_dir)
-
-
 # ------------------------------------------------------------------- diffusers latent pipelines
 def _save_ldm_pipeline(root, conditional: bool) -> None:
     diffusers = pytest.importorskip("diffusers")
@@ -662,8 +615,8 @@ def test_stable_diffusion_without_its_tokenizer_is_one_error_line(
         "init_args": {"path": str(tmp_path / "sd"), "prompt": "a red apple"},
     }
     path = write_run_config(
-        tmp_path, "latent_dps", defect, prior, E2E_SAMPLERS["latent_dps"],
-        E2E_OPERATORS["sr_bicubic"],
+        tmp_path, "latent_dps", defect, prior, LATENT_SAMPLERS["latent_dps"],
+        OPERATORS["sr_bicubic"],
     )  # fmt: skip
     capsys.readouterr()
     code = run_cli(SampleCLI, ["test", "--config", str(path)])
