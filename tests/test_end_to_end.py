@@ -99,11 +99,12 @@ def write_run_config(
     prior: dict,
     sampler: tuple[str, dict],
     op: tuple[str, dict],
+    size: int = 16,
     **trainer,
 ) -> Path:
     """A sample.py config: ``prior`` (class_path/init_args), ``sampler`` and ``op`` as
     ``(class name, init_args)`` (an operator outside lit_restore.operators by its dotted path);
-    the run writes under ``tmp_path/runs/method/operator``."""
+    the run writes under ``tmp_path/runs/method/operator``, on three ``size``-px images."""
     op_cls, op_args = op
     s_cls, s_args = sampler
     config = {
@@ -141,14 +142,14 @@ def write_run_config(
             "init_args": {
                 "test_set": {
                     "class_path": "lit_restore.data.DeadLeaves",
-                    "init_args": {"length": 3, "image_size": 16},
+                    "init_args": {"length": 3, "image_size": size},
                 },
                 "operator": {"class_path": _class_path(op_cls), "init_args": op_args},
                 "noise": {
                     "class_path": "lit_restore.operators.GaussianNoise",
                     "init_args": {"sigma": 0.05},
                 },
-                "crop_size": 16,
+                "crop_size": size,
                 "batch_size": 2,
             },
         },
@@ -224,11 +225,29 @@ LATENT_SAMPLERS = {
     ),
 }  # fmt: skip
 
-#: operators with a differentiable ``A`` and no declared capabilities (not linear)
+#: the DPS paper's nonlinear blur acts on sides that are multiples of 128: a tiny LDM of the same
+#: layout whose five-level VQ (f = 16) maps 128 px images to the same 8² latents
+TINY_LDM_128 = {
+    "class_path": TINY_LDM["class_path"],
+    "init_args": {
+        "unet": TINY_LDM["init_args"]["unet"],
+        "first_stage": {**TINY_LDM["init_args"]["first_stage"], "ch_mult": [1, 1, 1, 1, 1]},
+    },
+}
+
+#: operators with a differentiable ``A`` and no declared capabilities (not linear); the blur
+#: network has random weights (``checkpoint: null``)
 NONLINEAR_OPERATORS = {
     "jpeg": ("JPEG", {"quality": 10}),
     "phase_retrieval": ("PhaseRetrieval", {}),
-}
+    "nonlinear_blur": (
+        "NonlinearBlur",
+        {"checkpoint": None, "nf": 4, "front_RBs": 1, "back_RBs": 1, "kernel_dim": 32,
+         "extractor_blocks": 1},
+    ),
+}  # fmt: skip
+#: image side and prior where the 16 px of the rest of the matrix do not fit the operator
+LATENT_SIZE = {"nonlinear_blur": (128, TINY_LDM_128)}
 
 #: PSLD's gluing term needs A⁺ (a linear operator's ``pinv``); the other latent methods
 #: differentiate ``A ∘ D`` only, so they run on every operator
@@ -239,7 +258,7 @@ def latent_supported(method: str, operator: str) -> bool:
     return not (method in LATENT_NEEDS_PINV and operator in NONLINEAR_OPERATORS)
 
 
-# The whole latent matrix: 5 methods × (12 linear + 2 nonlinear operators).
+# The whole latent matrix: 5 methods × (12 linear + 3 nonlinear operators).
 LATENT_OPERATORS = {**OPERATORS, **NONLINEAR_OPERATORS}
 LATENT_MATRIX = [
     pytest.param(m, o, id=f"{m}-{o}") for m in LATENT_SAMPLERS for o in LATENT_OPERATORS
@@ -253,9 +272,11 @@ def test_latent_matrix_exercises_refusals():
 @pytest.mark.parametrize(("method", "operator"), LATENT_MATRIX)
 def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
     monkeypatch.setattr("sys.argv", ["sample.py"])
+    size, prior = LATENT_SIZE.get(operator, (16, TINY_LDM))
     path = write_run_config(
-        tmp_path, method, operator, TINY_LDM, LATENT_SAMPLERS[method], LATENT_OPERATORS[operator]
-    )
+        tmp_path, method, operator, prior, LATENT_SAMPLERS[method], LATENT_OPERATORS[operator],
+        size=size,
+    )  # fmt: skip
     code = run_cli(SampleCLI, ["test", "--config", str(path)])
     if latent_supported(method, operator):
         assert code == 0, capsys.readouterr().err
