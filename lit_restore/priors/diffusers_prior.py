@@ -160,7 +160,11 @@ def _prompt_embeddings(root: Path, prompt: str) -> Tensor:
     computes it (``pipelines/stable_diffusion/pipeline_stable_diffusion.py``, no LoRA scale, no
     ``clip_skip``): the ids padded to ``tokenizer.model_max_length`` and truncated there, an
     attention mask only when the encoder's config sets ``use_attention_mask``, and the encoder's
-    last hidden state ``[1, model_max_length, hidden_size]``.
+    last hidden state ``[1, model_max_length, hidden_size]``. The CompVis code PSLD runs Stable
+    Diffusion with computes the same (LituRout/PSLD
+    ``stable-diffusion/ldm/modules/encoders/modules.py::FrozenCLIPEmbedder.forward``: padded and
+    truncated to 77 tokens, ``last_hidden_state``), and its ``stable-diffusion/scripts/inverse.py``
+    defaults to ``--prompt ""``.
 
     The tokenizer and encoder are the classes ``model_index.json`` names (what
     ``DiffusionPipeline.from_pretrained`` loads), ``CLIPTokenizer`` / ``CLIPTextModel`` without
