@@ -586,12 +586,19 @@ def _break_tokenizer(root, defect: str) -> None:
         _write_clip_tokenizer(folder, vocab)
     elif defect == "no_max_length":  # transformers then pads to 1e30 tokens
         _write_clip_tokenizer(folder, _sd_vocab(), model_max_length=None)
+    elif defect == "no_vocab_file":
+        (folder / "vocab.json").unlink()
+    elif defect == "empty":  # transformers loads it as a 2-token tokenizer, without complaint
+        for path in folder.iterdir():
+            path.unlink()
 
 
 TOKENIZER_DEFECTS = {
     "missing": "tokenizer' is missing",
-    "foreign_vocabulary": "has a vocabulary of 60",
+    "foreign_vocabulary": "gives token id 1059 but the text encoder",
     "no_max_length": "set model_max_length: 8",
+    "no_vocab_file": "cannot load the tokenizer",
+    "empty": "has 2 tokens",
 }
 
 
@@ -644,3 +651,17 @@ def test_stable_diffusion_prompt_without_transformers_names_the_extra(tmp_path, 
     line = one_line(caught.value)
     assert line.startswith("error: ") and "\n" not in line
     assert "pip install 'lit_restore[diffusers]'" in line and "prompt_embeds=" in line
+
+
+def test_stable_diffusion_prompt_embeds_of_another_width_are_refused(tmp_path):
+    """Embeddings the UNet cannot cross-attend to (8-dim for a 16-dim cross-attention) are refused
+    when the prior is built, naming both widths, not deep inside the first UNet call."""
+    pytest.importorskip("diffusers")
+    from safetensors.torch import save_file
+
+    from lit_restore.priors import DiffusersLatentPrior
+
+    _save_ldm_pipeline(tmp_path, conditional=True)
+    save_file({"prompt_embeds": torch.zeros(1, 5, 8)}, str(tmp_path / "narrow.safetensors"))
+    with pytest.raises(ValueError, match=r"gives 8-dim token embeddings but the UNet .* 16-dim"):
+        DiffusersLatentPrior(str(tmp_path), prompt_embeds=str(tmp_path / "narrow.safetensors"))

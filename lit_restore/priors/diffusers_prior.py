@@ -168,8 +168,8 @@ def _prompt_embeddings(root: Path, prompt: str) -> Tensor:
 
     The tokenizer and encoder are the classes ``model_index.json`` names (what
     ``DiffusionPipeline.from_pretrained`` loads), ``CLIPTokenizer`` / ``CLIPTextModel`` without
-    one. A folder that is missing, unreadable, or does not fit the encoder (ids past its
-    vocabulary, a length past its position embeddings) is refused naming the folder.
+    one. A folder that is missing, unreadable, or does not fit the encoder (a vocabulary of
+    another size, ids past it, a length past its position embeddings) is refused naming it.
     """
     transformers = require(
         "transformers",
@@ -198,6 +198,15 @@ def _prompt_embeddings(root: Path, prompt: str) -> Tensor:
             f"({type(err).__name__}: {err}): {fix}"
         ) from err
     enc = enc_cls.from_pretrained(str(enc_dir), local_files_only=True)
+    # a folder without vocab.json/merges.txt loads as a 2-token tokenizer that maps every word to
+    # <|endoftext|>; another model's maps words to rows the encoder lacks or to the wrong rows
+    vocabulary = enc.config.vocab_size
+    if len(tok) != vocabulary:
+        raise ValueError(
+            f"DiffusersLatentPrior: the tokenizer in {str(tok_dir)!r} has {len(tok)} tokens but "
+            f"the text encoder in {str(enc_dir)!r} has a vocabulary of {vocabulary}: the two are "
+            f"not the same model's; {fix}"
+        )
     length = tok.model_max_length
     positions = enc.config.max_position_embeddings
     if length > positions:  # a tokenizer_config.json without model_max_length reads as 1e30
@@ -210,11 +219,11 @@ def _prompt_embeddings(root: Path, prompt: str) -> Tensor:
         [prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt"
     )
     ids = inputs.input_ids
-    if int(ids.max()) >= enc.config.vocab_size:
+    if int(ids.max()) >= vocabulary:
         raise ValueError(
             f"DiffusersLatentPrior: the tokenizer in {str(tok_dir)!r} gives token id "
             f"{int(ids.max())} but the text encoder in {str(enc_dir)!r} has a vocabulary of "
-            f"{enc.config.vocab_size}: the two are not the same model's; {fix}"
+            f"{vocabulary}: the two are not the same model's; {fix}"
         )
     mask = inputs.attention_mask if getattr(enc.config, "use_attention_mask", False) else None
     with torch.no_grad():
