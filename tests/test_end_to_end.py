@@ -1,4 +1,6 @@
-"""Every zero-shot method × every operator it supports, through the sample.py CLI, on a tiny ADM.
+"""Every zero-shot method × every operator it supports, through the sample.py CLI: the pixel
+methods on a tiny ADM, the latent methods (latent DPS / SaFaRI / DAPS, PSLD, ReSample) on a tiny
+LDM in the CompVis layout, the latter also on the nonlinear operators.
 
 The CLI runs in-process (``run_cli(SampleCLI, argv)`` is exactly what ``sample.py`` executes);
 ``test_cli_runs.py`` runs the scripts as subprocesses. A method that cannot use an operator must
@@ -97,11 +99,12 @@ def write_run_config(
     prior: dict,
     sampler: tuple[str, dict],
     op: tuple[str, dict],
+    size: int = 16,
     **trainer,
 ) -> Path:
     """A sample.py config: ``prior`` (class_path/init_args), ``sampler`` and ``op`` as
     ``(class name, init_args)`` (an operator outside lit_restore.operators by its dotted path);
-    the run writes under ``tmp_path/runs/method/operator``."""
+    the run writes under ``tmp_path/runs/method/operator``, on three ``size``-px images."""
     op_cls, op_args = op
     s_cls, s_args = sampler
     config = {
@@ -139,14 +142,14 @@ def write_run_config(
             "init_args": {
                 "test_set": {
                     "class_path": "lit_restore.data.DeadLeaves",
-                    "init_args": {"length": 3, "image_size": 16},
+                    "init_args": {"length": 3, "image_size": size},
                 },
                 "operator": {"class_path": _class_path(op_cls), "init_args": op_args},
                 "noise": {
                     "class_path": "lit_restore.operators.GaussianNoise",
                     "init_args": {"sigma": 0.05},
                 },
-                "crop_size": 16,
+                "crop_size": size,
                 "batch_size": 2,
             },
         },
@@ -186,3 +189,101 @@ def test_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator)
         err = capsys.readouterr().err
         assert code == 2
         assert "error:" in err and "SVD" in err and OPERATORS[operator][0] in err
+
+
+# ------------------------------------------------------------------ latent methods on a tiny LDM
+#: :class:`lit_restore.priors.LDMPrior` in the CompVis layout, tiny: 16 px images ↔ 8² VQ latents
+TINY_LDM = {
+    "class_path": "lit_restore.priors.LDMPrior",
+    "init_args": {
+        "unet": {
+            "image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+            "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2],
+            "num_head_channels": 16,
+        },
+        "first_stage": {
+            "embed_dim": 3, "n_embed": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+            "z_channels": 3,
+        },
+    },
+}  # fmt: skip
+
+LATENT_SAMPLERS = {
+    "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
+    "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
+    "psld": ("PSLD", {"steps": 3}),
+    "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
+    # official mode (per-step latent DPS, look-ahead) and the paper's Algorithm 1
+    "resample": (
+        "ReSample",
+        {"steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
+    ),
+    "resample_paper": (
+        "ReSample",
+        {"mode": "paper", "steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2,
+         "patience": 1},
+    ),
+}  # fmt: skip
+
+#: the DPS paper's nonlinear blur acts on sides that are multiples of 128: a tiny LDM of the same
+#: layout whose five-level VQ (f = 16) maps 128 px images to the same 8² latents
+TINY_LDM_128 = {
+    "class_path": TINY_LDM["class_path"],
+    "init_args": {
+        "unet": TINY_LDM["init_args"]["unet"],
+        "first_stage": {**TINY_LDM["init_args"]["first_stage"], "ch_mult": [1, 1, 1, 1, 1]},
+    },
+}
+
+#: operators with a differentiable ``A`` and no declared capabilities (not linear); the blur
+#: network has random weights (``checkpoint: null``)
+NONLINEAR_OPERATORS = {
+    "jpeg": ("JPEG", {"quality": 10}),
+    "phase_retrieval": ("PhaseRetrieval", {}),
+    "nonlinear_blur": (
+        "NonlinearBlur",
+        {"checkpoint": None, "nf": 4, "front_RBs": 1, "back_RBs": 1, "kernel_dim": 32,
+         "extractor_blocks": 1},
+    ),
+}  # fmt: skip
+#: image side and prior where the 16 px of the rest of the matrix do not fit the operator
+LATENT_SIZE = {"nonlinear_blur": (128, TINY_LDM_128)}
+
+#: PSLD's gluing term needs A⁺ (a linear operator's ``pinv``); the other latent methods
+#: differentiate ``A ∘ D`` only, so they run on every operator
+LATENT_NEEDS_PINV = {"psld": "PSLD"}
+
+
+def latent_supported(method: str, operator: str) -> bool:
+    return not (method in LATENT_NEEDS_PINV and operator in NONLINEAR_OPERATORS)
+
+
+# The whole latent matrix: 5 methods × (12 linear + 3 nonlinear operators).
+LATENT_OPERATORS = {**OPERATORS, **NONLINEAR_OPERATORS}
+LATENT_MATRIX = [
+    pytest.param(m, o, id=f"{m}-{o}") for m in LATENT_SAMPLERS for o in LATENT_OPERATORS
+]
+
+
+def test_latent_matrix_exercises_refusals():
+    assert any(not latent_supported(m, o) for m in LATENT_SAMPLERS for o in LATENT_OPERATORS)
+
+
+@pytest.mark.parametrize(("method", "operator"), LATENT_MATRIX)
+def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
+    monkeypatch.setattr("sys.argv", ["sample.py"])
+    size, prior = LATENT_SIZE.get(operator, (16, TINY_LDM))
+    path = write_run_config(
+        tmp_path, method, operator, prior, LATENT_SAMPLERS[method], LATENT_OPERATORS[operator],
+        size=size,
+    )  # fmt: skip
+    code = run_cli(SampleCLI, ["test", "--config", str(path)])
+    if latent_supported(method, operator):
+        assert code == 0, capsys.readouterr().err
+        assert_three_images_scored_and_written(tmp_path / "runs" / method / operator)
+    else:
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1, err[-2000:]
+        op_class = LATENT_OPERATORS[operator][0]
+        assert f"{LATENT_NEEDS_PINV[method]} needs a linear operator, but {op_class}" in lines[0]

@@ -7,18 +7,21 @@
   linear A has the exact posterior z | y ~ N(μ, C) of the linear-Gaussian model y = (A M) z + n;
   the sample mean of D(z) over 512 runs must be at least 2× closer to M μ than both A⁺y and the
   decoded prior mean (the pixel samplers' criterion, ``test_samplers.py``).
-* Batch-mate independence, refusals (NFE: ``test_nfe.py``), and the method × operator matrix through sample.py.
+* Batch-mate independence and refusals (NFE: ``test_nfe.py``; the method × operator matrix
+  through sample.py: ``test_end_to_end.py``).
+* Stable Diffusion: the prompt's embedding is ``StableDiffusionPipeline.encode_prompt``'s.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import sys
 import zipfile
 
 import pytest
 import torch
-from test_end_to_end import assert_three_images_scored_and_written, write_run_config
+from test_end_to_end import LATENT_SAMPLERS, OPERATORS, TINY_LDM, write_run_config
 from test_samplers import SIGMA_Y, _prior
 from torch import nn
 
@@ -35,11 +38,8 @@ from lit_restore.samplers.latent import DecodedOperator
 from lit_restore.weights import fetch
 
 # ------------------------------------------------------------------------- tiny published layout
-TINY_UNET = dict(
-    image_size=8, in_channels=3, out_channels=3, model_channels=32, attention_resolutions=[2],
-    num_res_blocks=1, channel_mult=[1, 2], num_head_channels=16,
-)  # fmt: skip
-TINY_VQ = dict(embed_dim=3, n_embed=32, ch=32, ch_mult=[1, 2], num_res_blocks=1, z_channels=3)
+TINY_UNET = TINY_LDM["init_args"]["unet"]
+TINY_VQ = TINY_LDM["init_args"]["first_stage"]
 
 
 def _tiny_ldm(**kw) -> LDMPrior:
@@ -377,52 +377,6 @@ def test_latent_methods_refuse_what_they_cannot_use():
         prior.latent_shape((1, 3, 15, 16))
 
 
-# ------------------------------------------------------------------------ through sample.py
-TINY_LDM_CONFIG = {
-    "class_path": "lit_restore.priors.LDMPrior",
-    "init_args": {"unet": TINY_UNET, "first_stage": TINY_VQ},
-}
-E2E_SAMPLERS = {
-    "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
-    "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
-    "psld": ("PSLD", {"steps": 3}),
-    "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
-    "resample": (
-        "ReSample",
-        {"steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
-    ),
-}
-E2E_OPERATORS = {
-    "sr_bicubic": ("BicubicSR", {"factor": 2, "mode": "keys"}),
-    "blur_gauss_circular": (
-        "GaussianBlur",
-        {"kernel_size": 5, "sigma": 1.0, "boundary": "circular"},
-    ),
-    "inpaint_box": ("Inpainting", {"mask_type": "box", "box_size": 6, "margin": 2}),
-    "jpeg": ("JPEG", {"quality": 10}),
-}
-LINEAR_ONLY = {"psld"}  # A⁺ in the gluing term
-
-
-@pytest.mark.parametrize("operator", list(E2E_OPERATORS))
-@pytest.mark.parametrize("method", list(E2E_SAMPLERS))
-def test_latent_method_operator_matrix(tmp_path, capsys, monkeypatch, method, operator):
-    monkeypatch.setattr("sys.argv", ["sample.py"])
-    path = write_run_config(
-        tmp_path, method, operator, TINY_LDM_CONFIG, E2E_SAMPLERS[method], E2E_OPERATORS[operator]
-    )
-    code = run_cli(SampleCLI, ["test", "--config", str(path)])
-    run_dir = tmp_path / "runs" / method / operator
-    if method in LINEAR_ONLY and operator == "jpeg":
-        err = capsys.readouterr().err
-        assert code == 2
-        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-        assert len(lines) == 1 and "PSLD" in lines[0] and "JPEG" in lines[0]
-        return
-    assert code == 0, capsys.readouterr().err
-    assert_three_images_scored_and_written(run_dir)
-
-
 # ------------------------------------------------------------------- diffusers latent pipelines
 def _save_ldm_pipeline(root, conditional: bool) -> None:
     diffusers = pytest.importorskip("diffusers")
@@ -506,3 +460,208 @@ def test_diffusers_latent_pipeline_is_a_latent_prior(tmp_path, conditional):
     op = BicubicSR(factor=2, mode="keys")
     out = LatentDPS(steps=2).sample(prior, op, op.A(x), sigma_y=0.05, generator=torch.Generator())
     assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------- Stable Diffusion: the prompt's embedding
+#: a tiny CLIP BPE vocabulary (the published ``vocab.json`` form: byte-level symbols, ``</w>``
+#: ending a word, the merges' products, the two special tokens last) and its merge rules
+SD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SD_MERGES = ["r e", "re d</w>", "p p", "l e</w>", "a pp", "app le</w>"]
+SD_TOKENS = 8  # model_max_length = the text encoder's max_position_embeddings
+
+
+def _sd_vocab() -> dict[str, int]:
+    symbols = [
+        *SD_LETTERS,
+        *(c + "</w>" for c in SD_LETTERS),
+        *(m.replace(" ", "") for m in SD_MERGES),
+    ]
+    return {s: i for i, s in enumerate([*symbols, "<|startoftext|>", "<|endoftext|>"])}
+
+
+def _write_clip_tokenizer(folder, vocab: dict[str, int], **config) -> None:
+    """``tokenizer/`` as ``StableDiffusionPipeline.save_pretrained`` lays it out."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}  # fmt: skip
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(SD_MERGES) + "\n")
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials))
+    tok_config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": SD_TOKENS,
+                  "do_lower_case": True, **specials, **config}  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({k: v for k, v in tok_config.items() if v is not None})
+    )
+
+
+def _save_sd_pipeline(root) -> None:
+    """A tiny Stable Diffusion pipeline folder: ``unet/`` (cross-attention width 16), ``vae/``,
+    ``scheduler/`` (:func:`_save_ldm_pipeline`), ``text_encoder/`` (a CLIPTextModel of width 16),
+    ``tokenizer/`` (:func:`_write_clip_tokenizer`) and ``model_index.json``."""
+    import json
+
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    _save_ldm_pipeline(root, conditional=True)
+    vocab = _sd_vocab()
+    _write_clip_tokenizer(root / "tokenizer", vocab)
+    torch.manual_seed(1)
+    encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=SD_TOKENS, projection_dim=16,
+            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        )
+    ).eval()  # fmt: skip
+    encoder.save_pretrained(root / "text_encoder")
+    index = {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None], "safety_checker": [None, None],
+        "requires_safety_checker": False, "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+    }  # fmt: skip
+    (root / "model_index.json").write_text(json.dumps(index))
+
+
+SD_PROMPTS = ["", "A red apple", "a red apple apple apple apple apple"]  # the last is truncated
+
+
+def test_stable_diffusion_prompt_embedding_is_the_pipelines_encode_prompt(tmp_path):
+    """The prior's fixed context for ``prompt`` is, bit for bit, what diffusers'
+    ``StableDiffusionPipeline.encode_prompt`` gives on the same saved pipeline folder: the
+    unconditional ``""``, a prompt the BPE merges, and one truncated at ``model_max_length``."""
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip(
+        "transformers",
+        reason="transformers (the [diffusers] extra) not installed: no CLIP tokenizer + encoder",
+    )
+    from lit_restore.priors import DiffusersLatentPrior
+
+    _save_sd_pipeline(tmp_path)
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(str(tmp_path), local_files_only=True)
+    assert isinstance(pipe.tokenizer, transformers.CLIPTokenizer)
+    # the tokenizer is the one written: BPE merges "a p p l e</w>" to one token, pads with
+    # <|endoftext|>, and truncates keeping the end-of-text token
+    vocab = _sd_vocab()
+    bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
+    ids = [pipe.tokenizer(p, padding="max_length", max_length=SD_TOKENS, truncation=True).input_ids
+           for p in SD_PROMPTS]  # fmt: skip
+    assert ids[0] == [bos] + [eos] * 7
+    assert ids[1] == [bos, vocab["a</w>"], vocab["red</w>"], vocab["apple</w>"]] + [eos] * 4
+    assert ids[2] == [bos, vocab["a</w>"], vocab["red</w>"]] + [vocab["apple</w>"]] * 4 + [eos]
+    contexts = []
+    for prompt in SD_PROMPTS:
+        prior = DiffusersLatentPrior(str(tmp_path), prompt=prompt)
+        with torch.no_grad():
+            want, _ = pipe.encode_prompt(prompt, "cpu", 1, do_classifier_free_guidance=False)
+        got = prior.latent.context
+        assert got.shape == (1, SD_TOKENS, 16) and got.dtype == want.dtype
+        assert torch.equal(got, want), (prompt, (got - want).abs().max())
+        contexts.append(got)
+    # the prompt reaches the embedding (a prior that ignored it would pass the equality for "")
+    assert not torch.equal(contexts[0], contexts[1]) and not torch.equal(contexts[1], contexts[2])
+    # and the UNet runs on it: ε from the v-prediction on encode_prompt's embedding
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([5, 700])
+    with torch.no_grad():
+        v = pipe.unet(z, t, encoder_hidden_states=contexts[-1].expand(2, -1, -1)).sample
+        a = pipe.scheduler.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        assert torch.allclose(prior.eps(z, t), a.sqrt() * v + (1 - a).sqrt() * z, atol=1e-6)
+
+
+def _break_tokenizer(root, defect: str) -> None:
+    folder = root / "tokenizer"
+    if defect == "missing":
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+    elif defect == "foreign_vocabulary":  # another model's tokenizer: ids past the encoder's table
+        vocab = _sd_vocab()
+        vocab = {s: i + 1000 if s.startswith("<|") else i for s, i in vocab.items()}
+        _write_clip_tokenizer(folder, vocab)
+    elif defect == "no_max_length":  # transformers then pads to 1e30 tokens
+        _write_clip_tokenizer(folder, _sd_vocab(), model_max_length=None)
+    elif defect == "no_vocab_file":
+        (folder / "vocab.json").unlink()
+    elif defect == "empty":  # transformers loads it as a 2-token tokenizer, without complaint
+        for path in folder.iterdir():
+            path.unlink()
+
+
+TOKENIZER_DEFECTS = {
+    "missing": "tokenizer' is missing",
+    "foreign_vocabulary": "gives token id 1059 but the text encoder",
+    "no_max_length": "set model_max_length: 8",
+    "no_vocab_file": "cannot load the tokenizer",
+    "empty": "has 2 tokens",
+}
+
+
+@pytest.mark.parametrize("defect", list(TOKENIZER_DEFECTS))
+def test_stable_diffusion_without_its_tokenizer_is_one_error_line(
+    tmp_path, capsys, monkeypatch, defect
+):
+    """sample.py on a pipeline whose tokenizer is missing or is not its text encoder's: exit 2,
+    one ``error:`` line naming the folder and the fix (save it, or pass prompt_embeds=)."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip(
+        "transformers",
+        reason="transformers (the [diffusers] extra) not installed: no CLIP tokenizer + encoder",
+    )
+    _save_sd_pipeline(tmp_path / "sd")
+    _break_tokenizer(tmp_path / "sd", defect)
+    monkeypatch.setattr("sys.argv", ["sample.py"])
+    monkeypatch.delenv("LIT_RESTORE_DEBUG", raising=False)
+    prior = {
+        "class_path": "lit_restore.priors.DiffusersLatentPrior",
+        "init_args": {"path": str(tmp_path / "sd"), "prompt": "a red apple"},
+    }
+    path = write_run_config(
+        tmp_path, "latent_dps", defect, prior, LATENT_SAMPLERS["latent_dps"],
+        OPERATORS["sr_bicubic"],
+    )  # fmt: skip
+    capsys.readouterr()
+    code = run_cli(SampleCLI, ["test", "--config", str(path)])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    # (stderr may also hold a "--- Logging error ---" of diffusers' handler bound to an earlier
+    # test's captured stream: pytest's, not the user's)
+    assert code == 2 and len(lines) == 1, err[-2000:]
+    assert TOKENIZER_DEFECTS[defect] in lines[0] and "prompt_embeds=" in lines[0], lines[0]
+    assert str(tmp_path / "sd" / "tokenizer") in lines[0]
+
+
+def test_stable_diffusion_prompt_without_transformers_names_the_extra(tmp_path, monkeypatch):
+    """Without transformers a prompt cannot be encoded: the one-line user error names the extra
+    and the prompt_embeds= alternative (runs where transformers is absent, as here by default)."""
+    pytest.importorskip("diffusers")
+    from lit_restore.priors import DiffusersLatentPrior
+    from lit_restore.utils.errors import one_line
+    from lit_restore.utils.extras import MissingExtraError
+
+    _save_ldm_pipeline(tmp_path, conditional=True)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers → ImportError
+    with pytest.raises(MissingExtraError) as caught:
+        DiffusersLatentPrior(str(tmp_path))
+    line = one_line(caught.value)
+    assert line.startswith("error: ") and "\n" not in line
+    assert "pip install 'lit_restore[diffusers]'" in line and "prompt_embeds=" in line
+
+
+def test_stable_diffusion_prompt_embeds_of_another_width_are_refused(tmp_path):
+    """Embeddings the UNet cannot cross-attend to (8-dim for a 16-dim cross-attention) are refused
+    when the prior is built, naming both widths, not deep inside the first UNet call."""
+    pytest.importorskip("diffusers")
+    from safetensors.torch import save_file
+
+    from lit_restore.priors import DiffusersLatentPrior
+
+    _save_ldm_pipeline(tmp_path, conditional=True)
+    save_file({"prompt_embeds": torch.zeros(1, 5, 8)}, str(tmp_path / "narrow.safetensors"))
+    with pytest.raises(ValueError, match=r"gives 8-dim token embeddings but the UNet .* 16-dim"):
+        DiffusersLatentPrior(str(tmp_path), prompt_embeds=str(tmp_path / "narrow.safetensors"))

@@ -23,6 +23,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from test_end_to_end import TINY_LDM  # latent protocols (PSLD, ReSample) run on it
 
 import lit_restore.samplers
 from lit_restore.cli import SampleCLI, TrainCLI
@@ -69,22 +70,6 @@ GAUSSIAN_PRIOR = {
     "class_path": "lit_restore.priors.PowerLawGaussianPrior",
     "init_args": {"alpha": 2.0, "std": 0.5, "f0": 0.015625, "mean": 0.0, "channels": 3},
 }
-
-#: latent protocols (PSLD, ReSample) run on a tiny random LDM in the published layout
-TINY_LDM = {
-    "class_path": "lit_restore.priors.LDMPrior",
-    "init_args": {
-        "unet": {
-            "image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
-            "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2],
-            "num_head_channels": 16,
-        },
-        "first_stage": {
-            "embed_dim": 3, "n_embed": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
-            "z_channels": 3,
-        },
-    },
-}  # fmt: skip
 
 
 def _plain(ns: Any) -> Any:

@@ -14,6 +14,7 @@ scheduler: ``LDMPipeline``, Stable Diffusion) as a
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -22,16 +23,13 @@ from torch import Tensor
 
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.priors.latent import LatentDiffusionPrior
+from lit_restore.utils.extras import require
 
 
 def _require_diffusers():
-    try:
-        import diffusers
-    except ImportError as err:
-        raise ImportError(
-            "DiffusersPrior needs the diffusers package: pip install 'lit_restore[diffusers]'"
-        ) from err
-    return diffusers
+    return require(
+        "diffusers", "diffusers", "A diffusers prior (DiffusersPrior, DiffusersLatentPrior)"
+    )
 
 
 class DiffusersPrior(DiffusionPrior):
@@ -156,27 +154,104 @@ def _read_embeddings(path: str) -> Tensor:
     return emb if emb.dim() == 3 else emb.unsqueeze(0)
 
 
-def _empty_prompt_embeddings(root: Path, prompt: str) -> Tensor:
-    """The pipeline's own text encoder on ``prompt`` (classifier-free guidance's unconditional
-    branch for ``""``), as ``StableDiffusionPipeline.encode_prompt`` computes it."""
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError(
-            f"DiffusersLatentPrior: {str(root)!r} holds a text-conditioned UNet; its text encoder "
-            "needs the transformers package (pip install transformers), or pass prompt_embeds= "
-            "(a file with the encoder's output for the prompt)"
-        ) from err
-    tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
-    enc = transformers.CLIPTextModel.from_pretrained(
-        str(root / "text_encoder"), local_files_only=True
+def _prompt_embeddings(root: Path, prompt: str) -> Tensor:
+    """The pipeline's own tokenizer and text encoder on ``prompt`` (``""``: classifier-free
+    guidance's unconditional branch), as diffusers ``StableDiffusionPipeline.encode_prompt``
+    computes it (``pipelines/stable_diffusion/pipeline_stable_diffusion.py``, no LoRA scale, no
+    ``clip_skip``): the ids padded to ``tokenizer.model_max_length`` and truncated there, an
+    attention mask only when the encoder's config sets ``use_attention_mask``, and the encoder's
+    last hidden state ``[1, model_max_length, hidden_size]``. The CompVis code PSLD runs Stable
+    Diffusion with computes the same (LituRout/PSLD
+    ``stable-diffusion/ldm/modules/encoders/modules.py::FrozenCLIPEmbedder.forward``: padded and
+    truncated to 77 tokens, ``last_hidden_state``), and its ``stable-diffusion/scripts/inverse.py``
+    defaults to ``--prompt ""``.
+
+    The tokenizer and encoder are the classes ``model_index.json`` names (what
+    ``DiffusionPipeline.from_pretrained`` loads), ``CLIPTokenizer`` / ``CLIPTextModel`` without
+    one. A folder that is missing, unreadable, or does not fit the encoder (a vocabulary of
+    another size, ids past it, a length past its position embeddings) is refused naming it.
+    """
+    transformers = require(
+        "transformers",
+        "diffusers",
+        f"DiffusersLatentPrior: {str(root)!r} holds a text-conditioned UNet; encoding its prompt",
+        "Or pass prompt_embeds= (a file with the text encoder's output for the prompt).",
     )
-    ids = tok(
-        [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
-        return_tensors="pt",
-    ).input_ids  # fmt: skip
+    tok_cls, enc_cls = _text_classes(transformers, root)
+    tok_dir, enc_dir = root / "tokenizer", root / "text_encoder"
+    fix = (
+        "save the pipeline with its tokenizer and text encoder "
+        "(StableDiffusionPipeline.save_pretrained), or pass prompt_embeds= (a file with the text "
+        "encoder's output for the prompt)"
+    )
+    for folder in (tok_dir, enc_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"DiffusersLatentPrior: {str(folder)!r} is missing; the text-conditioned UNet "
+                f"needs it to encode prompt={prompt!r}: {fix}"
+            )
+    try:
+        tok = tok_cls.from_pretrained(str(tok_dir), local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(
+            f"DiffusersLatentPrior: cannot load the tokenizer in {str(tok_dir)!r} "
+            f"({type(err).__name__}: {err}): {fix}"
+        ) from err
+    enc = enc_cls.from_pretrained(str(enc_dir), local_files_only=True)
+    # a folder without vocab.json/merges.txt loads as a 2-token tokenizer that maps every word to
+    # <|endoftext|>; another model's maps words to rows the encoder lacks or to the wrong rows
+    vocabulary = enc.config.vocab_size
+    if len(tok) != vocabulary:
+        raise ValueError(
+            f"DiffusersLatentPrior: the tokenizer in {str(tok_dir)!r} has {len(tok)} tokens but "
+            f"the text encoder in {str(enc_dir)!r} has a vocabulary of {vocabulary}: the two are "
+            f"not the same model's; {fix}"
+        )
+    length = tok.model_max_length
+    positions = enc.config.max_position_embeddings
+    if length > positions:  # a tokenizer_config.json without model_max_length reads as 1e30
+        raise ValueError(
+            f"DiffusersLatentPrior: the tokenizer in {str(tok_dir)!r} pads to {length} tokens but "
+            f"the text encoder has {positions} positions; set model_max_length: {positions} in "
+            f"its tokenizer_config.json, or {fix}"
+        )
+    inputs = tok(
+        [prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+    )
+    ids = inputs.input_ids
+    if int(ids.max()) >= vocabulary:
+        raise ValueError(
+            f"DiffusersLatentPrior: the tokenizer in {str(tok_dir)!r} gives token id "
+            f"{int(ids.max())} but the text encoder in {str(enc_dir)!r} has a vocabulary of "
+            f"{vocabulary}: the two are not the same model's; {fix}"
+        )
+    mask = inputs.attention_mask if getattr(enc.config, "use_attention_mask", False) else None
     with torch.no_grad():
-        return enc(ids)[0].float()
+        return enc(ids, attention_mask=mask)[0].float()
+
+
+def _text_classes(transformers, root: Path) -> tuple[type, type]:
+    """The tokenizer and text-encoder classes ``model_index.json`` names (entries
+    ``["transformers", "<class>"]``), ``CLIPTokenizer`` / ``CLIPTextModel`` without one."""
+    names = {"tokenizer": "CLIPTokenizer", "text_encoder": "CLIPTextModel"}
+    index = root / "model_index.json"
+    if index.is_file():
+        entries = json.loads(index.read_text())
+        for key in names:
+            entry = entries.get(key)
+            if isinstance(entry, list) and len(entry) == 2 and entry[0] == "transformers":
+                names[key] = entry[1]
+    classes = []
+    for key, name in names.items():
+        cls = getattr(transformers, name, None)
+        if not isinstance(cls, type):
+            raise ValueError(
+                f"DiffusersLatentPrior: {str(index)!r} names {key} class {name!r}, which "
+                "transformers does not have; a Stable Diffusion pipeline uses CLIPTokenizer and "
+                "CLIPTextModel"
+            )
+        classes.append(cls)
+    return classes[0], classes[1]
 
 
 class DiffusersLatentPrior(LatentDiffusionPrior):
@@ -188,8 +263,10 @@ class DiffusersLatentPrior(LatentDiffusionPrior):
     ``prediction_type``). ``z = scaling_factor · E(x)`` with the autoencoder config's
     ``scaling_factor`` (diffusers ``LDMPipeline`` / ``StableDiffusionPipeline`` divide by it
     before decoding). A text-conditioned UNet runs on one fixed prompt embedding: ``prompt``
-    through the pipeline's text encoder (needs ``transformers``; ``""`` = the unconditional
-    branch, what PSLD/ReSample use with Stable Diffusion), or ``prompt_embeds`` from a file.
+    through the pipeline's own ``tokenizer/`` and ``text_encoder/``, exactly as
+    ``StableDiffusionPipeline.encode_prompt`` (needs ``transformers``, in the ``diffusers``
+    extra; ``""`` = the unconditional branch, what PSLD/ReSample use with Stable Diffusion), or
+    ``prompt_embeds`` from a file (one tensor ``[1, tokens, cross_attention_dim]``).
     """
 
     def __init__(
@@ -219,8 +296,16 @@ class DiffusersLatentPrior(LatentDiffusionPrior):
             context = (
                 _read_embeddings(prompt_embeds)
                 if prompt_embeds is not None
-                else _empty_prompt_embeddings(root, prompt)
+                else _prompt_embeddings(root, prompt)
             )
+            width = unet.config.cross_attention_dim
+            if context.shape[-1] != width:  # the UNet's cross-attention reads vectors of this size
+                source = f"prompt_embeds {prompt_embeds!r}" if prompt_embeds else "the text encoder"
+                raise ValueError(
+                    f"DiffusersLatentPrior: {source} gives {context.shape[-1]}-dim token "
+                    f"embeddings but the UNet in {str(root / 'unet')!r} cross-attends to "
+                    f"{width}-dim ones; use the embeddings of this pipeline's own text encoder"
+                )
         super().__init__(
             _DiffusersUNetEps(unet, betas, prediction, context),
             _DiffusersFirstStage(vae),
