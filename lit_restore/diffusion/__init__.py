@@ -11,6 +11,7 @@ Priors, the zero-shot sampling loop and prior training all call these functions.
 from lit_restore.diffusion.respacing import (
     SPACINGS,
     ddrm_timesteps,
+    ldm_ddim_schedule,
     leading_timesteps,
     linspace_timesteps,
     quad_timesteps,
@@ -53,6 +54,7 @@ __all__ = [
     "ddrm_timesteps",
     "denoise_at_sigma",
     "eps_from_x0",
+    "ldm_ddim_schedule",
     "leading_timesteps",
     "linspace_timesteps",
     "make_betas",

@@ -20,6 +20,10 @@ use the one its official code uses:
 * ``"linspace"`` — :func:`linspace_timesteps`, ``round(i·(T−1)/(N−1))``; close to, but not the
   same as, ``space_timesteps`` (the rounding of the partial sums differs at 278 of N = 2 … 1000
   for T = 1000, the first N = 21, and N = 1 gives ``[T−1]``). Kept for configs that name it.
+* ``ldm_ddim_schedule`` (not a ``spacing`` name: it also moves the chain's end) — the DDIM
+  tables of the CompVis LDM sampler as the PSLD fork computes them: network timesteps
+  ``range(0, T, T // N) + 1``, ᾱ taken at those timesteps (at one less when the last equals the
+  table length, the fork's fix for N = T), and the step into the last one ending at ᾱ_0, not 1.
 * ``"quad"`` — :func:`quad_timesteps`, yuanzhi-zhu/DiffPIR ``main_ddpir.py`` (``skip_type="quad"``): the
   noise-level index ``seq_i = int(√(i·T²/(N−1)))`` (its last entry minus one) read from the top
   of the chain, ``t_i = T−1−seq_i``: dense near t = T−1, sparse near 0 (N = 100: 999, 899, 858,
@@ -73,6 +77,41 @@ def quad_timesteps(num_timesteps: int, steps: int) -> list[int]:
     seq = [int(math.sqrt(i * step)) for i in range(steps - 1)] + [num_timesteps]
     seq[-1] = seq[-1] - 1
     return [num_timesteps - 1 - s for s in seq]
+
+
+def ldm_ddim_schedule(num_timesteps: int, steps: int) -> tuple[list[int], list[int], list[int]]:
+    """The DDIM chain of CompVis latent-diffusion's sampler as LituRout/PSLD runs it
+    (``stable-diffusion/ldm/modules/diffusionmodules/util.py``: ``make_ddim_timesteps`` with
+    ``ddim_discr_method="uniform"`` and ``make_ddim_sampling_parameters``; the sampler
+    ``ldm/models/diffusion/psld.py::DDIMSampler``), in sampling order (descending):
+
+    * network timesteps ``τ = range(0, T, T // N) + 1`` ("add one to get the final alpha values
+      right"): N = 100 gives 991, 981, …, 1 — note ``range`` yields more than N values when
+      N ∤ T (N = 3: 1, 334, 667, 1000);
+    * the ᾱ index of each step: τ itself, or τ − 1 when the last τ equals the number of steps
+      (the fork's "subtracting 1 … to match the dimension": N = T, every N > T/2, and N = 1);
+    * the ᾱ index the step goes to: the previous step's, and **0 for the last step** — the chain
+      ends at ᾱ_0 (= 1 − β_0), not at ᾱ = 1 (``alphas_prev = [alphacums[0]] + …``).
+
+    Returns ``(network_t, alpha_t, alpha_next)``, three lists of equal length.
+
+    Raises:
+        ValueError: when an ᾱ index reaches T (the official code's ``IndexError``: N = 3, 333 …
+            for T = 1000, where ``range`` overshoots without the fork's shift).
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    net_t = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)]
+    shift = 1 if net_t[-1] == len(net_t) else 0
+    alpha_t = [t - shift for t in net_t]
+    if alpha_t[-1] >= num_timesteps:
+        raise ValueError(
+            f"the LDM DDIM schedule of {steps} steps indexes timestep {alpha_t[-1]} of a "
+            f"{num_timesteps}-step chain (the official sampler fails with an IndexError); choose "
+            f"a step count that divides {num_timesteps}, or more than {num_timesteps // 2}"
+        )
+    alpha_next = [0, *alpha_t[:-1]]
+    return net_t[::-1], alpha_t[::-1], alpha_next[::-1]
 
 
 #: spacing name → rule; ``"uniform"`` is the historical name of ``"leading"``.
