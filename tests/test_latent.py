@@ -229,16 +229,17 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     ============================  ======  ======  =======
     latent DPS (100, scale 0.5)   0.0513  0.0337  0.0247
     latent SaFaRI (100, 0.5)      0.0514  0.0337  0.0247
-    PSLD (100 DDIM, γ 0.1, ω 0.5) 0.0500  0.0474  0.0570
+    PSLD (100 LDM DDIM, ω 0.5)    0.0548  0.0582  0.0382
     ReSample (50 DDIM, every 5)   0.0368  0.0454  0.0431
     latent DAPS (50×5, 50 Lang.)  0.0201  0.0305  0.0197
     ============================  ======  ======  =======
 
-    (SR is AvgPoolSR with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
+    (PSLD: γ 0.1, the official LDM DDIM chain and noisy residual, its defaults. SR is AvgPoolSR
+    with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
     measurements its ψ-fidelity is DPS's ‖r‖² and the two coincide.) The 512-run mean's own
     standard error, √(mean diag(M C Mᵀ)/512), is 0.0049 / 0.0044 / 0.0047 (printed): the
     remaining distance is each method's bias (approximate guidance, few steps), and the 2× margin
-    holds with a factor ≥ 3.5 to spare.
+    holds with a factor ≥ 2.6 to spare (PSLD SR: 0.1475 / 0.0548 = 2.69).
     """
     prior, op, y, x_post, x_prior, sem = _latent_problem(kind)
     sampler = LATENT_METHODS[method]()
@@ -275,6 +276,28 @@ def test_latent_result_independent_of_batch_mates(method):
     diff = (batch[2] - alone[0]).abs().max().item()
     print(f"{method}: max |batch[2] − alone| = {diff:.2e}")
     assert diff < 1e-5
+
+
+def test_psld_ldm_chain_is_the_official_samplers():
+    """``ddim_schedule="ldm"`` (the default) walks the PSLD fork's DDIM tables: at 50 steps the
+    network and ᾱ share the timesteps 981, 961, …, 1 and the last step ends at ᾱ_0; at the
+    published 1000 steps the fork's index fix asks the network at t + 1 of the ᾱ index (1000 …
+    1) and the last step goes from ᾱ_0 to ᾱ_0. ``"respaced"`` is the shared loop's chain. (The
+    tables themselves are held to the official ones in ``test_parity.py``.)"""
+    fifty = PSLD(steps=50)
+    pairs = fifty.schedule(1000)
+    assert pairs[0] == (981, 961) and pairs[-1] == (1, 0) and len(pairs) == 50
+    assert fifty.network_timestep(981, 1000) == 981
+    full = PSLD(steps=1000)
+    pairs = full.schedule(1000)
+    assert pairs[0] == (999, 998) and pairs[-1] == (0, 0) and len(pairs) == 1000
+    assert full.network_timestep(999, 1000) == 1000 and full.network_timestep(0, 1000) == 1
+    respaced = PSLD(steps=50, ddim_schedule="respaced")
+    assert respaced.schedule(1000)[-1] == (0, -1) and respaced.network_timestep(980, 1000) == 980
+    with pytest.raises(ValueError, match="IndexError"):
+        PSLD(steps=3)
+    with pytest.raises(ValueError, match="respaced"):
+        PSLD(steps=50, spacing="guided_diffusion")
 
 
 def test_psld_gluing_term_is_the_papers():
@@ -344,7 +367,7 @@ TINY_LDM_CONFIG = {
 E2E_SAMPLERS = {
     "latent_dps": ("LatentDPS", {"steps": 3, "scale": 0.3}),
     "latent_safari": ("LatentSaFaRI", {"steps": 3, "scale": 0.3, "tau": 1000}),
-    "psld": ("PSLD", {"steps": 3}),
+    "psld": ("PSLD", {"steps": 4}),  # the LDM DDIM chain refuses 3 (official IndexError)
     "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
     "resample": (
         "ReSample",
