@@ -11,7 +11,7 @@ Regenerate (from the repository root; each path is a checkout of the repository 
     PYTHONPATH=<extra site dir, see below> python scripts/make_parity_fixtures.py \\
         --guided-diffusion <dir> --dps <dir> --motionblur <dir> --ddrm <dir> --ddnm <dir> \\
         --ddpg <dir> --fdgr <dir> --resshift <dir> --reddiff <dir> --dds <dir> --daps <dir> \\
-        [--only dps ddrm ...] [--out tests/data/parity]
+        --psld <dir> [--only dps ddrm ...] [--out tests/data/parity]
 
 (about 15 minutes on 2 CPU cores, most of it the 1000-step DPS chains run twice: float32 and
 float64). A fresh run reproduces the committed files bit for bit.
@@ -32,20 +32,24 @@ option              repository                                   commit
 --reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
 --dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
 --daps              zhangbingliang2019/DAPS                      098df6b7643c23f0de21064124f383c3945348a6
+--psld              LituRout/PSLD                                d734647bbc1ed0b1171521a804fc744973779f8c
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
 ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``; ``torchdiffeq``
-0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``), installed apart with ``pip install --target <dir>`` and put on
+0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``; ``einops`` also for the VQ
+first stage of the latent fixtures), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
 (mapped to the CPU); ``matplotlib`` (DPS saves PNGs with it; a stub, nothing is saved);
 ``albumentations`` (ResShift's dataset module imports it for its test-mode crop; a stub);
 ``torchvision.transforms.functional_tensor`` (renamed ``_functional_tensor`` in torchvision
 ≥ 0.17; an alias); ``scipy.interpolate.interp2d`` (removed in SciPy 1.14, imported but unused by
-DDPG/FDGR ``fft_operators.py``; a stub that raises if called).
+DDPG/FDGR ``fft_operators.py``; a stub that raises if called); ``motionblur`` for the PSLD fork's
+``measurements.py`` (a submodule there, used only by its motion-blur operator; a stub that raises
+if called).
 
 Inputs: tiny networks with random float16-exact weights (guided-diffusion ADM 32×32 with and
 without ``learn_sigma``, the DDRM/DDIM UNet, ResShift's Swin UNet), wrapped for the samplers in
@@ -161,6 +165,25 @@ this script). Where ours differs, the fixture key a later implementation must ma
     float32 level; ``get_lr`` divides the level index by N + 1; the last level draws its
     ε and multiplies it by σ_N = 0. lit_restore's ``DAPS(timestep_rule="vp_sde")`` does all of
     this (≤ 3.0e-7; official float32 round-off ≤ 9.7e-7).
+15. PSLD — ``psld_schedule``, ``psld_sr4_avgpool``, ``psld_sr4_avgpool_clean``.
+    ``stable-diffusion/ldm/models/diffusion/psld.py::DDIMSampler`` runs CompVis's LDM DDIM tables
+    (``util.py::make_ddim_timesteps``: network timesteps ``range(0, T, T // N) + 1``, more than N
+    when N ∤ T; ``make_ddim_sampling_parameters``: ``alphas_prev = [ᾱ_0] + …``, so the chain ends
+    at ᾱ_0, not 1) with the fork's fix for the index overflow (ᾱ at τ − 1 when the last τ equals
+    the count: N = T and every N > T/2, where the network is still asked at τ — one step above its
+    ᾱ); N = 3 or 333 raise ``IndexError``. ``p_sample_ddim`` draws the DDIM noise at every step
+    (× σ_t = 0 at η = 0) and passes A(D(ẑ0)) through the task's noiser (a fresh draw) before
+    the residual; its ``operator.transpose`` (the gluing's A⁺) is per class: nearest upsampling
+    for SR (the pseudo-inverse of average pooling, not of its bicubic ``Resizer``), the identity
+    for blur and inpainting. lit_restore's ``PSLD`` before this fixture: the shared loop's chain
+    (ᾱ = 1 at the end, no draw at η = 0) and the noiseless residual; now
+    ``ddim_schedule="ldm"`` and ``noisy_residual=True`` (defaults) reproduce it (≤ 3.2e-6;
+    official round-off ≤ 3.1e-6); A⁺ stays the exact pseudo-inverse (equal here).
+16. Latent DAPS — ``latent_daps_sr4_avgpool``. ``sampler.py::LatentDAPS`` is the pixel loop on z
+    with ``LatentWrapper`` (``loss`` on ``decode(z)``; ``gradient`` clamped to [−1, 1]) and
+    ``VPPrecond`` (the VP-SDE timestep rule also for the LDM's own β schedule); it decodes x̂0, x0y
+    and z_t at every level (no draw). lit_restore's ``LatentDAPS`` (``grad_clip=1``,
+    ``timestep_rule="vp_sde"``) equals it unchanged (2.7e-6; official round-off 3.1e-6).
 """
 
 from __future__ import annotations
