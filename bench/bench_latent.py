@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import peak_rss, randomise, reset_peak_rss, run_forked, sync, write_json
 from lit_restore.operators import BicubicSR, GaussianNoise
+from lit_restore.presets import preset_args
 from lit_restore.priors import LDMPrior
 from lit_restore.priors.registry import REGISTRY
-from lit_restore.presets import preset_args
 from lit_restore.samplers import PSLD, LatentDAPS, LatentDPS, LatentSaFaRI, ReSample
 from lit_restore.samplers.base import SamplingContext
 from lit_restore.samplers.latent import DecodedOperator

@@ -176,9 +176,10 @@ this script). Where ours differs, the fixture key a later implementation must ma
     the residual; its ``operator.transpose`` (the gluing's A⁺) is per class: nearest upsampling
     for SR (the pseudo-inverse of average pooling, not of its bicubic ``Resizer``), the identity
     for blur and inpainting. lit_restore's ``PSLD`` before this fixture: the shared loop's chain
-    (ᾱ = 1 at the end, no draw at η = 0) and the noiseless residual; now
-    ``ddim_schedule="ldm"`` and ``noisy_residual=True`` (defaults) reproduce it (≤ 3.2e-6;
-    official round-off ≤ 3.1e-6); A⁺ stays the exact pseudo-inverse (equal here).
+    (ᾱ = 1 at the end, no draw at η = 0), the noiseless residual and the exact A⁺; now
+    ``ddim_schedule="ldm"``, ``noisy_residual=True`` and ``gluing_map="official"`` (defaults)
+    reproduce it (≤ 3.3e-6;
+    official round-off ≤ 3.1e-6; ``gluing_map="pinv"``, the exact A⁺, is equal here).
 16. Latent DAPS — ``latent_daps_sr4_avgpool``. ``sampler.py::LatentDAPS`` is the pixel loop on z
     with ``LatentWrapper`` (``loss`` on ``decode(z)``; ``gradient`` clamped to [−1, 1]) and
     ``VPPrecond`` (the VP-SDE timestep rule also for the LDM's own β schedule); it decodes x̂0, x0y

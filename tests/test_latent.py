@@ -205,7 +205,8 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 LATENT_METHODS = {
     "latent_dps": lambda: LatentDPS(steps=100, scale=0.5),
     "latent_safari": lambda: LatentSaFaRI(steps=100, scale=0.5),
-    "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5),
+    # the matrix operators' flat y has no official "transpose" (module psld): the paper's A⁺
+    "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5, gluing_map="pinv"),
     "resample": lambda: ReSample(steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50),
     # τ = √2 σ_y (the exact likelihood), no gradient clamp, a constant Langevin step 3e-4: the
     # target's Lipschitz constant is ≤ 2‖A M‖²/τ² + 1/σ_min² ≤ 2·6.46/0.02 + 100 = 746 (‖A M‖² =
@@ -234,7 +235,7 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     latent DAPS (50×5, 50 Lang.)  0.0201  0.0305  0.0197
     ============================  ======  ======  =======
 
-    (PSLD: γ 0.1, the official LDM DDIM chain and noisy residual, its defaults. SR is AvgPoolSR
+    (PSLD: γ 0.1, the official LDM DDIM chain and noisy residual, A⁺ in the gluing. SR is AvgPoolSR
     with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
     measurements its ψ-fidelity is DPS's ‖r‖² and the two coincide.) The 512-run mean's own
     standard error, √(mean diag(M C Mᵀ)/512), is 0.0049 / 0.0044 / 0.0047 (printed): the
@@ -300,11 +301,38 @@ def test_psld_ldm_chain_is_the_official_samplers():
         PSLD(steps=50, spacing="guided_diffusion")
 
 
+def test_psld_official_gluing_map_is_the_official_operators_transpose():
+    """``gluing_map="official"``: the DPS fork's operator classes map y back by the identity
+    (blur, inpainting: image-shaped y) or nearest upsampling (SR), so the glued image is
+    y + x̂ − A x̂ for a blur and ↑y + x̂ − ↑(A x̂) for SR; a flat y is refused in one line."""
+    from lit_restore.operators import AvgPoolSR, GaussianBlur
+
+    g = torch.Generator().manual_seed(3)
+    image = torch.randn(2, 3, 8, 8, generator=g)
+    v = torch.randn(2, 3, 8, 8, generator=g)
+    assert PSLD.official_transpose(v, image) is v
+    small = torch.randn(2, 3, 2, 2, generator=g)
+    up = PSLD.official_transpose(small, image)
+    assert torch.equal(up, small.repeat_interleave(4, -2).repeat_interleave(4, -1))
+    # for average pooling the official map is the exact pseudo-inverse
+    assert torch.allclose(up, AvgPoolSR(4).at((2, 3, 8, 8)).pinv(small), atol=1e-6)
+    with pytest.raises(ValueError, match="gluing_map: pinv"):
+        PSLD.official_transpose(torch.randn(2, 17), image)
+    blur = GaussianBlur(kernel_size=3, sigma=1.0).at((2, 3, 8, 8))
+    y = blur.A(v)
+    glued = (
+        PSLD.official_transpose(y, image) + image - PSLD.official_transpose(blur.A(image), image)
+    )
+    assert torch.allclose(glued, y + image - blur.A(image))
+    with pytest.raises(ValueError, match="gluing_map"):
+        PSLD(gluing_map="transpose")
+
+
 def test_psld_gluing_term_is_the_papers():
     """With E = M⁺ and D = M (M full column rank), E(A⁺y + (I − A⁺A) M ẑ0) − ẑ0 =
     M⁺A⁺(y − A M ẑ0): the gluing norm is that preconditioned residual's."""
     prior, op, y, *_ = _latent_problem("sr")
-    sampler = PSLD(gamma=1.0, omega=0.0)
+    sampler = PSLD(gamma=1.0, omega=0.0, gluing_map="pinv")
     z0 = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     ys = y.expand(3, -1, -1, -1)
     ctx = SamplingContext(

@@ -331,11 +331,12 @@ _PSLD_LDM = (
     "LituRout/PSLD stable-diffusion/run/inverse_{}_ldm.sh (--ffhq256: the CompVis FFHQ LDM-VQ-4, "
     "registry ldm-ffhq256) with scripts/inverse.py defaults --ddim_steps 1000 --ddim_eta 0; the "
     "task configs are DPS's (diffusion-posterior-sampling/configs/*_config.yaml); the sampler's "
-    "LDM DDIM tables (ddim_schedule ldm) and the noiser inside the loss (noisy_residual)."
+    "LDM DDIM tables (ddim_schedule ldm), the noiser inside the loss (noisy_residual) and the "
+    "operators' transpose in the gluing term (gluing_map official)."
 )
 _PSLD_1000 = {
     "steps": 1000, "eta": 0.0, "variance": "ddim", "spacing": "uniform", "ddim_schedule": "ldm",
-    "noisy_residual": True,
+    "noisy_residual": True, "gluing_map": "official",
 }  # fmt: skip
 PSLD_PRESETS = _table(
     {

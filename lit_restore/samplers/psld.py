@@ -27,13 +27,17 @@ code passes A x̂ through the task's measurement noiser before the residual — 
 numbers (σ_y = 0.05) used; ``noisy_residual=False`` takes the noiseless A x̂ of the paper's
 Eq. 8. At σ_y = 0 nothing is drawn (the official ``clean`` noiser).
 
-**A⁺.** The official code writes ``operator.transpose`` where the paper writes A⁺, and its
-operator classes define that "transpose" per task: nearest-neighbour upsampling for ×4 SR (the
-exact pseudo-inverse of 4× average pooling, but not of the bicubic ``Resizer`` the SR task
-measures with), the identity for Gaussian/motion deblurring and for inpainting (whose y is the
-masked image plus noise everywhere). Here A⁺ is the operator's exact pseudo-inverse (``pinv``);
-the two agree for average-pooling SR and for inpainting at σ_y = 0, and differ for bicubic SR
-and deblurring (where the official gluing image is y + x̂ − A x̂).
+**The gluing's A⁺** (``gluing_map``). The official code writes ``operator.transpose`` where the
+paper writes A⁺, and its operator classes (the DPS fork's ``guided_diffusion/measurements.py``)
+define that "transpose" per task: nearest-neighbour upsampling for ×4 SR (``F.interpolate``; the
+exact pseudo-inverse of 4× average pooling, not of the bicubic ``Resizer`` the SR task measures
+with) and the identity for Gaussian/motion deblurring and inpainting (whose y is the masked
+image plus noise everywhere), so the official gluing image is y + x̂ − A x̂ there.
+``gluing_map="official"`` (the default, what the published numbers used) maps by that rule from
+the shapes: y of the image's shape → y itself; y smaller by an integer factor → nearest
+upsampling (other shapes are refused). ``gluing_map="pinv"`` uses the operator's exact
+pseudo-inverse A⁺ (the paper's Eq. 8; the two agree for average-pooling SR, for inpainting at
+σ_y = 0, and wherever y is a flat measurement vector only ``"pinv"`` applies).
 
 Published settings (``stable-diffusion/run/inverse_*_ldm.sh``, FFHQ LDM-VQ-4, 1000 DDIM steps,
 η = 0): γ = 0.1, ω = 0.1 for inpainting and deblurring, ω = 0.9 for ×4 SR; Stable Diffusion
@@ -46,6 +50,7 @@ protocol), so that an image's result does not depend on its batch mates.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lit_restore import diffusion
@@ -54,6 +59,8 @@ from lit_restore.samplers.latent_dps import LatentDPS
 
 #: ``ddim_schedule`` values (module docstring)
 DDIM_SCHEDULES = ("ldm", "respaced")
+#: ``gluing_map`` values (module docstring)
+GLUING_MAPS = ("official", "pinv")
 
 
 class PSLD(LatentDPS):
@@ -67,6 +74,9 @@ class PSLD(LatentDPS):
             ``"respaced"`` (the shared loop's chain with ``spacing`` and ``variance``).
         noisy_residual: pass A x̂ through the measurement noise (σ_y, a fresh draw per step)
             before the residual, as the official code does; ``False``: the noiseless residual.
+        gluing_map: the map of measurements back to images in the gluing term: ``"official"``
+            (the official operators' ``transpose``: identity for image-shaped y, nearest
+            upsampling for SR) or ``"pinv"`` (the exact A⁺).
         spacing, variance: the ``"respaced"`` chain (``"ldm"`` requires the default ``uniform``).
     """
 
@@ -83,6 +93,7 @@ class PSLD(LatentDPS):
         variance: str = "ddim",
         ddim_schedule: str = "ldm",
         noisy_residual: bool = True,
+        gluing_map: str = "official",
         progress: bool = False,
     ) -> None:
         super().__init__(
@@ -97,6 +108,9 @@ class PSLD(LatentDPS):
                     "and variance='ddim', or set ddim_schedule='respaced'"
                 )
             diffusion.ldm_ddim_schedule(1000, self.steps)  # validate early
+        if gluing_map not in GLUING_MAPS:
+            raise ValueError(f"PSLD gluing_map must be one of {GLUING_MAPS}")
+        self.gluing_map = gluing_map
         self.gamma = float(gamma)
         self.omega = float(omega)
         self.ddim_schedule = ddim_schedule
@@ -149,10 +163,31 @@ class PSLD(LatentDPS):
         if self.noisy_residual and ctx.sigma_y > 0:
             predicted = predicted + ctx.sigma_y * ctx.randn(predicted)
         measurement = (ctx.y - predicted).flatten(1).norm(dim=1)
-        glued = pixel.pinv(ctx.y) + image - pixel.pinv(pixel.A(image))
+        if self.gluing_map == "pinv":
+            glued = pixel.pinv(ctx.y) + image - pixel.pinv(pixel.A(image))
+        else:
+            back = self.official_transpose
+            glued = back(ctx.y, image) + image - back(pixel.A(image), image)
         gluing = (prior.encode(glued) - x0).flatten(1).norm(dim=1)
         loss = self.omega * measurement + self.gamma * gluing
         return loss, loss.new_ones(loss.shape)
+
+    @staticmethod
+    def official_transpose(v: Tensor, image: Tensor) -> Tensor:
+        """The official operators' "transpose" of a measurement ``v`` for images like ``image``:
+        ``v`` itself when it has the image's shape (their inpainting and blur operators), nearest
+        upsampling by the integer size ratio when it is smaller (their ``SuperResolution``)."""
+        if v.shape == image.shape:
+            return v
+        same_layout = v.dim() == image.dim() == 4 and v.shape[:2] == image.shape[:2]
+        (h, w), (H, W) = v.shape[-2:], image.shape[-2:]
+        if same_layout and h and w and H % h == 0 and W % w == 0 and H // h == W // w:
+            return F.interpolate(v, scale_factor=H // h)
+        raise ValueError(
+            f"PSLD(gluing_map='official') maps image-shaped measurements by the identity and "
+            f"integer-downscaled ones by nearest upsampling; y of shape {tuple(v.shape)} for images "
+            f"{tuple(image.shape)} is neither — set gluing_map: pinv"
+        )
 
     def hparams(self) -> dict:
         return {
@@ -161,4 +196,5 @@ class PSLD(LatentDPS):
             "omega": self.omega,
             "ddim_schedule": self.ddim_schedule,
             "noisy_residual": self.noisy_residual,
+            "gluing_map": self.gluing_map,
         }
