@@ -1756,6 +1756,45 @@ def copy_namespace(ns: SimpleNamespace) -> SimpleNamespace:
     return SimpleNamespace(**vars(ns))
 
 
+def sr4_avgpool_problem(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_ref, y)``: a 32×32 image in [−0.8, 0.8] and its 4× average pooling plus σ 0.05
+    noise, from ``torch.Generator().manual_seed(seed)`` (the DAPS fixtures' measurement)."""
+    g = torch.Generator().manual_seed(seed)
+    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    return x_ref, y
+
+
+class Float32Out(torch.nn.Module):
+    """A network run in float64 whose output is rounded to float32: what the official
+    ``VPPrecond`` (which hard-codes float32) hands on in the float64 round-off run."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t, **kwargs):
+        return self.net(x.double(), t, **kwargs).float()
+
+
+def daps_modules(repo: Path) -> SimpleNamespace:
+    """Inside ``official(repo)``: DAPS's ``sampler`` module, ``model/precond.py`` (loaded by
+    path: ``model/__init__.py`` imports diffusers) and an official ``forward_operator.Operator``
+    subclass whose ``__call__`` is 4× average pooling (its own ``down_sampling`` is a bicubic
+    ``Resizer``), its ``loss`` and ``gradient`` the official ones."""
+    operators = importlib.import_module("forward_operator")
+
+    class AvgPool4(operators.Operator):
+        def __call__(self, x):
+            return torch.nn.functional.avg_pool2d(x, 4)
+
+    return SimpleNamespace(
+        sampler=importlib.import_module("sampler"),
+        precond=load_file(repo / "model" / "precond.py", "daps_precond"),
+        AvgPool4=AvgPool4,
+    )
+
+
 #: the DAPS fixtures: (name, mcmc_sampler_config) — ``configs/task/down_sampling.yaml`` ``pixel``
 #: (Langevin) and ``pixel_hmc``, on 20 annealing levels (the published 200 would take 10× longer
 #: and test nothing more: the level count only changes the σ grid)
@@ -1787,25 +1826,10 @@ def fx_daps(paths, out: Path) -> None:
     (schedules aside: ``tensorize`` casts them to float32) runs in float64."""
     repo = paths.daps
     model = FixtureModel(make_adm(paths, True))
-    g = torch.Generator().manual_seed(700)
-    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
-    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    x_ref, y = sr4_avgpool_problem(700)
     with official(repo), cpu_for_cuda(), stub_modules():
-        sampler_mod = importlib.import_module("sampler")
-        operators = importlib.import_module("forward_operator")
-        precond = load_file(repo / "model" / "precond.py", "daps_precond")
-
-        class AvgPool4(operators.Operator):
-            def __call__(self, x):
-                return torch.nn.functional.avg_pool2d(x, 4)
-
-        class Float32Out(torch.nn.Module):
-            def __init__(self, net: torch.nn.Module) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, x, t, **kwargs):  # float64 inside, float32 out (VPPrecond)
-                return self.net(x.double(), t, **kwargs).float()
+        daps_mods = daps_modules(repo)
+        sampler_mod, precond, AvgPool4 = daps_mods.sampler, daps_mods.precond, daps_mods.AvgPool4
 
         class EDMModel(torch.nn.Module):
             """The interface the official loop calls: ``score``, ``parameters``, ``get_in_shape``."""
@@ -2080,25 +2104,10 @@ def fx_latent_daps(paths, out: Path) -> None:
     repo = paths.daps
     vq = make_vq_f4(paths)
     net = FixtureModel(make_adm(paths, False))
-    g = torch.Generator().manual_seed(900)
-    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
-    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    x_ref, y = sr4_avgpool_problem(900)
     with official(repo), cpu_for_cuda(), stub_modules():
-        sampler_mod = importlib.import_module("sampler")
-        operators = importlib.import_module("forward_operator")
-        precond = load_file(repo / "model" / "precond.py", "daps_precond")
-
-        class AvgPool4(operators.Operator):
-            def __call__(self, x):
-                return torch.nn.functional.avg_pool2d(x, 4)
-
-        class Float32Out(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x, t, **kwargs):  # float64 inside, float32 out (VPPrecond)
-                return self.inner(x.double(), t, **kwargs).float()
+        daps_mods = daps_modules(repo)
+        sampler_mod, precond, AvgPool4 = daps_mods.sampler, daps_mods.precond, daps_mods.AvgPool4
 
         class LDM(torch.nn.Module):
             """``model/__init__.py::LDM`` (unconditional): VPPrecond(LatentDMWrapper(ldm))."""
