@@ -1828,15 +1828,16 @@ def fx_daps(paths, out: Path) -> None:
     model = FixtureModel(make_adm(paths, True))
     x_ref, y = sr4_avgpool_problem(700)
     with official(repo), cpu_for_cuda(), stub_modules():
-        daps_mods = daps_modules(repo)
-        sampler_mod, precond, AvgPool4 = daps_mods.sampler, daps_mods.precond, daps_mods.AvgPool4
+        mods = daps_modules(repo)
 
         class EDMModel(torch.nn.Module):
             """The interface the official loop calls: ``score``, ``parameters``, ``get_in_shape``."""
 
             def __init__(self, net: torch.nn.Module) -> None:
                 super().__init__()
-                self.precond = precond.VPPrecond(model=net, learn_sigma=True, conditional=False)
+                self.precond = mods.precond.VPPrecond(
+                    model=net, learn_sigma=True, conditional=False
+                )
 
             def tweedie(self, x, sigma):
                 return self.precond(x, torch.as_tensor(sigma).to(x.device))
@@ -1853,9 +1854,9 @@ def fx_daps(paths, out: Path) -> None:
                 with precision(dtype, model), PrescribedNoise(seed=7000 + k) as noise:
                     net = Float32Out(model) if dtype == torch.float64 else model
                     edm = EDMModel(net)
-                    daps = sampler_mod.DAPS(dict(DAPS_ANNEALING), dict(DAPS_ODE), dict(mcmc))
+                    daps = mods.sampler.DAPS(dict(DAPS_ANNEALING), dict(DAPS_ODE), dict(mcmc))
                     x_start = daps.get_start(1, edm)
-                    result = daps.sample(edm, x_start, AvgPool4(sigma=0.05), y.to(dtype))
+                    result = daps.sample(edm, x_start, mods.AvgPool4(sigma=0.05), y.to(dtype))
                 return result, noise
 
             final, noise = run(torch.float32)
@@ -2106,16 +2107,15 @@ def fx_latent_daps(paths, out: Path) -> None:
     net = FixtureModel(make_adm(paths, False))
     x_ref, y = sr4_avgpool_problem(900)
     with official(repo), cpu_for_cuda(), stub_modules():
-        daps_mods = daps_modules(repo)
-        sampler_mod, precond, AvgPool4 = daps_mods.sampler, daps_mods.precond, daps_mods.AvgPool4
+        mods = daps_modules(repo)
 
         class LDM(torch.nn.Module):
             """``model/__init__.py::LDM`` (unconditional): VPPrecond(LatentDMWrapper(ldm))."""
 
             def __init__(self, ldm: TinyLDM) -> None:
                 super().__init__()
-                self.net = precond.LatentDMWrapper(ldm)
-                self.model = precond.VPPrecond(label_dim=0, model=self.net, conditional=False)
+                self.net = mods.precond.LatentDMWrapper(ldm)
+                self.model = mods.precond.VPPrecond(label_dim=0, model=self.net, conditional=False)
 
             def encode(self, x0):
                 return self.model.model.encode(x0)
@@ -2136,10 +2136,10 @@ def fx_latent_daps(paths, out: Path) -> None:
             with precision(dtype, net, vq), PrescribedNoise(seed=9000) as noise:
                 inner = Float32Out(net) if dtype == torch.float64 else net
                 model = LDM(TinyLDM(inner, vq, scale_factor=1.0))
-                daps = sampler_mod.LatentDAPS(dict(LATENT_DAPS_ANNEALING), dict(LATENT_DAPS_ODE),
+                daps = mods.sampler.LatentDAPS(dict(LATENT_DAPS_ANNEALING), dict(LATENT_DAPS_ODE),
                                               dict(LATENT_DAPS_MCMC))  # fmt: skip
                 z_start = daps.get_start(1, model)
-                result = daps.sample(model, z_start, AvgPool4(sigma=0.05), y.to(dtype))
+                result = daps.sample(model, z_start, mods.AvgPool4(sigma=0.05), y.to(dtype))
             return result.detach(), noise
 
         final, noise = run(torch.float32)
