@@ -7,14 +7,17 @@ with widths ÷ ``--width-div``. SR×4 (``BicubicSR(4)``), Gaussian noise σ = 0.
 
 Latent DPS / SaFaRI / PSLD: ``--steps K`` timed steps (after one untimed 1-step warm-up),
 extrapolated to the published 1000 (median step × 1000 + the loop's fixed cost: decoding).
-ReSample: its DDIM steps are forward-only, but every 10th step (index ≤ 2N/3) runs an
-optimisation with early stopping whose iteration count depends on the data; reported as the
-timed DDIM step × 500 plus the measured cost of one pixel-stage and one latent-stage iteration
-times the official *maximum* counts (17 pixel-stage resamplings × 2000, 16 latent-stage × 500,
-plus the final 500 on z_0): an upper bound. Latent DAPS: preset ``ldm_sr4`` ("DAPS-100": 50
+ReSample (official mode): each of its 500 steps is a latent-DPS step (ε forward, backward through
+UNet and decoder), every 10th step (index ≤ 2N/3) adds a 5-step forward-only DDIM look-ahead
+(165 evaluations) and an optimisation with early stopping whose iteration count depends on the
+data; reported as the timed step × 500 + 165 × the timed forward-only step (paper mode) plus the
+measured cost of one pixel-stage and one latent-stage iteration times the official *maximum*
+counts (17 pixel-stage resamplings × 2000, 16 latent-stage × 500, plus the final 500 on z_0):
+an upper bound. Latent DAPS: preset ``ldm_sr4`` ("DAPS-100": 50
 annealing levels × 2 ODE steps, 24 HMC steps per level, each a decoder forward + backward);
 ``--steps K`` timed levels after one untimed 1-level warm-up, extrapolated to the published 50
-(median level × 50 + the fixed cost); NFE per image = levels × ODE steps = 100. Peak memory: growth of peak RSS in a forked child
+(median level × 50 + the fixed cost); NFE per image = levels × ODE steps = 100. Peak memory:
+growth of peak RSS in a forked child
 (CPU) or ``torch.cuda.max_memory_allocated`` (GPU), as ``bench_samplers.py``.
 
     OMP_WAIT_POLICY=PASSIVE python bench/bench_latent.py --reduced --device cpu --threads 2 --json bench/results/latent_cpu_reduced.json
@@ -51,11 +54,21 @@ METHODS = {
 }  # fmt: skip
 
 
+def resample_indices(n: int, every: int = 10) -> list[int]:
+    """The (count-down) step indices at which the official schedule of n steps resamples."""
+    return [i for i in range(n) if i % every == 0 and 0 < i <= n - n // 3]
+
+
 def resample_counts(n: int, every: int = 10) -> tuple[int, int]:
     """(pixel-stage, latent-stage) resamplings of the official schedule for N steps."""
-    idx = [i for i in range(n) if i % every == 0 and 0 < i <= n - n // 3]
+    idx = resample_indices(n, every)
     pixel = sum(i >= n // 3 for i in idx)
     return pixel, len(idx) - pixel
+
+
+def resample_lookahead_evaluations(n: int, every: int = 10, lookahead: int = 5) -> int:
+    """Network evaluations of the official look-ahead: min(5, i) before each resampling i."""
+    return sum(min(lookahead, i) for i in resample_indices(n, every))
 
 
 def prior_config(args: argparse.Namespace) -> dict:
@@ -88,8 +101,8 @@ def run_row(method: str, args: argparse.Namespace) -> dict:
     make, published = METHODS[method]
     steps = min(args.steps, published)
 
-    def sample(n: int) -> tuple[float, list[float], int]:
-        sampler = make(n)
+    def sample(n: int, factory=None) -> tuple[float, list[float], int]:
+        sampler = (factory or make)(n)
         marks: list[float] = []
 
         def mark(_info) -> None:
@@ -118,11 +131,20 @@ def run_row(method: str, args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     rss0, how = reset_peak_rss()
     if method == "resample":
-        # the DDIM steps alone (no resampling within the chain, one final iteration), then the
-        # optimisers' cost per iteration, scaled to the official maximum counts
-        make = lambda n: ReSample(steps=n, every=10**9, latent_iters=1)  # noqa: E731
-        sample(1)
-        elapsed, steps_s, nfe = sample(steps)
+        # the official steps alone (ε forward + the per-step latent DPS backward through UNet and
+        # decoder; no resampling within the chain, one final iteration; the uniform grid, which
+        # takes any step count), the look-ahead's forward-only DDIM steps (timed in paper mode),
+        # then the optimisers' cost per iteration, scaled to the official maximum counts
+        def timed(mode: str):
+            return lambda n: ReSample(
+                mode=mode, steps=n, spacing="uniform", every=10**9, latent_iters=1
+            )
+
+        sample(1, timed("official"))
+        elapsed, steps_s, nfe = sample(steps, timed("official"))
+        sample(1, timed("paper"))
+        forward_s = sample(steps, timed("paper"))[1]
+        lookahead = resample_lookahead_evaluations(published)
         sampler = ReSample(steps=published, pixel_iters=5, latent_iters=5, tol=0.0, patience=10**9)
         pixel_op = op.at(tuple(x.shape))
         ctx = SamplingContext(
@@ -142,10 +164,14 @@ def run_row(method: str, args: argparse.Namespace) -> dict:
             per_iter[stage] = (time.perf_counter() - t0) / 5
         n_pix, n_lat = resample_counts(published)
         opt = n_pix * 2000 * per_iter["pixel"] + (n_lat + 1) * 500 * per_iter["latent"]
-        total = statistics.median(steps_s) * published + opt
+        lookahead_s = lookahead * statistics.median(forward_s)
+        total = statistics.median(steps_s) * published + lookahead_s + opt
+        nfe += lookahead * steps / published  # per image below: steps → published
         extra = {
             "pixel_iter_s": per_iter["pixel"], "latent_iter_s": per_iter["latent"],
             "resamplings": [n_pix, n_lat], "optimisation_upper_bound_s": opt,
+            "lookahead_evaluations": lookahead, "lookahead_s": lookahead_s,
+            "forward_step_s": forward_s,
         }  # fmt: skip
     else:
         sample(1)

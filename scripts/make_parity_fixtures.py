@@ -295,14 +295,14 @@ def cpu_for_cuda() -> Iterator[None]:
     """The official loops hard-code ``.to('cuda')``/``.cuda()``: map them to the CPU."""
     to, cuda = torch.Tensor.to, torch.Tensor.cuda
 
-    def is_cuda(a) -> bool:
+    def cuda_name(a) -> bool:  # "cuda", "cuda:0" or torch.device("cuda") (resample's ddim.py)
         return (isinstance(a, str) and a.startswith("cuda")) or (
             isinstance(a, torch.device) and a.type == "cuda"
         )
 
     def _to(self, *args, **kwargs):
-        args = tuple("cpu" if is_cuda(a) else a for a in args)
-        if is_cuda(kwargs.get("device")):
+        args = tuple("cpu" if cuda_name(a) else a for a in args)
+        if cuda_name(kwargs.get("device")):
             kwargs["device"] = "cpu"
         return to(self, *args, **kwargs)
 

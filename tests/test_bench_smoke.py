@@ -153,15 +153,17 @@ def test_run_gpu_smoke_all_rows(tmp_path):
 def test_latent_bench_runs_and_counts_resamplings():
     """bench/bench_latent.py in its smallest mode (32 px, one timed step) and its schedule count:
     ReSample's official 500 steps resample at indices 10, 20, …, 330 (≤ N − N//3 = 334), 17 of
-    them in the pixel stage (≥ N//3 = 166) and 16 in the latent stage."""
+    them in the pixel stage (≥ N//3 = 166) and 16 in the latent stage; each adds a 5-step
+    look-ahead, so its NFE per image is 500 + 33·5 = 665."""
     path = Path(__file__).resolve().parents[1] / "bench" / "bench_latent.py"
     spec = importlib.util.spec_from_file_location("bench_latent", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.resample_counts(500) == (17, 16)
+    assert module.resample_lookahead_evaluations(500) == 165
     args = ["--reduced", "--image-size", "32", "--steps", "1", "--device", "cpu"]
     rows = module.main([*args, "--methods", "psld,resample"])
-    assert [r["nfe_per_image"] for r in rows] == [1000, 500]
+    assert [r["nfe_per_image"] for r in rows] == [1000, 665]
     assert all(r["seconds_per_image"] > 0 for r in rows)
 
 

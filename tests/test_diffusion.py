@@ -78,6 +78,41 @@ def test_quad_rule_is_diffpir_skip_type_quad():
     assert quad_timesteps(T, 100)[:4] == [999, 899, 857, 825] and respace(T, 1, "quad") == [999]
 
 
+def test_ldm_rule_is_compvis_make_ddim_timesteps():
+    """CompVis ``make_ddim_timesteps("uniform")``: ``range(0, T, T // N) + 1`` (untruncated:
+    more than N entries when N ∤ T), the chain ending at t = 0 (``alphas_prev[0] =
+    alphacums[0]``). N whose top entry would be t = T (the official code indexes past ᾱ:
+    T // N ∈ {1, 3, 9, 27, 37, 111, 333}, divisors of 999) are refused; every other N
+    is the formula."""
+    refused = []
+    for n in range(1, T + 1):
+        c = T // n
+        grid = [t + 1 for t in range(0, T, c)]
+        if grid[-1] > T - 1:
+            refused.append(c)
+            with pytest.raises(ValueError, match="spacing 'ldm'"):
+                respace(T, n, "ldm")
+        else:
+            assert respace(T, n, "ldm") == grid[::-1]
+    assert sorted(set(refused)) == [1, 3, 9, 27, 37, 111, 333]
+    assert respace(T, 500, "ldm")[:2] == [999, 997] and respace(T, 500, "ldm")[-1] == 1
+    assert respace(T, 40, "ldm")[:2] == [976, 951] and len(respace(T, 6, "ldm")) == 7
+    assert diffusion.chain_end("ldm") == 0
+    assert all(diffusion.chain_end(r) == -1 for r in diffusion.SPACINGS if r != "ldm")
+
+
+def test_ldm_chain_ends_at_alpha_bar_zero():
+    """A DDIM loop on the ``"ldm"`` grid takes its last step 1 → 0 (ᾱ_0, not ᾱ = 1), and the
+    ancestral chain (which ends at ᾱ = 1) refuses the grid."""
+    from lit_restore.samplers.base import DDIM, Sampler
+
+    pairs = DDIM(steps=500, spacing="ldm").schedule(T)
+    assert pairs[0] == (999, 997) and pairs[-1] == (1, 0) and len(pairs) == 500
+    assert DDIM(steps=500).schedule(T)[-1] == (0, -1)
+    with pytest.raises(ValueError, match="variance 'ddim'"):
+        Sampler(steps=500, spacing="ldm", variance="fixed_small")
+
+
 def test_respace_rejects_bad_requests():
     with pytest.raises(ValueError, match="spacing"):
         respace(T, 10, "bogus")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 
 import pytest
@@ -208,6 +209,9 @@ LATENT_METHODS = {
     # the matrix operators' flat y has no official "transpose" (module psld): the paper's A⁺
     "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5, gluing_map="pinv"),
     "resample": lambda: ReSample(steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50),
+    "resample_paper": lambda: ReSample(
+        mode="paper", steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50
+    ),
     # τ = √2 σ_y (the exact likelihood), no gradient clamp, a constant Langevin step 3e-4: the
     # target's Lipschitz constant is ≤ 2‖A M‖²/τ² + 1/σ_min² ≤ 2·6.46/0.02 + 100 = 746 (‖A M‖² =
     # 2.42 / 5.01 / 6.46 for sr / blur / inpaint), so lr·L ≤ 0.22 (stable); the σ → t rule that
@@ -231,7 +235,8 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     latent DPS (100, scale 0.5)   0.0513  0.0337  0.0247
     latent SaFaRI (100, 0.5)      0.0514  0.0337  0.0247
     PSLD (100 LDM DDIM, ω 0.5)    0.0548  0.0582  0.0382
-    ReSample (50 DDIM, every 5)   0.0368  0.0454  0.0431
+    ReSample official (50, ev. 5) 0.0506  0.0739  0.0359
+    ReSample paper (50, every 5)  0.0366  0.0451  0.0435
     latent DAPS (50×5, 50 Lang.)  0.0201  0.0305  0.0197
     ============================  ======  ======  =======
 
@@ -240,7 +245,11 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     measurements its ψ-fidelity is DPS's ‖r‖² and the two coincide.) The 512-run mean's own
     standard error, √(mean diag(M C Mᵀ)/512), is 0.0049 / 0.0044 / 0.0047 (printed): the
     remaining distance is each method's bias (approximate guidance, few steps), and the 2× margin
-    holds with a factor ≥ 2.6 to spare (PSLD SR: 0.1475 / 0.0548 = 2.69).
+    holds with a factor ≥ 2.6 to spare (PSLD SR: 0.1475 / 0.0548 = 2.69; ReSample official
+    on blur: 0.0739 against 0.5·0.405 = 2.74).
+    ReSample's official mode is further off than its paper mode on sr/blur: its per-step DPS and
+    look-ahead use the code's ``pseudo_x0`` (√(1−ᾱ_t) squared), which is not the posterior mean.
+    ReSample runs on the ``"ldm"`` grid (its default).
     """
     prior, op, y, x_post, x_prior, sem = _latent_problem(kind)
     sampler = LATENT_METHODS[method]()
@@ -263,6 +272,9 @@ FAST = {
     "latent_daps": lambda: LatentDAPS(annealing_steps=5, ode_steps=2, mcmc_steps=3, lr=1e-4),
     "resample": lambda: ReSample(
         steps=10, every=2, pixel_iters=20, latent_iters=20, patience=5, tol=1e-6
+    ),
+    "resample_paper": lambda: ReSample(
+        mode="paper", steps=10, every=2, pixel_iters=20, latent_iters=20, patience=5, tol=1e-6
     ),
 }
 
@@ -295,7 +307,7 @@ def test_psld_ldm_chain_is_the_official_samplers():
     assert full.network_timestep(999, 1000) == 1000 and full.network_timestep(0, 1000) == 1
     respaced = PSLD(steps=50, ddim_schedule="respaced")
     assert respaced.schedule(1000)[-1] == (0, -1) and respaced.network_timestep(980, 1000) == 980
-    with pytest.raises(ValueError, match="IndexError"):
+    with pytest.raises(ValueError, match="official DDIM sampler fails"):
         PSLD(steps=3)
     with pytest.raises(ValueError, match="respaced"):
         PSLD(steps=50, spacing="guided_diffusion")
@@ -326,6 +338,36 @@ def test_psld_official_gluing_map_is_the_official_operators_transpose():
     assert torch.allclose(glued, y + image - blur.A(image))
     with pytest.raises(ValueError, match="gluing_map"):
         PSLD(gluing_map="transpose")
+
+
+def test_resample_stopping_rules_are_the_official_per_image():
+    """``_optimise`` stops each image by the official rules (``latent_optimization``: after the
+    AdamW step of iteration k, stop if loss_k < ε², or — from k = patience on — if loss_k exceeds
+    loss_{k−patience}). Scripted losses with zero gradient: AdamW then only applies its decoupled
+    weight decay, v ← v·(1 − lr·0.01) per step taken, so the final value tells each image's count
+    of steps exactly. Image 0 rises above its value 3 iterations earlier at k = 5 (6 steps), image
+    1 falls below ε² = 1e-6 at k = 2 (3 steps), image 2 runs to the cap (10 steps)."""
+    from lit_restore.samplers.resample import _optimise
+
+    script = torch.tensor(
+        [
+            [5.0, 4.0, 3.0, 3.5, 3.2, 3.6, 1.0, 1.0, 1.0, 1.0],  # k=5: 3.6 > loss_2 = 3.0
+            [1.0, 0.5, 1e-7, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5],
+        ]
+    )
+    calls = []
+
+    def loss_fn(v):
+        k = len(calls)
+        calls.append(k)
+        return script[:, k] + 0 * v.flatten(1).sum(1)
+
+    start = torch.ones(3, 2)
+    out = _optimise(start, loss_fn, lr=0.1, iters=10, tol=1e-3, patience=3)
+    steps = torch.log(out[:, 0].double()) / math.log(1 - 0.1 * 0.01)
+    assert torch.allclose(steps, torch.tensor([6.0, 3.0, 10.0], dtype=torch.float64), atol=1e-3)
+    assert len(calls) == 10
 
 
 def test_psld_gluing_term_is_the_papers():
@@ -399,7 +441,7 @@ E2E_SAMPLERS = {
     "latent_daps": ("LatentDAPS", {"annealing_steps": 3, "ode_steps": 2, "mcmc_steps": 2}),
     "resample": (
         "ReSample",
-        {"steps": 3, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
+        {"steps": 4, "every": 1, "pixel_iters": 2, "latent_iters": 2, "patience": 1},
     ),
 }
 E2E_OPERATORS = {

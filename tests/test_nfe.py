@@ -19,7 +19,10 @@ latent DPS / latent SaFaRI   N (one ε(z_t) per step; decoder/encoder calls are 
            network evaluations of the prior)
 PSLD       |range(0, T, T // N)| (one ε(z_t) per step of the CompVis LDM DDIM chain its official
            sampler runs: N when N divides T, else more; 1000 for every N > T/2)
-ReSample   N (one ε(z_t) per step; its data-consistency optimisations use only E, D and A)
+ReSample   official: n + Σ min(5, i) over its resampling indices i (one ε(z_t) per step of
+           the CompVis grid, n = |range(0, T, T // N)|, plus the 5-step DDIM look-ahead before
+           each resampling, fewer when i < 5); paper: n. Its data-consistency optimisations
+           and the per-step DPS gradient use only E, D, A and the step's own forward graph
 latent DAPS  N·K (DAPS on z; the MCMC uses only A ∘ D)
 DAPS       N·K (N annealing levels × K Euler steps of the ODE; the MCMC uses only A)
 ResShift   T per tile group (T when untiled)
@@ -120,6 +123,13 @@ def _check(calls: list, out: dict, module: ZeroShotRestoration, expected: int) -
     assert len(set(calls)) == len(calls), "the network was evaluated twice at the same (x_t, t)"
 
 
+def _resample_definition(steps: int, every: int, lookahead: int) -> int:
+    """ReSample on the ``"ldm"`` grid (n = |range(0, T, T // N)|): n, plus ``min(lookahead, i)``
+    look-ahead evaluations at each resampling index i (``i % every == 0``, 0 < i ≤ n − n//3)."""
+    n = len(range(0, 1000, 1000 // steps))
+    return n + sum(min(lookahead, i) for i in range(1, n - n // 3 + 1) if i % every == 0)
+
+
 def _ddnm_definition(n: int, length: int, repeat: int) -> int:
     jump_points = len(range(0, n - length, length))  # RePaint get_schedule_jump
     return n + (repeat - 1) * length * jump_points
@@ -145,7 +155,14 @@ LATENT_METHODS = {
     "latent_dps": (lambda: LatentDPS(steps=N), N),
     "latent_safari": (lambda: LatentSaFaRI(steps=N), N),
     "psld": (lambda: PSLD(steps=N), len(range(0, 1000, 1000 // N))),  # 7 for N = 6
-    "resample": (lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1), N),
+    "resample": (
+        lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1),
+        _resample_definition(N, every=1, lookahead=5),  # 7 + (1 + 2 + 3 + 4 + 5) = 22 for N = 6
+    ),
+    "resample_paper": (
+        lambda: ReSample(mode="paper", steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1),
+        _resample_definition(N, every=1, lookahead=0),
+    ),
     "latent_daps": (lambda: LatentDAPS(annealing_steps=N, ode_steps=3, mcmc_steps=2), N * 3),
 }  # fmt: skip
 

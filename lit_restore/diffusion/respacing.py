@@ -1,8 +1,8 @@
 """Which timesteps a shortened chain of N steps visits, out of the T training steps.
 
 Each rule returns original timesteps in sampling order (descending); the chain then ends at
-``t = −1`` (ᾱ = 1). The rules are named after where they come from, so that a method's config can
-use the one its official code uses:
+``t = −1`` (ᾱ = 1), except ``"ldm"``'s, which ends at ``t = 0`` (:func:`chain_end`). The rules are
+named after where they come from, so that a method's config can use the one its official code uses:
 
 * ``"leading"`` (alias ``"uniform"``) — :func:`leading_timesteps`, ermongroup/ddim
   ``runners/diffusion.py`` (``skip_type="uniform"``: ``range(0, T, T // N)``) truncated to its
@@ -20,14 +20,20 @@ use the one its official code uses:
 * ``"linspace"`` — :func:`linspace_timesteps`, ``round(i·(T−1)/(N−1))``; close to, but not the
   same as, ``space_timesteps`` (the rounding of the partial sums differs at 278 of N = 2 … 1000
   for T = 1000, the first N = 21, and N = 1 gives ``[T−1]``). Kept for configs that name it.
-* ``ldm_ddim_schedule`` (not a ``spacing`` name: it also moves the chain's end) — the DDIM
-  tables of the CompVis LDM sampler as the PSLD fork computes them: network timesteps
-  ``range(0, T, T // N) + 1``, ᾱ taken at those timesteps (at one less when the last equals the
-  table length, the fork's fix for N = T), and the step into the last one ending at ᾱ_0, not 1.
 * ``"quad"`` — :func:`quad_timesteps`, yuanzhi-zhu/DiffPIR ``main_ddpir.py`` (``skip_type="quad"``): the
   noise-level index ``seq_i = int(√(i·T²/(N−1)))`` (its last entry minus one) read from the top
   of the chain, ``t_i = T−1−seq_i``: dense near t = T−1, sparse near 0 (N = 100: 999, 899, 858,
   …, 0). Indices may repeat when N approaches T; they are kept, as the official loop keeps them.
+* ``"ldm"`` — :func:`ldm_timesteps`, CompVis latent-diffusion
+  ``ldm/modules/diffusionmodules/util.py::make_ddim_timesteps`` (``ddim_discr_method="uniform"``):
+  ``range(0, T, T // N)`` untruncated *plus one* ("to get the final alpha values right"), and
+  ``make_ddim_sampling_parameters`` sets the last step's ᾱ_prev to ``alphacums[0]``: the chain
+  ends at ``t = 0``, not at ᾱ = 1. T = 1000, N = 500 gives 999, 997, …, 1 → 0. The DDIM samplers
+  of the LDM family (soominkwon/resample, LituRout/PSLD) use it. N with a top entry
+  ``(⌈T/(T//N)⌉ − 1)·(T//N) + 1 > T − 1`` (N = 1000, 300 … for T = 1000) index past ᾱ there and
+  are refused here. The PSLD fork runs those with the last τ = N (N = T, every N > T/2) by
+  taking ᾱ one index lower while the network keeps τ: :func:`ldm_ddim_schedule` (network and ᾱ
+  timesteps of either form; not a ``spacing``, as the network's t then differs from ᾱ's).
 """
 
 from __future__ import annotations
@@ -79,39 +85,16 @@ def quad_timesteps(num_timesteps: int, steps: int) -> list[int]:
     return [num_timesteps - 1 - s for s in seq]
 
 
-def ldm_ddim_schedule(num_timesteps: int, steps: int) -> tuple[list[int], list[int], list[int]]:
-    """The DDIM chain of CompVis latent-diffusion's sampler as LituRout/PSLD runs it
-    (``stable-diffusion/ldm/modules/diffusionmodules/util.py``: ``make_ddim_timesteps`` with
-    ``ddim_discr_method="uniform"`` and ``make_ddim_sampling_parameters``; the sampler
-    ``ldm/models/diffusion/psld.py::DDIMSampler``), in sampling order (descending):
-
-    * network timesteps ``τ = range(0, T, T // N) + 1`` ("add one to get the final alpha values
-      right"): N = 100 gives 991, 981, …, 1 — note ``range`` yields more than N values when
-      N ∤ T (N = 3: 1, 334, 667, 1000);
-    * the ᾱ index of each step: τ itself, or τ − 1 when the last τ equals the number of steps
-      (the fork's "subtracting 1 … to match the dimension": N = T, every N > T/2, and N = 1);
-    * the ᾱ index the step goes to: the previous step's, and **0 for the last step** — the chain
-      ends at ᾱ_0 (= 1 − β_0), not at ᾱ = 1 (``alphas_prev = [alphacums[0]] + …``).
-
-    Returns ``(network_t, alpha_t, alpha_next)``, three lists of equal length.
-
-    Raises:
-        ValueError: when an ᾱ index reaches T (the official code's ``IndexError``: N = 3, 333 …
-            for T = 1000, where ``range`` overshoots without the fork's shift).
-    """
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
-    net_t = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)]
-    shift = 1 if net_t[-1] == len(net_t) else 0
-    alpha_t = [t - shift for t in net_t]
-    if alpha_t[-1] >= num_timesteps:
+def ldm_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """CompVis ``make_ddim_timesteps(uniform)``: ``range(0, T, T // N) + 1``, descending."""
+    ts = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)][::-1]
+    if ts[0] > num_timesteps - 1:
         raise ValueError(
-            f"the LDM DDIM schedule of {steps} steps indexes timestep {alpha_t[-1]} of a "
-            f"{num_timesteps}-step chain (the official sampler fails with an IndexError); choose "
-            f"a step count that divides {num_timesteps}, or more than {num_timesteps // 2}"
+            f"spacing 'ldm' with steps={steps}: CompVis's grid range(0, {num_timesteps}, "
+            f"{num_timesteps // steps}) + 1 reaches t = {ts[0]} > {num_timesteps - 1} (the "
+            "official DDIM sampler fails there too); choose other steps or spacing 'uniform'"
         )
-    alpha_next = [0, *alpha_t[:-1]]
-    return net_t[::-1], alpha_t[::-1], alpha_next[::-1]
+    return ts
 
 
 #: spacing name → rule; ``"uniform"`` is the historical name of ``"leading"``.
@@ -122,7 +105,47 @@ SPACINGS: dict[str, Callable[[int, int], list[int]]] = {
     "guided_diffusion": space_timesteps,
     "linspace": linspace_timesteps,
     "quad": quad_timesteps,
+    "ldm": ldm_timesteps,
 }
+
+#: where a rule's chain ends when it is not ``t = −1`` (ᾱ = 1)
+_CHAIN_ENDS: dict[str, int] = {"ldm": 0}
+
+
+def chain_end(spacing: str) -> int:
+    """The timestep the last step of a ``spacing`` chain lands on: −1 (ᾱ = 1, the clean image)
+    for every rule but ``"ldm"``, whose DDIM ends at ᾱ_0 (``alphas_prev[0] = alphacums[0]``)."""
+    return _CHAIN_ENDS.get(spacing, -1)
+
+
+def ldm_ddim_schedule(num_timesteps: int, steps: int) -> tuple[list[int], list[int], list[int]]:
+    """The ``"ldm"`` chain as LituRout/PSLD's fork runs it (``stable-diffusion/ldm/modules/
+    diffusionmodules/util.py::make_ddim_sampling_parameters``, the sampler
+    ``ldm/models/diffusion/psld.py::DDIMSampler``), in sampling order (descending):
+
+    * network timesteps: the ``"ldm"`` grid ``τ = range(0, T, T // N) + 1`` (:func:`ldm_timesteps`);
+    * the ᾱ index of each step: τ itself — or τ − 1 where the fork's fix applies ("subtracting 1
+      … to match the dimension": the last τ equals the number of steps, i.e. N = T, every
+      N > T/2 and N = 1, grids that CompVis's own code cannot index); the network is then still
+      asked at τ, one step above its ᾱ;
+    * the ᾱ index the step goes to: the next step's, and :func:`chain_end` ``("ldm")`` = 0 for
+      the last — the chain ends at ᾱ_0.
+
+    Returns ``(network_t, alpha_t, alpha_next)``, three lists of equal length.
+
+    Raises:
+        ValueError: N outside [1, T], or a grid that overflows without the fork's fix (N = 3,
+            333 … for T = 1000; the official code raises ``IndexError``), as :func:`ldm_timesteps`.
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    grid = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)]
+    if grid[-1] == len(grid):  # the fork's shift of the ᾱ indices
+        net_t = grid[::-1]
+        alpha_t = [t - 1 for t in net_t]
+    else:
+        net_t = alpha_t = ldm_timesteps(num_timesteps, steps)
+    return net_t, alpha_t, [*alpha_t[1:], chain_end("ldm")]
 
 
 def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:

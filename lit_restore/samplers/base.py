@@ -12,7 +12,9 @@ progress bar, the per-step callback, per-image noise and NFE counting.
 truncated to N — T=1000, N=100 gives 990, 980, …, 0 — followed by ``t = −1`` with ᾱ₋₁ = 1
 (DDIM ``compute_alpha``; DDNM ``get_schedule_jump``); ``"ddrm"`` the same range untruncated
 (DDRM); ``"guided_diffusion"`` guided-diffusion's ``space_timesteps`` (DPS; N = T is the full
-chain 999 … 0); ``"linspace"`` N steps spread evenly over [0, T−1].
+chain 999 … 0); ``"linspace"`` N steps spread evenly over [0, T−1]; ``"ldm"`` CompVis
+latent-diffusion's DDIM grid ``range(0, T, T // N) + 1`` ending at ``t = 0`` (ᾱ_0, not 1; DDIM
+transition only).
 
 **Generic transition** (``variance=``):
 
@@ -45,7 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lit_restore import diffusion
-from lit_restore.diffusion import VARIANCE_TYPES, AncestralChain, respace
+from lit_restore.diffusion import VARIANCE_TYPES, AncestralChain, chain_end, respace
 from lit_restore.operators.base import Operator, require_capabilities
 from lit_restore.priors.base import DiffusionPrior
 from lit_restore.runtime import autocast
@@ -147,7 +149,8 @@ class Sampler:
         steps: number of denoising steps N (network evaluations for most methods).
         spacing: a respacing rule by the name of its source — ``"uniform"``/``"leading"``
             (skip = T//N, first N), ``"ddrm"`` (untruncated), ``"guided_diffusion"``
-            (``space_timesteps``), ``"linspace"``, ``"quad"`` (DiffPIR); see
+            (``space_timesteps``), ``"linspace"``, ``"quad"`` (DiffPIR), ``"ldm"`` (CompVis
+            DDIM, +1, ends at t = 0); see
             :mod:`lit_restore.diffusion.respacing`.
         eta: DDIM η of the generic transition (1 = DDPM ancestral, 0 = deterministic DDIM).
         clip_denoised: clamp x̂0 to [-1, 1] before the transition.
@@ -177,6 +180,12 @@ class Sampler:
             raise ValueError(
                 f"unknown variance {variance!r}; choose 'ddim', 'auto' or one of {VARIANCE_TYPES}"
             )
+        if chain_end(spacing) != -1 and variance != "ddim":
+            # the ancestral chain's tables end at ᾱ = 1 (guided-diffusion), this grid does not
+            raise ValueError(
+                f"spacing {spacing!r} (CompVis DDIM grid, ends at ᾱ_0) runs with variance 'ddim'; "
+                f"got variance {variance!r}"
+            )
         self.variance = variance
         self.steps = int(steps)
         self.spacing = spacing
@@ -193,9 +202,10 @@ class Sampler:
         return respace(num_timesteps, self.steps, self.spacing)
 
     def schedule(self, num_timesteps: int = 1000) -> list[tuple[int, int]]:
-        """Pairs ``(t, t_next)``; ``t_next > t`` means a forward jump (DDNM time travel)."""
+        """Pairs ``(t, t_next)``; ``t_next > t`` means a forward jump (DDNM time travel). The last
+        lands on ``t = −1`` (ᾱ = 1), or on ``t = 0`` for spacing ``"ldm"`` (CompVis DDIM)."""
         ts = self.timesteps(num_timesteps)
-        return list(zip(ts, [*ts[1:], -1]))
+        return list(zip(ts, [*ts[1:], chain_end(self.spacing)]))
 
     # ----------------------------------------------------- method hooks
     def requirements(self, sigma_y: float) -> tuple[str, frozenset[str] | None]:
