@@ -1,4 +1,4 @@
-"""Latent methods (latent DPS, latent SaFaRI, PSLD, ReSample): seconds per image, NFE, peak memory.
+"""Latent methods (latent DPS, SaFaRI, PSLD, ReSample, DAPS): seconds per image, NFE, peak memory.
 
 The prior is the real :class:`~lit_restore.priors.LDMPrior` in the published FFHQ/CelebA-HQ
 LDM-VQ-4 layout (``REGISTRY["ldm-ffhq256"].config``: 274 M UNet + 55 M VQ-f4; random weights,
@@ -13,7 +13,11 @@ UNet and decoder), every 10th step (index ≤ 2N/3) adds a 5-step forward-only D
 data; reported as the timed step × 500 + 165 × the timed forward-only step (paper mode) plus the
 measured cost of one pixel-stage and one latent-stage iteration times the official *maximum*
 counts (17 pixel-stage resamplings × 2000, 16 latent-stage × 500, plus the final 500 on z_0):
-an upper bound. Peak memory: growth of peak RSS in a forked child
+an upper bound. Latent DAPS: preset ``ldm_sr4`` ("DAPS-100": 50
+annealing levels × 2 ODE steps, 24 HMC steps per level, each a decoder forward + backward);
+``--steps K`` timed levels after one untimed 1-level warm-up, extrapolated to the published 50
+(median level × 50 + the fixed cost); NFE per image = levels × ODE steps = 100. Peak memory:
+growth of peak RSS in a forked child
 (CPU) or ``torch.cuda.max_memory_allocated`` (GPU), as ``bench_samplers.py``.
 
     OMP_WAIT_POLICY=PASSIVE python bench/bench_latent.py --reduced --device cpu --threads 2 --json bench/results/latent_cpu_reduced.json
@@ -33,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import peak_rss, randomise, reset_peak_rss, run_forked, sync, write_json
 from lit_restore.operators import BicubicSR, GaussianNoise
+from lit_restore.presets import preset_args
 from lit_restore.priors import LDMPrior
 from lit_restore.priors.registry import REGISTRY
-from lit_restore.samplers import PSLD, LatentDPS, LatentSaFaRI, ReSample
+from lit_restore.samplers import PSLD, LatentDAPS, LatentDPS, LatentSaFaRI, ReSample
 from lit_restore.samplers.base import SamplingContext
 from lit_restore.samplers.latent import DecodedOperator
 
@@ -44,6 +49,8 @@ METHODS = {
     "latent_safari": (lambda n: LatentSaFaRI(steps=n, scale=0.9, variance="ddim", eta=0.0, spacing="uniform"), 1000),
     "psld": (lambda n: PSLD(steps=n, gamma=0.1, omega=0.9), 1000),
     "resample": (lambda n: ReSample(steps=n), 500),
+    # n annealing levels of the published 50 (preset ldm_sr4: 2 ODE steps, 24 HMC steps a level)
+    "latent_daps": (lambda n: LatentDAPS(**{**preset_args(LatentDAPS, "ldm_sr4"), "annealing_steps": n}), 50),
 }  # fmt: skip
 
 

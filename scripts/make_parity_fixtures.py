@@ -11,7 +11,7 @@ Regenerate (from the repository root; each path is a checkout of the repository 
     PYTHONPATH=<extra site dir, see below> python scripts/make_parity_fixtures.py \\
         --guided-diffusion <dir> --dps <dir> --motionblur <dir> --ddrm <dir> --ddnm <dir> \\
         --ddpg <dir> --fdgr <dir> --resshift <dir> --reddiff <dir> --dds <dir> --daps <dir> \\
-        [--only dps ddrm ...] [--out tests/data/parity]
+        --psld <dir> [--only dps ddrm ...] [--out tests/data/parity]
 
 (about 15 minutes on 2 CPU cores, most of it the 1000-step DPS chains run twice: float32 and
 float64). A fresh run reproduces the committed files bit for bit.
@@ -32,20 +32,24 @@ option              repository                                   commit
 --reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
 --dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
 --daps              zhangbingliang2019/DAPS                      098df6b7643c23f0de21064124f383c3945348a6
+--psld              LituRout/PSLD                                d734647bbc1ed0b1171521a804fc744973779f8c
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
 ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``; ``torchdiffeq``
-0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``), installed apart with ``pip install --target <dir>`` and put on
+0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``; ``einops`` also for the VQ
+first stage of the latent fixtures), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
 (mapped to the CPU); ``matplotlib`` (DPS saves PNGs with it; a stub, nothing is saved);
 ``albumentations`` (ResShift's dataset module imports it for its test-mode crop; a stub);
 ``torchvision.transforms.functional_tensor`` (renamed ``_functional_tensor`` in torchvision
 ≥ 0.17; an alias); ``scipy.interpolate.interp2d`` (removed in SciPy 1.14, imported but unused by
-DDPG/FDGR ``fft_operators.py``; a stub that raises if called).
+DDPG/FDGR ``fft_operators.py``; a stub that raises if called); ``motionblur`` for the PSLD fork's
+``measurements.py`` (a submodule there, used only by its motion-blur operator; a stub that raises
+if called).
 
 Inputs: tiny networks with random float16-exact weights (guided-diffusion ADM 32×32 with and
 without ``learn_sigma``, the DDRM/DDIM UNet, ResShift's Swin UNet), wrapped for the samplers in
@@ -161,6 +165,26 @@ this script). Where ours differs, the fixture key a later implementation must ma
     float32 level; ``get_lr`` divides the level index by N + 1; the last level draws its
     ε and multiplies it by σ_N = 0. lit_restore's ``DAPS(timestep_rule="vp_sde")`` does all of
     this (≤ 3.0e-7; official float32 round-off ≤ 9.7e-7).
+15. PSLD — ``psld_schedule``, ``psld_sr4_avgpool``, ``psld_sr4_avgpool_clean``.
+    ``stable-diffusion/ldm/models/diffusion/psld.py::DDIMSampler`` runs CompVis's LDM DDIM tables
+    (``util.py::make_ddim_timesteps``: network timesteps ``range(0, T, T // N) + 1``, more than N
+    when N ∤ T; ``make_ddim_sampling_parameters``: ``alphas_prev = [ᾱ_0] + …``, so the chain ends
+    at ᾱ_0, not 1) with the fork's fix for the index overflow (ᾱ at τ − 1 when the last τ equals
+    the count: N = T and every N > T/2, where the network is still asked at τ — one step above its
+    ᾱ); N = 3 or 333 raise ``IndexError``. ``p_sample_ddim`` draws the DDIM noise at every step
+    (× σ_t = 0 at η = 0) and passes A(D(ẑ0)) through the task's noiser (a fresh draw) before
+    the residual; its ``operator.transpose`` (the gluing's A⁺) is per class: nearest upsampling
+    for SR (the pseudo-inverse of average pooling, not of its bicubic ``Resizer``), the identity
+    for blur and inpainting. lit_restore's ``PSLD`` before this fixture: the shared loop's chain
+    (ᾱ = 1 at the end, no draw at η = 0), the noiseless residual and the exact A⁺; now
+    ``ddim_schedule="ldm"``, ``noisy_residual=True`` and ``gluing_map="official"`` (defaults)
+    reproduce it (≤ 3.3e-6;
+    official round-off ≤ 3.1e-6; ``gluing_map="pinv"``, the exact A⁺, is equal here).
+16. Latent DAPS — ``latent_daps_sr4_avgpool``. ``sampler.py::LatentDAPS`` is the pixel loop on z
+    with ``LatentWrapper`` (``loss`` on ``decode(z)``; ``gradient`` clamped to [−1, 1]) and
+    ``VPPrecond`` (the VP-SDE timestep rule also for the LDM's own β schedule); it decodes x̂0, x0y
+    and z_t at every level (no draw). lit_restore's ``LatentDAPS`` (``grad_clip=1``,
+    ``timestep_rule="vp_sde"``) equals it unchanged (2.7e-6; official round-off 3.1e-6).
 """
 
 from __future__ import annotations
@@ -201,6 +225,7 @@ REPOS = {
     "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
     "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
     "daps": ("zhangbingliang2019/DAPS", "098df6b7643c23f0de21064124f383c3945348a6"),
+    "psld": ("LituRout/PSLD", "d734647bbc1ed0b1171521a804fc744973779f8c"),
     "bkse": (
         "VinAIResearch/blur-kernel-space-exploring",
         "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
@@ -1731,6 +1756,45 @@ def copy_namespace(ns: SimpleNamespace) -> SimpleNamespace:
     return SimpleNamespace(**vars(ns))
 
 
+def sr4_avgpool_problem(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_ref, y)``: a 32×32 image in [−0.8, 0.8] and its 4× average pooling plus σ 0.05
+    noise, from ``torch.Generator().manual_seed(seed)`` (the DAPS fixtures' measurement)."""
+    g = torch.Generator().manual_seed(seed)
+    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    return x_ref, y
+
+
+class Float32Out(torch.nn.Module):
+    """A network run in float64 whose output is rounded to float32: what the official
+    ``VPPrecond`` (which hard-codes float32) hands on in the float64 round-off run."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t, **kwargs):
+        return self.net(x.double(), t, **kwargs).float()
+
+
+def daps_modules(repo: Path) -> SimpleNamespace:
+    """Inside ``official(repo)``: DAPS's ``sampler`` module, ``model/precond.py`` (loaded by
+    path: ``model/__init__.py`` imports diffusers) and an official ``forward_operator.Operator``
+    subclass whose ``__call__`` is 4× average pooling (its own ``down_sampling`` is a bicubic
+    ``Resizer``), its ``loss`` and ``gradient`` the official ones."""
+    operators = importlib.import_module("forward_operator")
+
+    class AvgPool4(operators.Operator):
+        def __call__(self, x):
+            return torch.nn.functional.avg_pool2d(x, 4)
+
+    return SimpleNamespace(
+        sampler=importlib.import_module("sampler"),
+        precond=load_file(repo / "model" / "precond.py", "daps_precond"),
+        AvgPool4=AvgPool4,
+    )
+
+
 #: the DAPS fixtures: (name, mcmc_sampler_config) — ``configs/task/down_sampling.yaml`` ``pixel``
 #: (Langevin) and ``pixel_hmc``, on 20 annealing levels (the published 200 would take 10× longer
 #: and test nothing more: the level count only changes the σ grid)
@@ -1762,32 +1826,18 @@ def fx_daps(paths, out: Path) -> None:
     (schedules aside: ``tensorize`` casts them to float32) runs in float64."""
     repo = paths.daps
     model = FixtureModel(make_adm(paths, True))
-    g = torch.Generator().manual_seed(700)
-    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
-    y = torch.nn.functional.avg_pool2d(x_ref, 4) + 0.05 * torch.randn(1, 3, 8, 8, generator=g)
+    x_ref, y = sr4_avgpool_problem(700)
     with official(repo), cpu_for_cuda(), stub_modules():
-        sampler_mod = importlib.import_module("sampler")
-        operators = importlib.import_module("forward_operator")
-        precond = load_file(repo / "model" / "precond.py", "daps_precond")
-
-        class AvgPool4(operators.Operator):
-            def __call__(self, x):
-                return torch.nn.functional.avg_pool2d(x, 4)
-
-        class Float32Out(torch.nn.Module):
-            def __init__(self, net: torch.nn.Module) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, x, t, **kwargs):  # float64 inside, float32 out (VPPrecond)
-                return self.net(x.double(), t, **kwargs).float()
+        mods = daps_modules(repo)
 
         class EDMModel(torch.nn.Module):
             """The interface the official loop calls: ``score``, ``parameters``, ``get_in_shape``."""
 
             def __init__(self, net: torch.nn.Module) -> None:
                 super().__init__()
-                self.precond = precond.VPPrecond(model=net, learn_sigma=True, conditional=False)
+                self.precond = mods.precond.VPPrecond(
+                    model=net, learn_sigma=True, conditional=False
+                )
 
             def tweedie(self, x, sigma):
                 return self.precond(x, torch.as_tensor(sigma).to(x.device))
@@ -1804,9 +1854,9 @@ def fx_daps(paths, out: Path) -> None:
                 with precision(dtype, model), PrescribedNoise(seed=7000 + k) as noise:
                     net = Float32Out(model) if dtype == torch.float64 else model
                     edm = EDMModel(net)
-                    daps = sampler_mod.DAPS(dict(DAPS_ANNEALING), dict(DAPS_ODE), dict(mcmc))
+                    daps = mods.sampler.DAPS(dict(DAPS_ANNEALING), dict(DAPS_ODE), dict(mcmc))
                     x_start = daps.get_start(1, edm)
-                    result = daps.sample(edm, x_start, AvgPool4(sigma=0.05), y.to(dtype))
+                    result = daps.sample(edm, x_start, mods.AvgPool4(sigma=0.05), y.to(dtype))
                 return result, noise
 
             final, noise = run(torch.float32)
@@ -1829,6 +1879,295 @@ def fx_daps(paths, out: Path) -> None:
             save(out, name, meta, out=final, noise_shapes=noise.shape_table(), y=y, x_ref=x_ref)
 
 
+# ============================================================================ latent fixtures
+#: the tiny VQ-f4 first stage of the latent fixtures: ResShift's ``VQModelTorch`` (the CompVis
+#: ``VQModelInterface`` encode / straight-through quantised decode, without Lightning), three
+#: levels (f = 4) of one block, a 3-channel latent and 16 codes taken from its own latents
+VQ_F4_TINY = dict(embed_dim=3, n_embed=16, ddconfig=dict(
+    double_z=False, z_channels=3, resolution=32, in_channels=3, out_ch=3, ch=32,
+    ch_mult=[1, 1, 1], num_res_blocks=1, attn_resolutions=[], dropout=0.0))  # fmt: skip
+
+
+def make_vq_f4(paths, seed: int = 41) -> torch.nn.Module:
+    """The tiny VQ-f4 (:data:`VQ_F4_TINY`, random float16-exact weights); its codebook is 16 of
+    the latents of random images (so that codes are spread where latents fall)."""
+    with stub_modules(), official(paths.resshift):
+        ae = importlib.import_module("ldm.models.autoencoder")
+        torch.manual_seed(seed)
+        vq = ae.VQModelTorch(**VQ_F4_TINY).eval()
+        randomize(vq, seed)
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            z = vq.encode(torch.rand(4, 3, 32, 32, generator=g) * 2 - 1)
+            codes = z.permute(0, 2, 3, 1).reshape(-1, 3)[torch.randperm(256, generator=g)[:16]]
+            vq.quantize.embedding.weight.copy_(codes.half().float())
+    return vq
+
+
+def save_vq_f4(out: Path, vq: torch.nn.Module) -> None:
+    """``net_vq_f4.npz``: the weights of :func:`make_vq_f4` (both latent fixtures use them;
+    each writes the same file)."""
+    meta = {
+        "source": source("resshift", "ldm/models/autoencoder.py::VQModelTorch"),
+        "config": VQ_F4_TINY,
+        "weights": "random, float16-exact (stored as float16); codebook = 16 of its own latents",
+    }
+    save(out, "net_vq_f4", meta, state_dict=half_state(vq))
+
+
+class TinyLDM(torch.nn.Module):
+    """The attributes of CompVis ``ldm/models/diffusion/ddpm.py::LatentDiffusion`` that the
+    official samplers read, around a tiny ε-network and first stage: the schedule buffers
+    (``register_schedule``: float64 tables cast to float32), ``apply_model(x, t, c)`` (the
+    network; unconditional), ``differentiable_decode_first_stage`` / ``decode_first_stage``
+    (``first_stage_model.decode(z / scale_factor)``: the ``VQModelInterface`` branch, which
+    quantises) and ``encode_first_stage`` / ``get_first_stage_encoding`` (``encode(x)``, times
+    ``scale_factor``). The split-input (patch) branches are not used by the unconditional LDMs."""
+
+    def __init__(self, net: torch.nn.Module, first_stage: torch.nn.Module, scale_factor: float):
+        super().__init__()
+        self.net, self.first_stage_model = net, first_stage
+        self.scale_factor = scale_factor
+        betas = linear_betas()
+        abar = np.cumprod(1.0 - betas)
+        self.num_timesteps = len(betas)
+        f32 = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+        self.register_buffer("betas", f32(betas))
+        self.register_buffer("alphas_cumprod", f32(abar))
+        self.register_buffer("alphas_cumprod_prev", f32(np.append(1.0, abar[:-1])))
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", f32(np.sqrt(1.0 - abar)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.betas.device
+
+    def apply_model(self, x, t, cond=None):
+        return self.net(x, t)
+
+    def differentiable_decode_first_stage(self, z):
+        return self.first_stage_model.decode(1.0 / self.scale_factor * z)
+
+    decode_first_stage = differentiable_decode_first_stage
+
+    def encode_first_stage(self, x):
+        return self.first_stage_model.encode(x)
+
+    def get_first_stage_encoding(self, h):
+        return self.scale_factor * h
+
+
+#: the sampler steps S whose official LDM DDIM tables ``psld_schedule`` records
+PSLD_SCHEDULE_STEPS = (1, 2, 3, 7, 10, 20, 50, 100, 250, 333, 499, 500, 501, 750, 999, 1000)
+#: the PSLD sampler fixtures: (name, DDIM steps S, σ of the official Gaussian noiser)
+PSLD_CASES = (("psld_sr4_avgpool", 50, 0.05), ("psld_sr4_avgpool_clean", 20, 0.0))
+
+
+def fx_psld(paths, out: Path) -> None:
+    """PSLD, LituRout/PSLD ``stable-diffusion/ldm/models/diffusion/psld.py::DDIMSampler.sample``
+    (``general_inverse`` branch, as ``run/inverse_sr_ldm.sh``: γ 0.1, ω 0.9, η 0), run unchanged
+    on :class:`TinyLDM` (``FixtureModel(net_adm)`` without the variance channels on 8×8 latents,
+    the tiny VQ-f4 of :func:`make_vq_f4`, ``scale_factor`` 1 as the VQ LDMs). The operator is the
+    official ``guided_diffusion/measurements.py::SuperResolutionOperator`` (its ``transpose``:
+    nearest upsampling) with its ``down_sample`` swapped for 4× average pooling — the pair for
+    which the code's ``transpose`` is the exact pseudo-inverse (its bicubic ``Resizer`` has no
+    such partner); the noiser is its ``GaussianNoise`` (σ 0.05 as ``super_resolution_config.yaml``;
+    σ 0 for the clean case: the ``clean`` noiser, which draws nothing). The result is
+    ``decode_first_stage`` of the last latent, as ``scripts/inverse.py``. Also
+    ``psld_schedule``: the sampler's LDM DDIM tables (``make_schedule``) for several S.
+
+    ``measurements.py`` imports ``motionblur`` (a submodule, used only by the motion-blur
+    operator): a stub that raises if called."""
+    sd_dir, dps_dir = paths.psld / "stable-diffusion", paths.psld / "diffusion-posterior-sampling"
+    vq = make_vq_f4(paths)
+    net = FixtureModel(make_adm(paths, False))
+    g = torch.Generator().manual_seed(800)
+    x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+    noise_y = torch.randn(1, 3, 8, 8, generator=g)
+    mb = types.ModuleType("motionblur")
+    mbm = types.ModuleType("motionblur.motionblur")
+
+    def kernel(*a, **k):
+        raise RuntimeError("motionblur stub: the PSLD fixtures use no motion blur")
+
+    mbm.Kernel = kernel  # type: ignore[attr-defined]
+    mb.motionblur = mbm  # type: ignore[attr-defined]
+    try:
+        with official(sd_dir), cpu_for_cuda(), stub_modules():
+            psld = load_file(sd_dir / "ldm" / "models" / "diffusion" / "psld.py", "psld_sampler")
+            ldm = TinyLDM(net, vq, scale_factor=1.0)
+            tables = {"timesteps": {}, "alphas": {}, "alphas_prev": {}}
+            fails = []
+            for steps in PSLD_SCHEDULE_STEPS:
+                smp = psld.DDIMSampler(ldm)
+                try:
+                    smp.make_schedule(ddim_num_steps=steps, ddim_eta=0.0, verbose=False)
+                except IndexError:  # range(0, T, T // S) + 1 reaches T unshifted
+                    fails.append(steps)
+                    continue
+                tables["timesteps"][str(steps)] = np.asarray(smp.ddim_timesteps, dtype=np.int64)
+                tables["alphas"][str(steps)] = _np(torch.as_tensor(smp.ddim_alphas))
+                tables["alphas_prev"][str(steps)] = np.asarray(smp.ddim_alphas_prev, np.float64)
+            meta = {
+                "source": source("psld", "stable-diffusion/ldm/models/diffusion/psld.py::"
+                                 "DDIMSampler.make_schedule, ldm/modules/diffusionmodules/util.py"),
+                "schedule": "linear β 1e-4 → 0.02 (float64 cumprod cast to float32, as "
+                "LatentDiffusion.register_schedule)",
+                "steps": list(PSLD_SCHEDULE_STEPS),
+                "index_error": fails,
+                "arrays": "timesteps/S: ddim_timesteps (the network's t, ascending); alphas/S: "
+                "ddim_alphas; alphas_prev/S: ddim_alphas_prev (float64 array of float32 values)",
+            }  # fmt: skip
+            save(out, "psld_schedule", meta, **tables)
+        with official(dps_dir), stub_modules():
+            sys.modules["motionblur"], sys.modules["motionblur.motionblur"] = mb, mbm
+            measurements = importlib.import_module("guided_diffusion.measurements")
+        for k, (name, steps, sigma) in enumerate(PSLD_CASES):
+            op = measurements.SuperResolutionOperator((1, 3, 32, 32), 4, "cpu")
+            op.down_sample = lambda x: torch.nn.functional.avg_pool2d(x, 4)
+            y = op.forward(x_ref) + sigma * noise_y
+            if sigma > 0:
+                noiser = measurements.GaussianNoise(sigma)
+            else:
+                noiser = measurements.get_noise("clean")
+
+            def run(dtype, steps=steps, y=y, op=op, noiser=noiser, k=k):
+                with (
+                    official(sd_dir),
+                    cpu_for_cuda(),
+                    stub_modules(),
+                    precision(dtype, net, vq),
+                    PrescribedNoise(seed=8000 + k) as noise,
+                ):
+                    psld = load_file(sd_dir / "ldm/models/diffusion/psld.py", "psld_sampler")
+                    ldm = TinyLDM(net, vq, scale_factor=1.0)  # float32 tables in both runs
+                    smp = psld.DDIMSampler(ldm)
+                    z, _ = smp.sample(
+                        S=steps, batch_size=1, shape=[3, 8, 8], verbose=False, eta=0.0,
+                        x_T=None, ip_mask=None, measurements=y.to(dtype), operator=op,
+                        gamma=0.1, inpainting=0, omega=0.9, general_inverse=1, noiser=noiser,
+                        ffhq256=True,
+                    )  # fmt: skip
+                    with torch.no_grad():
+                        result = ldm.decode_first_stage(z.detach())
+                return result, z.detach(), noise
+
+            final, z_final, noise = run(torch.float32)
+            kappa = roundoff(lambda d, run=run: run(d)[0], final)
+            draws = 1 + steps * (2 if sigma > 0 else 1)
+            assert len(noise.shapes) == draws, (len(noise.shapes), draws)
+            meta = {
+                "source": source("psld", "stable-diffusion/ldm/models/diffusion/psld.py::"
+                                 "DDIMSampler.sample (general_inverse)"),
+                "network": "TinyLDM: FixtureModel(net_adm, learn_sigma False) on 3×8×8 latents",
+                "first_stage": "net_vq_f4 (VQ_F4_TINY)",
+                "scale_factor": 1.0,
+                "operator": "measurements.py::SuperResolutionOperator(scale 4), down_sample = "
+                "avg_pool2d(x, 4) (transpose: nearest upsampling, its own)",
+                "kind": "sr4_avgpool",
+                "sigma_y": sigma,
+                "noiser": "gaussian" if sigma > 0 else "clean",
+                "steps": steps, "eta": 0.0, "gamma": 0.1, "omega": 0.9,
+                "noise": noise.meta(),
+                "float32_roundoff": kappa,
+                "noise_calls": "x_T, then per step: noise_like (the DDIM noise, × σ_t = 0 at "
+                "η = 0), [σ > 0: the noiser's randn_like on A(D(ẑ0))]",
+            }  # fmt: skip
+            save(out, name, meta, out=final, z=z_final, noise_shapes=noise.shape_table(), y=y,
+                 x_ref=x_ref)  # fmt: skip
+        save_vq_f4(out, vq)
+    finally:
+        sys.modules.pop("motionblur", None)
+        sys.modules.pop("motionblur.motionblur", None)
+
+
+#: the latent DAPS fixture's schedules (``latent_edm_daps.yaml``: σ 10 → 0.1, ODE to 0.001 in
+#: 2 Euler steps) on 10 annealing levels (the published 50 only refine the σ grid) and the
+#: ``ldm`` HMC setting of ``configs/task/down_sampling.yaml`` with 8 MCMC steps (24 published)
+LATENT_DAPS_ANNEALING = dict(name="edm", num_steps=10, sigma_max=10, sigma_min=0.1,
+                             timestep="poly-7")  # fmt: skip
+LATENT_DAPS_ODE = dict(name="edm", num_steps=2, sigma_min=0.001, timestep="poly-7")
+LATENT_DAPS_MCMC = dict(num_steps=8, lr=1.35e-4, tau=0.01, lr_min_ratio=0.023, momentum=0.86,
+                        mc_algo="hmc", prior_solver="gaussian")  # fmt: skip
+
+
+def fx_latent_daps(paths, out: Path) -> None:
+    """Latent DAPS, zhangbingliang2019/DAPS ``sampler.py::LatentDAPS.sample`` with its
+    ``forward_operator.LatentWrapper`` (decode, then the operator; the gradient clamped to ±1),
+    ``cores/scheduler.py`` and ``cores/mcmc.py``, run unchanged. The model is the official
+    ``model/precond.py::VPPrecond`` around ``LatentDMWrapper`` (both official) around
+    :class:`TinyLDM` (``FixtureModel(net_adm)`` without variance channels, the tiny VQ-f4);
+    ``model/__init__.py::LDM`` itself imports diffusers, so its three methods used here
+    (``tweedie``, ``decode``, ``get_in_shape``) are restated. The operator is an official
+    ``Operator`` subclass whose ``__call__`` is 4× average pooling (as the pixel fixture), σ 0.05.
+
+    Round-off: as the pixel DAPS fixture (``VPPrecond`` hard-codes float32); ``LatentWrapper.loss``
+    also casts the decoded image to float32 (``decoded.float()``)."""
+    repo = paths.daps
+    vq = make_vq_f4(paths)
+    net = FixtureModel(make_adm(paths, False))
+    x_ref, y = sr4_avgpool_problem(900)
+    with official(repo), cpu_for_cuda(), stub_modules():
+        mods = daps_modules(repo)
+
+        class LDM(torch.nn.Module):
+            """``model/__init__.py::LDM`` (unconditional): VPPrecond(LatentDMWrapper(ldm))."""
+
+            def __init__(self, ldm: TinyLDM) -> None:
+                super().__init__()
+                self.net = mods.precond.LatentDMWrapper(ldm)
+                self.model = mods.precond.VPPrecond(label_dim=0, model=self.net, conditional=False)
+
+            def encode(self, x0):
+                return self.model.model.encode(x0)
+
+            def decode(self, z0):
+                return self.model.model.decode(z0)
+
+            def tweedie(self, x, sigma):
+                return self.model(x, torch.as_tensor(sigma).to(x.device), class_labels=None)
+
+            def score(self, z, sigma):  # LatentDiffusionModel.score
+                return (self.tweedie(z, sigma) - z) / sigma**2
+
+            def get_in_shape(self):
+                return (3, 8, 8)
+
+        def run(dtype):
+            with precision(dtype, net, vq), PrescribedNoise(seed=9000) as noise:
+                inner = Float32Out(net) if dtype == torch.float64 else net
+                model = LDM(TinyLDM(inner, vq, scale_factor=1.0))
+                daps = mods.sampler.LatentDAPS(dict(LATENT_DAPS_ANNEALING), dict(LATENT_DAPS_ODE),
+                                              dict(LATENT_DAPS_MCMC))  # fmt: skip
+                z_start = daps.get_start(1, model)
+                result = daps.sample(model, z_start, mods.AvgPool4(sigma=0.05), y.to(dtype))
+            return result.detach(), noise
+
+        final, noise = run(torch.float32)
+        kappa = roundoff(lambda d: run(d)[0], final)
+        per_level = LATENT_DAPS_MCMC["num_steps"] + 2  # velocity, MCMC steps, the re-noising
+        assert len(noise.shapes) == 1 + LATENT_DAPS_ANNEALING["num_steps"] * per_level
+        meta = {
+            "source": source("daps", "sampler.py::LatentDAPS.sample"),
+            "network": "model/precond.py::VPPrecond(LatentDMWrapper(TinyLDM(FixtureModel("
+            "net_adm, learn_sigma False))))",
+            "first_stage": "net_vq_f4 (VQ_F4_TINY)",
+            "scale_factor": 1.0,
+            "operator": "forward_operator.Operator subclass, __call__ = avg_pool2d(x, 4), "
+            "through forward_operator.LatentWrapper",
+            "kind": "sr4_avgpool",
+            "annealing": LATENT_DAPS_ANNEALING,
+            "ode": LATENT_DAPS_ODE,
+            "mcmc": LATENT_DAPS_MCMC,
+            "noise": noise.meta(),
+            "float32_roundoff": kappa,
+            "noise_calls": "z_start (get_start, × σ_max), then per level: the HMC velocity, one "
+            "randn_like per MCMC step, one for z_{i+1} (× 0 at the last)",
+        }  # fmt: skip
+        save(out, "latent_daps_sr4_avgpool", meta, out=final, noise_shapes=noise.shape_table(),
+             y=y, x_ref=x_ref)  # fmt: skip
+        save_vq_f4(out, vq)
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -1844,6 +2183,8 @@ FIXTURES: dict[str, Callable] = {
     "pigdm": fx_pigdm,
     "dds": fx_dds,
     "daps": fx_daps,
+    "psld": fx_psld,
+    "latent_daps": fx_latent_daps,
 }
 
 
@@ -1863,6 +2204,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "pigdm": ("guided_diffusion", "reddiff"),
     "dds": ("guided_diffusion", "dds"),
     "daps": ("guided_diffusion", "daps"),
+    "psld": ("guided_diffusion", "resshift", "psld"),
+    "latent_daps": ("guided_diffusion", "resshift", "daps"),
 }
 
 

@@ -206,7 +206,8 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 LATENT_METHODS = {
     "latent_dps": lambda: LatentDPS(steps=100, scale=0.5),
     "latent_safari": lambda: LatentSaFaRI(steps=100, scale=0.5),
-    "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5),
+    # the matrix operators' flat y has no official "transpose" (module psld): the paper's A⁺
+    "psld": lambda: PSLD(steps=100, gamma=0.1, omega=0.5, gluing_map="pinv"),
     "resample": lambda: ReSample(steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50),
     "resample_paper": lambda: ReSample(
         mode="paper", steps=50, every=5, pixel_iters=200, latent_iters=100, patience=50
@@ -233,17 +234,19 @@ def test_latent_sample_mean_approaches_exact_posterior_mean(method, kind):
     ============================  ======  ======  =======
     latent DPS (100, scale 0.5)   0.0513  0.0337  0.0247
     latent SaFaRI (100, 0.5)      0.0514  0.0337  0.0247
-    PSLD (100 DDIM, γ 0.1, ω 0.5) 0.0500  0.0474  0.0570
+    PSLD (100 LDM DDIM, ω 0.5)    0.0548  0.0582  0.0382
     ReSample official (50, ev. 5) 0.0506  0.0739  0.0359
     ReSample paper (50, every 5)  0.0366  0.0451  0.0435
     latent DAPS (50×5, 50 Lang.)  0.0201  0.0305  0.0197
     ============================  ======  ======  =======
 
-    (SR is AvgPoolSR with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
+    (PSLD: γ 0.1, the official LDM DDIM chain and noisy residual, A⁺ in the gluing. SR is AvgPoolSR
+    with an image-shaped y, so SaFaRI's ψ acts; on the flat blur/inpainting
     measurements its ψ-fidelity is DPS's ‖r‖² and the two coincide.) The 512-run mean's own
     standard error, √(mean diag(M C Mᵀ)/512), is 0.0049 / 0.0044 / 0.0047 (printed): the
     remaining distance is each method's bias (approximate guidance, few steps), and the 2× margin
-    holds with a factor ≥ 2.7 to spare (ReSample official on blur: 0.0739 against 0.5·0.405).
+    holds with a factor ≥ 2.6 to spare (PSLD SR: 0.1475 / 0.0548 = 2.69; ReSample official
+    on blur: 0.0739 against 0.5·0.405 = 2.74).
     ReSample's official mode is further off than its paper mode on sr/blur: its per-step DPS and
     look-ahead use the code's ``pseudo_x0`` (√(1−ᾱ_t) squared), which is not the posterior mean.
     ReSample runs on the ``"ldm"`` grid (its default).
@@ -288,6 +291,55 @@ def test_latent_result_independent_of_batch_mates(method):
     assert diff < 1e-5
 
 
+def test_psld_ldm_chain_is_the_official_samplers():
+    """``ddim_schedule="ldm"`` (the default) walks the PSLD fork's DDIM tables: at 50 steps the
+    network and ᾱ share the timesteps 981, 961, …, 1 and the last step ends at ᾱ_0; at the
+    published 1000 steps the fork's index fix asks the network at t + 1 of the ᾱ index (1000 …
+    1) and the last step goes from ᾱ_0 to ᾱ_0. ``"respaced"`` is the shared loop's chain. (The
+    tables themselves are held to the official ones in ``test_parity.py``.)"""
+    fifty = PSLD(steps=50)
+    pairs = fifty.schedule(1000)
+    assert pairs[0] == (981, 961) and pairs[-1] == (1, 0) and len(pairs) == 50
+    assert fifty.network_timestep(981, 1000) == 981
+    full = PSLD(steps=1000)
+    pairs = full.schedule(1000)
+    assert pairs[0] == (999, 998) and pairs[-1] == (0, 0) and len(pairs) == 1000
+    assert full.network_timestep(999, 1000) == 1000 and full.network_timestep(0, 1000) == 1
+    respaced = PSLD(steps=50, ddim_schedule="respaced")
+    assert respaced.schedule(1000)[-1] == (0, -1) and respaced.network_timestep(980, 1000) == 980
+    with pytest.raises(ValueError, match="official DDIM sampler fails"):
+        PSLD(steps=3)
+    with pytest.raises(ValueError, match="respaced"):
+        PSLD(steps=50, spacing="guided_diffusion")
+
+
+def test_psld_official_gluing_map_is_the_official_operators_transpose():
+    """``gluing_map="official"``: the DPS fork's operator classes map y back by the identity
+    (blur, inpainting: image-shaped y) or nearest upsampling (SR), so the glued image is
+    y + x̂ − A x̂ for a blur and ↑y + x̂ − ↑(A x̂) for SR; a flat y is refused in one line."""
+    from lit_restore.operators import AvgPoolSR, GaussianBlur
+
+    g = torch.Generator().manual_seed(3)
+    image = torch.randn(2, 3, 8, 8, generator=g)
+    v = torch.randn(2, 3, 8, 8, generator=g)
+    assert PSLD.official_transpose(v, image) is v
+    small = torch.randn(2, 3, 2, 2, generator=g)
+    up = PSLD.official_transpose(small, image)
+    assert torch.equal(up, small.repeat_interleave(4, -2).repeat_interleave(4, -1))
+    # for average pooling the official map is the exact pseudo-inverse
+    assert torch.allclose(up, AvgPoolSR(4).at((2, 3, 8, 8)).pinv(small), atol=1e-6)
+    with pytest.raises(ValueError, match="gluing_map: pinv"):
+        PSLD.official_transpose(torch.randn(2, 17), image)
+    blur = GaussianBlur(kernel_size=3, sigma=1.0).at((2, 3, 8, 8))
+    y = blur.A(v)
+    glued = (
+        PSLD.official_transpose(y, image) + image - PSLD.official_transpose(blur.A(image), image)
+    )
+    assert torch.allclose(glued, y + image - blur.A(image))
+    with pytest.raises(ValueError, match="gluing_map"):
+        PSLD(gluing_map="transpose")
+
+
 def test_resample_stopping_rules_are_the_official_per_image():
     """``_optimise`` stops each image by the official rules (``latent_optimization``: after the
     AdamW step of iteration k, stop if loss_k < ε², or — from k = patience on — if loss_k exceeds
@@ -322,7 +374,7 @@ def test_psld_gluing_term_is_the_papers():
     """With E = M⁺ and D = M (M full column rank), E(A⁺y + (I − A⁺A) M ẑ0) − ẑ0 =
     M⁺A⁺(y − A M ẑ0): the gluing norm is that preconditioned residual's."""
     prior, op, y, *_ = _latent_problem("sr")
-    sampler = PSLD(gamma=1.0, omega=0.0)
+    sampler = PSLD(gamma=1.0, omega=0.0, gluing_map="pinv")
     z0 = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     ys = y.expand(3, -1, -1, -1)
     ctx = SamplingContext(

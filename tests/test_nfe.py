@@ -15,8 +15,10 @@ DiffPIR    N (one x̂0 per step; the data step is a closed form)
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
-latent DPS / latent SaFaRI / PSLD   N (one ε(z_t) per step; decoder/encoder calls are not
+latent DPS / latent SaFaRI   N (one ε(z_t) per step; decoder/encoder calls are not
            network evaluations of the prior)
+PSLD       |range(0, T, T // N)| (one ε(z_t) per step of the CompVis LDM DDIM chain its official
+           sampler runs: N when N divides T, else more; 1000 for every N > T/2)
 ReSample   official: n + Σ min(5, i) over its resampling indices i (one ε(z_t) per step of
            the CompVis grid, n = |range(0, T, T // N)|, plus the 5-step DDIM look-ahead before
            each resampling, fewer when i < 5); paper: n. Its data-consistency optimisations
@@ -152,7 +154,7 @@ METHODS = {
 LATENT_METHODS = {
     "latent_dps": (lambda: LatentDPS(steps=N), N),
     "latent_safari": (lambda: LatentSaFaRI(steps=N), N),
-    "psld": (lambda: PSLD(steps=N), N),
+    "psld": (lambda: PSLD(steps=N), len(range(0, 1000, 1000 // N))),  # 7 for N = 6
     "resample": (
         lambda: ReSample(steps=N, every=1, pixel_iters=2, latent_iters=2, patience=1),
         _resample_definition(N, every=1, lookahead=5),  # 7 + (1 + 2 + 3 + 4 + 5) = 22 for N = 6

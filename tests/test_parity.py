@@ -540,6 +540,113 @@ def test_daps_equals_official(name):
     assert err <= TOL, err
 
 
+# ============================================================================ latent methods
+def tiny_ldm_prior():
+    """The script's ``TinyLDM`` as a :class:`~lit_restore.priors.latent.LatentDiffusionPrior`:
+    the fixture ε-model (:func:`fixture_prior`, the ADM without variance channels, run on the
+    8×8 latents as the official code runs it) and the tiny VQ-f4 of ``net_vq_f4`` (ResShift's
+    ``VQModelTorch``: the CompVis ``VQModelInterface`` encode / quantised decode) loaded strictly
+    into :class:`~lit_restore.nn.VQModel`; ``scale_factor`` 1 as the VQ LDMs."""
+    from lit_restore.checkpoints import load_state_dict_strict
+    from lit_restore.nn import VQModel
+    from lit_restore.priors.latent import LatentDiffusionPrior
+
+    meta, arrays = load("net_vq_f4")
+    c = meta["config"]
+    dd = c["ddconfig"]
+    vq = VQModel(embed_dim=c["embed_dim"], n_embed=c["n_embed"], ch=dd["ch"],
+                 ch_mult=dd["ch_mult"], num_res_blocks=dd["num_res_blocks"],
+                 z_channels=dd["z_channels"])  # fmt: skip
+    load_state_dict_strict(vq, state_dict(arrays), "net_vq_f4")
+    inner = adm_prior(False)
+    inner.image_size = 8  # convolutional: the official fixture runs it on 8×8 latents
+    return LatentDiffusionPrior(fixture_prior(inner), vq.eval(), scale_factor=1.0, downscale=4)
+
+
+def test_ldm_ddim_schedule_equals_the_psld_samplers_tables():
+    """``ldm_ddim_schedule`` equals the tables of LituRout/PSLD's ``DDIMSampler.make_schedule``
+    (CompVis ``make_ddim_timesteps`` + the fork's ``make_ddim_sampling_parameters``) for N = 1 …
+    1000: the network timesteps, ᾱ_t and ᾱ_prev (float32 ᾱ of the float64 cumprod, compared
+    exactly), and it refuses the N for which the official code raises ``IndexError``."""
+    from lit_restore.diffusion import ldm_ddim_schedule
+
+    meta, arrays = load("psld_schedule")
+    abar = torch.from_numpy(np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000))).float()
+    assert meta["index_error"] == [3, 333]
+    for n in meta["steps"]:
+        if n in meta["index_error"]:
+            with pytest.raises(ValueError, match="official DDIM sampler fails"):
+                ldm_ddim_schedule(1000, n)
+            continue
+        net_t, alpha_t, alpha_next = ldm_ddim_schedule(1000, n)
+        assert net_t == arrays[f"timesteps/{n}"][::-1].tolist(), n
+        assert np.array_equal(abar[alpha_t].numpy(), arrays[f"alphas/{n}"][::-1]), n
+        prev = arrays[f"alphas_prev/{n}"][::-1]
+        assert np.array_equal(abar[alpha_next].double().numpy(), prev), n
+
+
+@pytest.mark.parametrize("name", ["psld_sr4_avgpool", "psld_sr4_avgpool_clean"])
+def test_psld_equals_official(name):
+    """PSLD (LituRout/PSLD ``psld.py::DDIMSampler``, ``general_inverse``: γ 0.1, ω 0.9, η 0;
+    50 steps with the Gaussian noiser σ 0.05 inside the loss, and 20 steps clean) on the tiny LDM
+    with average-pooling SR×4 (whose official ``transpose``, nearest upsampling, is A⁺): the LDM
+    DDIM tables (ending at ᾱ_0), the noise drawn at η = 0, the noisy residual, the gluing term
+    through the quantised decoder and the encoder, every draw replayed. Observed ≤ 3.3e-6
+    (official float32 round-off ≤ 3.1e-6)."""
+    from lit_restore.operators import AvgPoolSR
+    from lit_restore.samplers import PSLD
+
+    meta, arrays = load(name)
+    noise = official_noise(meta, arrays["noise_shapes"])
+    sampler = PSLD(gamma=meta["gamma"], omega=meta["omega"], steps=meta["steps"],
+                   eta=meta["eta"])  # fmt: skip
+    assert sampler.ddim_schedule == "ldm" and sampler.noisy_residual  # the defaults
+    assert sampler.gluing_map == "official"  # nearest upsampling: A⁺ of average pooling
+    source, left = replayed(noise)
+    out = sampler.sample(tiny_ldm_prior(), AvgPoolSR(4), tensor(arrays["y"]),
+                         sigma_y=meta["sigma_y"], noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    assert sampler.nfe == meta["steps"]
+    err = max_abs(out, arrays["out"])
+    print(
+        f"{name}: max |ours − official| {err:.2e}, official round-off {meta['float32_roundoff']:.2e}"
+    )
+    assert err <= TOL, err
+
+
+def test_latent_daps_equals_official():
+    """Latent DAPS (zhangbingliang2019/DAPS ``sampler.py::LatentDAPS.sample`` with
+    ``LatentWrapper``'s decoded residual and ±1 gradient clamp; ``latent_edm_daps.yaml``
+    schedules on 10 annealing levels × 2 Euler ODE steps, the ``ldm`` HMC setting of
+    ``down_sampling.yaml`` with 8 steps) on the tiny LDM behind the official ``VPPrecond``,
+    average-pooling SR×4, every draw replayed. Observed 2.7e-6 (official float32 round-off
+    3.1e-6)."""
+    from lit_restore.operators import AvgPoolSR
+    from lit_restore.samplers import LatentDAPS
+
+    meta, arrays = load("latent_daps_sr4_avgpool")
+    noise = official_noise(meta, arrays["noise_shapes"])
+    mcmc, annealing, ode = meta["mcmc"], meta["annealing"], meta["ode"]
+    sampler = LatentDAPS(
+        annealing_steps=annealing["num_steps"], ode_steps=ode["num_steps"],
+        mcmc_steps=mcmc["num_steps"], lr=mcmc["lr"], lr_min_ratio=mcmc["lr_min_ratio"],
+        tau=mcmc["tau"], mc_algo=mcmc["mc_algo"], momentum=mcmc["momentum"],
+        sigma_max=annealing["sigma_max"], sigma_min=annealing["sigma_min"],
+        ode_sigma_min=ode["sigma_min"], timestep_rule="vp_sde",
+    )  # fmt: skip
+    assert sampler.grad_clip == 1.0  # the default: LatentWrapper's clamp
+    source, left = replayed(noise)
+    out = sampler.sample(tiny_ldm_prior(), AvgPoolSR(4), tensor(arrays["y"]), noise=source)
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    assert sampler.nfe == annealing["num_steps"] * ode["num_steps"]
+    err = max_abs(out, arrays["out"])
+    print(
+        f"latent_daps: max |ours − official| {err:.2e}, "
+        f"official round-off {meta['float32_roundoff']:.2e}"
+    )
+    assert err <= TOL, err
+
+
 # ============================================================================ latent: ReSample
 def ldm_prior():
     """The fixture's official tiny LDM (``net_ldm``: openaimodel ``UNetModel`` and

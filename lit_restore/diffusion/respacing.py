@@ -31,7 +31,9 @@ named after where they come from, so that a method's config can use the one its 
   ends at ``t = 0``, not at ᾱ = 1. T = 1000, N = 500 gives 999, 997, …, 1 → 0. The DDIM samplers
   of the LDM family (soominkwon/resample, LituRout/PSLD) use it. N with a top entry
   ``(⌈T/(T//N)⌉ − 1)·(T//N) + 1 > T − 1`` (N = 1000, 300 … for T = 1000) index past ᾱ there and
-  are refused here.
+  are refused here. The PSLD fork runs those with the last τ = N (N = T, every N > T/2) by
+  taking ᾱ one index lower while the network keeps τ: :func:`ldm_ddim_schedule` (network and ᾱ
+  timesteps of either form; not a ``spacing``, as the network's t then differs from ᾱ's).
 """
 
 from __future__ import annotations
@@ -114,6 +116,36 @@ def chain_end(spacing: str) -> int:
     """The timestep the last step of a ``spacing`` chain lands on: −1 (ᾱ = 1, the clean image)
     for every rule but ``"ldm"``, whose DDIM ends at ᾱ_0 (``alphas_prev[0] = alphacums[0]``)."""
     return _CHAIN_ENDS.get(spacing, -1)
+
+
+def ldm_ddim_schedule(num_timesteps: int, steps: int) -> tuple[list[int], list[int], list[int]]:
+    """The ``"ldm"`` chain as LituRout/PSLD's fork runs it (``stable-diffusion/ldm/modules/
+    diffusionmodules/util.py::make_ddim_sampling_parameters``, the sampler
+    ``ldm/models/diffusion/psld.py::DDIMSampler``), in sampling order (descending):
+
+    * network timesteps: the ``"ldm"`` grid ``τ = range(0, T, T // N) + 1`` (:func:`ldm_timesteps`);
+    * the ᾱ index of each step: τ itself — or τ − 1 where the fork's fix applies ("subtracting 1
+      … to match the dimension": the last τ equals the number of steps, i.e. N = T, every
+      N > T/2 and N = 1, grids that CompVis's own code cannot index); the network is then still
+      asked at τ, one step above its ᾱ;
+    * the ᾱ index the step goes to: the next step's, and :func:`chain_end` ``("ldm")`` = 0 for
+      the last — the chain ends at ᾱ_0.
+
+    Returns ``(network_t, alpha_t, alpha_next)``, three lists of equal length.
+
+    Raises:
+        ValueError: N outside [1, T], or a grid that overflows without the fork's fix (N = 3,
+            333 … for T = 1000; the official code raises ``IndexError``), as :func:`ldm_timesteps`.
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    grid = [t + 1 for t in range(0, num_timesteps, num_timesteps // steps)]
+    if grid[-1] == len(grid):  # the fork's shift of the ᾱ indices
+        net_t = grid[::-1]
+        alpha_t = [t - 1 for t in net_t]
+    else:
+        net_t = alpha_t = ldm_timesteps(num_timesteps, steps)
+    return net_t, alpha_t, [*alpha_t[1:], chain_end("ldm")]
 
 
 def respace(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:

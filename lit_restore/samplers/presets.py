@@ -330,9 +330,14 @@ DDS_PRESETS = _table(
 _PSLD_LDM = (
     "LituRout/PSLD stable-diffusion/run/inverse_{}_ldm.sh (--ffhq256: the CompVis FFHQ LDM-VQ-4, "
     "registry ldm-ffhq256) with scripts/inverse.py defaults --ddim_steps 1000 --ddim_eta 0; the "
-    "task configs are DPS's (diffusion-posterior-sampling/configs/*_config.yaml)."
+    "task configs are DPS's (diffusion-posterior-sampling/configs/*_config.yaml); the sampler's "
+    "LDM DDIM tables (ddim_schedule ldm), the noiser inside the loss (noisy_residual) and the "
+    "operators' transpose in the gluing term (gluing_map official)."
 )
-_PSLD_1000 = {"steps": 1000, "eta": 0.0, "variance": "ddim", "spacing": "uniform"}
+_PSLD_1000 = {
+    "steps": 1000, "eta": 0.0, "variance": "ddim", "spacing": "uniform", "ddim_schedule": "ldm",
+    "noisy_residual": True, "gluing_map": "official",
+}  # fmt: skip
 PSLD_PRESETS = _table(
     {
         "ldm_random_inpaint": Preset({**_PSLD_1000, "gamma": 0.1, "omega": 0.1}, _PSLD_LDM.format("rip")),
