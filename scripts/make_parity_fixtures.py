@@ -201,6 +201,7 @@ REPOS = {
     "reddiff": ("NVlabs/RED-diff", "66482f23e242bb31166c3662002d0a6f9f065030"),
     "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
     "daps": ("zhangbingliang2019/DAPS", "098df6b7643c23f0de21064124f383c3945348a6"),
+    "diffpir": ("yuanzhi-zhu/DiffPIR", "111d26e8cf11965c1777a8a664b08dfa3ef78f1e"),
     "bkse": (
         "VinAIResearch/blur-kernel-space-exploring",
         "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
@@ -1829,6 +1830,245 @@ def fx_daps(paths, out: Path) -> None:
             save(out, name, meta, out=final, noise_shapes=noise.shape_table(), y=y, x_ref=x_ref)
 
 
+#: the DiffPIR fixtures: (name, script, the first λ run of the script's sweep kept)
+DIFFPIR_CASES = (
+    ("diffpir_sr4_avgpool_noisy", "main_ddpir_sisr.py"),
+    ("diffpir_deblur_noisy", "main_ddpir_deblur.py"),
+    ("diffpir_inpaint", "main_ddpir_inpainting.py"),
+)
+#: the Gaussian kernel handed to ``main_ddpir_deblur.py`` (its 61×61 kernel does not fit a 32×32
+#: image; 5×5, std 0.7 keeps the float32 data step well conditioned, as for DDS)
+DIFFPIR_BLUR = dict(kernel_size=5, intensity=0.7)
+
+
+#: the ``utils/utils_image.py`` functions :func:`fx_diffpir` replaces while a script runs
+UTIL_PATCHED = ("get_image_paths", "imread_uint", "imsave", "tensor2uint", "imresize_np")
+
+
+class _StopScript(Exception):
+    """Raised once the first run of a script's λ/ζ sweep is recorded (the rest repeat it)."""
+
+
+class _Float64Numpy(types.ModuleType):
+    """The float64 reference run's ``np`` for a DiffPIR script: ``np.float32`` (its β table) reads
+    as float64; everything else is numpy."""
+
+    def __getattr__(self, name):
+        return np.float64 if name == "float32" else getattr(np, name)
+
+
+@contextlib.contextmanager
+def _tensor_float_is_default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """In the float64 reference run, ``Tensor.float()`` (the scripts cast ρ, x̂0, y and the
+    diffusion's coefficient lookups with it) keeps float64."""
+    if dtype == torch.float32:
+        yield
+        return
+    saved = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self.to(torch.float64)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.float = saved  # type: ignore[method-assign]
+
+
+def fx_diffpir(paths, out: Path) -> None:
+    """DiffPIR, yuanzhi-zhu/DiffPIR ``main_ddpir_sisr.py`` (SR×4, ``sr_mode 'blur'``: the FFT
+    closed form ``utils/utils_sisr.py::data_solution``; σ 12.75/255; 100 quad steps; its sweep's
+    first run, λ 2, ζ 0.25), ``main_ddpir_deblur.py`` (FFT closed form, σ 12.75/255, λ 7,
+    ζ 0.3, 100 steps) and ``main_ddpir_inpainting.py`` (random 50 % mask, σ 0, λ 1, ζ 1,
+    20 steps): each script's ``main()`` run unchanged on the tiny ADM. Patched around it (module
+    attributes, nothing inside the loop): the model factory and ``torch.load`` (the
+    :class:`FixtureModel`, with the script's own ``create_gaussian_diffusion``), the image list and
+    reader (one 32×32 image), ``imsave`` (nothing written), ``hdf5storage`` and ``lpips`` (stubs:
+    the SR kernel table, LPIPS 0), and
+
+    * SR: ``imresize_np`` (its LR image) is 4× average pooling, and the bicubic kernel table holds
+      a 7×7 kernel with 1/16 on its top-left 4×4 block — with ``p2o``'s roll by −3 and
+      ``downsample``'s upper-left pixel, ``data_solution``'s operator *is* 4× average pooling
+      (checked against ``avg_pool2d`` here);
+    * deblur: ``GaussialBlurOperator`` gets :data:`DIFFPIR_BLUR` (the script's 61×61 kernel of
+      std 3·U(1, 3) does not fit 32×32); the circular blur of ``ndimage.convolve(mode='wrap')``
+      on the uint8 image is the script's own;
+    * inpainting: ``mask_generator`` gets ``image_size=32`` (its default is 256).
+
+    Recorded: y (what ``pre_calculate`` / the inpainting loop receive, on [0, 1] for SR and
+    deblur, [−1, 1] for inpainting), the kernel / mask, the official x_T (the first network
+    input; the init mixes √ᾱ_T·(bicubic-upsampled or raw y) into it), the output ``x_0 = x/2 +
+    0.5`` that the script scores (stored as 2·x_0 − 1), and which noise draws the loop used:
+    ``utils_model.model_fn`` calls guided-diffusion's ``p_sample`` for x̂0, which draws a
+    ``randn_like`` it does not use for x̂0 (``noise_unused``).
+
+    Round-off: the float64 run reads ``np.float32`` as float64 (the β table) and makes
+    ``Tensor.float()`` keep float64 (the scripts cast ρ, x̂0 and y with it)."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = Path(paths.diffpir)
+    mb = _motionblur_dir(paths)
+    g = torch.Generator().manual_seed(800)
+    image = (torch.rand(32, 32, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+    box = np.zeros((7, 7))
+    box[:4, :4] = 1 / 16
+    sr_kernels = np.empty((1, 3), dtype=object)
+    sr_kernels[0, 0], sr_kernels[0, 1], sr_kernels[0, 2] = box, box, box
+    hdf5 = types.ModuleType("hdf5storage")
+    hdf5.loadmat = lambda *a, **k: {"kernels": sr_kernels}  # type: ignore[attr-defined]
+    lpips = types.ModuleType("lpips")
+
+    class _LPIPS:
+        def __init__(self, *a, **k) -> None: ...
+
+        def to(self, *a, **k):
+            return self
+
+        def __call__(self, a, b):
+            return torch.zeros(1, 1, 1, 1)
+
+    lpips.LPIPS = _LPIPS  # type: ignore[attr-defined]
+    saved_mods = {k: sys.modules.get(k) for k in ("hdf5storage", "lpips")}
+    sys.modules["hdf5storage"], sys.modules["lpips"] = hdf5, lpips
+    try:
+        with (
+            official(repo, mb),
+            cpu_for_cuda(),
+            stub_modules(),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            script_util = importlib.import_module("guided_diffusion.script_util")
+            util = importlib.import_module("utils.utils_image")
+            sisr = importlib.import_module("utils.utils_sisr")
+            inpaint = importlib.import_module("utils.utils_inpaint")
+            deblur = importlib.import_module("utils.utils_deblur")
+            # data_solution's operator with the 7×7 box kernel is 4× average pooling
+            x_chk = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64)
+            fb = sisr.p2o(torch.from_numpy(box)[None, None], (32, 32))
+            blurred = torch.real(
+                torch.fft.ifftn(fb * torch.fft.fftn(x_chk, dim=(-2, -1)), dim=(-2, -1))
+            )
+            assert torch.allclose(sisr.downsample(blurred, 4),
+                                  torch.nn.functional.avg_pool2d(x_chk, 4), atol=1e-12)  # fmt: skip
+            originals = {key: getattr(util, key) for key in UTIL_PATCHED}
+            originals["pre_calculate"] = sisr.pre_calculate
+            for k, (name, script) in enumerate(DIFFPIR_CASES):
+                mod = load_file(repo / script, f"diffpir_{Path(script).stem}")
+
+                def run(dtype, mod=mod, k=k, script=script):
+                    rec: dict = {"x_T": None, "unused": [], "y": None, "kernel": None, "mask": None}
+                    with (
+                        precision(dtype, model),
+                        _tensor_float_is_default_dtype(dtype),
+                        PrescribedNoise(seed=8000 + k) as noise,
+                        contextlib.chdir(tmp),
+                    ):
+
+                        def create(**kw):
+                            diffusion = script_util.create_gaussian_diffusion(
+                                steps=kw["diffusion_steps"], learn_sigma=kw["learn_sigma"],
+                                noise_schedule=kw["noise_schedule"], use_kl=kw["use_kl"],
+                                predict_xstart=kw["predict_xstart"],
+                                rescale_timesteps=kw["rescale_timesteps"],
+                                rescale_learned_sigmas=kw["rescale_learned_sigmas"],
+                                timestep_respacing=kw["timestep_respacing"],
+                            )  # fmt: skip
+                            p_sample = diffusion.p_sample
+
+                            def counted(*a, **kw2):
+                                if rec["x_T"] is None:
+                                    rec["x_T"] = a[1].detach().clone()
+                                start = len(noise.shapes)
+                                result = p_sample(*a, **kw2)
+                                rec["unused"].extend(range(start, len(noise.shapes)))
+                                return result
+
+                            diffusion.p_sample = counted
+                            return model, diffusion
+
+                        def pre_calculate(y, kernel, sf):
+                            rec["y"], rec["kernel"] = y.detach().clone(), kernel.detach().clone()
+                            return originals["pre_calculate"](y, kernel, sf)
+
+                        def tensor2uint(img):
+                            rec["out"] = img.detach().clone()
+                            raise _StopScript
+
+                        def masks(*a, **kw):
+                            gen = inpaint.mask_generator(*a, image_size=32, **kw)
+
+                            def draw(img):
+                                rec["mask"] = gen(img)
+                                return rec["mask"]
+
+                            return draw
+
+                        mod.create_model_and_diffusion = create
+                        mod.torch.load = lambda *a, **kw: model.state_dict()
+                        if hasattr(mod, "sr"):
+                            mod.sr.pre_calculate = pre_calculate
+                        mod.np = _Float64Numpy("numpy") if dtype == torch.float64 else np
+                        if hasattr(mod, "mask_generator"):
+                            mod.mask_generator = masks
+                        if hasattr(mod, "GaussialBlurOperator"):
+                            mod.GaussialBlurOperator = lambda kernel_size, intensity, device: (
+                                deblur.GaussialBlurOperator(device=device, **DIFFPIR_BLUR)
+                            )
+                        util.get_image_paths = lambda root: [str(Path(tmp) / "img0.png")]
+                        util.imread_uint = lambda path, n_channels=3: image.copy()
+                        util.imsave = lambda *a, **kw: None
+                        util.tensor2uint = tensor2uint
+                        util.imresize_np = lambda img, scale, antialiasing=True: img.reshape(
+                            8, 4, 8, 4, 3
+                        ).mean(axis=(1, 3))
+                        load = torch.load
+                        try:
+                            mod.main()
+                        except _StopScript:
+                            pass
+                        finally:
+                            torch.load = load
+                            for key in UTIL_PATCHED:
+                                setattr(util, key, originals[key])
+                            sisr.pre_calculate = originals["pre_calculate"]
+                    if "inpainting" in script:  # the loop's y: (image·mask)/255 on [−1, 1]
+                        m = rec["mask"].to(torch.float64)
+                        rec["y"] = (
+                            torch.from_numpy(image).permute(2, 0, 1)[None] / 255.0 * m
+                        ) * 2 - 1
+                    return rec, noise
+
+                rec, noise = run(torch.float32)
+                final = rec["out"].double() * 2 - 1  # x_0 = x/2 + 0.5 → model space
+                kappa = roundoff(lambda d, run=run: run(d)[0]["out"].double() * 2 - 1, final)
+                meta = {
+                    "source": source("diffpir", f"{script}::main"),
+                    "network": "FixtureModel(net_adm) through the script's create_gaussian_diffusion "
+                    "(learn_sigma, linear, 1000 steps) and utils/utils_model.py::model_fn",
+                    "script": script,
+                    "noise": noise.meta(),
+                    "float32_roundoff": kappa,
+                    "noise_calls": "x_T, then per step: p_sample's randn_like (unused: "
+                    "noise_unused), and, except at the last step, the η draw then the ζ draw",
+                }
+                arrays = dict(out=final, noise_shapes=noise.shape_table(), x_T=rec["x_T"],
+                              noise_unused=np.asarray(rec["unused"], dtype=np.int32))  # fmt: skip
+                if "sisr" in script:
+                    meta.update(kind="sr4_avgpool", sigma=12.75 / 255, lam=2.0, zeta=0.25,
+                                iter_num=100, sf=4)  # fmt: skip
+                    arrays.update(y01=rec["y"], kernel=rec["kernel"][0, 0])
+                elif "deblur" in script:
+                    meta.update(kind="circular_blur", sigma=12.75 / 255, lam=7.0, zeta=0.3,
+                                iter_num=100, blur=DIFFPIR_BLUR)  # fmt: skip
+                    arrays.update(y01=rec["y"], kernel=rec["kernel"][0, 0])
+                else:
+                    meta.update(kind="inpaint", sigma=0.0, lam=1.0, zeta=1.0, iter_num=20)
+                    arrays.update(y=rec["y"], mask=rec["mask"][:1, :1])
+                save(out, name, meta, **arrays)
+    finally:
+        for key, mod_ in saved_mods.items():
+            if mod_ is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = mod_
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -1844,6 +2084,7 @@ FIXTURES: dict[str, Callable] = {
     "pigdm": fx_pigdm,
     "dds": fx_dds,
     "daps": fx_daps,
+    "diffpir": fx_diffpir,
 }
 
 
@@ -1863,6 +2104,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "pigdm": ("guided_diffusion", "reddiff"),
     "dds": ("guided_diffusion", "dds"),
     "daps": ("guided_diffusion", "daps"),
+    "diffpir": ("guided_diffusion", "diffpir", "motionblur"),
 }
 
 
