@@ -2069,6 +2069,147 @@ def fx_diffpir(paths, out: Path) -> None:
                 sys.modules[key] = mod_
 
 
+class _RecordedEps(torch.nn.Module):
+    """The network as RED-diff's ``ClassifierGuidanceModel`` calls it, its ε (channels 0:3)
+    rounded to float32 and recorded: the fixture stores them, and the test feeds them back."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.seen: list[torch.Tensor] = []
+
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x, t, *args, **kwargs):
+        out = self.net(x, t, *args, **kwargs)
+        eps = out[:, :3].to(torch.float32).to(out.dtype)
+        self.seen.append(eps.detach().clone())
+        self.inputs.append(x.detach().clone())
+        return torch.cat([eps, out[:, 3:]], 1)
+
+
+def _reddiff_run(paths, model, case: dict, y0: torch.Tensor, dtype: torch.dtype, seed: int):
+    """One run of RED-diff's ``REDDIFF.sample`` (``case``: operator, steps, lr, λ, …) in ``dtype``;
+    returns (x0_pred of every step, the ε it used, the network inputs x_t, noise, timesteps).
+    Imports happen inside
+    :func:`official` (see :func:`fx_reddiff`)."""
+    degredations = importlib.import_module("utils.degredations")
+    functions = importlib.import_module("utils.functions")
+    cgm = importlib.import_module("models.classifier_guidance_model")
+    diffusion_mod = importlib.import_module("models.diffusion")
+    reddiff = importlib.import_module("algos.reddiff")
+    exp = SimpleNamespace(start_step=1000, end_step=0, num_steps=case["steps"],
+                          save_evolution=False)  # fmt: skip
+    ts = functions.get_timesteps(SimpleNamespace(exp=exp))
+    with (
+        precision(dtype, model),
+        _tensor_float_is_default_dtype(dtype),
+        PrescribedNoise(seed=seed) as noise,
+    ):
+        diffusion = diffusion_mod.Diffusion(beta_start=1e-4, beta_end=2e-2)
+        recorded = _RecordedEps(model)
+        cg_model = cgm.ClassifierGuidanceModel(recorded, None, diffusion, None)
+        algo = object.__new__(reddiff.REDDIFF)  # its __init__ builds H from a hydra cfg
+        algo.model, algo.diffusion = cg_model, diffusion
+        algo.H = _reddiff_operator(degredations, case)
+        trajectory: list[torch.Tensor] = []  # x0_pred of every step (H.H sees it once per step)
+        apply_h = algo.H.H
+        algo.H.H = lambda v: (trajectory.append(v.detach().clone()), apply_h(v))[1]
+        algo.cfg = SimpleNamespace(
+            algo=SimpleNamespace(deg=case["deg"], sigma_y=0.0),
+            exp=SimpleNamespace(save_evolution=False, start_step=1000, end_step=0),
+        )
+        algo.awd, algo.cond_awd = True, False
+        algo.grad_term_weight, algo.obs_weight = case["grad_term_weight"], 1.0
+        algo.eta, algo.lr = 0.0, case["lr"]
+        algo.denoise_term_weight, algo.sigma_x0 = case["denoise_term_weight"], case["sigma_x0"]
+        x = torch.zeros(1, 3, 32, 32)  # shape only (initialize: H_pinv(y_0).view)
+        x0_pred, _ = algo.sample(x, None, ts, y_0=y0.to(dtype))
+    assert torch.equal(trajectory[-1], x0_pred.detach())
+    return torch.cat(trajectory), torch.cat(recorded.seen), torch.cat(recorded.inputs), noise, ts
+
+
+def _reddiff_operator(degredations, case: dict):
+    if case["deg"] == "sr4":
+        return degredations.SuperResolution(3, 32, 4, "cpu")
+    mask = case["mask"].to(torch.get_default_dtype())
+    return degredations.Inpainting(3, 32, mask.expand(1, 3, 32, 32).reshape(1, -1).clone(), "cpu")
+
+
+#: the RED-diff fixtures: README's run (lr 0.5, λ 0.25, ``linear``) and the yaml's lr 0.1 with
+#: the ``sqrt`` weighting and σ_x0 > 0 (every other branch of the loss); 10 steps each (the
+#: stored ε are 12 KiB a step; the step count only changes the timesteps)
+REDDIFF_CASES = (
+    ("reddiff_sr4_avgpool", dict(steps=10, lr=0.5, grad_term_weight=0.25,
+                                 denoise_term_weight="linear", sigma_x0=0.0, deg="sr4")),
+    ("reddiff_sr4_avgpool_sqrt", dict(steps=10, lr=0.1, grad_term_weight=0.25,
+                                      denoise_term_weight="sqrt", sigma_x0=0.01, deg="sr4")),
+)  # fmt: skip
+
+
+def fx_reddiff(paths, out: Path) -> None:
+    """RED-diff, NVlabs/RED-diff ``algos/reddiff.py::REDDIFF.sample`` (``awd``, ``obs_weight`` 1,
+    η 0; ``utils/functions.py::get_timesteps``) on the tiny ADM through its
+    ``ClassifierGuidanceModel`` and ``Diffusion``, RED-diff's ``SuperResolution(3, 32, 4)``
+    (average pooling, deg ``sr4``), σ_y = 0 (:data:`REDDIFF_CASES`).
+
+    **In float64, with the ε recorded.** The float32 chain is ill-conditioned: Adam's first step
+    is lr·g/(|g| + 1e-8), and ~3.5 % of the 3072 gradient components have |g| within 100× of
+    that ε (g is the mean over pixels of w(ε − n)·x0), so the float32 round-off of g (ε − n
+    cancels) moves those components by up to 4e-2 after one step (measured against the float64
+    run; ``float32_vs_float64`` is the whole chain's). No other implementation can be held to the
+    official float32 output. In float64 the same amplification turns a 1e-12 relative change of y
+    into ``float64_sensitivity`` (2.6e-13 and 2.2e-10 measured), so the official float64 run is
+    the fixture:
+    everything in float64 (``Tensor.float()`` keeps float64, as for DiffPIR), the network's ε
+    rounded to float32 and *stored* (``eps``, with its inputs ``x_t`` as float16). The
+    test feeds those ε back to lit_restore's sampler, run in float64: the loss weights, the
+    Adam state, the noise order, the initial A⁺y and the returned x0_pred are compared to the
+    float64 round-off, and the x_t it builds against the stored inputs."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = Path(paths.reddiff)
+    with (
+        official(repo),
+        cpu_for_cuda(),
+        stub_modules(),
+        namespace_packages(repo, "models", "utils", "algos"),
+    ):
+        degredations = importlib.import_module("utils.degredations")
+        for k, (name, case) in enumerate(REDDIFF_CASES):
+            g = torch.Generator().manual_seed(900 + k)
+            x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+            y0 = degredations.SuperResolution(3, 32, 4, "cpu").H(x_ref)
+            seed = 9000 + k
+            traj, eps, inputs, noise, ts = _reddiff_run(paths, model, case, y0, torch.float64, seed)
+            nudged = _reddiff_run(
+                paths, model, case, y0.double() * (1 + 1e-12), torch.float64, seed
+            )
+            sensitivity = float((nudged[0][-1] - traj[-1]).abs().max())
+            traj32 = _reddiff_run(paths, model, case, y0, torch.float32, seed)[0]
+            kappa32 = float((traj32[-1].double() - traj[-1]).abs().max())
+            # op-order differences are ~1e-15 relative, 1000× below the nudge: a fixture whose
+            # nudge moves the output by ≥ 1e-9 (the test's float64 tolerance) is refused
+            assert sensitivity < 1e-9, sensitivity
+            assert len(noise.shapes) == 2 * case["steps"]
+            meta = {
+                "source": source("reddiff", "algos/reddiff.py::REDDIFF.sample"),
+                "network": "FixtureModel(net_adm) via models/classifier_guidance_model.py, "
+                "its ε rounded to float32 and stored (eps)",
+                "operator": "utils/degredations.py::SuperResolution(3, 32, 4) (deg sr4)",
+                "kind": "sr4_avgpool",
+                "sigma_y": 0.0,
+                **{key: v for key, v in case.items() if key != "deg"},
+                "timesteps": list(ts),
+                "noise": noise.meta(),
+                "dtype": "float64",
+                "float64_sensitivity": sensitivity,
+                "float32_vs_float64": kappa32,
+                "noise_calls": "per step: noise_x0 then noise_xt (randn_like(mu))",
+            }
+            save(out, name, meta, out=traj[-1:], eps=eps.float(), x_t=inputs.half(),
+                 noise_shapes=noise.shape_table(), y=y0.view(1, 3, 8, 8))  # fmt: skip
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -2085,6 +2226,7 @@ FIXTURES: dict[str, Callable] = {
     "dds": fx_dds,
     "daps": fx_daps,
     "diffpir": fx_diffpir,
+    "reddiff": fx_reddiff,
 }
 
 
@@ -2105,6 +2247,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "dds": ("guided_diffusion", "dds"),
     "daps": ("guided_diffusion", "daps"),
     "diffpir": ("guided_diffusion", "diffpir", "motionblur"),
+    "reddiff": ("guided_diffusion", "reddiff"),
 }
 
 

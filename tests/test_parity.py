@@ -743,6 +743,55 @@ def test_diffpir_output_modes_differ_by_the_last_denoising():
     assert max_abs(outs["denoised"], arrays["out"]) > 1e-3
 
 
+# ============================================================================ RED-diff
+#: float64 tolerance of the RED-diff fixtures: both sides differ by float64 op-order round-off
+#: (~1e-15 relative), which the chain amplifies as it amplifies the fixture's 1e-12 nudge of y
+#: (``float64_sensitivity`` ≤ 4.0e-13, i.e. ≤ 400×): ≤ ~1e-12 expected, 1e-9 leaves margin
+TOL64 = 1e-9
+
+
+@pytest.mark.parametrize("name", ["reddiff_sr4_avgpool", "reddiff_sr4_avgpool_sqrt"])
+def test_reddiff_equals_official_in_float64(name):
+    """RED-diff (NVlabs/RED-diff ``algos/reddiff.py::REDDIFF.sample``; README lr 0.5, λ 0.25,
+    ``linear``, and lr 0.1, ``sqrt``, σ_x0 0.01; 10 steps, avg-pool SR×4, σ_y 0) in float64 with
+    the official run's ε fed back (the script's ``fx_reddiff``: the float32 chain is
+    ill-conditioned — Adam divides by gradients near its ε = 1e-8 — and the official float32
+    output is 1.6e-3 / 1.9e-4 from its own float64 run, 4e-2 after one step at 100 steps). Held:
+    A⁺y, the noise order, x_t = √ᾱ_t x0 + √(1−ᾱ_t) n (against the stored float16 inputs: ≤ 2⁻¹¹
+    relative), the weights w(t) and v, the Adam state and the returned x0_pred of the last step.
+    Observed ≤ 3.4e-13 (``float64_sensitivity`` ≤ 4.0e-13)."""
+    from lit_restore.operators import AvgPoolSR
+    from lit_restore.priors import DiffusionPrior
+    from lit_restore.samplers import REDDiff
+
+    meta, arrays = load(name)
+    noise = [z.double() for z in official_noise(meta, arrays["noise_shapes"])]
+    eps = [torch.from_numpy(e).double()[None] for e in arrays["eps"]]
+    x_t = [torch.from_numpy(v.astype(np.float64))[None] for v in arrays["x_t"]]
+    seen_t: list[int] = []
+
+    class ReplayedPrior(DiffusionPrior):  # the official ε, in order, for the x_t we build
+        def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            k = len(seen_t)
+            seen_t.append(int(t[0]))
+            rel = float(((x - x_t[k]).abs() / x_t[k].abs().clamp_min(1.0)).max())
+            assert rel <= 2.0**-11, (k, rel)  # float16 storage of the official input
+            return eps[k]
+
+    sampler = REDDiff(steps=meta["steps"], lr=meta["lr"], grad_term_weight=meta["grad_term_weight"],
+                      weighting=meta["denoise_term_weight"], sigma_x0=meta["sigma_x0"])  # fmt: skip
+    source, left = replayed(noise)
+    out = sampler.sample(ReplayedPrior(image_size=32, channels=3).double(), AvgPoolSR(4),
+                         tensor(arrays["y"]).double(), noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    assert seen_t == sorted(meta["timesteps"], reverse=True)
+    assert out.dtype == torch.float64
+    err = max_abs(out, arrays["out"])
+    print(f"{name}: max |ours − official| {err:.2e} (float64), official float32 vs float64 "
+          f"{meta['float32_vs_float64']:.2e}")  # fmt: skip
+    assert err <= TOL64, err
+
+
 # ============================================================================ ResShift
 def swin_unet():
     from lit_restore.nn import SwinUNet
