@@ -11,7 +11,7 @@ Regenerate (from the repository root; each path is a checkout of the repository 
     PYTHONPATH=<extra site dir, see below> python scripts/make_parity_fixtures.py \\
         --guided-diffusion <dir> --dps <dir> --motionblur <dir> --ddrm <dir> --ddnm <dir> \\
         --ddpg <dir> --fdgr <dir> --resshift <dir> --reddiff <dir> --dds <dir> --daps <dir> \\
-        [--only dps ddrm ...] [--out tests/data/parity]
+        --diffpir <dir> [--only dps ddrm ...] [--out tests/data/parity]
 
 (about 15 minutes on 2 CPU cores, most of it the 1000-step DPS chains run twice: float32 and
 float64). A fresh run reproduces the committed files bit for bit.
@@ -32,12 +32,14 @@ option              repository                                   commit
 --reddiff           NVlabs/RED-diff                              66482f23e242bb31166c3662002d0a6f9f065030
 --dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
 --daps              zhangbingliang2019/DAPS                      098df6b7643c23f0de21064124f383c3945348a6
+--diffpir           yuanzhi-zhu/DiffPIR                          111d26e8cf11965c1777a8a664b08dfa3ef78f1e
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
-ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``; ``torchdiffeq``
+ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py`` and ``algos/reddiff.py``; ``opencv-python-headless``
+also for DiffPIR's scripts; ``torchdiffeq``
 0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
 number: the DDRM/DDNM/DDPG/FDGR loops hard-code ``.to('cuda')`` and ResShift ``.cuda()``
@@ -149,11 +151,17 @@ this script). Where ours differs, the fixture key a later implementation must ma
     CT/MRI data on disk; run unchanged with its operator swapped (``fx_dds``). Its CG stops on
     the *batch* residual (``utils.py::CG``, ‖r‖ < 1e-5); the step into t = 0 returns x̃0
     without re-noising (``if j != 0``). ``--sigma_y`` only selects the branch (no noise added).
-13. RED-diff — no fixture. ``algos/reddiff.py::REDDIFF.sample`` (README lr 0.5, λ 0.25; run here
-    the same way as ΠGDM: avg-pool SR×4, 50 steps, tiny ADM) is ill-conditioned in float32: its
-    Adam step lr·m̂/(√v̂ + 1e-8) divides by gradient magnitudes that cross zero, and the official
-    float32 output was 7.0e-3 from its own float64 run, so no implementation can be held to
-    1e-5. Its output is ``x0_pred`` of the last step, before that step's Adam update.
+13. RED-diff — ``reddiff_sr4_avgpool``, ``reddiff_sr4_avgpool_sqrt`` (float64, ε fed back).
+    ``algos/reddiff.py::REDDIFF.sample`` is ill-conditioned in float32: its first Adam step is
+    lr·g/(|g| + 1e-8), and ~3.5 % of the gradient components (means over pixels of
+    w(ε − n)·x0, where ε − n cancels) lie within 100× of that ε, so float32 round-off moves them
+    by up to 4e-2 in one step (README lr 0.5, 100 steps); no implementation can be held to the
+    official float32 output. The fixtures are the official float64 run with the network's ε
+    stored (``fx_reddiff``); lit_restore's ``REDDiff`` in float64 with those ε lands ≤ 3.4e-13
+    from it. Two things ours had to do for that: ᾱ from the float64 table (a float32-rounded ᾱ,
+    3e-8 relative, became 1e-4 through the same amplification) and w(t) = λ·f(√(1−ᾱ)/√ᾱ) in the
+    run's dtype, as the code. Its output is ``x0_pred`` of the last step, before that step's
+    Adam update.
 14. DAPS — ``daps_sr4_avgpool``, ``daps_sr4_avgpool_hmc``. ``model/precond.py::VPPrecond``
     evaluates the ε-network at the *fractional* timestep (T−1)·τ(σ) of the continuous VP SDE
     (β_min 0.1, β_d 19.9), not at a timestep of the discrete chain; the annealing levels are
@@ -161,6 +169,17 @@ this script). Where ours differs, the fixture key a later implementation must ma
     float32 level; ``get_lr`` divides the level index by N + 1; the last level draws its
     ε and multiplies it by σ_N = 0. lit_restore's ``DAPS(timestep_rule="vp_sde")`` does all of
     this (≤ 3.0e-7; official float32 round-off ≤ 9.7e-7).
+15. DiffPIR — ``diffpir_sr4_avgpool_noisy``, ``diffpir_deblur_noisy``, ``diffpir_inpaint``.
+    ``main_ddpir_sisr.py``/``main_ddpir_deblur.py``/``main_ddpir_inpainting.py`` (the loop inline
+    in ``main``) return ``x_0 = x/2 + 0.5`` of the last iteration, and at that iteration
+    (``seq[i] == seq[-1]``, t = 0) they evaluate the network, skip the data step and the
+    re-noising, and never use that x̂0: the result is the data-consistent x̃0 of the step before,
+    re-noised to t = 0 (σ = √β_0 = 0.01). lit_restore's ``DiffPIR`` returned the x̂0 of that last
+    call (0.025 / 0.030 / 0.0075 off); ``output="state"`` (now the default) returns x_0 and skips
+    the discarded call (NFE = steps − 1): ≤ 6.1e-6 (official float32 round-off ≤ 6.5e-6). The
+    scripts start from √ᾱ_T·ỹ + √(1−ᾱ_T)·z (``main_ddpir.py`` for every task; the deblur and
+    inpainting scripts weight ỹ by 1/√ᾱ_{t_y} more and fill missing pixels with −1), ours
+    (``init="measurement"``, now the default) as ``main_ddpir.py``; N(0, I) before.
 """
 
 from __future__ import annotations

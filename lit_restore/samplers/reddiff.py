@@ -23,6 +23,15 @@ which Adam normalises away up to its ε = 1e-8).
 
 The measurement noise level does not enter the loss (the code's ``sigma_y`` only adds noise to y);
 ``obs_weight`` v plays the role of 1/σ_y² up to scale.
+
+**Conditioning and parity.** Adam's first step is lr·g/(|g| + 1e-8), and some components of g
+(means over all pixels of w(ε − n)·x0, where ε − n cancels) lie near that ε: there a relative
+change of g is amplified ~|g-terms|/ε-fold, so float32 runs of the same algorithm differ by
+~1e-3 (the official float32 output is 1.6e-3 from its own float64 run after 10 steps). Hence ᾱ_t
+comes from the float64 table, rounded once to the run's dtype, and w(t) is computed in the run's
+dtype as the code does. Held in float64, with the official network outputs fed back, to
+NVlabs/RED-diff @ 66482f2 ``algos/reddiff.py`` (≤ 3.4e-13;
+``tests/test_parity.py::test_reddiff_equals_official_in_float64``).
 """
 
 from __future__ import annotations
