@@ -1583,6 +1583,18 @@ def namespace_packages(repo: Path, *names: str) -> Iterator[None]:
     yield
 
 
+@contextlib.contextmanager
+def reddiff_checkout(repo: Path) -> Iterator[None]:
+    """NVlabs/RED-diff importable as its ΠGDM and RED-diff fixtures need it: on the CPU, the unused
+    imports stubbed, ``models``/``utils``/``algos`` as bare packages."""
+    with official(repo), cpu_for_cuda(), stub_modules(), namespace_packages(repo, *_REDDIFF_PKGS):
+        yield
+
+
+#: the RED-diff packages imported without their ``__init__`` (:func:`namespace_packages`)
+_REDDIFF_PKGS = ("models", "utils", "algos")
+
+
 def fx_pigdm(paths, out: Path) -> None:
     """ΠGDM, NVlabs/RED-diff ``algos/pgdm.py::PGDM.sample`` (``awd`` True, ``cond_awd`` False,
     ``mcg`` False, ``grad_term_weight`` 1: ``_configs/algo/pgdm.yaml``), 50 steps
@@ -1594,12 +1606,7 @@ def fx_pigdm(paths, out: Path) -> None:
     repo = paths.reddiff
     cases = [("pgdm_sr4_avgpool", 0.0), ("pgdm_sr4_avgpool_eta", 0.5)]
     steps = 50
-    with (
-        official(repo),
-        cpu_for_cuda(),
-        stub_modules(),
-        namespace_packages(repo, "models", "utils", "algos"),
-    ):
+    with reddiff_checkout(Path(repo)):
         degredations = importlib.import_module("utils.degredations")
         functions = importlib.import_module("utils.functions")
         cgm = importlib.import_module("models.classifier_guidance_model")
@@ -2186,13 +2193,7 @@ def fx_reddiff(paths, out: Path) -> None:
     Adam state, the noise order, the initial A⁺y and the returned x0_pred are compared to the
     float64 round-off, and the x_t it builds against the stored inputs."""
     model = FixtureModel(make_adm(paths, True))
-    repo = Path(paths.reddiff)
-    with (
-        official(repo),
-        cpu_for_cuda(),
-        stub_modules(),
-        namespace_packages(repo, "models", "utils", "algos"),
-    ):
+    with reddiff_checkout(Path(paths.reddiff)):
         degredations = importlib.import_module("utils.degredations")
         for k, (name, case) in enumerate(REDDIFF_CASES):
             g = torch.Generator().manual_seed(900 + k)
