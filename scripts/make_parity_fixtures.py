@@ -11,7 +11,7 @@ Regenerate (from the repository root; each path is a checkout of the repository 
     PYTHONPATH=<extra site dir, see below> python scripts/make_parity_fixtures.py \\
         --guided-diffusion <dir> --dps <dir> --motionblur <dir> --ddrm <dir> --ddnm <dir> \\
         --ddpg <dir> --fdgr <dir> --resshift <dir> --reddiff <dir> --dds <dir> --daps <dir> \\
-        --psld <dir> [--only dps ddrm ...] [--out tests/data/parity]
+        --psld <dir> --diffpir <dir> [--only dps ddrm ...] [--out tests/data/parity]
 
 (about 15 minutes on 2 CPU cores, most of it the 1000-step DPS chains run twice: float32 and
 float64). A fresh run reproduces the committed files bit for bit.
@@ -33,12 +33,14 @@ option              repository                                   commit
 --dds               HJ-harry/DDS                                 509b140ee8ba76772ab7d98929270033d4306f2f
 --daps              zhangbingliang2019/DAPS                      098df6b7643c23f0de21064124f383c3945348a6
 --psld              LituRout/PSLD                                d734647bbc1ed0b1171521a804fc744973779f8c
+--diffpir           yuanzhi-zhu/DiffPIR                          111d26e8cf11965c1777a8a664b08dfa3ef78f1e
 ==================  ===========================================  ==========================
 
 Environment: torch/torchvision/numpy/scipy of the lit_restore venv, plus pure-Python/wheel
 packages the official code imports that lit_restore does not need (``opencv-python-headless``
 for DDNM's ``svd_operators.py`` and ResShift; ``loguru``, ``omegaconf``, ``einops`` for
-ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py``; ``torchdiffeq``
+ResShift's ``sampler.py``; ``omegaconf`` also for RED-diff's ``algos/pgdm.py`` and
+``algos/reddiff.py``; ``opencv-python-headless`` also for DiffPIR's scripts; ``torchdiffeq``
 0.2.5, DAPS's ODE solver, pinned in its ``requirements.txt``; ``einops`` also for the VQ
 first stage of the latent fixtures), installed apart with ``pip install --target <dir>`` and put on
 ``PYTHONPATH``. Run-time shims, each only while an official function runs, and none changing a
@@ -153,11 +155,17 @@ this script). Where ours differs, the fixture key a later implementation must ma
     CT/MRI data on disk; run unchanged with its operator swapped (``fx_dds``). Its CG stops on
     the *batch* residual (``utils.py::CG``, ‖r‖ < 1e-5); the step into t = 0 returns x̃0
     without re-noising (``if j != 0``). ``--sigma_y`` only selects the branch (no noise added).
-13. RED-diff — no fixture. ``algos/reddiff.py::REDDIFF.sample`` (README lr 0.5, λ 0.25; run here
-    the same way as ΠGDM: avg-pool SR×4, 50 steps, tiny ADM) is ill-conditioned in float32: its
-    Adam step lr·m̂/(√v̂ + 1e-8) divides by gradient magnitudes that cross zero, and the official
-    float32 output was 7.0e-3 from its own float64 run, so no implementation can be held to
-    1e-5. Its output is ``x0_pred`` of the last step, before that step's Adam update.
+13. RED-diff — ``reddiff_sr4_avgpool``, ``reddiff_sr4_avgpool_sqrt`` (float64, ε fed back).
+    ``algos/reddiff.py::REDDIFF.sample`` is ill-conditioned in float32: its first Adam step is
+    lr·g/(|g| + 1e-8), and ~3.5 % of the gradient components (means over pixels of
+    w(ε − n)·x0, where ε − n cancels) lie within 100× of that ε, so float32 round-off moves them
+    by up to 4e-2 in one step (README lr 0.5, 100 steps); no implementation can be held to the
+    official float32 output. The fixtures are the official float64 run with the network's ε
+    stored (``fx_reddiff``); lit_restore's ``REDDiff`` in float64 with those ε lands ≤ 3.4e-13
+    from it. Two things ours had to do for that: ᾱ from the float64 table (a float32-rounded ᾱ,
+    3e-8 relative, became 1e-4 through the same amplification) and w(t) = λ·f(√(1−ᾱ)/√ᾱ) in the
+    run's dtype, as the code. Its output is ``x0_pred`` of the last step, before that step's
+    Adam update.
 14. DAPS — ``daps_sr4_avgpool``, ``daps_sr4_avgpool_hmc``. ``model/precond.py::VPPrecond``
     evaluates the ε-network at the *fractional* timestep (T−1)·τ(σ) of the continuous VP SDE
     (β_min 0.1, β_d 19.9), not at a timestep of the discrete chain; the annealing levels are
@@ -185,6 +193,17 @@ this script). Where ours differs, the fixture key a later implementation must ma
     ``VPPrecond`` (the VP-SDE timestep rule also for the LDM's own β schedule); it decodes x̂0, x0y
     and z_t at every level (no draw). lit_restore's ``LatentDAPS`` (``grad_clip=1``,
     ``timestep_rule="vp_sde"``) equals it unchanged (2.7e-6; official round-off 3.1e-6).
+17. DiffPIR — ``diffpir_sr4_avgpool_noisy``, ``diffpir_deblur_noisy``, ``diffpir_inpaint``.
+    ``main_ddpir_sisr.py``/``main_ddpir_deblur.py``/``main_ddpir_inpainting.py`` (the loop inline
+    in ``main``) return ``x_0 = x/2 + 0.5`` of the last iteration, and at that iteration
+    (``seq[i] == seq[-1]``, t = 0) they evaluate the network, skip the data step and the
+    re-noising, and never use that x̂0: the result is the data-consistent x̃0 of the step before,
+    re-noised to t = 0 (σ = √β_0 = 0.01). lit_restore's ``DiffPIR`` returned the x̂0 of that last
+    call (0.025 / 0.030 / 0.0075 off); ``output="state"`` (now the default) returns x_0 and skips
+    the discarded call (NFE = steps − 1): ≤ 6.1e-6 (official float32 round-off ≤ 6.5e-6). The
+    scripts start from √ᾱ_T·ỹ + √(1−ᾱ_T)·z (``main_ddpir.py`` for every task; the deblur and
+    inpainting scripts weight ỹ by 1/√ᾱ_{t_y} more and fill missing pixels with −1), ours
+    (``init="measurement"``, now the default) as ``main_ddpir.py``; N(0, I) before.
 """
 
 from __future__ import annotations
@@ -226,6 +245,7 @@ REPOS = {
     "dds": ("HJ-harry/DDS", "509b140ee8ba76772ab7d98929270033d4306f2f"),
     "daps": ("zhangbingliang2019/DAPS", "098df6b7643c23f0de21064124f383c3945348a6"),
     "psld": ("LituRout/PSLD", "d734647bbc1ed0b1171521a804fc744973779f8c"),
+    "diffpir": ("yuanzhi-zhu/DiffPIR", "111d26e8cf11965c1777a8a664b08dfa3ef78f1e"),
     "bkse": (
         "VinAIResearch/blur-kernel-space-exploring",
         "f2fe73e5d4e0d32ae9b6d34207a57bef0d3255c0",
@@ -1588,6 +1608,18 @@ def namespace_packages(repo: Path, *names: str) -> Iterator[None]:
     yield
 
 
+@contextlib.contextmanager
+def reddiff_checkout(repo: Path) -> Iterator[None]:
+    """NVlabs/RED-diff importable as its ΠGDM and RED-diff fixtures need it: on the CPU, the unused
+    imports stubbed, ``models``/``utils``/``algos`` as bare packages."""
+    with official(repo), cpu_for_cuda(), stub_modules(), namespace_packages(repo, *_REDDIFF_PKGS):
+        yield
+
+
+#: the RED-diff packages imported without their ``__init__`` (:func:`namespace_packages`)
+_REDDIFF_PKGS = ("models", "utils", "algos")
+
+
 def fx_pigdm(paths, out: Path) -> None:
     """ΠGDM, NVlabs/RED-diff ``algos/pgdm.py::PGDM.sample`` (``awd`` True, ``cond_awd`` False,
     ``mcg`` False, ``grad_term_weight`` 1: ``_configs/algo/pgdm.yaml``), 50 steps
@@ -1599,12 +1631,7 @@ def fx_pigdm(paths, out: Path) -> None:
     repo = paths.reddiff
     cases = [("pgdm_sr4_avgpool", 0.0), ("pgdm_sr4_avgpool_eta", 0.5)]
     steps = 50
-    with (
-        official(repo),
-        cpu_for_cuda(),
-        stub_modules(),
-        namespace_packages(repo, "models", "utils", "algos"),
-    ):
+    with reddiff_checkout(Path(repo)):
         degredations = importlib.import_module("utils.degredations")
         functions = importlib.import_module("utils.functions")
         cgm = importlib.import_module("models.classifier_guidance_model")
@@ -2168,6 +2195,380 @@ def fx_latent_daps(paths, out: Path) -> None:
         save_vq_f4(out, vq)
 
 
+#: the DiffPIR fixtures: (name, script, the first λ run of the script's sweep kept)
+DIFFPIR_CASES = (
+    ("diffpir_sr4_avgpool_noisy", "main_ddpir_sisr.py"),
+    ("diffpir_deblur_noisy", "main_ddpir_deblur.py"),
+    ("diffpir_inpaint", "main_ddpir_inpainting.py"),
+)
+#: the Gaussian kernel handed to ``main_ddpir_deblur.py`` (its 61×61 kernel does not fit a 32×32
+#: image; 5×5, std 0.7 keeps the float32 data step well conditioned, as for DDS)
+DIFFPIR_BLUR = dict(kernel_size=5, intensity=0.7)
+
+
+#: the ``utils/utils_image.py`` functions :func:`fx_diffpir` replaces while a script runs
+UTIL_PATCHED = ("get_image_paths", "imread_uint", "imsave", "tensor2uint", "imresize_np")
+
+
+class _StopScript(Exception):
+    """Raised once the first run of a script's λ/ζ sweep is recorded (the rest repeat it)."""
+
+
+class _Float64Numpy(types.ModuleType):
+    """The float64 reference run's ``np`` for a DiffPIR script: ``np.float32`` (its β table) reads
+    as float64; everything else is numpy."""
+
+    def __getattr__(self, name):
+        return np.float64 if name == "float32" else getattr(np, name)
+
+
+@contextlib.contextmanager
+def _tensor_float_is_default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """In the float64 reference run, ``Tensor.float()`` (the scripts cast ρ, x̂0, y and the
+    diffusion's coefficient lookups with it) keeps float64."""
+    if dtype == torch.float32:
+        yield
+        return
+    saved = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self.to(torch.float64)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.float = saved  # type: ignore[method-assign]
+
+
+def fx_diffpir(paths, out: Path) -> None:
+    """DiffPIR, yuanzhi-zhu/DiffPIR ``main_ddpir_sisr.py`` (SR×4, ``sr_mode 'blur'``: the FFT
+    closed form ``utils/utils_sisr.py::data_solution``; σ 12.75/255; 100 quad steps; its sweep's
+    first run, λ 2, ζ 0.25), ``main_ddpir_deblur.py`` (FFT closed form, σ 12.75/255, λ 7,
+    ζ 0.3, 100 steps) and ``main_ddpir_inpainting.py`` (random 50 % mask, σ 0, λ 1, ζ 1,
+    20 steps): each script's ``main()`` run unchanged on the tiny ADM. Patched around it (module
+    attributes, nothing inside the loop): the model factory and ``torch.load`` (the
+    :class:`FixtureModel`, with the script's own ``create_gaussian_diffusion``), the image list and
+    reader (one 32×32 image), ``imsave`` (nothing written), ``hdf5storage`` and ``lpips`` (stubs:
+    the SR kernel table, LPIPS 0), and
+
+    * SR: ``imresize_np`` (its LR image) is 4× average pooling, and the bicubic kernel table holds
+      a 7×7 kernel with 1/16 on its top-left 4×4 block — with ``p2o``'s roll by −3 and
+      ``downsample``'s upper-left pixel, ``data_solution``'s operator *is* 4× average pooling
+      (checked against ``avg_pool2d`` here);
+    * deblur: ``GaussialBlurOperator`` gets :data:`DIFFPIR_BLUR` (the script's 61×61 kernel of
+      std 3·U(1, 3) does not fit 32×32); the circular blur of ``ndimage.convolve(mode='wrap')``
+      on the uint8 image is the script's own;
+    * inpainting: ``mask_generator`` gets ``image_size=32`` (its default is 256).
+
+    Recorded: y (what ``pre_calculate`` / the inpainting loop receive, on [0, 1] for SR and
+    deblur, [−1, 1] for inpainting), the kernel / mask, the official x_T (the first network
+    input; the init mixes √ᾱ_T·(bicubic-upsampled or raw y) into it), the output ``x_0 = x/2 +
+    0.5`` that the script scores (stored as 2·x_0 − 1), and which noise draws the loop used:
+    ``utils_model.model_fn`` calls guided-diffusion's ``p_sample`` for x̂0, which draws a
+    ``randn_like`` it does not use for x̂0 (``noise_unused``).
+
+    Round-off: the float64 run reads ``np.float32`` as float64 (the β table) and makes
+    ``Tensor.float()`` keep float64 (the scripts cast ρ, x̂0 and y with it)."""
+    model = FixtureModel(make_adm(paths, True))
+    repo = Path(paths.diffpir)
+    mb = _motionblur_dir(paths)
+    g = torch.Generator().manual_seed(800)
+    image = (torch.rand(32, 32, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+    box = np.zeros((7, 7))
+    box[:4, :4] = 1 / 16
+    sr_kernels = np.empty((1, 3), dtype=object)
+    sr_kernels[0, 0], sr_kernels[0, 1], sr_kernels[0, 2] = box, box, box
+    hdf5 = types.ModuleType("hdf5storage")
+    hdf5.loadmat = lambda *a, **k: {"kernels": sr_kernels}  # type: ignore[attr-defined]
+    lpips = types.ModuleType("lpips")
+
+    class _LPIPS:
+        def __init__(self, *a, **k) -> None: ...
+
+        def to(self, *a, **k):
+            return self
+
+        def __call__(self, a, b):
+            return torch.zeros(1, 1, 1, 1)
+
+    lpips.LPIPS = _LPIPS  # type: ignore[attr-defined]
+    saved_mods = {k: sys.modules.get(k) for k in ("hdf5storage", "lpips")}
+    sys.modules["hdf5storage"], sys.modules["lpips"] = hdf5, lpips
+    try:
+        with (
+            official(repo, mb),
+            cpu_for_cuda(),
+            stub_modules(),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            script_util = importlib.import_module("guided_diffusion.script_util")
+            util = importlib.import_module("utils.utils_image")
+            sisr = importlib.import_module("utils.utils_sisr")
+            inpaint = importlib.import_module("utils.utils_inpaint")
+            deblur = importlib.import_module("utils.utils_deblur")
+            # data_solution's operator with the 7×7 box kernel is 4× average pooling
+            x_chk = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64)
+            fb = sisr.p2o(torch.from_numpy(box)[None, None], (32, 32))
+            blurred = torch.real(
+                torch.fft.ifftn(fb * torch.fft.fftn(x_chk, dim=(-2, -1)), dim=(-2, -1))
+            )
+            assert torch.allclose(sisr.downsample(blurred, 4),
+                                  torch.nn.functional.avg_pool2d(x_chk, 4), atol=1e-12)  # fmt: skip
+            originals = {key: getattr(util, key) for key in UTIL_PATCHED}
+            originals["pre_calculate"] = sisr.pre_calculate
+            for k, (name, script) in enumerate(DIFFPIR_CASES):
+                mod = load_file(repo / script, f"diffpir_{Path(script).stem}")
+
+                def run(dtype, mod=mod, k=k, script=script):
+                    rec: dict = {"x_T": None, "unused": [], "y": None, "kernel": None, "mask": None}
+                    with (
+                        precision(dtype, model),
+                        _tensor_float_is_default_dtype(dtype),
+                        PrescribedNoise(seed=8000 + k) as noise,
+                        contextlib.chdir(tmp),
+                    ):
+
+                        def create(**kw):
+                            diffusion = script_util.create_gaussian_diffusion(
+                                steps=kw["diffusion_steps"], learn_sigma=kw["learn_sigma"],
+                                noise_schedule=kw["noise_schedule"], use_kl=kw["use_kl"],
+                                predict_xstart=kw["predict_xstart"],
+                                rescale_timesteps=kw["rescale_timesteps"],
+                                rescale_learned_sigmas=kw["rescale_learned_sigmas"],
+                                timestep_respacing=kw["timestep_respacing"],
+                            )  # fmt: skip
+                            p_sample = diffusion.p_sample
+
+                            def counted(*a, **kw2):
+                                if rec["x_T"] is None:
+                                    rec["x_T"] = a[1].detach().clone()
+                                start = len(noise.shapes)
+                                result = p_sample(*a, **kw2)
+                                rec["unused"].extend(range(start, len(noise.shapes)))
+                                return result
+
+                            diffusion.p_sample = counted
+                            return model, diffusion
+
+                        def pre_calculate(y, kernel, sf):
+                            rec["y"], rec["kernel"] = y.detach().clone(), kernel.detach().clone()
+                            return originals["pre_calculate"](y, kernel, sf)
+
+                        def tensor2uint(img):
+                            rec["out"] = img.detach().clone()
+                            raise _StopScript
+
+                        def masks(*a, **kw):
+                            gen = inpaint.mask_generator(*a, image_size=32, **kw)
+
+                            def draw(img):
+                                rec["mask"] = gen(img)
+                                return rec["mask"]
+
+                            return draw
+
+                        mod.create_model_and_diffusion = create
+                        mod.torch.load = lambda *a, **kw: model.state_dict()
+                        if hasattr(mod, "sr"):
+                            mod.sr.pre_calculate = pre_calculate
+                        mod.np = _Float64Numpy("numpy") if dtype == torch.float64 else np
+                        if hasattr(mod, "mask_generator"):
+                            mod.mask_generator = masks
+                        if hasattr(mod, "GaussialBlurOperator"):
+                            mod.GaussialBlurOperator = lambda kernel_size, intensity, device: (
+                                deblur.GaussialBlurOperator(device=device, **DIFFPIR_BLUR)
+                            )
+                        util.get_image_paths = lambda root: [str(Path(tmp) / "img0.png")]
+                        util.imread_uint = lambda path, n_channels=3: image.copy()
+                        util.imsave = lambda *a, **kw: None
+                        util.tensor2uint = tensor2uint
+                        util.imresize_np = lambda img, scale, antialiasing=True: img.reshape(
+                            8, 4, 8, 4, 3
+                        ).mean(axis=(1, 3))
+                        load = torch.load
+                        try:
+                            mod.main()
+                        except _StopScript:
+                            pass
+                        finally:
+                            torch.load = load
+                            for key in UTIL_PATCHED:
+                                setattr(util, key, originals[key])
+                            sisr.pre_calculate = originals["pre_calculate"]
+                    if "inpainting" in script:  # the loop's y: (image·mask)/255 on [−1, 1]
+                        m = rec["mask"].to(torch.float64)
+                        rec["y"] = (
+                            torch.from_numpy(image).permute(2, 0, 1)[None] / 255.0 * m
+                        ) * 2 - 1
+                    return rec, noise
+
+                rec, noise = run(torch.float32)
+                final = rec["out"].double() * 2 - 1  # x_0 = x/2 + 0.5 → model space
+                kappa = roundoff(lambda d, run=run: run(d)[0]["out"].double() * 2 - 1, final)
+                meta = {
+                    "source": source("diffpir", f"{script}::main"),
+                    "network": "FixtureModel(net_adm) through the script's create_gaussian_diffusion "
+                    "(learn_sigma, linear, 1000 steps) and utils/utils_model.py::model_fn",
+                    "script": script,
+                    "noise": noise.meta(),
+                    "float32_roundoff": kappa,
+                    "noise_calls": "x_T, then per step: p_sample's randn_like (unused: "
+                    "noise_unused), and, except at the last step, the η draw then the ζ draw",
+                }
+                arrays = dict(out=final, noise_shapes=noise.shape_table(), x_T=rec["x_T"],
+                              noise_unused=np.asarray(rec["unused"], dtype=np.int32))  # fmt: skip
+                if "sisr" in script:
+                    meta.update(kind="sr4_avgpool", sigma=12.75 / 255, lam=2.0, zeta=0.25,
+                                iter_num=100, sf=4)  # fmt: skip
+                    arrays.update(y01=rec["y"], kernel=rec["kernel"][0, 0])
+                elif "deblur" in script:
+                    meta.update(kind="circular_blur", sigma=12.75 / 255, lam=7.0, zeta=0.3,
+                                iter_num=100, blur=DIFFPIR_BLUR)  # fmt: skip
+                    arrays.update(y01=rec["y"], kernel=rec["kernel"][0, 0])
+                else:
+                    meta.update(kind="inpaint", sigma=0.0, lam=1.0, zeta=1.0, iter_num=20)
+                    arrays.update(y=rec["y"], mask=rec["mask"][:1, :1])
+                save(out, name, meta, **arrays)
+    finally:
+        for key, mod_ in saved_mods.items():
+            if mod_ is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = mod_
+
+
+class _RecordedEps(torch.nn.Module):
+    """The network as RED-diff's ``ClassifierGuidanceModel`` calls it, its ε (channels 0:3)
+    rounded to float32 and recorded: the fixture stores them, and the test feeds them back."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.seen: list[torch.Tensor] = []
+
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x, t, *args, **kwargs):
+        out = self.net(x, t, *args, **kwargs)
+        eps = out[:, :3].to(torch.float32).to(out.dtype)
+        self.seen.append(eps.detach().clone())
+        self.inputs.append(x.detach().clone())
+        return torch.cat([eps, out[:, 3:]], 1)
+
+
+def _reddiff_run(paths, model, case: dict, y0: torch.Tensor, dtype: torch.dtype, seed: int):
+    """One run of RED-diff's ``REDDIFF.sample`` (``case``: operator, steps, lr, λ, …) in ``dtype``;
+    returns (x0_pred of every step, the ε it used, the network inputs x_t, noise, timesteps).
+    Imports happen inside
+    :func:`official` (see :func:`fx_reddiff`)."""
+    degredations = importlib.import_module("utils.degredations")
+    functions = importlib.import_module("utils.functions")
+    cgm = importlib.import_module("models.classifier_guidance_model")
+    diffusion_mod = importlib.import_module("models.diffusion")
+    reddiff = importlib.import_module("algos.reddiff")
+    exp = SimpleNamespace(start_step=1000, end_step=0, num_steps=case["steps"],
+                          save_evolution=False)  # fmt: skip
+    ts = functions.get_timesteps(SimpleNamespace(exp=exp))
+    with (
+        precision(dtype, model),
+        _tensor_float_is_default_dtype(dtype),
+        PrescribedNoise(seed=seed) as noise,
+    ):
+        diffusion = diffusion_mod.Diffusion(beta_start=1e-4, beta_end=2e-2)
+        recorded = _RecordedEps(model)
+        cg_model = cgm.ClassifierGuidanceModel(recorded, None, diffusion, None)
+        algo = object.__new__(reddiff.REDDIFF)  # its __init__ builds H from a hydra cfg
+        algo.model, algo.diffusion = cg_model, diffusion
+        algo.H = _reddiff_operator(degredations, case)
+        trajectory: list[torch.Tensor] = []  # x0_pred of every step (H.H sees it once per step)
+        apply_h = algo.H.H
+        algo.H.H = lambda v: (trajectory.append(v.detach().clone()), apply_h(v))[1]
+        algo.cfg = SimpleNamespace(
+            algo=SimpleNamespace(deg=case["deg"], sigma_y=0.0),
+            exp=SimpleNamespace(save_evolution=False, start_step=1000, end_step=0),
+        )
+        algo.awd, algo.cond_awd = True, False
+        algo.grad_term_weight, algo.obs_weight = case["grad_term_weight"], 1.0
+        algo.eta, algo.lr = 0.0, case["lr"]
+        algo.denoise_term_weight, algo.sigma_x0 = case["denoise_term_weight"], case["sigma_x0"]
+        x = torch.zeros(1, 3, 32, 32)  # shape only (initialize: H_pinv(y_0).view)
+        x0_pred, _ = algo.sample(x, None, ts, y_0=y0.to(dtype))
+    assert torch.equal(trajectory[-1], x0_pred.detach())
+    return torch.cat(trajectory), torch.cat(recorded.seen), torch.cat(recorded.inputs), noise, ts
+
+
+def _reddiff_operator(degredations, case: dict):
+    if case["deg"] == "sr4":
+        return degredations.SuperResolution(3, 32, 4, "cpu")
+    mask = case["mask"].to(torch.get_default_dtype())
+    return degredations.Inpainting(3, 32, mask.expand(1, 3, 32, 32).reshape(1, -1).clone(), "cpu")
+
+
+#: the RED-diff fixtures: README's run (lr 0.5, λ 0.25, ``linear``) and the yaml's lr 0.1 with
+#: the ``sqrt`` weighting and σ_x0 > 0 (every other branch of the loss); 10 steps each (the
+#: stored ε are 12 KiB a step; the step count only changes the timesteps)
+REDDIFF_CASES = (
+    ("reddiff_sr4_avgpool", dict(steps=10, lr=0.5, grad_term_weight=0.25,
+                                 denoise_term_weight="linear", sigma_x0=0.0, deg="sr4")),
+    ("reddiff_sr4_avgpool_sqrt", dict(steps=10, lr=0.1, grad_term_weight=0.25,
+                                      denoise_term_weight="sqrt", sigma_x0=0.01, deg="sr4")),
+)  # fmt: skip
+
+
+def fx_reddiff(paths, out: Path) -> None:
+    """RED-diff, NVlabs/RED-diff ``algos/reddiff.py::REDDIFF.sample`` (``awd``, ``obs_weight`` 1,
+    η 0; ``utils/functions.py::get_timesteps``) on the tiny ADM through its
+    ``ClassifierGuidanceModel`` and ``Diffusion``, RED-diff's ``SuperResolution(3, 32, 4)``
+    (average pooling, deg ``sr4``), σ_y = 0 (:data:`REDDIFF_CASES`).
+
+    **In float64, with the ε recorded.** The float32 chain is ill-conditioned: Adam's first step
+    is lr·g/(|g| + 1e-8), and ~3.5 % of the 3072 gradient components have |g| within 100× of
+    that ε (g is the mean over pixels of w(ε − n)·x0), so the float32 round-off of g (ε − n
+    cancels) moves those components by up to 4e-2 after one step (measured against the float64
+    run; ``float32_vs_float64`` is the whole chain's). No other implementation can be held to the
+    official float32 output. In float64 the same amplification turns a 1e-12 relative change of y
+    into ``float64_sensitivity`` (2.6e-13 and 2.2e-10 measured), so the official float64 run is
+    the fixture:
+    everything in float64 (``Tensor.float()`` keeps float64, as for DiffPIR), the network's ε
+    rounded to float32 and *stored* (``eps``, with its inputs ``x_t`` as float16). The
+    test feeds those ε back to lit_restore's sampler, run in float64: the loss weights, the
+    Adam state, the noise order, the initial A⁺y and the returned x0_pred are compared to the
+    float64 round-off, and the x_t it builds against the stored inputs."""
+    model = FixtureModel(make_adm(paths, True))
+    with reddiff_checkout(Path(paths.reddiff)):
+        degredations = importlib.import_module("utils.degredations")
+        for k, (name, case) in enumerate(REDDIFF_CASES):
+            g = torch.Generator().manual_seed(900 + k)
+            x_ref = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1) * 0.8
+            y0 = degredations.SuperResolution(3, 32, 4, "cpu").H(x_ref)
+            seed = 9000 + k
+            traj, eps, inputs, noise, ts = _reddiff_run(paths, model, case, y0, torch.float64, seed)
+            nudged = _reddiff_run(
+                paths, model, case, y0.double() * (1 + 1e-12), torch.float64, seed
+            )
+            sensitivity = float((nudged[0][-1] - traj[-1]).abs().max())
+            traj32 = _reddiff_run(paths, model, case, y0, torch.float32, seed)[0]
+            kappa32 = float((traj32[-1].double() - traj[-1]).abs().max())
+            # op-order differences are ~1e-15 relative, 1000× below the nudge: a fixture whose
+            # nudge moves the output by ≥ 1e-9 (the test's float64 tolerance) is refused
+            assert sensitivity < 1e-9, sensitivity
+            assert len(noise.shapes) == 2 * case["steps"]
+            meta = {
+                "source": source("reddiff", "algos/reddiff.py::REDDIFF.sample"),
+                "network": "FixtureModel(net_adm) via models/classifier_guidance_model.py, "
+                "its ε rounded to float32 and stored (eps)",
+                "operator": "utils/degredations.py::SuperResolution(3, 32, 4) (deg sr4)",
+                "kind": "sr4_avgpool",
+                "sigma_y": 0.0,
+                **{key: v for key, v in case.items() if key != "deg"},
+                "timesteps": list(ts),
+                "noise": noise.meta(),
+                "dtype": "float64",
+                "float64_sensitivity": sensitivity,
+                "float32_vs_float64": kappa32,
+                "noise_calls": "per step: noise_x0 then noise_xt (randn_like(mu))",
+            }
+            save(out, name, meta, out=traj[-1:], eps=eps.float(), x_t=inputs.half(),
+                 noise_shapes=noise.shape_table(), y=y0.view(1, 3, 8, 8))  # fmt: skip
+
+
 FIXTURES: dict[str, Callable] = {
     "networks": fx_networks,
     "respacing": fx_respacing,
@@ -2185,6 +2586,8 @@ FIXTURES: dict[str, Callable] = {
     "daps": fx_daps,
     "psld": fx_psld,
     "latent_daps": fx_latent_daps,
+    "diffpir": fx_diffpir,
+    "reddiff": fx_reddiff,
 }
 
 
@@ -2206,6 +2609,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "daps": ("guided_diffusion", "daps"),
     "psld": ("guided_diffusion", "resshift", "psld"),
     "latent_daps": ("guided_diffusion", "resshift", "daps"),
+    "diffpir": ("guided_diffusion", "diffpir", "motionblur"),
+    "reddiff": ("guided_diffusion", "reddiff"),
 }
 
 

@@ -11,7 +11,8 @@ DDNM       N + (r−1)·L·#{jump points} (RePaint time travel; N without travel
 DDRM       |range(0, T, T // N)| (its runners/diffusion.py seq: N when N divides T, else more)
 DDPG/IDPG  N
 FDGR       N (DDPG + a regulariser of x̂0, no extra call)
-DiffPIR    N (one x̂0 per step; the data step is a closed form)
+DiffPIR    N − 1 (one x̂0 per step but the last: the code returns x_0 and discards that x̂0;
+           the data step is a closed form. N with output="denoised")
 ΠGDM       N (one ε(x_t) per step; the VJP reuses the same forward's graph)
 DDS        N (one x̂0 per step; CG uses only A and Aᵀ)
 RED-diff   N (one ε(x_t) per Adam step; no backpropagation through the network)
@@ -144,7 +145,8 @@ METHODS = {
     "ddpg": (lambda: DDPG(steps=N), N),
     "idpg": (lambda: IDPG(steps=N), N),
     "fdgr": (lambda: FDGR(steps=N), N),
-    "diffpir": (lambda: DiffPIR(steps=N), N),
+    "diffpir": (lambda: DiffPIR(steps=N), N - 1),
+    "diffpir_denoised": (lambda: DiffPIR(steps=N, output="denoised"), N),
     "pgdm": (lambda: PiGDM(steps=N), N),
     "dds": (lambda: DDS(steps=N), N),
     "reddiff": (lambda: REDDiff(steps=N), N),
@@ -200,6 +202,8 @@ def test_every_preset_evaluates_the_network_as_defined(cls, name):
         expected = _ddnm_definition(N, sampler.travel_length, sampler.travel_repeat)
     elif sampler.spacing == "ddrm":  # DDRM's untruncated range(0, T, T // N): 7 for N = 6
         expected = len(range(0, 1000, 1000 // N))
+    elif isinstance(sampler, DiffPIR) and sampler.output == "state":  # no call for a discarded x̂0
+        expected = N - 1
     else:
         expected = N
     sigma = 0.0 if name.endswith("_sigma0") else 0.05

@@ -25,6 +25,8 @@ tables, which ours computes in float64 and rounds once). Two implementations tha
 within r of the exact result are within 2r of each other; the script refuses fixtures with
 r > 1e-5, and ours lands at 1e-6..7e-6 (the largest per family is quoted in each test). The
 network and kernel tests compare a single evaluation: their differences are a few float32 ulps.
+RED-diff is the exception: its float32 chain is ill-conditioned (Adam's ε), so its fixtures are
+the official float64 run with the network's ε stored, held at ``TOL64`` (see there).
 """
 
 from __future__ import annotations
@@ -736,6 +738,167 @@ def test_resample_equals_official(name):
         f"{meta['float32_roundoff']:.2e}"
     )
     assert max(err, err_image) <= TOL, (err, err_image)
+
+
+# ============================================================================ DiffPIR
+def _diffpir_case(name: str):
+    """A DiffPIR fixture: meta, arrays, lit_restore's operator, y in model space, and the
+    official draws the loop used (``p_sample``'s discarded draw per step removed)."""
+    from lit_restore.operators import AvgPoolSR, Blur, Inpainting
+
+    meta, arrays = load(name)
+    noise = official_noise(meta, arrays["noise_shapes"])
+    unused = set(arrays["noise_unused"].tolist())
+    assert len(unused) == meta["iter_num"]  # one p_sample draw per network call
+    used = [z for i, z in enumerate(noise) if i not in unused]
+    if meta["kind"] == "sr4_avgpool":  # data_solution with the 7×7 box kernel = 4× avg pooling
+        operator, y = AvgPoolSR(4), tensor(arrays["y01"]) * 2 - 1
+    elif meta["kind"] == "circular_blur":  # symmetric kernel: convolution = correlation
+        kernel = tensor(arrays["kernel"])
+        assert torch.equal(kernel, kernel.flip(0, 1))
+        operator, y = Blur(kernel=kernel, boundary="circular"), tensor(arrays["y01"]) * 2 - 1
+    else:  # inpainting: ours measures mask·x (0 at missing pixels)
+        mask = tensor(arrays["mask"])
+        operator = Inpainting(mask_type="box").bind({"mask": mask})
+        y = tensor(arrays["y"]) * mask
+    return meta, arrays, operator, y.float(), used
+
+
+DIFFPIR_FIXTURES = ["diffpir_sr4_avgpool_noisy", "diffpir_deblur_noisy", "diffpir_inpaint"]
+
+
+@pytest.mark.parametrize("name", DIFFPIR_FIXTURES)
+def test_diffpir_equals_official(name):
+    """DiffPIR (yuanzhi-zhu/DiffPIR ``main_ddpir_sisr.py`` SR×4 with its FFT closed form,
+    σ 12.75/255, λ 2 (its sweep's first run), ζ 0.25, 100 quad steps; ``main_ddpir_deblur.py``
+    circular blur with its FFT closed form, σ 12.75/255, λ 7, ζ 0.3, 100 steps;
+    ``main_ddpir_inpainting.py`` random 50 % mask, σ 0, λ 1, ζ 1, 20 steps), each script's
+    ``main()`` run on the tiny ADM (the script's ``fx_diffpir``), against the defaults of ours
+    (``init="measurement"``, ``output="state"``) with the same draws. The scripts return the
+    state at t = 0, not the last x̂0: with ``output="denoised"`` ours is 0.025 / 0.030 / 0.0075
+    away. Observed ≤ 6.1e-6 (official float32 round-off ≤ 6.5e-6)."""
+    from lit_restore.samplers import DiffPIR
+
+    meta, arrays, operator, y, used = _diffpir_case(name)
+    sampler = DiffPIR(steps=meta["iter_num"], lam=meta["lam"], zeta=meta["zeta"])
+    source, left = replayed(used)
+    out = sampler.sample(fixture_prior(adm_prior(True)), operator, y, sigma_y=2 * meta["sigma"],
+                         noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    assert sampler.nfe == meta["iter_num"] - 1  # the scripts' last x̂0 is never used
+    err = max_abs(out, arrays["out"])
+    print(
+        f"{name}: max |ours − official| {err:.2e}, official round-off {meta['float32_roundoff']:.2e}"
+    )
+    assert err <= TOL, err
+
+
+@pytest.mark.parametrize("name", DIFFPIR_FIXTURES)
+def test_diffpir_measurement_init_is_the_scripts_x_T(name):
+    """x_T of ``init="measurement"`` (√ᾱ_T ỹ + √(1−ᾱ_T) z, ``main_ddpir.py``'s rule) against the
+    first network input of each per-task script, with the same z. SR: ỹ bicubically upsampled
+    (``F.interpolate`` vs the script's ``cv2.resize(INTER_CUBIC)``): 6e-8 measured, bound 1e-6.
+    Deblurring: the script weights ỹ by √ᾱ_T/√ᾱ_{t_y} (σ̄_{t_y} nearest σ_y) and shrinks the noise
+    std to keep the variance; the bound is that factor's effect, √ᾱ_T·|1/√ᾱ_{t_y} − 1|·max|ỹ| +
+    |Δstd|·max|z| plus 1e-6 of float32 (2.5e-5 measured). Inpainting (σ 0: t_y = 0): the
+    script's ỹ is −1 at missing pixels, ours 0, so there the difference is −√ᾱ_T/√ᾱ_0 exactly;
+    measured pixels agree to 1e-6."""
+    from lit_restore.samplers import DiffPIR
+
+    meta, arrays, operator, y, used = _diffpir_case(name)
+    sampler = DiffPIR(steps=meta["iter_num"], lam=meta["lam"], zeta=meta["zeta"])
+    source, _ = replayed(used)
+    seen: list[torch.Tensor] = []
+    prior = fixture_prior(adm_prior(True))
+    sampler.sample(prior, operator, y, sigma_y=2 * meta["sigma"], noise=source,
+                   callback=lambda info: seen.append(info.x_t) if info.i == 0 else None)  # fmt: skip
+    ours, official = seen[0].double(), tensor(arrays["x_T"]).double()
+    abar = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
+    diff = (ours - official).abs()
+    if meta["kind"] == "sr4_avgpool":
+        assert float(diff.max()) <= 1e-6, float(diff.max())
+        return
+    sigma_bar = np.sqrt((1 - abar) / abar)
+    t_y = int(np.abs(sigma_bar - 2 * meta["sigma"]).argmin())
+    eff = np.sqrt(abar[999] / abar[t_y])
+    std_official = np.sqrt(1 - abar[999] - eff**2 * (1 - abar[t_y]))
+    z = used[0].double()
+    if meta["kind"] == "circular_blur":
+        bound = (np.sqrt(abar[999]) * abs(1 / np.sqrt(abar[t_y]) - 1) * float(y.abs().max())
+                 + abs(np.sqrt(1 - abar[999]) - std_official) * float(z.abs().max()) + 1e-6)  # fmt: skip
+        assert 1e-6 < float(diff.max()) <= bound, (float(diff.max()), bound)
+        return
+    missing = tensor(arrays["mask"]).expand_as(ours) == 0
+    assert float(diff[~missing].max()) <= 1e-6
+    gap = (official - ours)[missing] + eff  # official − ours = −eff there (ỹ −1 vs 0) ± Δstd·z
+    assert float(gap.abs().max()) <= abs(np.sqrt(1 - abar[999]) - std_official) * float(
+        z.abs().max()) + 1e-6  # fmt: skip
+
+
+def test_diffpir_output_modes_differ_by_the_last_denoising():
+    """``output="denoised"`` spends one more network call (NFE = steps) and returns x̂0 at t = 0;
+    ``"state"`` returns x_0. On the SR fixture they differ by about σ = √β_0 = 0.01 times the
+    ε scale (measured 0.025), far above the parity tolerance: the mode is what the fixture tests."""
+    from lit_restore.samplers import DiffPIR
+
+    meta, arrays, operator, y, used = _diffpir_case("diffpir_sr4_avgpool_noisy")
+    outs = {}
+    for mode in ("state", "denoised"):
+        sampler = DiffPIR(steps=meta["iter_num"], lam=meta["lam"], zeta=meta["zeta"], output=mode)
+        source, _ = replayed(used)
+        outs[mode] = sampler.sample(fixture_prior(adm_prior(True)), operator, y,
+                                    sigma_y=2 * meta["sigma"], noise=source)  # fmt: skip
+        assert sampler.nfe == meta["iter_num"] - (mode == "state")
+    assert max_abs(outs["denoised"], arrays["out"]) > 1e-3
+
+
+# ============================================================================ RED-diff
+#: float64 tolerance of the RED-diff fixtures: both sides differ by float64 op-order round-off
+#: (~1e-15 relative), which the chain amplifies as it amplifies the fixture's 1e-12 nudge of y
+#: (``float64_sensitivity`` ≤ 4.0e-13, i.e. ≤ 400×): ≤ ~1e-12 expected, 1e-9 leaves margin
+TOL64 = 1e-9
+
+
+@pytest.mark.parametrize("name", ["reddiff_sr4_avgpool", "reddiff_sr4_avgpool_sqrt"])
+def test_reddiff_equals_official_in_float64(name):
+    """RED-diff (NVlabs/RED-diff ``algos/reddiff.py::REDDIFF.sample``; README lr 0.5, λ 0.25,
+    ``linear``, and lr 0.1, ``sqrt``, σ_x0 0.01; 10 steps, avg-pool SR×4, σ_y 0) in float64 with
+    the official run's ε fed back (the script's ``fx_reddiff``: the float32 chain is
+    ill-conditioned — Adam divides by gradients near its ε = 1e-8 — and the official float32
+    output is 1.6e-3 / 1.9e-4 from its own float64 run, 4e-2 after one step at 100 steps). Held:
+    A⁺y, the noise order, x_t = √ᾱ_t x0 + √(1−ᾱ_t) n (against the stored float16 inputs: ≤ 2⁻¹¹
+    relative), the weights w(t) and v, the Adam state and the returned x0_pred of the last step.
+    Observed ≤ 3.4e-13 (``float64_sensitivity`` ≤ 4.0e-13)."""
+    from lit_restore.operators import AvgPoolSR
+    from lit_restore.priors import DiffusionPrior
+    from lit_restore.samplers import REDDiff
+
+    meta, arrays = load(name)
+    noise = [z.double() for z in official_noise(meta, arrays["noise_shapes"])]
+    eps = [torch.from_numpy(e).double()[None] for e in arrays["eps"]]
+    x_t = [torch.from_numpy(v.astype(np.float64))[None] for v in arrays["x_t"]]
+    seen_t: list[int] = []
+
+    class ReplayedPrior(DiffusionPrior):  # the official ε, in order, for the x_t we build
+        def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            k = len(seen_t)
+            seen_t.append(int(t[0]))
+            rel = float(((x - x_t[k]).abs() / x_t[k].abs().clamp_min(1.0)).max())
+            assert rel <= 2.0**-11, (k, rel)  # float16 storage of the official input
+            return eps[k]
+
+    sampler = REDDiff(steps=meta["steps"], lr=meta["lr"], grad_term_weight=meta["grad_term_weight"],
+                      weighting=meta["denoise_term_weight"], sigma_x0=meta["sigma_x0"])  # fmt: skip
+    source, left = replayed(noise)
+    out = sampler.sample(ReplayedPrior(image_size=32, channels=3).double(), AvgPoolSR(4),
+                         tensor(arrays["y"]).double(), noise=source)  # fmt: skip
+    assert not left, f"{len(left)} recorded noise tensors were not consumed"
+    assert seen_t == sorted(meta["timesteps"], reverse=True)
+    assert out.dtype == torch.float64
+    err = max_abs(out, arrays["out"])
+    print(f"{name}: max |ours − official| {err:.2e} (float64), official float32 vs float64 "
+          f"{meta['float32_vs_float64']:.2e}")  # fmt: skip
+    assert err <= TOL64, err
 
 
 # ============================================================================ ResShift

@@ -118,7 +118,7 @@ def test_empirical_mean_approaches_exact_posterior_mean(method, kind):
     DDNM+ (50)                 0.0054  0.0201  0.0304
     DDPG (50)                  0.0451  0.0360  0.0475
     DPS (100, scale 0.5)       0.0383  0.0577  0.0327
-    DiffPIR (50, λ 7, ζ 0.3)   0.0090  0.0187  0.0338
+    DiffPIR (50, λ 7, ζ 0.3)   0.0090  0.0189  0.0338
     ΠGDM (50, η 0)             0.0369  0.0855  0.0289
     DDS (50, η 0.85, 5 CG)     0.0238  0.0069  0.0338
     RED-diff (50, lr 0.5)      0.0331  0.0309  0.0301
@@ -581,7 +581,15 @@ def test_diffpir_data_step_is_the_proximal_solution():
         worst = max(worst, (info.x0.double().flatten() - exact).abs().max().item() / bound)
     print(f"DiffPIR data step vs dense solve: max |Δ|/bound {worst:.2f} over {len(seen) - 1} steps")
     assert worst < 1
-    # the final step is the denoiser output, unchanged
+    # the final step returns the state at t = 0 itself (output="state", the scripts' output) ...
+    last = seen[-1]
+    assert torch.equal(last.x0, last.x_t) and last.t_next == -1
+    # ... and with output="denoised" the denoiser output at t = 0, without a data step
+    seen.clear()
+    DiffPIR(steps=8, lam=7.0, zeta=0.3, output="denoised").sample(
+        prior, op, y, sigma_y=SIGMA_Y, generator=torch.Generator().manual_seed(0),
+        callback=seen.append,
+    )  # fmt: skip
     last = seen[-1]
     x0 = prior.x0(last.x_t, torch.tensor([last.t])).clamp(-1, 1)
     assert torch.allclose(last.x0, x0) and last.t_next == -1

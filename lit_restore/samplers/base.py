@@ -337,7 +337,7 @@ class Sampler:
         ctx.variance = self.resolve_variance(prior)
         if ctx.variance != "ddim":
             ctx.chain = AncestralChain(
-                _alphas_cumprod64(prior), self.timesteps(prior.num_timesteps)
+                exact_alphas_cumprod(prior), self.timesteps(prior.num_timesteps)
             )
         with torch.no_grad():
             x = self.init(ctx)
@@ -373,7 +373,7 @@ class Sampler:
         return {"method": self.name, "steps": self.steps, "eta": self.eta}
 
 
-def _alphas_cumprod64(prior: DiffusionPrior) -> Tensor:
+def exact_alphas_cumprod(prior: DiffusionPrior) -> Tensor:
     """ᾱ in float64: the prior's exact table when it still describes its schedule."""
     exact = getattr(prior, "alphas_cumprod64", None)
     if exact is not None and exact.numel() == prior.alphas_cumprod.numel():

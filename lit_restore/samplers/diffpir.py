@@ -14,8 +14,17 @@ Half-quadratic splitting with the diffusion model as the denoiser. Per step t �
     x_t' = √ᾱ_t' x̃0 + √(1−ζ) (√(1−ᾱ_t'−s²) ε̂ + s z₁) + √ζ √(1−ᾱ_t') z₂     (Eq. 15)
 
 with s = η √((1−ᾱ_t')/(1−ᾱ_t)) √β_t (β_t the single-step β of the 1000-step chain, as the code
-has it; η = 0 in every published setting). The last step (t' = −1) returns x̂0 itself, without the
-data step (the code's ``seq[i] != seq[-1]`` test).
+has it; η = 0 in every published setting).
+
+**Output** (``output=``). The schedule ends at t = 0 (ᾱ_0 = 1 − β_0, not 1), so the step before
+the last already yields x_0 = √ᾱ_0 x̃0 + √(1−ᾱ_0)(…), the data-consistent x̃0 re-noised to
+σ = √β_0 = 0.01. The scripts return that state: at the last iteration (``seq[i] == seq[-1]``)
+they evaluate the network, skip the data step and the re-noising, and score ``x_0 = x/2 + 0.5``
+— the x̂0 just computed is never used. ``output="state"`` (default) returns x_0 and spends no
+network evaluation on the discarded x̂0 (NFE = steps − 1); ``output="denoised"`` returns that
+x̂0 (clamped Tweedie estimate at t = 0, without the data step; NFE = steps), which is what this
+class returned before it was held to the official code. The two differ by about the σ = 0.01
+noise, 0.01–0.03 max abs on the parity fixtures.
 
 The data step is the operator's ``pinv_reg`` — exact through the SVD (SR, inpainting, zero-padded
 blur), the FFT (circular blur: the code's closed form ``data_solution``, which is Woodbury's
@@ -28,17 +37,39 @@ noise_level_img)``); on [−1, 1] both terms of the objective double, so ρ_t is
 is in model space, so σ_n = max(0.001, σ_y/2). (λ = 4 would be the exact Gaussian MAP weight.)
 
 **Schedule.** ``spacing="quad"`` (the published ``skip_type``; :func:`~lit_restore.diffusion.respacing.quad_timesteps`).
-The official scripts start from x_T = √ᾱ_T·(an upsampled or blurred y) + √(1−ᾱ_T) z at
-T = 999; with √ᾱ_999 ≈ 0.0064 this is N(0, I) to within 1 % of the signal's weight, and we start
-from N(0, I) (``init="noise"``), which every operator allows.
+
+**Start** (``init=``). The code starts from the measurement, not from N(0, I):
+``init="measurement"`` (default) is ``main_ddpir.py``'s rule for every task,
+x_T = √ᾱ_T·ỹ + √(1−ᾱ_T)·z at T = 999, with ỹ the measurement as an image
+(``operator.to_image(y)``, bicubically upsampled — ``F.interpolate``, half-pixel centres, a = −0.75
+as the scripts' ``cv2.resize(INTER_CUBIC)`` — when it is smaller than the image; Aᵀy when it is
+not an image, e.g. a dense operator's vector). The per-task
+scripts differ in details that √ᾱ_999 ≈ 0.0064 makes small: ``main_ddpir_deblur.py`` and
+``main_ddpir_inpainting.py`` weight ỹ by √ᾱ_T/√ᾱ_{t_y} (t_y: the step whose σ̄ is nearest σ_y;
+a factor 1.005 at σ_y = 0.1) and take the noise std √(1−ᾱ_T − ᾱ_T(1−ᾱ_{t_y})/ᾱ_{t_y}); the
+inpainting scripts fill the missing pixels of ỹ with −1 (black), ``to_image`` with 0.
+``init="noise"`` starts from N(0, I), the paper's Algorithm 1 (the x_T of this class before it
+was held to the official code).
+
+**Parity.** With the defaults this equals yuanzhi-zhu/DiffPIR @ 111d26e ``main_ddpir_sisr.py``
+(SR×4, FFT closed form), ``main_ddpir_deblur.py`` (circular blur, FFT closed form) and
+``main_ddpir_inpainting.py`` run on identical inputs and noise to ≤ 6.1e-6 max abs in float32
+(``tests/test_parity.py::test_diffpir_equals_official``; the official float32 round-off is
+≤ 6.5e-6).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lit_restore.samplers.base import Sampler, SamplingContext
+
+#: what :class:`DiffPIR` returns (module docstring, "Output")
+OUTPUTS = ("state", "denoised")
+#: how :class:`DiffPIR` draws x_T (module docstring, "Start")
+INITS = ("measurement", "noise")
 
 
 class DiffPIR(Sampler):
@@ -52,6 +83,10 @@ class DiffPIR(Sampler):
         spacing: ``"quad"`` (published) or any rule of :mod:`lit_restore.diffusion.respacing`.
         sigma_floor: the floor of σ_n on [0, 1] (official 0.001): keeps ρ_t > 0 when σ_y = 0.
         guidance_scale: x̂0 + s·(x̃0 − x̂0) (``guidance_scale``, 1 in every published setting).
+        output: ``"state"`` (the scripts: x at t = 0) or ``"denoised"`` (one more x̂0 at t = 0);
+            module docstring, "Output".
+        init: ``"measurement"`` (the code: x_T = √ᾱ_T ỹ + √(1−ᾱ_T) z) or ``"noise"``
+            (N(0, I), the paper's Algorithm 1); module docstring, "Start".
     """
 
     name = "diffpir"
@@ -66,6 +101,8 @@ class DiffPIR(Sampler):
         spacing: str = "quad",
         sigma_floor: float = 0.001,
         guidance_scale: float = 1.0,
+        output: str = "state",
+        init: str = "measurement",
         progress: bool = False,
     ) -> None:
         super().__init__(
@@ -75,6 +112,12 @@ class DiffPIR(Sampler):
             raise ValueError(f"DiffPIR zeta must be in [0, 1], got {zeta}")
         if lam <= 0 or sigma_floor <= 0:
             raise ValueError("DiffPIR lam and sigma_floor must be > 0 (ρ_t > 0)")
+        if output not in OUTPUTS:
+            raise ValueError(f"DiffPIR output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
+        if init not in INITS:
+            raise ValueError(f"DiffPIR init must be one of {INITS}, got {init!r}")
+        self.init_rule = init
         self.lam = float(lam)
         self.zeta = float(zeta)
         self.sigma_floor = float(sigma_floor)
@@ -85,10 +128,25 @@ class DiffPIR(Sampler):
         sigma_n = max(self.sigma_floor, sigma_y / 2)
         return self.lam * sigma_n**2 * a / (1 - a)
 
+    def init(self, ctx: SamplingContext) -> Tensor:
+        """x_T (module docstring, "Start")."""
+        z = ctx.randn()
+        if self.init_rule == "noise":
+            return z
+        y_img = ctx.operator.to_image(ctx.y).to(z)
+        if y_img.dim() != z.dim() or y_img.shape[1] != z.shape[1]:  # not an image: Aᵀy
+            y_img = ctx.operator.adjoint(ctx.y).reshape(z.shape).to(z)
+        elif tuple(y_img.shape[-2:]) != tuple(z.shape[-2:]):
+            y_img = F.interpolate(y_img, size=z.shape[-2:], mode="bicubic", align_corners=False)
+        a_T = ctx.alpha_bar(self.timesteps(ctx.num_timesteps)[0], z)
+        return a_T.sqrt() * y_img.expand_as(z) + (1 - a_T).sqrt() * z
+
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
+            if t_next < 0 and self.output == "state":  # x is x_0 already (the scripts' output)
+                return x, x
             x0 = self.denoise(ctx, x, t)
-            if t_next < 0:  # the last step returns the denoiser output
+            if t_next < 0:  # output="denoised": the denoiser output, without the data step
                 return x0, x0
             op = ctx.operator
             a_t = float(ctx.prior.alphas_cumprod[t])
@@ -113,4 +171,6 @@ class DiffPIR(Sampler):
             "zeta": self.zeta,
             "spacing": self.spacing,
             "guidance_scale": self.guidance_scale,
+            "output": self.output,
+            "init": self.init_rule,
         }

@@ -23,26 +23,37 @@ which Adam normalises away up to its ε = 1e-8).
 
 The measurement noise level does not enter the loss (the code's ``sigma_y`` only adds noise to y);
 ``obs_weight`` v plays the role of 1/σ_y² up to scale.
+
+**Conditioning and parity.** Adam's first step is lr·g/(|g| + 1e-8), and some components of g
+(means over all pixels of w(ε − n)·x0, where ε − n cancels) lie near that ε: there a relative
+change of g is amplified ~|g-terms|/ε-fold, so float32 runs of the same algorithm differ by
+~1e-3 (the official float32 output is 1.6e-3 from its own float64 run after 10 steps). Hence ᾱ_t
+comes from the float64 table, rounded once to the run's dtype, and w(t) is computed in the run's
+dtype as the code does. Held in float64, with the official network outputs fed back, to
+NVlabs/RED-diff @ 66482f2 ``algos/reddiff.py`` (≤ 3.4e-13;
+``tests/test_parity.py::test_reddiff_equals_official_in_float64``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from lit_restore.samplers.base import Sampler, SamplingContext
+from lit_restore import diffusion
+from lit_restore.samplers.base import Sampler, SamplingContext, exact_alphas_cumprod
 
-#: ``denoise_term_weight`` of the code: w(t) as a function of s = √(1−ᾱ_t)/√ᾱ_t
-WEIGHTINGS = {
+#: ``denoise_term_weight`` of the code: w(t) as a function of the tensor s = √(1−ᾱ_t)/√ᾱ_t,
+#: evaluated in the run's dtype as the code does
+WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
     "linear": lambda s: s,
-    "sqrt": math.sqrt,
-    "square": lambda s: s * s,
-    "log": lambda s: math.log(s + 1.0),
-    "trunc_linear": lambda s: min(s, 1.0),
-    "power2over3": lambda s: s ** (2 / 3),
-    "const": lambda s: 1.0,
+    "sqrt": torch.sqrt,
+    "square": torch.square,
+    "log": lambda s: torch.log(s + 1.0),
+    "trunc_linear": lambda s: torch.clip(s, max=1.0),
+    "power2over3": lambda s: torch.pow(s, 2 / 3),
+    "const": lambda s: torch.pow(s, 0.0),
 }
 
 
@@ -92,14 +103,18 @@ class REDDiff(Sampler):
     def step(self, ctx: SamplingContext, x: Tensor, t: int, t_next: int) -> tuple[Tensor, Tensor]:
         mu, adam = ctx.state["mu"], ctx.state["adam"]
         noise_x0, noise_xt = ctx.randn(x), ctx.randn(x)
-        a = ctx.alpha_bar(t, x)
+        # ᾱ_t from the float64 table, rounded once to the run's dtype (in float32 the prior's own
+        # table): the Adam step amplifies a relative change δ of the gradient ~|g|/1e-8-fold
+        # where |g| is near Adam's ε, so a float64 run must not see a float32-rounded ᾱ
+        a = diffusion.alpha_bar(exact_alphas_cumprod(ctx.prior), t, x)
         with torch.enable_grad():
             x0 = mu + self.sigma_x0 * noise_x0
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise_xt
             with torch.no_grad():
                 eps = ctx.eps(x_t.detach(), t)  # no backpropagation through the network
-            a_t = float(ctx.prior.alphas_cumprod[t])
-            w = self.grad_term_weight * WEIGHTINGS[self.weighting](math.sqrt((1 - a_t) / a_t))
+            a0 = a.flatten()[0]
+            snr_inv = (1 - a0).sqrt() / a0.sqrt()  # in the run's dtype, as the code
+            w = self.grad_term_weight * WEIGHTINGS[self.weighting](snr_inv)
             residual = ctx.y - ctx.operator.A(x0)
             loss_obs = residual.flatten(1).pow(2).mean(1) / 2
             loss_reg = ((eps - noise_xt) * x0).flatten(1).mean(1)
