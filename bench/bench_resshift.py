@@ -2,6 +2,8 @@
 
     python bench/bench_resshift.py                 # GPU: batch 1 and 16, fp32 and bf16
     python bench/bench_resshift.py --reduced       # CPU: batch 1, one timed iteration
+    python bench/bench_resshift.py --reduced --infer-only --precisions fp32 --sampling posterior,one_step
+                                                   # ResShift's 4-step chain beside SinSR's one step
 
 * training throughput: one optimisation step (VQ encoding of HQ and bicubic↑LQ without grad,
   UNet forward/backward, decode + LPIPS-VGG with a random backbone, AdamW) → images/s;
@@ -49,13 +51,15 @@ def build(
     precision: str = "fp32",
     compile: bool | str = False,
     channels_last: bool = False,
+    sampling: str = "posterior",
 ) -> ResShiftModule:
-    """The ×4 model (released layouts, or :data:`TINY_UNET`/:data:`TINY_VQ`), random weights."""
+    """The ×4 model (released layouts, or :data:`TINY_UNET`/:data:`TINY_VQ`), random weights;
+    ``sampling`` is the chain's mode (``"one_step"``: SinSR's one network call)."""
     torch.manual_seed(0)
     m = ResShiftModule(
         network=SwinUNet(**TINY_UNET) if tiny else SwinUNet(),
         lpips_weight=1.0, lpips_pretrained_backbone=False,
-        precision=precision, compile=compile, channels_last=channels_last,
+        precision=precision, compile=compile, channels_last=channels_last, sampling=sampling,
     )  # fmt: skip
     m.first_stage = freeze(randomise(VQModel(**TINY_VQ) if tiny else VQModel()))
     randomise(m.network)
@@ -109,7 +113,10 @@ def bench_infer(m: ResShiftModule, dev, bs: int, iters: int, warmup: int = 1) ->
     out: list[Tensor] = []
     for _ in range(warmup):
         m.restore(batch)
+    calls = [0]  # network calls of one restoration of the batch (the NFE, counted, not assumed)
+    hook = m.network.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     peak, kind = peak_memory(lambda: out.append(m.restore(batch)), dev)
+    hook.remove()
     sync(dev)
     t = time.perf_counter()
     for _ in range(iters):
@@ -122,32 +129,41 @@ def bench_infer(m: ResShiftModule, dev, bs: int, iters: int, warmup: int = 1) ->
         "s_per_batch": dt,
         "peak_mib": peak,
         "memory_kind": kind,
+        "network_calls": calls[0],
         "output": out[0][:1].float().cpu(),
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reduced", action="store_true", help="CPU: batch 1, 1 timed iteration")
     ap.add_argument("--tiny", action="store_true", help="small topology (smoke runs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    ap.add_argument(
+        "--sampling", default="posterior",
+        help="comma-separated chain modes: posterior (ResShift), ode, one_step (SinSR)",
+    )  # fmt: skip
+    ap.add_argument("--infer-only", action="store_true", help="skip the training step")
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     batches = [1] if args.reduced else [1, 16]
     iters = 1 if args.reduced else 10
-    for precision in ("fp32", "bf16"):
-        m = build(dev, tiny=args.tiny, precision=precision)
-        n = sum(p.numel() for p in m.network.parameters()) / 1e6
-        print(f"device {dev}, UNet {n:.2f} M params, threads {torch.get_num_threads()}")
-        for bs in batches:
-            tr = bench_train(m, dev, bs, iters)
-            inf = bench_infer(m, dev, bs, iters)
-            inf.pop("output")
-            row = {"precision": precision, "batch": bs, "train": tr, "infer": inf}
-            print(json.dumps(row))
+    for sampling in args.sampling.split(","):
+        for precision in args.precisions.split(","):
+            m = build(dev, tiny=args.tiny, precision=precision, sampling=sampling)
+            n = sum(p.numel() for p in m.network.parameters()) / 1e6
+            print(f"device {dev}, UNet {n:.2f} M params, threads {torch.get_num_threads()}")
+            for bs in batches:
+                tr = None if args.infer_only else bench_train(m, dev, bs, iters)
+                inf = bench_infer(m, dev, bs, iters)
+                inf.pop("output")
+                row = {"sampling": sampling, "precision": precision, "batch": bs, "train": tr,
+                       "infer": inf}  # fmt: skip
+                print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -219,3 +219,23 @@ def test_break_even_is_build_over_saving():
     assert break_even(100.0, 1.5, 1.0) == pytest.approx(200.0)
     assert break_even(100.0, 1.0, 1.0) == float("inf")
     assert break_even(100.0, 1.0, 1.2) == float("inf")
+
+
+def test_resshift_bench_counts_the_network_calls_of_each_sampling_mode(capsys):
+    """``bench/bench_resshift.py --sampling posterior,one_step``: ResShift's chain and SinSR's one
+    step side by side; each row's ``network_calls`` are counted by a hook on the network during
+    the measured restoration of one image, and must equal the mode's definition: T = 4 calls for
+    the released schedule's chain, 1 for ``one_step``."""
+    from bench import bench_resshift
+
+    bench_resshift.main(
+        ["--tiny", "--reduced", "--infer-only", "--precisions", "fp32",
+         "--sampling", "posterior,one_step", "--threads", "1"]
+    )  # fmt: skip
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert [(r["sampling"], r["infer"]["network_calls"]) for r in rows] == [
+        ("posterior", 4),
+        ("one_step", 1),
+    ]
+    for r in rows:
+        assert r["train"] is None and r["batch"] == 1 and r["infer"]["s_per_image"] > 0
