@@ -307,7 +307,7 @@ def test_psld_ldm_chain_is_the_official_samplers():
     assert full.network_timestep(999, 1000) == 1000 and full.network_timestep(0, 1000) == 1
     respaced = PSLD(steps=50, ddim_schedule="respaced")
     assert respaced.schedule(1000)[-1] == (0, -1) and respaced.network_timestep(980, 1000) == 980
-    with pytest.raises(ValueError, match="official DDIM sampler fails"):
+    with pytest.raises(ValueError, match=r"steps=3: .*IndexError.*ddim_schedule='respaced'"):
         PSLD(steps=3)
     with pytest.raises(ValueError, match="respaced"):
         PSLD(steps=50, spacing="guided_diffusion")

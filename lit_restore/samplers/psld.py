@@ -107,7 +107,14 @@ class PSLD(LatentDPS):
                     "PSLD(ddim_schedule='ldm') is the LDM DDIM chain: leave spacing='uniform' "
                     "and variance='ddim', or set ddim_schedule='respaced'"
                 )
-            diffusion.ldm_ddim_schedule(1000, self.steps)  # validate early
+            try:  # validate early, with PSLD's own way out (not the shared loop's spacing)
+                diffusion.ldm_ddim_schedule(1000, self.steps)
+            except ValueError as e:
+                raise ValueError(
+                    f"PSLD steps={self.steps}: the LDM DDIM chain cannot index its grid (the "
+                    "official code raises IndexError there); choose other steps or set "
+                    "ddim_schedule='respaced'"
+                ) from e
         if gluing_map not in GLUING_MAPS:
             raise ValueError(f"PSLD gluing_map must be one of {GLUING_MAPS}")
         self.gluing_map = gluing_map
