@@ -16,7 +16,8 @@ What runs: ``ldm/models/diffusion/ddim.py::DDIMSampler.posterior_sampler`` with
 ``latent_optimization``, ``stochastic_resample`` and ``p_sample_ddim``, all unchanged) and
 ``ldm_inverse/condition_methods.py::PosteriorSampling.conditioning`` as ``measurement_cond_fn``
 (the per-step latent DPS), as ``sample_condition.py`` wires them, at batch size 1. Its model is
-:class:`DuckLDM`, the attributes those functions read:
+:class:`make_parity_fixtures.TinyLDM` (``quantize=False``, scale factor 1), the attributes those
+functions read:
 
 * ``apply_model`` — :class:`make_parity_fixtures.FixtureModel` (exact Gaussian ε plus 0.1·√ᾱ_t
   times the network) around the official LDM UNet (``ldm/modules/diffusionmodules/
@@ -63,7 +64,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -72,9 +72,9 @@ from make_parity_fixtures import (
     OUT_DEFAULT,
     FixtureModel,
     PrescribedNoise,
+    TinyLDM,
     cpu_for_cuda,
     half_state,
-    linear_betas,
     official,
     precision,
     randomize,
@@ -95,36 +95,6 @@ STEPS = 40
 PIXEL_ITERS, LATENT_ITERS = 2000, 50
 #: (fixture name, DDIM η, noise seed)
 CASES = (("resample_sr4_avgpool", 0.0, 8100), ("resample_sr4_avgpool_eta", 0.5, 8101))
-
-
-class DuckLDM(torch.nn.Module):
-    """What ``DDIMSampler.resample_sampling`` and ``PosteriorSampling`` read of a
-    ``LatentDiffusion`` (module docstring)."""
-
-    def __init__(self, eps_model: torch.nn.Module, vq: torch.nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.eps_model, self.first_stage_model = eps_model, vq
-        betas = linear_betas()
-        abar = np.cumprod(1.0 - betas)
-        self.num_timesteps = len(betas)
-        self.betas = torch.from_numpy(betas).to(dtype)
-        self.alphas_cumprod = torch.from_numpy(abar).to(dtype)
-        self.alphas_cumprod_prev = torch.from_numpy(np.append(1.0, abar[:-1])).to(dtype)
-        self.device = torch.device("cpu")
-
-    def apply_model(self, x, t, cond):
-        return self.eps_model(x, t)
-
-    def differentiable_decode_first_stage(self, z):
-        return self.first_stage_model.decode(z, force_not_quantize=True)
-
-    @torch.no_grad()
-    def decode_first_stage(self, z):
-        return self.first_stage_model.decode(z, force_not_quantize=True)
-
-    @torch.no_grad()
-    def encode_first_stage(self, x):
-        return self.first_stage_model.encode(x)
 
 
 def avg_pool4(x: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -213,7 +183,7 @@ def main() -> None:
 
             def run(dtype, eta=eta, seed=seed):
                 with precision(dtype, eps_model, vq), PrescribedNoise(seed) as noise:
-                    model = DuckLDM(eps_model, vq, dtype)
+                    model = TinyLDM(eps_model, vq, dtype=dtype, quantize=False)
                     if eta == 0:  # σ_t = 0: p_sample_ddim's draw is multiplied by zero
                         ddim.noise_like = lambda shape, device, repeat=False: torch.zeros(shape)
                     else:
@@ -261,7 +231,7 @@ def main() -> None:
                 "stochastic_resample",
             }
             print(f"  {name}: round-off {kappa:.2e}, {len(noise.shapes)} noise draws")
-            image = DuckLDM(eps_model, vq, torch.float32).decode_first_stage(final)
+            image = TinyLDM(eps_model, vq, quantize=False).decode_first_stage(final)
             save(args.out, name, meta, out=final, image=image, noise_shapes=noise.shape_table(),
                  y=y, x_ref=x_ref)  # fmt: skip
     for mod in [m for m in sys.modules if m.split(".")[0] in ("scripts", "ldm_inverse", "taming")]:

@@ -1944,25 +1944,35 @@ def save_vq_f4(out: Path, vq: torch.nn.Module) -> None:
 
 class TinyLDM(torch.nn.Module):
     """The attributes of CompVis ``ldm/models/diffusion/ddpm.py::LatentDiffusion`` that the
-    official samplers read, around a tiny ε-network and first stage: the schedule buffers
-    (``register_schedule``: float64 tables cast to float32), ``apply_model(x, t, c)`` (the
-    network; unconditional), ``differentiable_decode_first_stage`` / ``decode_first_stage``
-    (``first_stage_model.decode(z / scale_factor)``: the ``VQModelInterface`` branch, which
-    quantises) and ``encode_first_stage`` / ``get_first_stage_encoding`` (``encode(x)``, times
-    ``scale_factor``). The split-input (patch) branches are not used by the unconditional LDMs."""
+    official samplers read (PSLD's, latent DAPS's and ReSample's fixtures), around a tiny
+    ε-network and first stage: the schedule buffers (``register_schedule``: float64 tables cast to
+    ``dtype``), ``apply_model(x, t, c)`` (the network; unconditional),
+    ``differentiable_decode_first_stage`` / ``decode_first_stage`` (the latter without grad, as
+    there: ``first_stage_model.decode(z / scale_factor)``, the ``VQModelInterface`` branch, which
+    quantises unless ``quantize=False``) and ``encode_first_stage`` / ``get_first_stage_encoding``
+    (``encode(x)``, times ``scale_factor``). The split-input (patch) branches are not used by the
+    unconditional LDMs."""
 
-    def __init__(self, net: torch.nn.Module, first_stage: torch.nn.Module, scale_factor: float):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        first_stage: torch.nn.Module,
+        scale_factor: float = 1.0,
+        *,
+        dtype: torch.dtype = torch.float32,
+        quantize: bool = True,
+    ):
         super().__init__()
         self.net, self.first_stage_model = net, first_stage
-        self.scale_factor = scale_factor
+        self.scale_factor, self.quantize = scale_factor, quantize
         betas = linear_betas()
         abar = np.cumprod(1.0 - betas)
         self.num_timesteps = len(betas)
-        f32 = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-        self.register_buffer("betas", f32(betas))
-        self.register_buffer("alphas_cumprod", f32(abar))
-        self.register_buffer("alphas_cumprod_prev", f32(np.append(1.0, abar[:-1])))
-        self.register_buffer("sqrt_one_minus_alphas_cumprod", f32(np.sqrt(1.0 - abar)))
+        table = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
+        self.register_buffer("betas", table(betas))
+        self.register_buffer("alphas_cumprod", table(abar))
+        self.register_buffer("alphas_cumprod_prev", table(np.append(1.0, abar[:-1])))
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", table(np.sqrt(1.0 - abar)))
 
     @property
     def device(self) -> torch.device:
@@ -1972,9 +1982,13 @@ class TinyLDM(torch.nn.Module):
         return self.net(x, t)
 
     def differentiable_decode_first_stage(self, z):
-        return self.first_stage_model.decode(1.0 / self.scale_factor * z)
+        return self.first_stage_model.decode(
+            1.0 / self.scale_factor * z, force_not_quantize=not self.quantize
+        )
 
-    decode_first_stage = differentiable_decode_first_stage
+    @torch.no_grad()
+    def decode_first_stage(self, z):
+        return self.differentiable_decode_first_stage(z)
 
     def encode_first_stage(self, x):
         return self.first_stage_model.encode(x)
