@@ -8,6 +8,8 @@ The main job's measurement model (centre 128×128 crops, ``BicubicSR(4, mode="ma
 (:class:`~lit_restore.data.RestorationDataModule` → ``ZeroShotRestoration.restore``) and reports
 the mean PSNR/SSIM (:mod:`lit_restore.metrics.fidelity`, images in [0, 1]) and seconds per image.
 ``pinv`` (A⁺y) and ``ddnm`` rows are the references the scales are judged against.
+``--folder data/demo`` runs the same measurement on the demo images: for reporting a prior's
+effect once its scales are chosen, never for choosing them.
 
     OMP_NUM_THREADS=2 python bench/demo_weights_tune.py --methods pinv ddnm \
         dps:0.5,1,2,4 safari:0.5,1,2,4 --steps 20 --out bench/results/demo_weights_tune.json
@@ -105,7 +107,11 @@ def main() -> None:
         "--methods", nargs="+", default=["pinv", "ddnm", "dps:1,2,4", "safari:1,2,4"]
     )
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--pattern", default="*_256.png", help="files of data/train to use")
+    parser.add_argument(
+        "--folder", type=Path, default=ROOT / "data" / "train",
+        help="image folder (default data/train; data/demo only to report, never to choose)",
+    )  # fmt: skip
+    parser.add_argument("--pattern", default="*_256.png", help="files of --folder to use")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--sigma", type=float, default=0.025)
     parser.add_argument("--out", type=Path, default=None)
@@ -125,8 +131,13 @@ def main() -> None:
     torch.manual_seed(0)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for f in sorted((ROOT / "data" / "train").glob(args.pattern)):
-            (Path(tmp) / f.name).symlink_to(f)
+        files = sorted(args.folder.glob(args.pattern))
+        if not files:
+            raise SystemExit(
+                f"error: --folder {args.folder}: no file matches --pattern {args.pattern!r}"
+            )
+        for f in files:
+            (Path(tmp) / f.name).symlink_to(f.resolve())
         dm = datamodule(Path(tmp), args.crop, args.sigma)
         for spec in args.methods:
             method, _, scales = spec.partition(":")
@@ -144,7 +155,13 @@ def main() -> None:
                 )
     if args.out is not None:
         args.out.write_text(
-            json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=1)
+            json.dumps(
+                {
+                    "args": vars(args) | {"out": str(args.out), "folder": str(args.folder)},
+                    "results": results,
+                },
+                indent=1,
+            )
         )
 
 

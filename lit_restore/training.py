@@ -15,9 +15,9 @@ things it does not do:
 How a run gets stopped, and what is saved:
 
 * Ctrl-C (``KeyboardInterrupt``) or any exception: Lightning calls ``on_exception`` → ``last``;
-* SIGTERM (``kill``, ``scancel``, a cluster's preemption): Lightning's handler
-  (``trainer/connectors/signal_connector.py``) lets the running batch finish, then raises
-  ``SIGTERMException`` → ``on_exception`` → ``last`` at a batch boundary;
+* SIGTERM (``kill``, ``scancel``, a cluster's preemption): the entry point stops the run at
+  once (:mod:`lit_restore.cli`, exit status 143) → ``on_exception`` → ``last``, usually in the
+  middle of a batch — the unfinished batch is not counted and is run again on resume;
 * SLURM with ``#SBATCH --signal=SIGUSR1@90`` (auto-requeue, Lightning's ``SLURMEnvironment``):
   Lightning itself saves ``hpc_ckpt_<n>.ckpt`` into ``trainer.default_root_dir`` and requeues
   the job, which resumes from it when started without ``--ckpt_path``.
@@ -144,6 +144,25 @@ class TrainingCheckpoint(ModelCheckpoint):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """``last`` only (``ModelCheckpoint`` would add an ``epoch=…-step=…`` file too)."""
-        if self._should_save_on_exception(trainer):
+        """``last`` only (``ModelCheckpoint`` would add an ``epoch=…-step=…`` file too).
+
+        A run stopped inside a batch (fetched or started, not finished: SIGTERM, Ctrl-C or an
+        error in the step) is saved with the epoch loop's ``_batches_that_stepped`` — the step
+        the loggers write — one lower. Lightning stores that counter *before* its increment at
+        the end of a batch and adds 1 on restore unless every started batch was finished
+        (``_TrainingEpochLoop.update_restart_stage`` / ``reset``); a mid-batch state already
+        holds the increment, so without this the resumed run logs every value one step late
+        (weights and losses are exact either way; ``tests/test_training_resume.py``). With
+        ``accumulate_grad_batches > 1`` the counter is left as Lightning has it (a resume
+        inside an accumulation window is not exact anyway: module docstring)."""
+        if not self._should_save_on_exception(trainer):
+            return
+        loop = trainer.fit_loop.epoch_loop
+        total = loop.batch_progress.total
+        unfinished = not (total.ready == total.started == total.processed)
+        shift = int(unfinished and trainer.accumulate_grad_batches == 1)
+        loop._batches_that_stepped -= shift
+        try:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            loop._batches_that_stepped += shift

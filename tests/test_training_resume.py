@@ -31,13 +31,40 @@ from lit_restore.training import TrainingCheckpoint
 
 
 class LossRecorder(Callback):
-    """Every training step's loss (the exact float) by global step."""
+    """Every training step's loss (the exact float) by global step, and the step a logger writes
+    it at (``_batches_that_stepped``, Lightning's logging step)."""
 
     def __init__(self) -> None:
         self.losses: dict[int, float] = {}
+        self.log_steps: dict[int, int] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.losses[trainer.global_step] = float(outputs["loss"])
+        self.log_steps[trainer.global_step] = trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+class Interrupted(Exception):
+    """Stands for SIGTERM / Ctrl-C inside a training step (the CLI raises on the signal)."""
+
+
+class InterruptAt(Callback):
+    """Raise :class:`Interrupted` in one hook of the batch that follows global step ``step``."""
+
+    def __init__(self, step: int, hook: str) -> None:
+        self.step, self.hook = step, hook
+
+    def _at(self, trainer, hook: str) -> None:
+        if hook == self.hook and trainer.global_step == self.step:
+            raise Interrupted(hook)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        self._at(trainer, "batch_start")
+
+    def on_before_backward(self, trainer, *args) -> None:
+        self._at(trainer, "backward")
+
+    def on_before_optimizer_step(self, trainer, *args) -> None:
+        self._at(trainer, "optimizer_step")
 
 
 def _resshift() -> tuple[L.LightningModule, RestorationDataModule]:
@@ -68,10 +95,12 @@ def _prior() -> tuple[L.LightningModule, RestorationDataModule]:
     return module, dm
 
 
-def _fit(build, root: Path, max_steps: int = -1, ckpt_path=None, last: bool = False, **kw):
+def _fit(build, root: Path, max_steps: int = -1, ckpt_path=None, last: bool = False,
+         interrupt: Callback | None = None, recorder: LossRecorder | None = None, **kw):  # fmt: skip
     module, dm = build()
-    recorder = LossRecorder()
+    recorder = LossRecorder() if recorder is None else recorder
     extra = [TrainingCheckpoint(dirpath=str(root / "last"))] if last else []
+    extra += [interrupt] if interrupt is not None else []
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=max_steps, logger=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
@@ -124,5 +153,32 @@ def test_a_finished_fit_continues_exactly(tmp_path, stop):
     resumed, resumed_weights = _fit(_prior, tmp_path / "c", 60, ckpt_path=str(last))
     assert sorted(resumed) == list(range(stop_at + 1, 61))
     assert all(resumed[s] == losses[s] for s in resumed)
+    for key, value in weights.items():
+        assert torch.equal(value, resumed_weights[key]), key
+
+
+@pytest.mark.parametrize("hook", ["batch_start", "backward", "optimizer_step"])
+def test_a_run_stopped_inside_a_step_resumes_exactly_and_logs_at_the_same_steps(tmp_path, hook):
+    """Stopped inside the step after global step 20 (``TrainingCheckpoint.on_exception`` saves
+    ``last``), resumed to 40: the same losses and weights as one fit to 40, each loss logged at
+    the same step. Lightning restores its logging counter one ahead from a mid-batch state
+    (before the fix every resumed value was logged one step late: measured on the demo prior's
+    SIGTERM-ed training run); ``on_exception`` saves it one lower."""
+    whole = LossRecorder()
+    _, weights = _fit(_prior, tmp_path / "a", 40, recorder=whole)
+    assert [whole.log_steps[s] for s in sorted(whole.log_steps)] == list(range(40))
+    stopped = tmp_path / "b"
+    with pytest.raises(Interrupted):
+        _fit(_prior, stopped, last=True, interrupt=InterruptAt(20, hook))
+    last = stopped / "last" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 20
+    resumed = LossRecorder()
+    _, resumed_weights = _fit(_prior, tmp_path / "c", 40, ckpt_path=str(last), recorder=resumed)
+    assert sorted(resumed.losses) == list(range(21, 41))
+    assert all(resumed.losses[s] == whole.losses[s] for s in resumed.losses)
+    late = {s: resumed.log_steps[s] for s in resumed.log_steps if resumed.log_steps[s] != s - 1}
+    assert not late, (
+        f"logged at other steps than the uninterrupted fit (global step: logged): {late}"
+    )
     for key, value in weights.items():
         assert torch.equal(value, resumed_weights[key]), key
