@@ -239,3 +239,26 @@ def test_resshift_bench_counts_the_network_calls_of_each_sampling_mode(capsys):
     ]
     for r in rows:
         assert r["train"] is None and r["batch"] == 1 and r["infer"]["s_per_image"] > 0
+
+
+def test_demo_weights_tune_reads_any_folder_and_refuses_an_empty_match(tmp_path):
+    """``bench/demo_weights_tune.py --folder``: the A⁺y row over two demo files (one PSNR per
+    file, the folder in the JSON), and a pattern that matches nothing is one ``error:`` line."""
+    from entry_points import run_entry
+
+    out = tmp_path / "rows.json"
+    run_entry(
+        "bench/demo_weights_tune.py", "--folder", "data/demo", "--pattern", "c*.png",
+        "--crop", "64", "--methods", "pinv", "--out", out, env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert saved["args"]["folder"] == "data/demo"
+    (row,) = saved["results"]
+    assert row["method"] == "pinv" and len(row["per_image_psnr"]) == 2  # chelsea, coffee
+    bad = run_entry(
+        "bench/demo_weights_tune.py", "--folder", "data/demo", "--pattern", "nothing*.png",
+        "--methods", "pinv", check=False,
+    )  # fmt: skip
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("error: ")]
+    assert bad.returncode != 0 and len(errors) == 1, bad.stderr[-2000:]
+    assert "--folder data/demo" in errors[0] and "nothing*.png" in errors[0]
