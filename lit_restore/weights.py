@@ -137,7 +137,7 @@ class WeightFile:
 
 #: SHA-256 of the shipped files (scripts/export_demo_weights.py prints them; the tests check them)
 SHIPPED_SHA256 = {
-    "adm-demo-pd": "b2b6aaa17cfecd359190f8181af2c9a35731fd5b12f1e9a0de7ad5773981dada",
+    "adm-demo-pd": "64731e878f6efea2a7759901675a4165f5e90baba9c4404d117c2f24e3476eae",
     "resshift-demo-sr4": "a07a4ef92effa348615a19cff45840b9b85b8052bca285fbf148ae9a1a5db21f",
     "sinsr-demo-sr4": "f86031171485740f08510038ecbf6feb44d9e116532f52c8870e1377622a060e",
 }
