@@ -29,7 +29,13 @@ from lightning.pytorch.cli import LightningCLI
 from lit_restore.checkpoints import CheckpointError, check_readable
 from lit_restore.presets import install_loader
 from lit_restore.runtime import cpu_threads
-from lit_restore.suite import NeedsOwnProcess, find_suite, needs_own_process, run_suite
+from lit_restore.suite import (
+    ConfigResolved,
+    NeedsOwnProcess,
+    find_suite,
+    needs_own_process,
+    run_suite,
+)
 from lit_restore.utils.errors import (
     ConfigError,
     debug,
@@ -51,14 +57,23 @@ class LitRestoreCLI(LightningCLI):
     Args (besides LightningCLI's):
         in_process_only: raise :class:`NeedsOwnProcess` instead of building a run that Lightning
             would launch as several processes (used by suites).
+        resolve_only: parse and resolve the config, then raise :class:`ConfigResolved` with it
+            instead of building anything (a suite learns where a child run writes).
     """
 
     #: subcommands this entry point offers (``None`` = all of Lightning's)
     allowed_subcommands: tuple[str, ...] | None = None
     description: str = "lit_restore: diffusion-based image restoration."
 
-    def __init__(self, *args: Any, in_process_only: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        in_process_only: bool = False,
+        resolve_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.in_process_only = in_process_only
+        self.resolve_only = resolve_only
         defaults = dict(_TRAINER_DEFAULTS)
         defaults.update(kwargs.pop("trainer_defaults", None) or {})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -120,6 +135,8 @@ class LitRestoreCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.resolve_only:
+            raise ConfigResolved(config)
         if self.in_process_only and needs_own_process(config.trainer):
             raise NeedsOwnProcess(config)
         try:  # cpu_threads checks the count; the user's error names the option

@@ -8,6 +8,7 @@ A suite file is a YAML with a single top-level ``suite`` key::
         safari: [configs/sampler/safari_demo.yaml]
         dps:    [configs/sampler/dps_demo.yaml, --model.init_args.seed, "1"]
       compare: runs/demo/comparison               # where the comparison table + figure go
+      jobs: 2                                     # optional: runs at once (default 1)
 
 ``python sample.py test --config SUITE.yaml [flags]`` runs, for every entry,
 ``sample.py test --config BASE... --config RUN... [flags] --trainer.logger.init_args.version NAME``
@@ -23,6 +24,18 @@ the current directory.
 - **Stops at the first failing run**, whose one ``error:`` line is printed once; ``--keep-going``
   runs the others and compares those that finished. The exit status is the failing run's.
 - ``--print_config`` prints every run's resolved config and does nothing else.
+- **Runs at once** (``jobs: N`` in the suite, or ``--jobs N``; default 1): this process runs one
+  entry at a time as above while up to N − 1 others run as child processes of the same script,
+  each writing its output to ``<run dir>/../<run>.log`` (the progress bars of two runs in one
+  terminal would be unreadable). Entries are taken in the suite's order: this process takes the
+  next one, then the free child slots the ones after it, so put the long runs first. Slots are
+  filled whenever this process starts a run (not while it runs one). The comparison keeps the
+  suite's order whatever order the runs finish in. Each child pays its interpreter start (about
+  8 s for torch + Lightning). For CPU runs set ``threads`` so that jobs × threads ≤ cores; on
+  GPUs, give each run its own device (``--trainer.devices``), or they share one. A failing
+  child's ``error:`` line is printed once with its log's path; without ``--keep-going`` no new
+  run starts and the ones in flight finish (their results are complete, not lost). A signal to
+  the suite stops every run, the children's process groups included.
 """
 
 from __future__ import annotations
@@ -44,8 +57,9 @@ import yaml
 from lit_restore.utils.errors import report_user_errors
 from lit_restore.utils.signals import Terminated, terminate_on_signals
 
-#: the suite's own option (removed before the runs see the flags)
+#: the suite's own options (removed before the runs see the flags)
 KEEP_GOING = "--keep-going"
+JOBS = "--jobs"
 
 
 @dataclass
@@ -54,6 +68,8 @@ class Suite:
     runs: dict[str, list[str]]
     compare: str | None = None
     source: Path = field(default_factory=Path)
+    #: how many runs may run at once (this process + jobs − 1 children)
+    jobs: int = 1
 
 
 def load_suite(path: str | Path) -> Suite | None:
@@ -73,11 +89,15 @@ def load_suite(path: str | Path) -> Suite | None:
     bad = [name for name in runs if not str(name).replace("_", "").replace("-", "").isalnum()]
     if bad:
         raise ValueError(f"{path}: run names must be letters, digits, '-' or '_': {bad}")
+    jobs = spec.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"{path}: suite.jobs must be a whole number ≥ 1, got {jobs!r}")
     return Suite(
         base=[str(p) for p in spec.get("base") or []],
         runs={str(k): [str(a) for a in (v or [])] for k, v in runs.items()},
         compare=spec.get("compare"),
         source=path,
+        jobs=jobs,
     )
 
 
@@ -121,6 +141,15 @@ def run_args(suite: Suite, name: str, subcommand: str, flags: list[str]) -> list
 
 
 # ------------------------------------------------------------------------ where a run goes
+class ConfigResolved(Exception):
+    """Raised by the CLI before instantiation when asked only to resolve a run's config
+    (``resolve_only``): a suite learns a child run's directory without building it."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("config resolved")
+        self.config = config
+
+
 class NeedsOwnProcess(Exception):
     """Raised by the CLI before instantiation when a run asked to stay in this process would
     have Lightning launch more processes (DDP): those re-run the script, so the run needs its
@@ -294,43 +323,169 @@ def _print_configs(cli_class: type, suite: Suite, subcommand: str, flags: list[s
     return 0
 
 
+def _suite_options(suite: Suite, argv: list[str]) -> tuple[list[str], bool, int]:
+    """Split the suite's own options (``--keep-going``, ``--jobs N``) from the runs' flags."""
+    flags: list[str] = []
+    keep_going, jobs = False, suite.jobs
+    items = iter(argv)
+    for arg in items:
+        if arg == KEEP_GOING:
+            keep_going = True
+        elif arg == JOBS or arg.startswith(JOBS + "="):
+            value = arg.partition("=")[2] if "=" in arg else next(items, "")
+            try:
+                jobs = int(value)
+            except ValueError:
+                jobs = 0
+            if jobs < 1:
+                raise ValueError(f"{JOBS}: a whole number of runs at once ≥ 1, got {value!r}")
+        else:
+            flags.append(arg)
+    return flags, keep_going, jobs
+
+
+@dataclass
+class _Child:
+    """A run in flight as a child process (``jobs`` > 1)."""
+
+    name: str
+    process: subprocess.Popen
+    run_dir: Path
+    log: Path
+    start: float = field(default_factory=time.perf_counter)
+
+
+def _resolve_run_dir(cli_class: type, args: list[str], version: str) -> tuple[int, Path | None]:
+    """Parse a run's config without building it; (status, its run directory). A config error is
+    reported here (one line), before any process starts."""
+    found: dict[str, Path] = {}
+
+    def call() -> int:
+        try:
+            cli_class(args=args, resolve_only=True)
+        except ConfigResolved as done:
+            found["dir"] = run_dir(done.config.trainer, version)
+        return 0
+
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
+    finally:
+        sys.argv = argv
+    return status, found.get("dir")
+
+
+def _start_child(script: str, args: list[str], name: str, directory: Path) -> _Child:
+    """Start run ``name`` as a child process in its own process group, output to its log."""
+    log = directory.parent / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:  # the child holds its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, script, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    print(f"[suite] run {name} started in process {process.pid}; its output: {log}", flush=True)
+    return _Child(name, process, directory, log)
+
+
+def _child_errors(log: Path) -> list[str]:
+    """The ``error:`` lines a failed child wrote (its one-line user error), or its last line."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return errors or [f"error: run failed; last line: {lines[-1]}" if lines else "error: no output"]
+
+
 def run_suite(cli_class: type, suite: Suite, argv: list[str], script: str | None = None) -> int:
     """Run every entry of ``suite`` with ``cli_class`` (the CLI of ``script``, by default the
     running one), then compare; see the module docstring."""
     if not argv or argv[0].startswith("-"):
         raise ValueError("put the subcommand first: python sample.py test --config SUITE.yaml")
-    subcommand, flags = argv[0], [a for a in argv[1:] if a != KEEP_GOING]
-    keep_going = KEEP_GOING in argv
+    subcommand, (flags, keep_going, jobs) = argv[0], _suite_options(suite, argv[1:])
     if any(f == "--print_config" or f.startswith("--print_config=") for f in flags):
         return _print_configs(cli_class, suite, subcommand, flags)
     script = script or sys.argv[0]
-    run_dirs: list[str] = []
+    done: dict[str, Path] = {}
     failed: dict[str, int] = {}
-    names = list(suite.runs)
-    for i, name in enumerate(names):
-        args = run_args(suite, name, subcommand, flags)
-        print(f"[suite] run {name}: {' '.join(args)}", flush=True)
-        start = time.perf_counter()
-        outcome = _run_in_process(cli_class, args, name)
-        if outcome.own_process:  # Lightning launches its ranks by re-running the script
-            outcome.status = _run_child(script, args, name)
-        if outcome.status != 0:
-            failed[name] = outcome.status
-            if not keep_going:
-                rest = names[i + 1 :]
-                print(
-                    f"[suite] stopped: run {name} failed"
-                    + (f"; not run: {', '.join(rest)} ({KEEP_GOING} runs them)" if rest else ""),
-                    flush=True,
-                )
-                return outcome.status
-            continue
+    pending = list(suite.runs)
+    children: list[_Child] = []
+
+    def finished(name: str, status: int, directory: Path | None, start: float) -> None:
+        if status != 0:
+            failed[name] = status
+            return
+        print(f"[suite] run {name} done in {time.perf_counter() - start:.1f} s: {directory}",
+              flush=True)  # fmt: skip
+        done[name] = directory  # type: ignore[assignment]
+
+    def reap(block: bool = False) -> None:
+        ended: list[_Child] = []
+        while children:
+            ended = [c for c in children if c.process.poll() is not None]
+            if ended or not block:
+                break
+            time.sleep(0.2)
+        for child in ended:
+            children.remove(child)
+            status = child.process.returncode
+            if status != 0:
+                for line in _child_errors(child.log):
+                    print(line, file=sys.stderr, flush=True)
+                print(f"[suite] run {child.name} failed (exit {status}); its output: {child.log}",
+                      flush=True)  # fmt: skip
+            finished(child.name, status, child.run_dir, child.start)
+
+    def announce_stop() -> None:
+        flight = ", ".join(c.name for c in children)
         print(
-            f"[suite] run {name} done in {time.perf_counter() - start:.1f} s: {outcome.run_dir}",
+            f"[suite] stopped: run {next(iter(failed))} failed"
+            + (f"; not run: {', '.join(pending)} ({KEEP_GOING} runs them)" if pending else "")
+            + (f"; waiting for the runs in flight: {flight}" if flight else ""),
             flush=True,
         )
-        run_dirs.append(str(outcome.run_dir))
+
+    def stop_now() -> bool:
+        return bool(failed) and not keep_going
+
+    try:
+        while pending and not stop_now():
+            reap()
+            # the next entry runs here; free child slots take the ones after it
+            while len(children) < jobs - 1 and len(pending) > 1 and not stop_now():
+                other = pending.pop(1)
+                other_args = run_args(suite, other, subcommand, flags)
+                status, directory = _resolve_run_dir(cli_class, other_args, other)
+                if directory is None:  # its config is wrong: reported, nothing started
+                    finished(other, status or 1, None, time.perf_counter())
+                else:
+                    children.append(_start_child(script, other_args, other, directory))
+            if stop_now():
+                break
+            name = pending.pop(0)
+            args = run_args(suite, name, subcommand, flags)
+            print(f"[suite] run {name}: {' '.join(args)}", flush=True)
+            start = time.perf_counter()
+            outcome = _run_in_process(cli_class, args, name)
+            if outcome.own_process:  # Lightning launches its ranks by re-running the script
+                outcome.status = _run_child(script, args, name)
+            finished(name, outcome.status, outcome.run_dir, start)
+        if stop_now():
+            announce_stop()
+        while children:
+            reap(block=True)
+    finally:
+        for child in children:  # a signal or an error stopped the suite: stop its runs too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGTERM)
+        for child in children:
+            _stop(child.process)
+    if failed and not keep_going:
+        return next(iter(failed.values()))
     status = 0
+    run_dirs = [str(done[name]) for name in suite.runs if name in done]  # the suite's order
     if suite.compare and run_dirs:
         status = _compare(run_dirs, suite.compare)
     if failed:

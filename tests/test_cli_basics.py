@@ -9,13 +9,18 @@ a few run the script as a subprocess.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from entry_points import ROOT, run_entry
+from entry_points import ROOT, entry_command, entry_env, run_entry
 
 from lit_restore.cli import SampleCLI, run_cli
 from lit_restore.suite import _as_args, find_suite, load_suite
@@ -297,6 +302,86 @@ def test_suite_stops_at_the_first_failing_run_and_keeps_going_on_request(cli, tm
     table = (tmp_path / "comparison" / "comparison.md").read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| run ")]
     assert len(rows) == 2 and "broken" not in table  # the two runs that finished
+
+
+def _per_image(run: Path) -> list[tuple[str, str, str]]:
+    """(name, psnr, ssim) of each image of a finished run: the numbers, without the timings."""
+    lines = (run / "per_image_test.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cols = [header.index(c) for c in ("name", "psnr", "ssim")]
+    return [tuple(row.split(",")[c] for c in cols) for row in lines[1:]]
+
+
+def test_suite_jobs_run_entries_at_once_with_the_numbers_of_a_sequential_suite(cli, tmp_path):
+    """``--jobs 2``: the entry after the one this process runs goes to a child process (its
+    output in ``<run>.log`` beside the run directory); every run gives the numbers the one-at-
+    a-time suite gives, and the comparison lists the runs in the suite's order."""
+    runs = {"a": [], "b": ["--data.init_args.noise.init_args.sigma=0.02"], "c": []}
+    suite = _write_suite(tmp_path / "suite.yaml", runs, tmp_path / "cmp_jobs")
+    code, err = cli("test", "--config", str(suite), *SMALL, "--jobs", "2",
+                    "--trainer.logger.init_args.save_dir", str(tmp_path / "jobs"))  # fmt: skip
+    assert code == 0, err
+    jobs = tmp_path / "jobs" / "demo_pinv"
+    assert "[suite] run b started in process" in cli.out and (jobs / "b.log").is_file()
+    assert not (jobs / "a.log").exists()  # a ran in this process (its output is ours)
+    one = _write_suite(tmp_path / "one.yaml", runs, tmp_path / "cmp_one")
+    code, err = cli("test", "--config", str(one), *SMALL,
+                    "--trainer.logger.init_args.save_dir", str(tmp_path / "one"))  # fmt: skip
+    assert code == 0, err
+    for name in runs:
+        rows = _per_image(jobs / name)
+        assert len(rows) == 8 and rows == _per_image(tmp_path / "one" / "demo_pinv" / name)
+    assert _per_image(jobs / "a") != _per_image(jobs / "b")  # b's own σ reached its child
+    table = (tmp_path / "cmp_jobs" / "comparison.md").read_text()
+    labels = [ln.split("|")[1].strip() for ln in table.splitlines() if ln.startswith("| [")]
+    # the suite's order, whatever order the runs finished in
+    assert labels == ["[A] pinv (a)", "[B] pinv", "[A] pinv (c)"], table
+
+
+def test_suite_jobs_report_a_failing_child_once_and_reject_a_bad_count(cli, tmp_path):
+    runs = {"a": [], "broken": ["--data.init_args.test_set.init_args.root=nope"], "c": []}
+    suite = _write_suite(tmp_path / "suite.yaml", runs, tmp_path / "comparison")
+    flags = [*SMALL, "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    code, err = cli("test", "--config", str(suite), *flags, "--jobs=2")
+    assert_one_error(code, err, "image folder 'nope' does not exist")  # the child's line, once
+    log = tmp_path / "runs" / "demo_pinv" / "broken.log"
+    assert f"[suite] run broken failed (exit 2); its output: {log}" in cli.out
+    assert "image folder 'nope' does not exist" in log.read_text()
+    assert not (tmp_path / "comparison").exists()  # stopped: no comparison
+    code, err = cli("test", "--config", str(suite), *flags, "--jobs", "0")
+    assert_one_error(code, err, "--jobs", "≥ 1")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suite:\n  jobs: two\n  runs: {a: []}\n")
+    with pytest.raises(ValueError, match=r"suite\.jobs must be a whole number"):
+        load_suite(bad)
+
+
+def test_a_signal_to_a_suite_stops_its_child_runs(tmp_path):
+    """SIGTERM to ``sample.py`` running a suite with ``--jobs 2``: the suite exits 143 and its
+    child run's process is gone (no orphan computing on)."""
+    slow = ["--model=lit_restore.modules.ZeroShotRestoration", "--model.init_args.prior="
+            "lit_restore.priors.PowerLawGaussianPrior", "--model.init_args.sampler="
+            "lit_restore.samplers.DPS", "--model.init_args.sampler.init_args.steps=100000"]  # fmt: skip
+    runs = {"a": slow, "b": slow}
+    suite = _write_suite(tmp_path / "suite.yaml", runs, tmp_path / "comparison")
+    process = subprocess.Popen(
+        entry_command("sample.py", "test", "--config", suite, *SMALL, "--jobs", "2",
+                      "--trainer.logger.init_args.save_dir", tmp_path / "runs"),
+        cwd=ROOT, env=entry_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    child = None
+    for line in process.stdout:  # the suite announces its child before running its own entry
+        found = re.search(r"run b started in process (\d+)", line)
+        if found:
+            child = int(found.group(1))
+            break
+    assert child is not None, process.communicate()[0][-2000:]
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    out = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, out[-2000:]
+    with pytest.raises(ProcessLookupError):  # reaped by the suite: no such process any more
+        os.kill(child, 0)
 
 
 def test_protocol_suite_without_weights_reports_once(cli, tmp_path):
