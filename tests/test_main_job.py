@@ -74,6 +74,7 @@ def test_every_method_runs_on_the_same_measurements(main_job) -> None:
             first = (runs / RUNS[0] / folder / f"{image}.png").read_bytes()
             for name in RUNS[1:]:
                 assert (runs / name / folder / f"{image}.png").read_bytes() == first, (name, image)
+    assert (runs / "dps.log").is_file()  # jobs: 2 — dps ran in a child process beside pinv
     table = (comparison / "comparison.md").read_text()
     for name in RUNS:
         assert f"| {name} |" in table, name

@@ -75,7 +75,7 @@ DPS_PRESETS = _table(
             "CPU demo: the repository SR scale 0.3 per step at 1000 steps, i.e. 0.3·1000/100 = 3.0 "
             "with 100 respaced steps.",
         ),
-        "demo_adm": Preset({"scale": 40.0, "steps": 50}, _DEMO_ADM_TUNED),
+        "demo_adm": Preset({"scale": 50.0, "steps": 40}, _DEMO_ADM_TUNED),
     }
 )
 
@@ -128,7 +128,7 @@ SAFARI_PRESETS = _table(
             "CPU demo: the sr4 preset with 100 respaced steps (scale 2.0·1000/100 = 20.0).",
         ),
         "demo_adm": Preset(
-            {"scale": 30.0, "steps": 50, "r0": 0.25, "rho_low": 1.0, "rho_high": [0.0, 1.0], "tau": 500},
+            {"scale": 30.0, "steps": 40, "r0": 0.25, "rho_low": 1.0, "rho_high": [0.0, 1.0], "tau": 0},
             _DEMO_ADM_TUNED,
         ),
     }
