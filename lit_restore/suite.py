@@ -47,7 +47,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,18 @@ class Outcome:
     own_process: bool = False
 
 
+def _call_cli(call: Callable[[], int]) -> int:
+    """``call()`` (which builds a CLI from explicit ``args``) as a suite entry: a user error is one
+    line and a status, a signal stops the suite. ``sys.argv`` is cut to the script for the call:
+    the run's arguments are its ``args`` (Lightning warns when both are given)."""
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        return report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
+    finally:
+        sys.argv = argv
+
+
 def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
     """Run one entry in this process, unless it must be its own process (``own_process``)."""
     found: dict[str, Any] = {}
@@ -249,12 +261,9 @@ def _run_in_process(cli_class: type, args: list[str], version: str) -> Outcome:
         found["dir"] = run_dir(cli.config[cli.subcommand].trainer, version)
         return 0
 
-    argv = sys.argv
-    sys.argv = argv[:1]  # the run's arguments are `args` (Lightning warns when both are given)
     try:
-        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
+        status = _call_cli(call)
     finally:
-        sys.argv = argv
         gc.collect()  # the run's model, data and trainer go before the next run builds its own
         _empty_cuda_cache()
     if "child" in found:
@@ -367,13 +376,7 @@ def _resolve_run_dir(cli_class: type, args: list[str], version: str) -> tuple[in
             found["dir"] = run_dir(done.config.trainer, version)
         return 0
 
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        status = report_user_errors(call, bugs_raise=False, stop_on_terminate=False)
-    finally:
-        sys.argv = argv
-    return status, found.get("dir")
+    return _call_cli(call), found.get("dir")
 
 
 def _start_child(script: str, args: list[str], name: str, directory: Path) -> _Child:
